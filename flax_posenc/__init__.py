@@ -1,0 +1,42 @@
+"""flax_posenc: token embeddings, positional information and normalization for JAX.
+
+The pure functions live here and import only jax and numpy. The Flax linen
+modules are in :mod:`flax_posenc.linen` (imported on first use).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from flax_posenc.embedding import embedding_attend as embedding_attend
+from flax_posenc.embedding import embedding_lookup as embedding_lookup
+from flax_posenc.naive import fraction_encoding as fraction_encoding
+from flax_posenc.naive import index_encoding as index_encoding
+from flax_posenc.normalization import layer_norm as layer_norm
+from flax_posenc.normalization import rms_norm as rms_norm
+from flax_posenc.sinusoidal import sinusoidal_encoding as sinusoidal_encoding
+from flax_posenc.sinusoidal import sinusoidal_frequencies as sinusoidal_frequencies
+from flax_posenc.sinusoidal import sinusoidal_table as sinusoidal_table
+
+__version__ = "0.1.0"
+
+__all__ = (
+    "embedding_attend",
+    "embedding_lookup",
+    "fraction_encoding",
+    "index_encoding",
+    "layer_norm",
+    "rms_norm",
+    "sinusoidal_encoding",
+    "sinusoidal_frequencies",
+    "sinusoidal_table",
+)
+
+
+def __getattr__(name: str) -> Any:
+    # `flax_posenc.linen` imports flax; load it only when asked for, so that the
+    # core stays importable (and fast to import) with jax alone.
+    if name == "linen":
+        return importlib.import_module("flax_posenc.linen")
+    raise AttributeError(f"module 'flax_posenc' has no attribute {name!r}")

@@ -1,0 +1,73 @@
+"""Trace-time argument checks shared by the core functions (private)."""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+from jax.typing import DTypeLike
+
+
+def check_int(name: str, value: object, *, minimum: int) -> int:
+    """Returns ``value`` as an int, or raises if it is not an integer >= minimum."""
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be an int, got bool {value!r}.")
+    try:
+        as_int = operator.index(value)
+    except TypeError:
+        raise TypeError(
+            f"{name} must be an int, got {type(value).__name__} {value!r}."
+        ) from None
+    if as_int < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {as_int}.")
+    return as_int
+
+
+def check_choice(name: str, value: object, allowed: Sequence[str]) -> str:
+    """Raises ValueError naming the allowed values if ``value`` is not one of them."""
+    if value not in allowed:
+        choices = ", ".join(repr(a) for a in allowed)
+        raise ValueError(f"{name} must be one of {choices}; got {value!r}.")
+    return value  # type: ignore[return-value]
+
+
+def check_positive(name: str, value: float) -> float:
+    """Raises ValueError unless ``value`` is a finite number > 0."""
+    value = float(value)
+    if not (value > 0.0 and value < float("inf")):
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}.")
+    return value
+
+
+def integer_array(name: str, value: jax.typing.ArrayLike) -> jax.Array:
+    """Returns ``value`` as a JAX array, or raises TypeError unless it is integer."""
+    array = jnp.asarray(value)
+    if not jnp.issubdtype(array.dtype, jnp.integer):
+        raise TypeError(
+            f"{name} must have an integer dtype, got {array.dtype}. "
+            f"Cast with .astype(jnp.int32) if the values are whole numbers."
+        )
+    return array
+
+
+def floating_array(name: str, value: jax.typing.ArrayLike) -> jax.Array:
+    """Returns ``value`` as a JAX array, or raises TypeError unless it is floating."""
+    array = jnp.asarray(value)
+    if not jnp.issubdtype(array.dtype, jnp.floating):
+        raise TypeError(f"{name} must have a floating dtype, got {array.dtype}.")
+    return array
+
+
+def floating_dtype(name: str, dtype: DTypeLike) -> jnp.dtype:
+    """Returns ``dtype`` as a NumPy dtype, or raises TypeError unless it is floating."""
+    result = jnp.dtype(dtype)
+    if not jnp.issubdtype(result, jnp.floating):
+        raise TypeError(f"{name} must be a floating dtype, got {result}.")
+    return result
+
+
+def compute_dtype(dtype: DTypeLike) -> jnp.dtype:
+    """The dtype for angles and statistics: ``dtype`` promoted to at least float32."""
+    return jnp.promote_types(dtype, jnp.float32)

@@ -1,0 +1,93 @@
+"""Embedding-table lookups with an explicit out-of-range policy."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax.experimental import checkify
+from jax.typing import ArrayLike
+
+from flax_posenc import _validation
+
+
+def embedding_lookup(
+    table: ArrayLike, ids: ArrayLike, *, checked: bool = False
+) -> jax.Array:
+    r"""Rows of an embedding table: :math:`y[..., :] = T[\mathrm{ids}[...], :]`.
+
+    Serves token embeddings (``ids`` are token ids) and learned position
+    embeddings (``ids`` are positions).
+
+    Out-of-range policy: an id outside ``[0, num_rows)`` gives a row of NaN.
+    Nothing is clamped or wrapped (``jnp.take`` would read ``-1`` as the last
+    row); the NaN reaches the loss, where it cannot go unnoticed. With
+    ``checked=True`` the function also emits a ``checkify`` check, so that
+    ``jax.experimental.checkify.checkify(f)(...)`` returns an error naming the
+    range; without the ``checkify`` wrapper, ``checked=True`` fails to trace.
+
+    Args:
+      table: floating array ``[num_rows, features]``.
+      ids: integer array ``[...]``.
+      checked: add a ``checkify`` check that every id is in range.
+
+    Returns:
+      ``[..., features]`` array of ``table.dtype``.
+
+    Raises:
+      TypeError: ``ids`` not integer, ``table`` not floating.
+      ValueError: ``table`` not 2-D.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import flax_posenc as fp
+      >>> table = jnp.arange(6.0).reshape(3, 2)
+      >>> fp.embedding_lookup(table, jnp.array([2, 0, 3])).tolist()
+      [[4.0, 5.0], [0.0, 1.0], [nan, nan]]
+    """
+    table = _validation.floating_array("table", table)
+    ids = _validation.integer_array("ids", ids)
+    if table.ndim != 2:
+        raise ValueError(
+            f"table must be [num_rows, features], got shape {table.shape}."
+        )
+    num_rows = table.shape[0]
+    valid = (ids >= 0) & (ids < num_rows)
+    if checked:
+        checkify.check(
+            jnp.all(valid),
+            "embedding_lookup: ids must lie in [0, {num_rows}); got min {lo}, max {hi}",
+            num_rows=num_rows,
+            lo=jnp.min(ids),
+            hi=jnp.max(ids),
+        )
+    rows = jnp.take(table, jnp.where(valid, ids, 0), axis=0)
+    return jnp.where(valid[..., None], rows, jnp.nan)
+
+
+def embedding_attend(query: ArrayLike, table: ArrayLike) -> jax.Array:
+    r"""Logits against every row of a (tied) embedding table: :math:`q\,T^\top`.
+
+    Args:
+      query: ``[..., features]``.
+      table: ``[num_rows, features]``.
+
+    Returns:
+      ``[..., num_rows]`` in the promoted dtype of ``query`` and ``table``.
+
+    Raises:
+      ValueError: ``table`` not 2-D, or feature sizes differ.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import flax_posenc as fp
+      >>> fp.embedding_attend(jnp.ones(2), jnp.arange(6.0).reshape(3, 2)).tolist()
+      [1.0, 5.0, 9.0]
+    """
+    query = jnp.asarray(query)
+    table = jnp.asarray(table)
+    if table.ndim != 2 or query.shape[-1:] != table.shape[1:]:
+        raise ValueError(
+            f"query [..., features] and table [num_rows, features] must share "
+            f"features; got {query.shape} and {table.shape}."
+        )
+    return jnp.einsum("...f,vf->...v", query, table)

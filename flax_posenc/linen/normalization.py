@@ -1,0 +1,214 @@
+"""LayerNorm and RMSNorm modules, and the pre-/post-LN residual wrapper."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jax.typing import DTypeLike
+
+from flax_posenc import _validation, normalization
+
+NORM_POSITIONS = ("post", "pre")
+
+
+def _param_shape(
+    x: jax.Array, axis: int | Sequence[int], names: tuple[str | None, ...]
+) -> tuple[int, ...]:
+    axes = normalization._axes(x.ndim, axis)
+    if len(names) != len(axes):
+        raise ValueError(
+            f"scale/bias axis names {names} must name each normalized axis {axes}."
+        )
+    return tuple(x.shape[a] for a in axes)
+
+
+class LayerNorm(nn.Module):
+    """Layer normalization (Ba et al. 2016, ``https://arxiv.org/abs/1607.06450``).
+
+    ``y = (x - mean) / sqrt(var + epsilon) * scale + bias`` over ``axis``, by
+    :func:`flax_posenc.layer_norm`: statistics in at least float32 by the
+    corrected two-pass method, accurate where ``flax.linen.LayerNorm``'s default
+    fast variance cancels (inputs far from zero mean).
+
+    Example usage::
+
+      >>> import jax, jax.numpy as jnp
+      >>> import flax.linen as nn
+      >>> from flax_posenc.linen import LayerNorm
+      >>> x = jnp.ones((2, 5, 8))
+      >>> variables = LayerNorm().init(jax.random.key(0), x)
+      >>> jax.tree.map(jnp.shape, nn.meta.unbox(variables))
+      {'params': {'bias': (8,), 'scale': (8,)}}
+
+    Attributes:
+      epsilon: added to the variance inside the square root.
+      use_scale: learn a multiplier.
+      use_bias: learn an offset.
+      axis: axis or axes normalized over.
+      dtype: output dtype; default the input's.
+      param_dtype: dtype of scale and bias.
+      scale_init: initializer of the scale (ones).
+      bias_init: initializer of the bias (zeros).
+      param_axes: logical axis names of scale and bias, one per normalized axis.
+    """
+
+    epsilon: float = 1e-6
+    use_scale: bool = True
+    use_bias: bool = True
+    axis: int | Sequence[int] = -1
+    dtype: DTypeLike | None = None
+    param_dtype: DTypeLike = jnp.float32
+    scale_init: nn.initializers.Initializer = nn.initializers.ones
+    bias_init: nn.initializers.Initializer = nn.initializers.zeros
+    param_axes: tuple[str | None, ...] = ("embed",)
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """Normalizes ``x``; returns its shape in ``dtype`` (default ``x.dtype``)."""
+        shape = _param_shape(x, self.axis, self.param_axes)
+        scale = bias = None
+        if self.use_scale:
+            scale = self.param(
+                "scale",
+                nn.with_logical_partitioning(self.scale_init, self.param_axes),
+                shape,
+                self.param_dtype,
+            )
+        if self.use_bias:
+            bias = self.param(
+                "bias",
+                nn.with_logical_partitioning(self.bias_init, self.param_axes),
+                shape,
+                self.param_dtype,
+            )
+        return normalization.layer_norm(
+            x, scale, bias, axis=self.axis, eps=self.epsilon, dtype=self.dtype
+        )
+
+
+class RMSNorm(nn.Module):
+    """RMS normalization (Zhang and Sennrich 2019, ``https://arxiv.org/abs/1910.07467``).
+
+    ``y = x / sqrt(mean(x**2) + epsilon) * scale``, or ``* (1 + scale)`` with
+    ``unit_offset=True`` (Gemma checkpoints; the scale then starts at zero), by
+    :func:`flax_posenc.rms_norm`.
+
+    Example usage::
+
+      >>> import jax, jax.numpy as jnp
+      >>> import flax.linen as nn
+      >>> from flax_posenc.linen import RMSNorm
+      >>> x = jnp.ones((2, 5, 8))
+      >>> variables = RMSNorm(unit_offset=True).init(jax.random.key(0), x)
+      >>> nn.meta.unbox(variables)["params"]["scale"].tolist()
+      [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
+
+    Attributes:
+      epsilon: added to the mean square inside the square root.
+      use_scale: learn a multiplier.
+      unit_offset: multiply by ``1 + scale`` (Gemma) instead of ``scale``.
+      axis: axis or axes normalized over.
+      dtype: output dtype; default the input's.
+      param_dtype: dtype of the scale.
+      scale_init: initializer of the scale; default ones, or zeros with
+        ``unit_offset``.
+      param_axes: logical axis names of the scale, one per normalized axis.
+    """
+
+    epsilon: float = 1e-6
+    use_scale: bool = True
+    unit_offset: bool = False
+    axis: int | Sequence[int] = -1
+    dtype: DTypeLike | None = None
+    param_dtype: DTypeLike = jnp.float32
+    scale_init: nn.initializers.Initializer | None = None
+    param_axes: tuple[str | None, ...] = ("embed",)
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """Normalizes ``x``; returns its shape in ``dtype`` (default ``x.dtype``)."""
+        if self.unit_offset and not self.use_scale:
+            raise ValueError("unit_offset=True needs use_scale=True.")
+        shape = _param_shape(x, self.axis, self.param_axes)
+        scale = None
+        if self.use_scale:
+            init = self.scale_init or (
+                nn.initializers.zeros if self.unit_offset else nn.initializers.ones
+            )
+            scale = self.param(
+                "scale",
+                nn.with_logical_partitioning(init, self.param_axes),
+                shape,
+                self.param_dtype,
+            )
+        return normalization.rms_norm(
+            x,
+            scale,
+            axis=self.axis,
+            eps=self.epsilon,
+            unit_offset=self.unit_offset,
+            dtype=self.dtype,
+        )
+
+
+class Residual(nn.Module):
+    """A residual connection with its normalization, post-LN or pre-LN.
+
+    - ``norm_position="post"`` (Vaswani et al. 2017): ``y = norm(x + f(x))``.
+    - ``norm_position="pre"`` (Xiong et al. 2020,
+      ``https://arxiv.org/abs/2002.04745``): ``y = x + f(norm(x))``; the
+      residual stream is never normalized, which trains stably without warm-up
+      but leaves a final norm to the caller.
+
+    Dropout (``dropout_rate``) applies to ``f``'s output before the sum.
+
+    Example usage::
+
+      >>> import jax, jax.numpy as jnp
+      >>> import flax.linen as nn
+      >>> from flax_posenc.linen import Residual
+      >>> block = Residual(nn.Dense(8), norm_position="pre")
+      >>> x = jnp.ones((2, 5, 8))
+      >>> variables = block.init(jax.random.key(0), x)
+      >>> sorted(variables["params"])
+      ['norm', 'sublayer']
+      >>> block.apply(variables, x).shape
+      (2, 5, 8)
+
+    Attributes:
+      sublayer: the module ``f``; extra call arguments are passed to it.
+      norm: the normalization module; default :class:`LayerNorm`.
+      norm_position: ``"post"`` or ``"pre"``.
+      dropout_rate: dropout on ``f``'s output.
+      deterministic: disable dropout; may be overridden in the call.
+    """
+
+    sublayer: nn.Module
+    norm: nn.Module | None = None
+    norm_position: str = "post"
+    dropout_rate: float = 0.0
+    deterministic: bool | None = None
+
+    @nn.compact
+    def __call__(
+        self, x: jax.Array, *args: Any, deterministic: bool | None = None, **kwargs
+    ) -> jax.Array:
+        """``norm(x + f(x))`` (post) or ``x + f(norm(x))`` (pre)."""
+        _validation.check_choice("norm_position", self.norm_position, NORM_POSITIONS)
+        norm = self.norm if self.norm is not None else LayerNorm(name="norm")
+
+        def dropout(update):
+            if self.dropout_rate == 0.0:
+                return update
+            is_deterministic = nn.merge_param(
+                "deterministic", self.deterministic, deterministic
+            )
+            return nn.Dropout(self.dropout_rate)(update, is_deterministic)
+
+        if self.norm_position == "post":
+            return norm(x + dropout(self.sublayer(x, *args, **kwargs)))
+        return x + dropout(self.sublayer(norm(x), *args, **kwargs))

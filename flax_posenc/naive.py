@@ -1,0 +1,95 @@
+"""The two naive position encodings that motivate sinusoids (baselines).
+
+Both put one number per position into every feature. ``index_encoding`` is
+unbounded: position 500 adds 500 to every feature and swamps the token
+embedding. ``fraction_encoding`` is bounded, but its step ``1 / (length - 1)``
+depends on the sequence's length, so "the next token" means a different offset
+in a sentence of 5 words than in one of 50. They are here for the demo and the
+docs; models should use one of the other schemes.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax.typing import ArrayLike, DTypeLike
+
+from flax_posenc import _validation
+
+
+def index_encoding(
+    positions: ArrayLike, dim: int, *, dtype: DTypeLike = jnp.float32
+) -> jax.Array:
+    r"""The position itself in every feature: :math:`PE(p, j) = p`.
+
+    Args:
+      positions: integer array ``[..., seq]``.
+      dim: number of features (>= 1).
+      dtype: floating output dtype.
+
+    Returns:
+      ``[..., seq, dim]`` array of ``dtype``.
+
+    Raises:
+      TypeError: ``positions`` not integer, ``dim`` not an int, ``dtype`` not
+        floating.
+      ValueError: ``dim < 1``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import flax_posenc as fp
+      >>> fp.index_encoding(jnp.arange(3), 2).tolist()
+      [[0.0, 0.0], [1.0, 1.0], [2.0, 2.0]]
+    """
+    positions = _validation.integer_array("positions", positions)
+    dim = _validation.check_int("dim", dim, minimum=1)
+    dtype = _validation.floating_dtype("dtype", dtype)
+    values = positions.astype(dtype)[..., None]
+    return jnp.broadcast_to(values, (*positions.shape, dim))
+
+
+def fraction_encoding(
+    positions: ArrayLike,
+    dim: int,
+    *,
+    length: ArrayLike | None = None,
+    dtype: DTypeLike = jnp.float32,
+) -> jax.Array:
+    r"""The position as a fraction of the sequence: :math:`PE(p, j) = p / (L - 1)`.
+
+    Positions ``0..L-1`` map onto ``[0, 1]``. A sequence of length 1 has the single
+    value 0 (the denominator is ``max(L - 1, 1)``).
+
+    Args:
+      positions: integer array ``[..., seq]``.
+      dim: number of features (>= 1).
+      length: ``L``, an int or an integer array ``[...]`` with one length per row
+        (padded batches); default ``positions.shape[-1]``.
+      dtype: floating output dtype; the division is done in at least float32.
+
+    Returns:
+      ``[..., seq, dim]`` array of ``dtype``.
+
+    Raises:
+      TypeError: ``positions`` or ``length`` not integer, ``dim`` not an int,
+        ``dtype`` not floating.
+      ValueError: ``dim < 1``; ``positions`` is a scalar and ``length`` is None.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import flax_posenc as fp
+      >>> fp.fraction_encoding(jnp.arange(5), 1)[:, 0].tolist()
+      [0.0, 0.25, 0.5, 0.75, 1.0]
+    """
+    positions = _validation.integer_array("positions", positions)
+    dim = _validation.check_int("dim", dim, minimum=1)
+    dtype = _validation.floating_dtype("dtype", dtype)
+    if length is None:
+        if positions.ndim == 0:
+            raise ValueError("length is required when positions is a scalar.")
+        length = positions.shape[-1]
+    length = _validation.integer_array("length", length)
+    work = _validation.compute_dtype(dtype)
+    denominator = jnp.maximum(length.astype(work) - 1, 1)[..., None]
+    values = (positions.astype(work) / denominator).astype(dtype)[..., None]
+    return jnp.broadcast_to(values, (*values.shape[:-1], dim))

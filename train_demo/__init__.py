@@ -1,0 +1,1 @@
+"""Bucket Sort with every positional scheme: the project's end-to-end demo."""
