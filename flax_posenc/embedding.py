@@ -55,8 +55,8 @@ def embedding_lookup(
     if checked:
         checkify.check(
             jnp.all(valid),
-            "embedding_lookup: ids must lie in [0, {num_rows}); got min {lo}, max {hi}",
-            num_rows=num_rows,
+            f"embedding_lookup: ids must lie in [0, {num_rows}); "
+            "got min {lo}, max {hi}",
             lo=jnp.min(ids),
             hi=jnp.max(ids),
         )

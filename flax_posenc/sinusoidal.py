@@ -29,10 +29,12 @@ def sinusoidal_frequencies(
       :math:`\omega_i = \mathrm{base}^{-2i/\mathrm{dim}}`.
     - ``spacing="tensor2tensor"`` (``get_timing_signal_1d`` in tensor2tensor, and
       ``sinusoidal_init`` of the Flax WMT and LM1B examples):
-      :math:`\omega_i = \exp(-i \cdot \ln(\max/\min) / \max(n - 1, 1)) / \min`
+      :math:`\omega_i = \min \cdot \exp(-i \cdot \ln(\max/\min) / \max(n - 1, 1))`
       with ``min = min_timescale`` (default 1) and ``max = max_timescale``
-      (default ``base``). The denominator is ``n - 1``, not ``n``: the slowest
-      wavelength is exactly ``2 pi max_timescale``.
+      (default ``base``). The denominator is ``n - 1``, not ``n``, so with the
+      default ``min = 1`` the slowest wavelength is exactly ``2 pi max``. The
+      factor ``min`` multiplies, as in the published code (for ``min != 1`` the
+      frequencies run from ``min`` down to ``min**2 / max``).
 
     Frequencies are computed in float64 NumPy: they are static, known at trace
     time, and exact to float64 rounding.
@@ -84,7 +86,7 @@ def sinusoidal_frequencies(
         "max_timescale", base if max_timescale is None else max_timescale
     )
     increment = np.log(high / low) / max(num - 1, 1)
-    return np.exp(-index * increment) / low
+    return low * np.exp(-index * increment)
 
 
 def sinusoidal_encoding(
@@ -105,7 +107,8 @@ def sinusoidal_encoding(
     - ``layout="interleaved"`` (the paper):
       :math:`PE(p, 2i) = \sin(p\,\omega_i)`, :math:`PE(p, 2i+1) = \cos(p\,\omega_i)`.
     - ``layout="halves"`` (tensor2tensor, Flax examples):
-      :math:`PE(p, i) = \sin(p\,\omega_i)`, :math:`PE(p, i + dim/2) = \cos(p\,\omega_i)`.
+      :math:`PE(p, i) = \sin(p\,\omega_i)`,
+      :math:`PE(p, i + dim/2) = \cos(p\,\omega_i)`.
 
     For odd ``dim`` the last feature is zero (tensor2tensor's convention).
 

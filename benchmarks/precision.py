@@ -1,0 +1,61 @@
+"""Max |error| of sinusoidal tables per position decade, ours vs naive float32.
+
+The naive formula is ``sin(positions * inv_freq)`` with both factors in
+float32, as most code writes it. The reference is float64 NumPy.
+
+    python benchmarks/precision.py [--dim 1024] [--samples 4096]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(__file__))
+import _timing
+
+import flax_posenc as fp
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dim", type=int, default=1024)
+    parser.add_argument("--samples", type=int, default=4096)
+    args = parser.parse_args()
+    dim = args.dim
+    inv_freq = fp.sinusoidal_frequencies(dim)
+
+    ours_fn = jax.jit(lambda p: fp.sinusoidal_encoding(p, dim, layout="halves"))
+
+    @jax.jit
+    def naive_fn(p):
+        angles = p.astype(jnp.float32)[:, None] * jnp.asarray(inv_freq, jnp.float32)
+        return jnp.concatenate([jnp.sin(angles), jnp.cos(angles)], axis=-1)
+
+    print(f"machine: {_timing.machine()}")
+    print(f"dim {dim}; per decade: the last {args.samples} positions of it")
+    print(f"{'positions':>22s} {'ours':>10s} {'naive f32':>10s}")
+    rng = np.random.default_rng(0)
+    edges = [1, 10, 100, 1_000, 10_000, 100_000, 2**20]
+    for low, high in zip(edges[:-1], edges[1:], strict=True):
+        count = min(args.samples, high - low)
+        positions = np.arange(high - count, high)
+        if high - low > 2 * args.samples:  # and a random sample of the rest
+            positions = np.concatenate([positions, rng.integers(low, high, count)])
+        angles = positions[:, None].astype(np.float64) * inv_freq
+        expected = np.concatenate([np.sin(angles), np.cos(angles)], axis=-1)
+        errors = [
+            np.abs(np.asarray(fn(jnp.asarray(positions)), np.float64) - expected).max()
+            for fn in (ours_fn, naive_fn)
+        ]
+        label = f"[{low}, {high})"
+        print(f"{label:>22s} {errors[0]:10.2e} {errors[1]:10.2e}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,40 @@
+"""The package surface: exports, import hygiene, and the README snippet."""
+
+import pathlib
+import re
+import subprocess
+import sys
+
+import flax_posenc as fp
+import flax_posenc.linen as fpl
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def test_all_names_exist_and_are_documented():
+    for module in (fp, fpl):
+        assert sorted(module.__all__) == list(module.__all__)
+        for name in module.__all__:
+            doc = getattr(module, name).__doc__ or ""
+            assert "Args:" in doc or "Attributes:" in doc, name
+
+
+def test_core_imports_without_flax():
+    code = (
+        "import sys, flax_posenc; "
+        "assert not any(m == 'flax' or m.startswith('flax.') for m in sys.modules), "
+        "sorted(m for m in sys.modules if m.startswith('flax.'))"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+def test_linen_is_reachable_from_the_package():
+    assert fp.linen.TokenEmbedding is fpl.TokenEmbedding
+
+
+def test_readme_python_blocks_run():
+    readme = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
+    assert blocks
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), {})
