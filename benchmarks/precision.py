@@ -9,6 +9,7 @@ float32, as most code writes it. The reference is float64 NumPy.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import sys
 
@@ -42,7 +43,7 @@ def main() -> None:
     print(f"{'positions':>22s} {'ours':>10s} {'naive f32':>10s}")
     rng = np.random.default_rng(0)
     edges = [1, 10, 100, 1_000, 10_000, 100_000, 2**20]
-    for low, high in zip(edges[:-1], edges[1:], strict=True):
+    for low, high in itertools.pairwise(edges):
         count = min(args.samples, high - low)
         positions = np.arange(high - count, high)
         if high - low > 2 * args.samples:  # and a random sample of the rest
