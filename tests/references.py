@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import math
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+
+
+def f64(a) -> np.ndarray:
+    """A float64 NumPy copy of ``a``; JAX arrays (bf16/f16 too) go via float32."""
+    if isinstance(a, jax.Array):
+        a = a.astype(jnp.float32)
+    return np.asarray(a, dtype=np.float64)
 
 
 def paper_frequencies(dim: int, base: float = 10_000.0) -> np.ndarray:
@@ -36,16 +45,23 @@ def sinusoidal(positions, dim: int, omega: np.ndarray, layout: str) -> np.ndarra
     return out
 
 
+def paper_sinusoidal(
+    positions, dim: int, *, layout: str = "interleaved", base: float = 10_000.0
+) -> np.ndarray:
+    """The paper's table: :func:`sinusoidal` at :func:`paper_frequencies`."""
+    return sinusoidal(positions, dim, paper_frequencies(dim, base), layout)
+
+
 def layer_norm(x, scale=None, bias=None, eps=1e-6, axis=-1) -> np.ndarray:
     """(x - mean) / sqrt(var + eps) * scale + bias, in float64."""
-    x = np.asarray(x, dtype=np.float64)
+    x = f64(x)
     mean = x.mean(axis=axis, keepdims=True)
     var = ((x - mean) ** 2).mean(axis=axis, keepdims=True)
     y = (x - mean) / np.sqrt(var + eps)
     if scale is not None:
-        y = y * np.asarray(scale, dtype=np.float64)
+        y = y * f64(scale)
     if bias is not None:
-        y = y + np.asarray(bias, dtype=np.float64)
+        y = y + f64(bias)
     return y
 
 
@@ -55,11 +71,11 @@ def layer_norm_input_grad(x, scale, upstream, eps=1e-6) -> np.ndarray:
     With xhat = (x - mean) * r and g = upstream * scale:
     dx = r * (g - mean(g) - xhat * mean(g * xhat)).
     """
-    x = np.asarray(x, dtype=np.float64)
+    x = f64(x)
     mean = x.mean(-1, keepdims=True)
     r = 1.0 / np.sqrt(((x - mean) ** 2).mean(-1, keepdims=True) + eps)
     xhat = (x - mean) * r
-    g = np.asarray(upstream, dtype=np.float64) * np.asarray(scale, dtype=np.float64)
+    g = f64(upstream) * f64(scale)
     return r * (
         g - g.mean(-1, keepdims=True) - xhat * (g * xhat).mean(-1, keepdims=True)
     )
@@ -67,18 +83,18 @@ def layer_norm_input_grad(x, scale, upstream, eps=1e-6) -> np.ndarray:
 
 def rms_norm(x, scale=None, eps=1e-6, unit_offset=False, axis=-1) -> np.ndarray:
     """x / sqrt(mean(x^2) + eps) * scale (or * (1 + scale))."""
-    x = np.asarray(x, dtype=np.float64)
+    x = f64(x)
     y = x / np.sqrt((x**2).mean(axis=axis, keepdims=True) + eps)
     if scale is not None:
-        s = np.asarray(scale, dtype=np.float64)
+        s = f64(scale)
         y = y * (1.0 + s if unit_offset else s)
     return y
 
 
 def rms_norm_input_grad(x, scale, upstream, eps=1e-6) -> np.ndarray:
     """d/dx of sum(upstream * rms_norm(x) * scale): r * (g - y * mean(g * y))."""
-    x = np.asarray(x, dtype=np.float64)
+    x = f64(x)
     r = 1.0 / np.sqrt((x**2).mean(-1, keepdims=True) + eps)
     y = x * r
-    g = np.asarray(upstream, dtype=np.float64) * np.asarray(scale, dtype=np.float64)
+    g = f64(upstream) * f64(scale)
     return r * (g - y * (g * y).mean(-1, keepdims=True))

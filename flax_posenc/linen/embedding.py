@@ -11,6 +11,7 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike, DTypeLike
 
 from flax_posenc import _validation, embedding
+from flax_posenc.linen import _dropout
 
 COMBINES = ("add", "concat")
 
@@ -217,9 +218,4 @@ class InputEmbedding(nn.Module):
             else:
                 pos = jnp.broadcast_to(pos, (*tokens.shape[:-1], pos.shape[-1]))
                 y = jnp.concatenate([tokens, pos], axis=-1)
-        if self.dropout_rate == 0.0:
-            return y
-        deterministic = nn.merge_param(
-            "deterministic", self.deterministic, deterministic
-        )
-        return nn.Dropout(self.dropout_rate)(y, deterministic=deterministic)
+        return _dropout.dropout(y, self.dropout_rate, self.deterministic, deterministic)

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 from jax.typing import DTypeLike
 
 from flax_posenc import _validation, normalization
+from flax_posenc.linen import _dropout
 
 NORM_POSITIONS = ("post", "pre")
 
@@ -184,7 +185,9 @@ class Residual(nn.Module):
       norm: the normalization module; default :class:`LayerNorm`.
       norm_position: ``"post"`` or ``"pre"``.
       dropout_rate: dropout on ``f``'s output.
-      deterministic: disable dropout; may be overridden in the call.
+      deterministic: disable dropout; the call's ``deterministic`` wins when
+        given. It is not passed on to ``sublayer``: a sublayer with dropout of
+        its own needs it set there.
     """
 
     sublayer: nn.Module
@@ -202,12 +205,9 @@ class Residual(nn.Module):
         norm = self.norm if self.norm is not None else LayerNorm(name="norm")
 
         def dropout(update):
-            if self.dropout_rate == 0.0:
-                return update
-            is_deterministic = nn.merge_param(
-                "deterministic", self.deterministic, deterministic
+            return _dropout.dropout(
+                update, self.dropout_rate, self.deterministic, deterministic
             )
-            return nn.Dropout(self.dropout_rate)(update, is_deterministic)
 
         if self.norm_position == "post":
             return norm(x + dropout(self.sublayer(x, *args, **kwargs)))

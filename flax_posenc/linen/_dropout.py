@@ -1,0 +1,25 @@
+"""Dropout with a module-field default that the call may override (private)."""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+
+
+def dropout(
+    x: jax.Array, rate: float, field: bool | None, call: bool | None
+) -> jax.Array:
+    """``nn.Dropout(rate)(x)``; ``call`` (the call's ``deterministic``) wins.
+
+    Call from inside a compact method: the Dropout becomes a child of the caller.
+    With ``rate == 0`` nothing happens and ``deterministic`` is not needed.
+    """
+    if rate == 0.0:
+        return x
+    deterministic = call if call is not None else field
+    if deterministic is None:
+        raise ValueError(
+            "dropout_rate > 0 needs `deterministic`: set the module field or "
+            "pass deterministic=... in the call."
+        )
+    return nn.Dropout(rate)(x, deterministic=deterministic)
