@@ -27,6 +27,16 @@ def _param_shape(
     return tuple(x.shape[a] for a in axes)
 
 
+def _norm_param(module: nn.Module, name: str, init, shape: tuple[int, ...]):
+    """A scale/bias parameter with the module's dtype and logical axis names."""
+    return module.param(
+        name,
+        nn.with_logical_partitioning(init, module.param_axes),
+        shape,
+        module.param_dtype,
+    )
+
+
 class LayerNorm(nn.Module):
     """Layer normalization (Ba et al. 2016, ``https://arxiv.org/abs/1607.06450``).
 
@@ -73,19 +83,9 @@ class LayerNorm(nn.Module):
         shape = _param_shape(x, self.axis, self.param_axes)
         scale = bias = None
         if self.use_scale:
-            scale = self.param(
-                "scale",
-                nn.with_logical_partitioning(self.scale_init, self.param_axes),
-                shape,
-                self.param_dtype,
-            )
+            scale = _norm_param(self, "scale", self.scale_init, shape)
         if self.use_bias:
-            bias = self.param(
-                "bias",
-                nn.with_logical_partitioning(self.bias_init, self.param_axes),
-                shape,
-                self.param_dtype,
-            )
+            bias = _norm_param(self, "bias", self.bias_init, shape)
         return normalization.layer_norm(
             x, scale, bias, axis=self.axis, eps=self.epsilon, dtype=self.dtype
         )
@@ -140,12 +140,7 @@ class RMSNorm(nn.Module):
             init = self.scale_init or (
                 nn.initializers.zeros if self.unit_offset else nn.initializers.ones
             )
-            scale = self.param(
-                "scale",
-                nn.with_logical_partitioning(init, self.param_axes),
-                shape,
-                self.param_dtype,
-            )
+            scale = _norm_param(self, "scale", init, shape)
         return normalization.rms_norm(
             x,
             scale,
