@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
+from jax.ad_checkpoint import checkpoint_name
 from jax.typing import ArrayLike, DTypeLike
 
 from flax_posenc import _validation
@@ -57,31 +58,41 @@ def _mean(x: jax.Array, axes: tuple[int, ...]) -> jax.Array:
     return jnp.mean(x, axis=axes, keepdims=True)
 
 
-def _standardize_with_rstd(x, axes, eps):
+# Under reverse mode only these small per-row statistics are kept for the
+# backward pass; the standardized values are recomputed there from x inside the
+# passes that need them anyway, instead of being written out and read back.
+_STATS = "flax_posenc_norm_statistics"
+_SAVE_STATS = jax.checkpoint_policies.save_only_these_names(_STATS)
+
+
+def _statistics(x, axes, eps):
     # Corrected two-pass: centring at the rounded mean is exact for values near
     # it (Sterbenz), and the mean of the centred values removes what rounding
     # the first mean left. Both second-pass sums read the same values, in one
     # fused pass.
-    centred = x - _mean(x, axes)
+    mean = _mean(x, axes)
+    centred = x - mean
     residual = _mean(centred, axes)
     variance = _mean(jnp.square(centred), axes) - jnp.square(residual)
     rstd = jax.lax.rsqrt(jnp.maximum(variance, 0.0) + eps)
-    return (centred - residual) * rstd, rstd
+    return checkpoint_name(mean + residual, _STATS), checkpoint_name(rstd, _STATS)
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2))
 def _standardize(x: jax.Array, axes: tuple[int, ...], eps: float) -> jax.Array:
     """``(x - mean) / sqrt(var + eps)`` over ``axes``."""
-    return _standardize_with_rstd(x, axes, eps)[0]
+    mean, rstd = _statistics(x, axes, eps)
+    return (x - mean) * rstd
 
 
 @_standardize.defjvp
 def _standardize_jvp(axes, eps, primals, tangents):
-    # The derivative in closed form, d xhat = rstd * (dx - mean(dx) - xhat *
-    # mean(xhat * dx)). Its transpose, the backward pass, reads the data in
-    # fewer passes than autodiff through the two-pass statistics does.
+    # The derivative in closed form: d xhat = rstd * (dx - mean(dx) - xhat *
+    # mean(xhat * dx)). Its transpose, the backward pass, needs two row sums
+    # and one elementwise pass.
     (x,), (dx,) = primals, tangents
-    xhat, rstd = _standardize_with_rstd(x, axes, eps)
+    mean, rstd = _statistics(x, axes, eps)
+    xhat = (x - mean) * rstd
     return xhat, rstd * (dx - _mean(dx, axes) - xhat * _mean(xhat * dx, axes))
 
 
@@ -139,7 +150,9 @@ def layer_norm(
     x, axes, out_dtype, work = _prepare(x, axis, eps, dtype)
     scale = _broadcastable("scale", scale, x, axes)
     bias = _broadcastable("bias", bias, x, axes)
-    y = _standardize(x.astype(work), axes, eps)
+    y = jax.checkpoint(lambda v: _standardize(v, axes, eps), policy=_SAVE_STATS)(
+        x.astype(work)
+    )
     if scale is not None:
         y = y * scale.astype(work)
     if bias is not None:
