@@ -9,12 +9,23 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from flax_posenc.alibi import alibi_bias as alibi_bias
+from flax_posenc.alibi import alibi_slopes as alibi_slopes
 from flax_posenc.embedding import embedding_attend as embedding_attend
 from flax_posenc.embedding import embedding_lookup as embedding_lookup
 from flax_posenc.naive import fraction_encoding as fraction_encoding
 from flax_posenc.naive import index_encoding as index_encoding
 from flax_posenc.normalization import layer_norm as layer_norm
 from flax_posenc.normalization import rms_norm as rms_norm
+from flax_posenc.randomized import randomized_positions as randomized_positions
+from flax_posenc.relative import relative_position_bias as relative_position_bias
+from flax_posenc.relative import relative_position_bucket as relative_position_bucket
+from flax_posenc.rope import DynamicNTKScaling as DynamicNTKScaling
+from flax_posenc.rope import LinearScaling as LinearScaling
+from flax_posenc.rope import Llama3Scaling as Llama3Scaling
+from flax_posenc.rope import YarnScaling as YarnScaling
+from flax_posenc.rope import apply_rope as apply_rope
+from flax_posenc.rope import rope_frequencies as rope_frequencies
 from flax_posenc.sinusoidal import sinusoidal_encoding as sinusoidal_encoding
 from flax_posenc.sinusoidal import sinusoidal_frequencies as sinusoidal_frequencies
 from flax_posenc.sinusoidal import sinusoidal_table as sinusoidal_table
@@ -22,12 +33,23 @@ from flax_posenc.sinusoidal import sinusoidal_table as sinusoidal_table
 __version__ = "0.1.0"
 
 __all__ = (
+    "DynamicNTKScaling",
+    "LinearScaling",
+    "Llama3Scaling",
+    "YarnScaling",
+    "alibi_bias",
+    "alibi_slopes",
+    "apply_rope",
     "embedding_attend",
     "embedding_lookup",
     "fraction_encoding",
     "index_encoding",
     "layer_norm",
+    "randomized_positions",
+    "relative_position_bias",
+    "relative_position_bucket",
     "rms_norm",
+    "rope_frequencies",
     "sinusoidal_encoding",
     "sinusoidal_frequencies",
     "sinusoidal_table",

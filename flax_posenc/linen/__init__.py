@@ -1,5 +1,9 @@
 """Flax linen modules: parameters and Flax conventions around the pure core."""
 
+from flax_posenc.linen.attention_bias import ALiBiBias as ALiBiBias
+from flax_posenc.linen.attention_bias import (
+    RelativePositionBias as RelativePositionBias,
+)
 from flax_posenc.linen.embedding import InputEmbedding as InputEmbedding
 from flax_posenc.linen.embedding import TokenEmbedding as TokenEmbedding
 from flax_posenc.linen.embedding import pretrained_init as pretrained_init
@@ -12,13 +16,17 @@ from flax_posenc.linen.position import (
 from flax_posenc.linen.position import (
     SinusoidalPositionEmbedding as SinusoidalPositionEmbedding,
 )
+from flax_posenc.linen.rotary import RotaryEmbedding as RotaryEmbedding
 
 __all__ = (
+    "ALiBiBias",
     "InputEmbedding",
     "LayerNorm",
     "LearnedPositionEmbedding",
     "RMSNorm",
+    "RelativePositionBias",
     "Residual",
+    "RotaryEmbedding",
     "SinusoidalPositionEmbedding",
     "TokenEmbedding",
     "pretrained_init",

@@ -1,0 +1,98 @@
+"""ALiBi: attention with linear biases (Press et al. 2022)."""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.typing import ArrayLike, DTypeLike
+
+from flax_posenc import _validation
+
+
+def alibi_slopes(num_heads: int) -> np.ndarray:
+    r"""The per-head slopes of ALiBi.
+
+    For ``n`` a power of two: :math:`m_h = 2^{-8(h+1)/n}`, ``h = 0..n-1``. For
+    other ``n``, with ``c`` the largest power of two below ``n``: the ``c``
+    slopes for ``c`` heads, followed by the first ``n - c`` of every other slope
+    for ``2c`` heads (:math:`2^{-8k/(2c)}`, ``k = 1, 3, 5, ...``), as in the
+    paper's reference code.
+
+    Args:
+      num_heads: number of attention heads (>= 1).
+
+    Returns:
+      float64 NumPy array ``[num_heads]``.
+
+    Raises:
+      ValueError: ``num_heads < 1``.
+      TypeError: ``num_heads`` not an int.
+
+    Examples:
+      >>> import flax_posenc as fp
+      >>> fp.alibi_slopes(4).tolist()
+      [0.25, 0.0625, 0.015625, 0.00390625]
+
+    References:
+      Press, Smith and Lewis, "Train Short, Test Long: Attention with Linear
+      Biases Enables Input Length Extrapolation", 2022.
+      https://arxiv.org/abs/2108.12409
+    """
+    num_heads = _validation.check_int("num_heads", num_heads, minimum=1)
+    closest = 2 ** math.floor(math.log2(num_heads))
+    slopes = 2.0 ** (-8.0 * np.arange(1, closest + 1) / closest)
+    if closest == num_heads:
+        return slopes
+    extra = 2.0 ** (-8.0 * np.arange(1, 2 * closest + 1, 2) / (2 * closest))
+    return np.concatenate([slopes, extra[: num_heads - closest]])
+
+
+def alibi_bias(
+    q_positions: ArrayLike,
+    k_positions: ArrayLike,
+    num_heads: int,
+    *,
+    dtype: DTypeLike = jnp.float32,
+) -> jax.Array:
+    r"""ALiBi attention biases: :math:`b[h, i, j] = -m_h\,|q_i - k_j|`.
+
+    Add the result to the attention logits before the softmax. Causal
+    attention adds its usual mask too (``-inf`` where ``k_j > q_i``); on the
+    allowed entries ``|q_i - k_j| = q_i - k_j``, the paper's bias. For
+    bidirectional attention the symmetric distance is used as is.
+
+    Args:
+      q_positions: integer ``[..., q_len]``.
+      k_positions: integer ``[..., k_len]``; leading axes broadcast with the
+        queries'.
+      num_heads: number of heads; slopes from :func:`alibi_slopes`.
+      dtype: floating output dtype (distances are exact integers first).
+
+    Returns:
+      ``[..., num_heads, q_len, k_len]`` array of ``dtype``.
+
+    Raises:
+      TypeError: positions not integer, ``dtype`` not floating.
+      ValueError: as :func:`alibi_slopes`; positions of rank 0.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import flax_posenc as fp
+      >>> bias = fp.alibi_bias(jnp.arange(3), jnp.arange(3), 2)
+      >>> bias.shape
+      (2, 3, 3)
+      >>> bias[0].tolist()
+      [[0.0, -0.0625, -0.125], [-0.0625, 0.0, -0.0625], [-0.125, -0.0625, 0.0]]
+    """
+    q_positions = _validation.integer_array("q_positions", q_positions)
+    k_positions = _validation.integer_array("k_positions", k_positions)
+    dtype = _validation.floating_dtype("dtype", dtype)
+    if q_positions.ndim == 0 or k_positions.ndim == 0:
+        raise ValueError("q_positions and k_positions must be [..., length].")
+    slopes = jnp.asarray(alibi_slopes(num_heads), jnp.float32)
+    distance = jnp.abs(q_positions[..., :, None] - k_positions[..., None, :])
+    negated = (-distance)[..., None, :, :].astype(jnp.float32)  # 0 stays +0
+    return (slopes[:, None, None] * negated).astype(dtype)

@@ -1,0 +1,51 @@
+"""Randomized positions (Ruoss et al. 2023)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from flax_posenc import _validation
+
+
+def randomized_positions(key: jax.Array, length: int, max_position: int) -> jax.Array:
+    r"""Sorted distinct positions drawn uniformly from ``[0, max_position)``.
+
+    Training on such positions, with ``max_position`` well above the longest
+    test length, shows the model every position it will meet at test time while
+    keeping their order: the positions of a short sequence are a sorted sample
+    of the long range. Pass the result as ``positions`` to any scheme. Every
+    subset of size ``length`` is equally likely.
+
+    Args:
+      key: a JAX PRNG key; ``vmap`` over keys for one draw per row.
+      length: number of positions (static, >= 0).
+      max_position: size of the range (static, >= length).
+
+    Returns:
+      int32 ``[length]``, strictly increasing.
+
+    Raises:
+      ValueError: ``length > max_position`` or negative sizes.
+      TypeError: sizes not ints.
+
+    Examples:
+      >>> import jax
+      >>> import flax_posenc as fp
+      >>> p = fp.randomized_positions(jax.random.key(0), 5, 100)
+      >>> p.shape, bool((p[1:] > p[:-1]).all()), bool((p < 100).all())
+      ((5,), True, True)
+
+    References:
+      Ruoss et al., "Randomized Positional Encodings Boost Length
+      Generalization of Transformers", 2023. https://arxiv.org/abs/2305.16843
+    """
+    length = _validation.check_int("length", length, minimum=0)
+    max_position = _validation.check_int("max_position", max_position, minimum=1)
+    if length > max_position:
+        raise ValueError(
+            f"cannot draw {length} distinct positions from [0, {max_position}): "
+            "length must be <= max_position."
+        )
+    chosen = jax.random.choice(key, max_position, (length,), replace=False)
+    return jnp.sort(chosen).astype(jnp.int32)

@@ -1,0 +1,136 @@
+"""T5's bucketed relative positions (Raffel et al. 2020)."""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+from jax.typing import ArrayLike
+
+from flax_posenc import _validation
+
+
+def relative_position_bucket(
+    relative_position: ArrayLike,
+    *,
+    bidirectional: bool = True,
+    num_buckets: int = 32,
+    max_distance: int = 128,
+) -> jax.Array:
+    r"""T5's bucket of each relative position ``key - query``.
+
+    With ``B = num_buckets`` (halved when ``bidirectional``, the upper half for
+    keys after the query) and ``n`` the distance (``|r|`` when bidirectional,
+    ``max(-r, 0)`` when causal, so later keys share bucket 0): distances below
+    ``E = B // 2`` have a bucket each, larger ones share logarithmically sized
+    buckets, :math:`E + \lfloor \ln(n/E) / \ln(D/E) \cdot (B - E) \rfloor`,
+    capped at ``B - 1`` (``D = max_distance``). The logarithm is computed in
+    float32, as in Mesh TensorFlow and Hugging Face T5.
+
+    Args:
+      relative_position: integer array, ``key_position - query_position``.
+      bidirectional: encoder-style (both directions) or causal buckets.
+      num_buckets: total number of buckets (even when bidirectional).
+      max_distance: distance from which every position shares the last bucket.
+
+    Returns:
+      int32 array of ``relative_position``'s shape, values in
+      ``[0, num_buckets)``.
+
+    Raises:
+      TypeError: ``relative_position`` not integer.
+      ValueError: bucket counts or distances too small for the construction.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import flax_posenc as fp
+      >>> rel = jnp.array([-128, -16, -8, -1, 0, 1, 8, 16, 128])
+      >>> fp.relative_position_bucket(rel).tolist()
+      [15, 10, 8, 1, 0, 17, 24, 26, 31]
+      >>> fp.relative_position_bucket(rel, bidirectional=False).tolist()
+      [31, 16, 8, 1, 0, 0, 0, 0, 0]
+
+    References:
+      Raffel et al., "Exploring the Limits of Transfer Learning with a Unified
+      Text-to-Text Transformer", 2020. https://arxiv.org/abs/1910.10683
+    """
+    relative = _validation.integer_array("relative_position", relative_position)
+    relative = relative.astype(jnp.int32)
+    num_buckets = _validation.check_int("num_buckets", num_buckets, minimum=2)
+    if bidirectional:
+        if num_buckets % 2 or num_buckets < 4:
+            raise ValueError(
+                f"bidirectional buckets need an even num_buckets >= 4, got "
+                f"{num_buckets}."
+            )
+        num_buckets //= 2
+        offset = jnp.where(relative > 0, num_buckets, 0)
+        distance = jnp.abs(relative)
+    else:
+        offset = 0
+        distance = jnp.maximum(-relative, 0)
+    max_exact = num_buckets // 2
+    max_distance = _validation.check_int(
+        "max_distance", max_distance, minimum=max_exact + 1
+    )
+    # Same float32 operations in the same order as the reference, so that
+    # truncation lands in the same bucket. Distances below max_exact take the
+    # other branch; the max() only keeps the logarithm finite for them.
+    ratio = jnp.maximum(distance, max_exact).astype(jnp.float32) / max_exact
+    log_ratio = jnp.log(ratio) / jnp.float32(math.log(max_distance / max_exact))
+    large = max_exact + (log_ratio * (num_buckets - max_exact)).astype(jnp.int32)
+    large = jnp.minimum(large, num_buckets - 1)
+    return offset + jnp.where(distance < max_exact, distance, large)
+
+
+def relative_position_bias(
+    table: ArrayLike,
+    q_positions: ArrayLike,
+    k_positions: ArrayLike,
+    *,
+    bidirectional: bool = True,
+    max_distance: int = 128,
+) -> jax.Array:
+    r"""T5 attention biases: :math:`b[h, i, j] = T[h, \mathrm{bucket}(k_j - q_i)]`.
+
+    Args:
+      table: learned biases ``[heads, num_buckets]``.
+      q_positions: integer ``[..., q_len]``.
+      k_positions: integer ``[..., k_len]``; leading axes broadcast.
+      bidirectional: see :func:`relative_position_bucket`.
+      max_distance: see :func:`relative_position_bucket`.
+
+    Returns:
+      ``[..., heads, q_len, k_len]`` in ``table``'s dtype, ready to add to the
+      attention logits.
+
+    Raises:
+      ValueError: ``table`` not 2-D, positions of rank 0, and as
+        :func:`relative_position_bucket`.
+      TypeError: positions not integer.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import flax_posenc as fp
+      >>> table = jnp.arange(2 * 32.0).reshape(2, 32)
+      >>> bias = fp.relative_position_bias(table, jnp.arange(3), jnp.arange(3))
+      >>> bias.shape
+      (2, 3, 3)
+      >>> bias[0].tolist()  # buckets: 0 on the diagonal, 17.. after, 1.. before
+      [[0.0, 17.0, 18.0], [1.0, 0.0, 17.0], [2.0, 1.0, 0.0]]
+    """
+    table = jnp.asarray(table)
+    q_positions = _validation.integer_array("q_positions", q_positions)
+    k_positions = _validation.integer_array("k_positions", k_positions)
+    if table.ndim != 2:
+        raise ValueError(f"table must be [heads, num_buckets], got {table.shape}.")
+    if q_positions.ndim == 0 or k_positions.ndim == 0:
+        raise ValueError("q_positions and k_positions must be [..., length].")
+    buckets = relative_position_bucket(
+        k_positions[..., None, :] - q_positions[..., :, None],
+        bidirectional=bidirectional,
+        num_buckets=table.shape[1],
+        max_distance=max_distance,
+    )
+    return jnp.moveaxis(table[:, buckets], 0, -3)
