@@ -98,3 +98,201 @@ def rms_norm_input_grad(x, scale, upstream, eps=1e-6) -> np.ndarray:
     y = x * r
     g = f64(upstream) * f64(scale)
     return r * (g - y * (g * y).mean(-1, keepdims=True))
+
+
+# ------------------------------------------------------------------------ RoPE
+# Written from Hugging Face modeling_rope_utils (default, linear, dynamic, yarn),
+# Meta's llama3 apply_scaling and the RoFormer / GPT-NeoX / GPT-J rotations.
+
+
+def rope_dynamic_base(
+    dim: int, base: float, factor: float, original: int, seq_len: int | None
+) -> float:
+    """HF dynamic NTK: base * (s n / L - (s - 1)) ** (d / (d - 2)), n = max(seq, L)."""
+    n = original if seq_len is None else max(seq_len, original)
+    return base * ((factor * n / original) - (factor - 1)) ** (dim / (dim - 2))
+
+
+def yarn_correction_range(
+    dim: int,
+    base: float,
+    original: int,
+    beta_fast: float = 32.0,
+    beta_slow: float = 1.0,
+    truncate: bool = True,
+) -> tuple[float, float]:
+    """HF find_correction_range: (low, high) pair indices of the YaRN ramp."""
+
+    def find_correction_dim(num_rotations):
+        return (dim * math.log(original / (num_rotations * 2 * math.pi))) / (
+            2 * math.log(base)
+        )
+
+    low = find_correction_dim(beta_fast)
+    high = find_correction_dim(beta_slow)
+    if truncate:
+        low = math.floor(low)
+        high = math.ceil(high)
+    return max(low, 0), min(high, dim - 1)
+
+
+def yarn_get_mscale(scale: float, mscale: float = 1.0) -> float:
+    """0.1 * mscale * ln(scale) + 1 (1 for scale <= 1)."""
+    if scale <= 1:
+        return 1.0
+    return 0.1 * mscale * math.log(scale) + 1.0
+
+
+def yarn_frequencies(
+    dim: int,
+    base: float,
+    factor: float,
+    original: int,
+    *,
+    beta_fast: float = 32.0,
+    beta_slow: float = 1.0,
+    attention_factor: float | None = None,
+    mscale: float | None = None,
+    mscale_all_dim: float | None = None,
+    truncate: bool = True,
+) -> tuple[np.ndarray, float]:
+    """HF _compute_yarn_parameters in float64: (inv_freq, attention_factor)."""
+    pos_freqs = np.array([base ** (2 * i / dim) for i in range(dim // 2)])
+    inv_freq_extrapolation = 1.0 / pos_freqs
+    inv_freq_interpolation = 1.0 / (factor * pos_freqs)
+    low, high = yarn_correction_range(
+        dim, base, original, beta_fast, beta_slow, truncate
+    )
+    if low == high:
+        high += 0.001
+    ramp = np.array(
+        [min(max((i - low) / (high - low), 0.0), 1.0) for i in range(dim // 2)]
+    )
+    extrapolation_factor = 1.0 - ramp
+    inv_freq = (
+        inv_freq_interpolation * (1.0 - extrapolation_factor)
+        + inv_freq_extrapolation * extrapolation_factor
+    )
+    if attention_factor is None:
+        if mscale and mscale_all_dim:
+            attention_factor = yarn_get_mscale(factor, mscale) / yarn_get_mscale(
+                factor, mscale_all_dim
+            )
+        else:
+            attention_factor = yarn_get_mscale(factor)
+    return inv_freq, float(attention_factor)
+
+
+def llama3_frequencies(
+    dim: int,
+    base: float,
+    factor: float,
+    low_freq_factor: float,
+    high_freq_factor: float,
+    original: int,
+) -> np.ndarray:
+    """Meta's apply_scaling (loop form) on the default frequencies, in float64."""
+    low_freq_wavelen = original / low_freq_factor
+    high_freq_wavelen = original / high_freq_factor
+    new_freqs = []
+    for freq in paper_frequencies(dim, base):
+        wavelen = 2 * math.pi / freq
+        if wavelen < high_freq_wavelen:
+            new_freqs.append(freq)
+        elif wavelen > low_freq_wavelen:
+            new_freqs.append(freq / factor)
+        else:
+            smooth = (original / wavelen - low_freq_factor) / (
+                high_freq_factor - low_freq_factor
+            )
+            new_freqs.append((1 - smooth) * freq / factor + smooth * freq)
+    return np.array(new_freqs)
+
+
+def rope(
+    x,
+    positions,
+    inv_freq: np.ndarray,
+    layout: str = "halves",
+    rotary_dim: int | None = None,
+    attention_factor: float = 1.0,
+) -> np.ndarray:
+    """RoPE in float64 on ``x [..., seq, heads, d]`` at ``positions [..., seq]``.
+
+    halves (HF Llama / GPT-NeoX): ``x * cat(cos, cos) + rotate_half(x) * cat(sin,
+    sin)`` with ``rotate_half(x) = cat(-x2, x1)``. interleaved (GPT-J / Meta):
+    ``x * repeat(cos) + rotate_every_two(x) * repeat(sin)`` with
+    ``rotate_every_two(x) = (-x1, x0, -x3, x2, ...)``. Features from
+    ``rotary_dim`` on pass through.
+    """
+    x = f64(x)
+    r = x.shape[-1] if rotary_dim is None else rotary_dim
+    theta = np.asarray(positions, dtype=np.float64)[..., None, None] * inv_freq
+    cos = np.cos(theta) * attention_factor
+    sin = np.sin(theta) * attention_factor
+    rot = x[..., :r]
+    if layout == "halves":
+        cos, sin = np.concatenate([cos, cos], -1), np.concatenate([sin, sin], -1)
+        rotated = np.concatenate([-rot[..., r // 2 :], rot[..., : r // 2]], -1)
+    else:
+        cos, sin = np.repeat(cos, 2, axis=-1), np.repeat(sin, 2, axis=-1)
+        rotated = np.stack([-rot[..., 1::2], rot[..., 0::2]], -1).reshape(rot.shape)
+    out = rot * cos + rotated * sin
+    tail = np.broadcast_to(x[..., r:], (*out.shape[:-1], x.shape[-1] - r))
+    return np.concatenate([out, tail], axis=-1)
+
+
+# ----------------------------------------------------------------------- ALiBi
+
+
+def alibi_get_slopes(n: int) -> list[float]:
+    """The paper's get_slopes (ofirpress/attention_with_linear_biases)."""
+
+    def get_slopes_power_of_2(n):
+        start = 2 ** (-(2 ** -(math.log2(n) - 3)))
+        ratio = start
+        return [start * ratio**i for i in range(n)]
+
+    if math.log2(n).is_integer():
+        return get_slopes_power_of_2(n)
+    closest_power_of_2 = 2 ** math.floor(math.log2(n))
+    return (
+        get_slopes_power_of_2(closest_power_of_2)
+        + alibi_get_slopes(2 * closest_power_of_2)[0::2][: n - closest_power_of_2]
+    )
+
+
+def alibi_bias(q_positions, k_positions, slopes) -> np.ndarray:
+    """b[..., h, i, j] = -m_h |q_i - k_j| in float64."""
+    q = np.asarray(q_positions, dtype=np.float64)
+    k = np.asarray(k_positions, dtype=np.float64)
+    distance = np.abs(q[..., :, None] - k[..., None, :])
+    m = np.asarray(slopes, dtype=np.float64)
+    return -m[:, None, None] * distance[..., None, :, :]
+
+
+# ------------------------------------------------------------------ T5 buckets
+
+
+def t5_relative_position_bucket(
+    relative_position, bidirectional=True, num_buckets=32, max_distance=128
+) -> np.ndarray:
+    """Mesh TensorFlow / HF T5 _relative_position_bucket, logs in float64."""
+    n = -np.asarray(relative_position, dtype=np.int64)
+    ret = np.zeros_like(n)
+    if bidirectional:
+        num_buckets //= 2
+        ret += (n < 0).astype(np.int64) * num_buckets
+        n = np.abs(n)
+    else:
+        n = np.maximum(n, 0)
+    max_exact = num_buckets // 2
+    is_small = n < max_exact
+    safe = np.maximum(n, 1).astype(np.float64)
+    val_if_large = max_exact + np.trunc(
+        np.log(safe / max_exact)
+        / math.log(max_distance / max_exact)
+        * (num_buckets - max_exact)
+    ).astype(np.int64)
+    val_if_large = np.minimum(val_if_large, num_buckets - 1)
+    return ret + np.where(is_small, n, val_if_large)
