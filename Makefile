@@ -32,6 +32,7 @@ format: $(VENV)/.installed-lint
 bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/precision.py
 	$(BIN)/python benchmarks/norms.py
+	$(BIN)/python benchmarks/rope.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis *.egg-info
