@@ -112,8 +112,15 @@ SCALING_TYPES: dict[str, type] = {
 }
 
 
-def _scaling_from_config(scaling: RopeScaling | Mapping[str, Any] | None):
-    """Returns a typed scaling (or None) from a Hugging Face ``rope_scaling`` dict."""
+def _scaling_from_config(
+    scaling: RopeScaling | Mapping[str, Any] | None,
+    max_position_embeddings: int | None = None,
+):
+    """Returns a typed scaling (or None) from a Hugging Face ``rope_scaling`` dict.
+
+    A dict without ``original_max_position_embeddings`` takes it from the model
+    config's ``max_position_embeddings``, as Hugging Face does.
+    """
     if scaling is None or isinstance(scaling, tuple(SCALING_TYPES.values())):
         return scaling
     if not isinstance(scaling, Mapping):
@@ -128,14 +135,23 @@ def _scaling_from_config(scaling: RopeScaling | Mapping[str, Any] | None):
     allowed = ("default", *SCALING_TYPES)
     _validation.check_choice("rope_scaling['rope_type']", kind, allowed)
     cls = SCALING_TYPES[kind]
+    given = dict(scaling)
+    if given.get("original_max_position_embeddings") is None and kind != "llama3":
+        given["original_max_position_embeddings"] = max_position_embeddings
     values = {}
     for field in dataclasses.fields(cls):
-        if field.name in scaling and scaling[field.name] is not None:
-            values[field.name] = scaling[field.name]
+        if given.get(field.name) is not None:
+            values[field.name] = given[field.name]
         elif field.default is dataclasses.MISSING:
             raise ValueError(
                 f"rope_scaling of type {kind!r} needs the key {field.name!r}; got "
                 f"keys {sorted(scaling)}."
+                + (
+                    " Or pass max_position_embeddings= from the model config."
+                    if field.name == "original_max_position_embeddings"
+                    and kind != "llama3"
+                    else ""
+                )
             )
     return cls(**values)
 
@@ -157,6 +173,7 @@ def rope_frequencies(
     base: float = 10_000.0,
     scaling: RopeScaling | Mapping[str, Any] | None = None,
     seq_len: int | None = None,
+    max_position_embeddings: int | None = None,
 ) -> tuple[np.ndarray, float]:
     r"""RoPE angular frequencies and attention factor, with optional scaling.
 
@@ -193,6 +210,9 @@ def rope_frequencies(
         one of :class:`LinearScaling`, :class:`DynamicNTKScaling`,
         :class:`YarnScaling`, :class:`Llama3Scaling`.
       seq_len: static sequence length, used by ``"dynamic"`` only.
+      max_position_embeddings: the model config's value; stands in for a
+        ``rope_scaling`` dict's missing ``original_max_position_embeddings``
+        (``"dynamic"`` and ``"yarn"``), as in Hugging Face.
 
     Returns:
       ``(inv_freq, attention_factor)``: float64 NumPy ``[dim // 2]`` and a float
@@ -222,7 +242,7 @@ def rope_frequencies(
     if dim % 2:
         raise ValueError(f"the rotary dimension must be even, got {dim}.")
     base = _validation.check_positive("base", base)
-    config = _scaling_from_config(scaling)
+    config = _scaling_from_config(scaling, max_position_embeddings)
     exponents = np.arange(0, dim, 2, dtype=np.float64) / dim
     inv_freq = base**-exponents
     if config is None:
@@ -298,6 +318,7 @@ def apply_rope(
     rotary_dim: int | None = None,
     scaling: RopeScaling | Mapping[str, Any] | None = None,
     seq_len: int | None = None,
+    max_position_embeddings: int | None = None,
 ) -> jax.Array:
     r"""Rotates feature pairs of ``x`` by angles proportional to their positions.
 
@@ -330,6 +351,7 @@ def apply_rope(
       rotary_dim: number of leading features to rotate (even); default all.
       scaling: see :func:`rope_frequencies`.
       seq_len: static sequence length for ``"dynamic"`` scaling.
+      max_position_embeddings: see :func:`rope_frequencies`.
 
     Returns:
       Array of ``x``'s shape and dtype.
@@ -373,7 +395,11 @@ def apply_rope(
             f"{x.shape[:-2]} (x has shape {x.shape})."
         )
     inv_freq, attention_factor = rope_frequencies(
-        rotary_dim, base=base, scaling=scaling, seq_len=seq_len
+        rotary_dim,
+        base=base,
+        scaling=scaling,
+        seq_len=seq_len,
+        max_position_embeddings=max_position_embeddings,
     )
     sin, cos = _angles.sin_cos(positions, inv_freq)  # [..., seq, r/2]
     if attention_factor != 1.0:

@@ -747,3 +747,27 @@ def test_positions_may_not_grow_x(x_shape, positions_shape, rotary_dim):
             jnp.zeros(positions_shape, jnp.int32),
             rotary_dim=rotary_dim,
         )
+
+
+def test_max_position_embeddings_fills_a_dicts_missing_original_length():
+    # Published dynamic configs carry only {"type": "dynamic", "factor": ...}:
+    # the original length is the model config's max_position_embeddings.
+    dim, base, factor, length = 64, 10_000.0, 2.0, 4096
+    inv_freq, _ = fp.rope_frequencies(
+        dim,
+        base=base,
+        scaling={"type": "dynamic", "factor": factor},
+        seq_len=3 * length,
+        max_position_embeddings=length,
+    )
+    grown = base * (factor * 3 * length / length - (factor - 1)) ** (dim / (dim - 2))
+    expected = 1.0 / grown ** (np.arange(0, dim, 2) / dim)
+    np.testing.assert_allclose(inv_freq, expected, rtol=1e-12)
+    # A key in the dict wins over the keyword.
+    explicit = {"type": "yarn", "factor": 4.0, "original_max_position_embeddings": 64}
+    np.testing.assert_array_equal(
+        fp.rope_frequencies(dim, scaling=explicit, max_position_embeddings=9999)[0],
+        fp.rope_frequencies(dim, scaling=explicit)[0],
+    )
+    with pytest.raises(ValueError, match="max_position_embeddings= from the model"):
+        fp.rope_frequencies(dim, scaling={"type": "dynamic", "factor": 2.0})

@@ -38,12 +38,15 @@ class RotaryEmbedding(nn.Module):
       rotary_dim: number of leading features rotated; default all.
       scaling: None, a Hugging Face ``rope_scaling`` dict, or a typed scaling
         (see :func:`flax_posenc.rope_frequencies`).
+      max_position_embeddings: the model config's value, for ``rope_scaling``
+        dicts without ``original_max_position_embeddings``.
     """
 
     base: float = 10_000.0
     layout: str = "halves"
     rotary_dim: int | None = None
     scaling: Mapping[str, Any] | rope.RopeScaling | None = None
+    max_position_embeddings: int | None = None
 
     @nn.compact
     def __call__(
@@ -70,6 +73,7 @@ class RotaryEmbedding(nn.Module):
                 rotary_dim=self.rotary_dim,
                 scaling=self.scaling,
                 seq_len=seq_len,
+                max_position_embeddings=self.max_position_embeddings,
             )
 
         return rotate(q), rotate(k)
