@@ -1,0 +1,146 @@
+"""A small encoder built from flax_posenc parts, one positional scheme at a time."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from flax_posenc.linen import (
+    ALiBiBias,
+    InputEmbedding,
+    LayerNorm,
+    LearnedPositionEmbedding,
+    RelativePositionBias,
+    Residual,
+    RMSNorm,
+    RotaryEmbedding,
+    SinusoidalPositionEmbedding,
+)
+
+# What each encoding name means: where positions enter the model, and whether
+# they are drawn at random (Ruoss et al. 2023) instead of 0..n-1.
+ENCODINGS = {
+    "none": ("none", False),
+    "sinusoidal": ("sinusoidal", False),
+    "learned": ("learned", False),
+    "rope": ("rope", False),
+    "alibi": ("alibi", False),
+    "relative": ("relative", False),
+    "randomized_sinusoidal": ("sinusoidal", True),
+    "randomized_rope": ("rope", True),
+    "randomized_learned": ("learned", True),
+}
+
+
+def scheme(encoding: str) -> str:
+    """The positional scheme behind an encoding name."""
+    return ENCODINGS[encoding][0]
+
+
+def is_randomized(encoding: str) -> bool:
+    """Whether an encoding draws its positions at random."""
+    return ENCODINGS[encoding][1]
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Sizes of the encoder; the defaults follow the demo's issue."""
+
+    vocab_size: int
+    num_outputs: int
+    encoding: str = "sinusoidal"
+    num_layers: int = 3
+    features: int = 64
+    num_heads: int = 4
+    mlp_features: int = 256
+    max_position: int = 128  # table size for learned positions
+    norm: str = "layer"  # "layer" or "rms"
+    norm_position: str = "post"  # "post" or "pre"
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention with the scheme's rotary or bias terms."""
+
+    num_heads: int
+    rotary: bool = False
+
+    @nn.compact
+    def __call__(self, x, *, positions, valid, bias=None):
+        features = x.shape[-1]
+        head_dim = features // self.num_heads
+        q, k, v = (
+            nn.DenseGeneral((self.num_heads, head_dim), name=name)(x)
+            for name in ("query", "key", "value")
+        )
+        if self.rotary:
+            q, k = RotaryEmbedding()(q, k, positions=positions)
+        logits = jnp.einsum("...qhd,...khd->...hqk", q, k) / jnp.sqrt(head_dim)
+        if bias is not None:
+            logits = logits + bias
+        logits = jnp.where(valid[..., None, None, :], logits, -1e9)
+        weights = jax.nn.softmax(logits, axis=-1)
+        out = jnp.einsum("...hqk,...khd->...qhd", weights, v)
+        return nn.DenseGeneral(features, axis=(-2, -1), name="out")(out)
+
+
+class FeedForward(nn.Module):
+    """Two dense layers with a ReLU between."""
+
+    mlp_features: int
+
+    @nn.compact
+    def __call__(self, x):
+        hidden = nn.relu(nn.Dense(self.mlp_features)(x))
+        return nn.Dense(x.shape[-1])(hidden)
+
+
+class Encoder(nn.Module):
+    """Token embedding, one positional scheme, and post- or pre-LN blocks.
+
+    Returns per-slot logits over the task's symbols.
+    """
+
+    config: ModelConfig
+
+    def _norm(self, name):
+        return (
+            LayerNorm(name=name) if self.config.norm == "layer" else RMSNorm(name=name)
+        )
+
+    @nn.compact
+    def __call__(self, tokens, *, positions, valid):
+        cfg = self.config
+        kind = scheme(cfg.encoding)
+        position_module = None
+        if kind == "sinusoidal":
+            position_module = SinusoidalPositionEmbedding()
+        elif kind == "learned":
+            position_module = LearnedPositionEmbedding(cfg.max_position, cfg.features)
+        x = InputEmbedding(cfg.vocab_size, cfg.features, position=position_module)(
+            tokens, positions=positions
+        )
+        bias = None
+        if kind == "alibi":
+            bias = ALiBiBias(cfg.num_heads)(positions)
+        elif kind == "relative":
+            bias = RelativePositionBias(cfg.num_heads)(positions)  # shared by layers
+        for layer in range(cfg.num_layers):
+            attention = SelfAttention(cfg.num_heads, rotary=kind == "rope")
+            x = Residual(
+                attention,
+                norm=self._norm(f"attention_norm_{layer}"),
+                norm_position=cfg.norm_position,
+                name=f"attention_{layer}",
+            )(x, positions=positions, valid=valid, bias=bias)
+            x = Residual(
+                FeedForward(cfg.mlp_features),
+                norm=self._norm(f"mlp_norm_{layer}"),
+                norm_position=cfg.norm_position,
+                name=f"mlp_{layer}",
+            )(x)
+        if cfg.norm_position == "pre":
+            x = self._norm("final_norm")(x)
+        return nn.Dense(cfg.num_outputs, name="head")(x)

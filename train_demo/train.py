@@ -1,0 +1,229 @@
+"""Training and evaluation: jit + scan over steps, vmap over seeds, data-parallel."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+import flax_posenc as fp
+from train_demo import model, tasks
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Everything that determines a run's numbers (saved with its results)."""
+
+    task: str = "bucket_sort"
+    encoding: str = "sinusoidal"
+    steps: int = 3000
+    seeds: int = 1
+    batch_size: int = 128
+    learning_rate: float = 1e-3
+    clip_norm: float = 1.0
+    train_length: int = 20
+    test_length: int = 60
+    eval_batch: int = 64
+    num_layers: int = 3
+    features: int = 64
+    num_heads: int = 4
+    norm: str = "layer"
+    norm_position: str = "post"
+    steps_per_call: int = 50
+
+    @property
+    def task_spec(self) -> tasks.Task:
+        return tasks.TASKS[self.task]
+
+    @property
+    def max_position(self) -> int:
+        """Range of randomized positions: 4x the longest test sequence."""
+        return 4 * 2 * self.test_length
+
+    def model_config(self) -> model.ModelConfig:
+        spec = self.task_spec
+        randomized = model.is_randomized(self.encoding)
+        return model.ModelConfig(
+            vocab_size=spec.vocab_size,
+            num_outputs=spec.num_symbols,
+            encoding=self.encoding,
+            num_layers=self.num_layers,
+            features=self.features,
+            num_heads=self.num_heads,
+            mlp_features=4 * self.features,
+            max_position=self.max_position if randomized else 2 * self.test_length,
+            norm=self.norm,
+            norm_position=self.norm_position,
+        )
+
+
+class State(NamedTuple):
+    """One seed's training state; every leaf gets a leading seed axis."""
+
+    step: jax.Array
+    params: Any
+    opt_state: Any
+    key: jax.Array  # raw uint32 key data: checkpoints store plain arrays
+
+
+def randomize_positions(
+    key: jax.Array, batch: tasks.Batch, max_position: int
+) -> tasks.Batch:
+    """Replaces positions by sorted distinct draws from ``[0, max_position)``.
+
+    For an example of length ``n`` the ``2n`` slots get a uniformly random
+    sorted subset of the range (Ruoss et al. 2023): a sorted draw of ``2 *
+    max_len`` positions by :func:`flax_posenc.randomized_positions`, of which
+    a uniformly random ``2n`` are kept, in order.
+    """
+    max_len = batch.tokens.shape[-1] // 2
+    n = batch.valid[:, :max_len].sum(-1)
+
+    def one(key, n):
+        draw_key, keep_key = jax.random.split(key)
+        drawn = fp.randomized_positions(draw_key, 2 * max_len, max_position)
+        rank = jax.random.permutation(keep_key, 2 * max_len)
+        keep = jnp.sort(jnp.where(rank < 2 * n, jnp.arange(2 * max_len), 2 * max_len))
+        chosen = drawn[jnp.minimum(keep, 2 * max_len - 1)]
+        slots = jnp.arange(max_len)
+        inputs = chosen[jnp.minimum(slots, 2 * max_len - 1)]
+        outputs = chosen[jnp.minimum(n + slots, 2 * max_len - 1)]
+        return jnp.concatenate([inputs, outputs])
+
+    keys = jax.random.split(key, n.shape[0])
+    positions = jax.vmap(one)(keys, n)
+    return batch._replace(positions=jnp.where(batch.valid, positions, 0))
+
+
+class Trainer:
+    """Builds the jitted functions of one (task, encoding) run."""
+
+    def __init__(self, config: TrainConfig, mesh: Mesh | None = None):
+        self.config = config
+        self.task = config.task_spec
+        self.net = model.Encoder(config.model_config())
+        self.optimizer = optax.chain(
+            optax.clip_by_global_norm(config.clip_norm),
+            optax.adam(config.learning_rate),
+        )
+        devices = np.array(jax.devices())
+        self.mesh = mesh or Mesh(devices, ("data",))
+        size = self.mesh.devices.size
+        for name, value in (
+            ("batch_size", config.batch_size),
+            ("eval_batch", config.eval_batch),
+        ):
+            if value % size:
+                raise ValueError(
+                    f"{name} {value} must be divisible by the {size} devices."
+                )
+        self._train = jax.jit(jax.vmap(self._train_chunk))
+        self._evaluate = jax.jit(jax.vmap(self._evaluate_one))
+
+    # -- data ------------------------------------------------------------------
+    def _shard(self, batch: tasks.Batch) -> tasks.Batch:
+        spec = NamedSharding(self.mesh, PartitionSpec("data"))
+        return jax.tree.map(lambda a: jax.lax.with_sharding_constraint(a, spec), batch)
+
+    def batch(self, key: jax.Array, lengths: jax.Array, max_len: int) -> tasks.Batch:
+        data_key, position_key = jax.random.split(key)
+        batch = tasks.make_batch(self.task, data_key, lengths, max_len)
+        if model.is_randomized(self.config.encoding):
+            batch = randomize_positions(position_key, batch, self.config.max_position)
+        return batch
+
+    # -- model -----------------------------------------------------------------
+    def _logits(self, params, batch):
+        return self.net.apply(
+            {"params": params},
+            batch.tokens,
+            positions=batch.positions,
+            valid=batch.valid,
+        )
+
+    def _loss(self, params, batch):
+        logits = self._logits(params, batch)
+        losses = optax.softmax_cross_entropy_with_integer_labels(logits, batch.targets)
+        weights = batch.loss_mask.astype(jnp.float32)
+        correct = (logits.argmax(-1) == batch.targets) * weights
+        total = weights.sum()
+        return (losses * weights).sum() / total, correct.sum() / total
+
+    def init(self, seed: int) -> State:
+        """The initial state of one seed (unbatched)."""
+        key = jax.random.key(seed)
+        init_key, run_key = jax.random.split(key)
+        max_len = self.config.train_length
+        dummy = self.batch(init_key, jnp.full((2,), max_len), max_len)
+        params = self.net.init(
+            init_key, dummy.tokens, positions=dummy.positions, valid=dummy.valid
+        )["params"]
+        return State(
+            step=jnp.zeros((), jnp.int32),
+            params=params,
+            opt_state=self.optimizer.init(params),
+            key=jax.random.key_data(run_key),
+        )
+
+    def init_seeds(self, seeds: list[int]) -> State:
+        """States for several seeds, stacked along a leading axis."""
+        states = [self.init(seed) for seed in seeds]
+        return jax.tree.map(lambda *xs: jnp.stack(xs), *states)
+
+    # -- training --------------------------------------------------------------
+    def _train_step(self, state: State, _):
+        key = jax.random.fold_in(jax.random.wrap_key_data(state.key), state.step)
+        length_key, batch_key = jax.random.split(key)
+        max_len = self.config.train_length
+        lengths = tasks.random_lengths(length_key, self.config.batch_size, max_len)
+        batch = self._shard(self.batch(batch_key, lengths, max_len))
+        (loss, accuracy), grads = jax.value_and_grad(self._loss, has_aux=True)(
+            state.params, batch
+        )
+        updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        new_state = State(state.step + 1, params, opt_state, state.key)
+        return new_state, (loss, accuracy)
+
+    def _train_chunk(self, state: State, steps: jax.Array):
+        # ``steps`` is a dummy [chunk] array: its length is the number of steps.
+        return jax.lax.scan(self._train_step, state, steps)
+
+    def train(self, state: State, steps: int) -> tuple[State, tuple[jax.Array, ...]]:
+        """Runs ``steps`` steps on every seed; returns per-step loss and accuracy.
+
+        The steps run in one compiled scan, so call this with the same ``steps``
+        each time to compile once.
+        """
+        seeds = state.step.shape[0]
+        with self.mesh:
+            return self._train(state, jnp.zeros((seeds, steps)))
+
+    # -- evaluation ------------------------------------------------------------
+    def _evaluate_one(self, params, key):
+        max_len = self.config.test_length
+        key = jax.random.wrap_key_data(key)
+
+        def at_length(length):
+            lengths = jnp.full((self.config.eval_batch,), length)
+            batch = self._shard(
+                self.batch(jax.random.fold_in(key, length), lengths, max_len)
+            )
+            return self._loss(params, batch)[1]
+
+        return jax.lax.map(at_length, jnp.arange(1, max_len + 1))
+
+    def evaluate(self, state: State) -> np.ndarray:
+        """Per-token accuracy ``[seeds, test_length]`` at lengths ``1..test_length``."""
+        eval_keys = jax.vmap(
+            lambda k: jax.random.key_data(
+                jax.random.fold_in(jax.random.wrap_key_data(k), 2**31 - 1)
+            )
+        )(state.key)
+        with self.mesh:
+            return np.asarray(self._evaluate(state.params, eval_keys))
