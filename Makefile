@@ -18,8 +18,11 @@ $(VENV)/.installed-%: pyproject.toml | $(BIN)/python
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest
 
+# A fresh output folder each time: a run never overwrites an earlier one.
+DEMO_OUT ?= runs/demo-$(shell date +%Y%m%d-%H%M%S)
+
 demo: $(VENV)/.installed-demo
-	$(BIN)/python -m train_demo
+	$(BIN)/python -m train_demo --out $(DEMO_OUT)
 
 lint: $(VENV)/.installed-lint
 	$(BIN)/ruff check .
@@ -29,10 +32,11 @@ format: $(VENV)/.installed-lint
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: $(VENV)/.installed-test
+bench: $(VENV)/.installed-demo
 	$(BIN)/python benchmarks/precision.py
 	$(BIN)/python benchmarks/norms.py
 	$(BIN)/python benchmarks/rope.py
+	$(BIN)/python benchmarks/demo_speed.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis *.egg-info

@@ -12,6 +12,7 @@ import argparse
 import pathlib
 import sys
 
+import jax
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -103,6 +104,10 @@ def config_from_args(args: argparse.Namespace) -> run.RunConfig:
         norm=args.norm,
         norm_position=args.norm_position,
     )
+    try:
+        train.check_divisible(base, jax.device_count())
+    except ValueError as error:
+        raise run.UsageError(str(error)) from None
     return run.RunConfig(base, encodings, checkpoint_every=args.checkpoint_every)
 
 

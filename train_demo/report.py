@@ -15,7 +15,9 @@ def _by_encoding(report: dict) -> dict[str, list[dict]]:
     return rows
 
 
-def _mean_spread(values: list[float]) -> str:
+def _mean_spread(values: list[float | None]) -> str:
+    if any(v is None for v in values):
+        return "-"  # no lengths beyond the training range
     values = np.asarray(values)
     if len(values) == 1:
         return f"{values[0]:.3f}"

@@ -58,6 +58,11 @@ def prepare_output(out: pathlib.Path, config: RunConfig, resume: bool) -> None:
                 f"(differs in {', '.join(differing)}); use a new --out."
             )
         return
+    if out.exists() and not out.is_dir():
+        raise UsageError(
+            f"{out} is a file, not a folder; choose another --out. "
+            "Nothing was overwritten."
+        )
     if out.exists() and any(out.iterdir()):
         raise UsageError(
             f"{out} is not empty; pass --resume to continue that run or choose "
@@ -148,12 +153,14 @@ def summarize(
     """Result rows, one per seed, from accuracies ``[seeds, test_length]``."""
     rows = []
     for seed, by_length in enumerate(accuracy):
+        beyond = by_length[config.train_length :]
         rows.append(
             {
                 "encoding": config.encoding,
                 "seed": seed,
                 "iid_accuracy": float(by_length[: config.train_length].mean()),
-                "ood_accuracy": float(by_length[config.train_length :].mean()),
+                # null when nothing lies beyond (train length == test length)
+                "ood_accuracy": float(beyond.mean()) if beyond.size else None,
                 "accuracy_by_length": {
                     str(length): float(a) for length, a in enumerate(by_length, 1)
                 },

@@ -62,6 +62,18 @@ class TrainConfig:
         )
 
 
+def check_divisible(config: TrainConfig, devices: int) -> None:
+    """Raises ValueError unless the batches split evenly over ``devices``."""
+    for name, value in (
+        ("batch_size", config.batch_size),
+        ("eval_batch", config.eval_batch),
+    ):
+        if value % devices:
+            raise ValueError(
+                f"{name} {value} must be divisible by the {devices} devices."
+            )
+
+
 class State(NamedTuple):
     """One seed's training state; every leaf gets a leading seed axis."""
 
@@ -111,19 +123,20 @@ class Trainer:
             optax.clip_by_global_norm(config.clip_norm),
             optax.adam(config.learning_rate),
         )
-        devices = np.array(jax.devices())
-        self.mesh = mesh or Mesh(devices, ("data",))
-        size = self.mesh.devices.size
-        for name, value in (
-            ("batch_size", config.batch_size),
-            ("eval_batch", config.eval_batch),
-        ):
-            if value % size:
-                raise ValueError(
-                    f"{name} {value} must be divisible by the {size} devices."
-                )
-        self._train = jax.jit(jax.vmap(self._train_chunk))
-        self._evaluate = jax.jit(jax.vmap(self._evaluate_one))
+        self.mesh = mesh or Mesh(np.array(jax.devices()), ("data",))
+        check_divisible(config, self.mesh.devices.size)
+        # States live replicated on the mesh, going in and coming out, so a
+        # state fresh from init_seeds, one restored from a checkpoint and one
+        # returned by train all match one compiled program.
+        self.replicated = NamedSharding(self.mesh, PartitionSpec())
+        self._train = jax.jit(
+            jax.vmap(self._train_chunk),
+            in_shardings=self.replicated,
+            out_shardings=self.replicated,
+        )
+        self._evaluate = jax.jit(
+            jax.vmap(self._evaluate_one), in_shardings=self.replicated
+        )
 
     # -- data ------------------------------------------------------------------
     def _shard(self, batch: tasks.Batch) -> tasks.Batch:
@@ -173,7 +186,8 @@ class Trainer:
     def init_seeds(self, seeds: list[int]) -> State:
         """States for several seeds, stacked along a leading axis."""
         states = [self.init(seed) for seed in seeds]
-        return jax.tree.map(lambda *xs: jnp.stack(xs), *states)
+        stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *states)
+        return jax.device_put(stacked, self.replicated)
 
     # -- training --------------------------------------------------------------
     def _train_step(self, state: State, _):
@@ -201,8 +215,7 @@ class Trainer:
         each time to compile once.
         """
         seeds = state.step.shape[0]
-        with self.mesh:
-            return self._train(state, jnp.zeros((seeds, steps)))
+        return self._train(state, jnp.zeros((seeds, steps)))
 
     # -- evaluation ------------------------------------------------------------
     def _evaluate_one(self, params, key):
@@ -225,5 +238,4 @@ class Trainer:
                 jax.random.fold_in(jax.random.wrap_key_data(k), 2**31 - 1)
             )
         )(state.key)
-        with self.mesh:
-            return np.asarray(self._evaluate(state.params, eval_keys))
+        return np.asarray(self._evaluate(state.params, eval_keys))
