@@ -68,7 +68,7 @@ class SelfAttention(nn.Module):
     rotary: bool = False
 
     @nn.compact
-    def __call__(self, x, *, positions, valid, bias=None):
+    def __call__(self, x, *, positions, mask, bias=None):
         features = x.shape[-1]
         head_dim = features // self.num_heads
         q, k, v = (
@@ -80,7 +80,7 @@ class SelfAttention(nn.Module):
         logits = jnp.einsum("...qhd,...khd->...hqk", q, k) / jnp.sqrt(head_dim)
         if bias is not None:
             logits = logits + bias
-        logits = jnp.where(valid[..., None, None, :], logits, -1e9)
+        logits = jnp.where(mask[..., None, :, :], logits, -1e9)
         weights = jax.nn.softmax(logits, axis=-1)
         out = jnp.einsum("...hqk,...khd->...qhd", weights, v)
         return nn.DenseGeneral(features, axis=(-2, -1), name="out")(out)
@@ -111,8 +111,12 @@ class Encoder(nn.Module):
         )
 
     @nn.compact
-    def __call__(self, tokens, *, positions, valid):
+    def __call__(self, tokens, *, positions, valid, segments=None):
         cfg = self.config
+        # Each slot attends to the real tokens of its own example: [..., q, k].
+        mask = valid[..., None, :]
+        if segments is not None:
+            mask = mask & (segments[..., :, None] == segments[..., None, :])
         kind = scheme(cfg.encoding)
         position_module = None
         if kind == "sinusoidal":
@@ -134,7 +138,7 @@ class Encoder(nn.Module):
                 norm=self._norm(f"attention_norm_{layer}"),
                 norm_position=cfg.norm_position,
                 name=f"attention_{layer}",
-            )(x, positions=positions, valid=valid, bias=bias)
+            )(x, positions=positions, mask=mask, bias=bias)
             x = Residual(
                 FeedForward(cfg.mlp_features),
                 norm=self._norm(f"mlp_norm_{layer}"),

@@ -63,15 +63,21 @@ class TrainConfig:
 
 
 def check_divisible(config: TrainConfig, devices: int) -> None:
-    """Raises ValueError unless the batches split evenly over ``devices``."""
-    for name, value in (
-        ("batch_size", config.batch_size),
-        ("eval_batch", config.eval_batch),
-    ):
-        if value % devices:
-            raise ValueError(
-                f"{name} {value} must be divisible by the {devices} devices."
-            )
+    """Raises ValueError unless the batches split evenly over ``devices``.
+
+    Training rows hold two examples each, so ``batch_size`` must split into
+    ``2 * devices`` parts.
+    """
+    if config.batch_size % (2 * devices):
+        raise ValueError(
+            f"batch_size {config.batch_size} must be divisible by {2 * devices}: "
+            f"two examples per packed row, rows split over the {devices} devices."
+        )
+    if config.eval_batch % devices:
+        raise ValueError(
+            f"eval_batch {config.eval_batch} must be divisible by the "
+            f"{devices} devices."
+        )
 
 
 class State(NamedTuple):
@@ -157,6 +163,7 @@ class Trainer:
             batch.tokens,
             positions=batch.positions,
             valid=batch.valid,
+            segments=batch.segments,
         )
 
     def _loss(self, params, batch):
@@ -174,7 +181,11 @@ class Trainer:
         max_len = self.config.train_length
         dummy = self.batch(init_key, jnp.full((2,), max_len), max_len)
         params = self.net.init(
-            init_key, dummy.tokens, positions=dummy.positions, valid=dummy.valid
+            init_key,
+            dummy.tokens,
+            positions=dummy.positions,
+            valid=dummy.valid,
+            segments=dummy.segments,
         )["params"]
         return State(
             step=jnp.zeros((), jnp.int32),
@@ -190,12 +201,20 @@ class Trainer:
         return jax.device_put(stacked, self.replicated)
 
     # -- training --------------------------------------------------------------
+    def train_batch(self, key: jax.Array) -> tasks.Batch:
+        """``batch_size`` examples of lengths uniform on ``1..train_length``,
+        packed two to a row (:func:`tasks.pack_pairs`): ``[batch_size / 2,
+        2 (train_length + 1)]``."""
+        length_key, first_key, second_key = jax.random.split(key, 3)
+        max_len = self.config.train_length
+        lengths = tasks.random_lengths(length_key, self.config.batch_size // 2, max_len)
+        first = self.batch(first_key, lengths, max_len)
+        second = self.batch(second_key, max_len + 1 - lengths, max_len)
+        return tasks.pack_pairs(first, second, 2 * (max_len + 1))
+
     def _train_step(self, state: State, _):
         key = jax.random.fold_in(jax.random.wrap_key_data(state.key), state.step)
-        length_key, batch_key = jax.random.split(key)
-        max_len = self.config.train_length
-        lengths = tasks.random_lengths(length_key, self.config.batch_size, max_len)
-        batch = self._shard(self.batch(batch_key, lengths, max_len))
+        batch = self._shard(self.train_batch(key))
         (loss, accuracy), grads = jax.value_and_grad(self._loss, has_aux=True)(
             state.params, batch
         )

@@ -39,6 +39,7 @@ def reference_batch(task, inputs, lengths, max_len):
         rows["valid"].append(([True] * n + [False] * pad) * 2)
         rows["targets"].append([0] * max_len + y + [0] * pad)
         rows["loss_mask"].append([False] * max_len + [True] * n + [False] * pad)
+        rows["segments"].append([0] * 2 * max_len)
     return {k: np.array(v) for k, v in rows.items()}
 
 
@@ -68,6 +69,7 @@ def test_make_batch_matches_reference(name, max_len):
     assert arrays["targets"].dtype == np.int32
     assert arrays["valid"].dtype == np.bool_
     assert arrays["loss_mask"].dtype == np.bool_
+    assert arrays["segments"].dtype == np.int32
 
     # The drawn inputs: the first n slots of each example, symbols only.
     inputs = [arrays["tokens"][b, :n] for b, n in enumerate(lengths)]
@@ -100,6 +102,35 @@ def test_make_batch_one_program_for_every_length():
             batch = make(task, jax.random.key(n), jnp.full((3,), n), 6)
             assert int(batch.loss_mask.sum()) == 3 * n
     assert compiles.count == 1
+
+
+@pytest.mark.parametrize("max_len", [1, 4, 9])
+def test_pack_pairs_matches_reference(max_len):
+    task = tasks.TASKS["bucket_sort"]
+    lengths = np.arange(1, max_len + 1)
+    first = tasks.make_batch(task, jax.random.key(0), lengths, max_len)
+    second = tasks.make_batch(task, jax.random.key(1), max_len + 1 - lengths, max_len)
+    width = 2 * (max_len + 1)
+    packed = jax.jit(tasks.pack_pairs, static_argnums=2)(first, second, width)
+    for field in tasks.Batch._fields:
+        a, b = np.asarray(getattr(first, field)), np.asarray(getattr(second, field))
+        va, vb = np.asarray(first.valid), np.asarray(second.valid)
+        got = np.asarray(getattr(packed, field))
+        assert got.shape == (max_len, width), field
+        for row in range(max_len):
+            # The real slots of the first example, in order, then the second's.
+            expected = np.concatenate([a[row][va[row]], b[row][vb[row]]])
+            if field == "segments":
+                expected = np.repeat([0, 1], [va[row].sum(), vb[row].sum()])
+            np.testing.assert_array_equal(got[row], expected, err_msg=field)
+    assert np.asarray(packed.valid).all()
+    # Every example keeps its n scored slots.
+    scored = np.asarray(packed.loss_mask)
+    segments = np.asarray(packed.segments)
+    np.testing.assert_array_equal((scored & (segments == 0)).sum(1), lengths)
+    np.testing.assert_array_equal(
+        (scored & (segments == 1)).sum(1), 1 + max_len - lengths
+    )
 
 
 @pytest.mark.parametrize("max_len", [1, 5, 20])

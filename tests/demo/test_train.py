@@ -7,11 +7,12 @@ import collections
 import itertools
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from tests.demo.helpers import ISSUE_ENCODINGS, count_compiles, tiny
-from train_demo import model, train
+from train_demo import model, tasks, train
 
 
 def _leaves(tree):
@@ -36,6 +37,53 @@ def test_every_encoding_trains_without_nan(encoding):
     assert all(np.all(np.isfinite(a)) for a in after)
     assert any(not np.array_equal(a, b) for a, b in zip(after, before, strict=True))
     assert np.asarray(state.step).tolist() == [2]
+
+
+# -- packed training batches -------------------------------------------------
+
+
+def test_train_batch_packs_two_examples_of_uniform_lengths_per_row():
+    config = tiny(batch_size=4000, train_length=6)
+    batch = jax.jit(train.Trainer(config).train_batch)(jax.random.key(0))
+    shapes = {field: np.shape(a) for field, a in batch._asdict().items()}
+    assert set(shapes.values()) == {(2000, 14)}, shapes  # rows, 2 (6 + 1)
+    assert np.asarray(batch.valid).all()
+    scored, segments = np.asarray(batch.loss_mask), np.asarray(batch.segments)
+    n_first = (scored & (segments == 0)).sum(1)
+    n_second = (scored & (segments == 1)).sum(1)
+    np.testing.assert_array_equal(n_first + n_second, 7)
+    lengths = np.concatenate([n_first, n_second])
+    assert set(lengths.tolist()) == set(range(1, 7))
+    counts = np.bincount(lengths, minlength=7)[1:]
+    np.testing.assert_allclose(counts / 4000, 1 / 6, rtol=0.15)
+
+
+@pytest.mark.parametrize(
+    "encoding",
+    ["sinusoidal", "learned", "rope", "alibi", "relative", "randomized_rope"],
+)
+def test_packing_is_invisible_to_the_model(encoding):
+    # A packed row's logits are those of its two examples processed alone.
+    max_len = 5
+    trainer = train.Trainer(tiny(encoding=encoding, train_length=max_len))
+    params = jax.tree.map(lambda a: a[0], trainer.init_seeds([0]).params)
+    lengths = jnp.arange(1, max_len + 1)
+    keys = jax.random.split(jax.random.key(3), 2)
+    first = trainer.batch(keys[0], lengths, max_len)
+    second = trainer.batch(keys[1], max_len + 1 - lengths, max_len)
+    packed = tasks.pack_pairs(first, second, 2 * (max_len + 1))
+    logits = jax.jit(trainer._logits)
+    alone = [np.asarray(logits(params, b)) for b in (first, second)]
+    together = np.asarray(logits(params, packed))
+    for row in range(max_len):
+        expected = np.concatenate(
+            [
+                alone[0][row][np.asarray(first.valid[row])],
+                alone[1][row][np.asarray(second.valid[row])],
+            ]
+        )
+        # Same math on other shapes: float32 sums may group differently.
+        np.testing.assert_allclose(together[row], expected, rtol=1e-5, atol=1e-5)
 
 
 # -- learning ------------------------------------------------------------------
