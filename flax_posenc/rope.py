@@ -258,7 +258,9 @@ def rope_frequencies(
     if isinstance(config, DynamicNTKScaling):
         if dim == 2:
             raise ValueError("dynamic NTK scaling needs a rotary dimension > 2.")
-        length = original if seq_len is None else max(int(seq_len), original)
+        if seq_len is not None:
+            seq_len = _validation.check_int("seq_len", seq_len, minimum=1)
+        length = original if seq_len is None else max(seq_len, original)
         grown = base * (factor * length / original - (factor - 1)) ** (dim / (dim - 2))
         return grown**-exponents, 1.0
     if isinstance(config, YarnScaling):

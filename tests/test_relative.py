@@ -175,3 +175,12 @@ def test_bias_errors():
         fp.relative_position_bias(jnp.zeros((2, 32)), jnp.array(1), jnp.arange(3))
     with pytest.raises(TypeError, match="k_positions"):
         fp.relative_position_bias(jnp.zeros((2, 32)), jnp.arange(3), jnp.arange(3.0))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [({"num_buckets": 32.0}, "num_buckets"), ({"max_distance": 128.0}, "max_distance")],
+)
+def test_non_int_sizes_raise(kwargs, match):
+    with pytest.raises(TypeError, match=match):
+        fp.relative_position_bucket(jnp.arange(-3, 4), **kwargs)

@@ -771,3 +771,44 @@ def test_max_position_embeddings_fills_a_dicts_missing_original_length():
     )
     with pytest.raises(ValueError, match="max_position_embeddings= from the model"):
         fp.rope_frequencies(dim, scaling={"type": "dynamic", "factor": 2.0})
+
+
+# -- argument errors not covered above -----------------------------------------
+
+DYNAMIC = {
+    "rope_type": "dynamic",
+    "factor": 2.0,
+    "original_max_position_embeddings": 64,
+}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"base": -1.0}, ValueError, "base"),
+        ({"base": float("inf")}, ValueError, "base"),
+        ({"scaling": {"factor": 2.0}}, ValueError, "linear"),
+        (
+            {"scaling": {**DYNAMIC, "original_max_position_embeddings": 0}},
+            ValueError,
+            "original_max_position_embeddings",
+        ),
+        (
+            {"scaling": {**DYNAMIC, "original_max_position_embeddings": 64.5}},
+            TypeError,
+            "original_max_position_embeddings",
+        ),
+        ({"scaling": DYNAMIC, "seq_len": 0}, ValueError, "seq_len"),
+        ({"scaling": DYNAMIC, "seq_len": -5}, ValueError, "seq_len"),
+        ({"scaling": DYNAMIC, "seq_len": 100.0}, TypeError, "seq_len"),
+    ],
+    ids=lambda v: None if isinstance(v, dict) else str(v),
+)
+def test_rope_frequencies_argument_errors(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        fp.rope_frequencies(16, **kwargs)
+
+
+def test_apply_rope_float_rotary_dim_raises():
+    with pytest.raises(TypeError, match="rotary_dim"):
+        fp.apply_rope(jnp.ones((1, 4, 2, 8)), jnp.arange(4)[None], rotary_dim=4.0)

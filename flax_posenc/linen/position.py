@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike, DTypeLike
 
-from flax_posenc import embedding, sinusoidal
+from flax_posenc import _validation, embedding, sinusoidal
 
 
 def default_positions(x: jax.Array, positions: ArrayLike | None) -> jax.Array:
@@ -124,6 +124,8 @@ class LearnedPositionEmbedding(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, *, positions: ArrayLike | None = None):
         """Position embeddings ``[..., seq, features]`` for ``x`` ``[..., seq, _]``."""
+        _validation.check_int("max_length", self.max_length, minimum=1)
+        _validation.check_int("features", self.features, minimum=1)
         if positions is None and x.ndim >= 2 and x.shape[-2] > self.max_length:
             raise ValueError(
                 f"sequence length {x.shape[-2]} exceeds max_length "

@@ -61,6 +61,12 @@ class RotaryEmbedding(nn.Module):
 
         ``seq_len`` (static) drives ``"dynamic"`` scaling.
         """
+        for name, x in (("q", q), ("k", k)):
+            if jax.numpy.ndim(x) < 3:
+                raise ValueError(
+                    f"{name} must be [..., seq, heads, head_dim], got shape "
+                    f"{jax.numpy.shape(x)}."
+                )
         if positions is None:
             positions = jax.numpy.arange(q.shape[-3])
 

@@ -10,11 +10,14 @@ import numpy as np
 import pytest
 
 from flax_posenc.linen import (
+    ALiBiBias,
     InputEmbedding,
     LayerNorm,
     LearnedPositionEmbedding,
+    RelativePositionBias,
     Residual,
     RMSNorm,
+    RotaryEmbedding,
     SinusoidalPositionEmbedding,
     TokenEmbedding,
 )
@@ -61,9 +64,38 @@ class TiedLM(nn.Module):
         return token.attend(x)
 
 
+HEADS = 2
+
+
+class RelativeAttentionLM(nn.Module):
+    """Token embedding -> causal self-attention with RoPE on q and k plus ALiBi and
+    T5 relative biases on the logits -> LayerNorm -> Dense."""
+
+    @nn.compact
+    def __call__(self, ids):
+        x = TokenEmbedding(VOCAB, FEATURES, name="token")(ids)
+        positions = jnp.arange(ids.shape[-1])
+        q, k, v = (
+            nn.DenseGeneral((HEADS, FEATURES // HEADS), name=name)(x)
+            for name in ("query", "key", "value")
+        )
+        q, k = RotaryEmbedding(name="rotary")(q, k)
+        bias = ALiBiBias(HEADS, name="alibi")(positions)
+        bias = bias + RelativePositionBias(HEADS, bidirectional=False, name="relative")(
+            positions
+        )
+        logits = jnp.einsum("...qhd,...khd->...hqk", q, k) + bias
+        causal = positions[:, None] >= positions[None, :]
+        weights = jax.nn.softmax(jnp.where(causal, logits, -1e9), axis=-1)
+        out = jnp.einsum("...hqk,...khd->...qhd", weights, v)
+        x = x + nn.DenseGeneral(FEATURES, axis=(-2, -1), name="out")(out)
+        return nn.Dense(VOCAB, name="head")(LayerNorm(name="final_norm")(x))
+
+
 MODELS = [
     pytest.param(DenseHeadLM(), id="dense_head"),
     pytest.param(TiedLM(), id="tied"),
+    pytest.param(RelativeAttentionLM(), id="rope_alibi_relative"),
 ]
 
 IDS = jax.random.randint(jax.random.key(0), (BATCH, SEQ), 0, VOCAB)
@@ -112,9 +144,21 @@ def test_vmap_of_apply_equals_batched_apply(model):
         chex.assert_trees_all_close(apply(IDS[row]), batched[row], atol=1e-5)
 
 
-@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("model", MODELS[:2])
 def test_positions_matter(model):
     # The same token at every position must not give the same logits everywhere.
     params = _init(model)
     logits = model.apply({"params": params}, jnp.full((1, SEQ), 4))
     assert not np.allclose(np.asarray(logits[0, 0]), np.asarray(logits[0, 1]))
+
+
+def test_order_matters_to_relative_attention():
+    # Attention without positions is blind to the order of what it attends to:
+    # the last token's logits would not change when the first two are swapped.
+    # Here RoPE, ALiBi and T5 biases each make them change.
+    model = RelativeAttentionLM()
+    params = _init(model)
+    ids = jnp.array([[1, 2, 3, 4, 5]])
+    swapped = jnp.array([[2, 1, 3, 4, 5]])
+    last = [model.apply({"params": params}, x)[0, -1] for x in (ids, swapped)]
+    assert np.abs(np.asarray(last[0] - last[1])).max() > 1e-4

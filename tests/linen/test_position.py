@@ -266,3 +266,16 @@ def test_learned_dtypes(param_dtype, dtype, out_dtype):
     chex.assert_trees_all_close(
         f64(out[0]), _table(variables)[:3], atol=1e-3, rtol=1e-2
     )
+
+
+@pytest.mark.parametrize(
+    ("fields", "error", "match"),
+    [
+        ({"max_length": 0, "features": 8}, ValueError, "max_length"),
+        ({"max_length": 16, "features": 0}, ValueError, "features"),
+        ({"max_length": 16.0, "features": 8}, TypeError, "max_length"),
+    ],
+)
+def test_learned_bad_sizes_raise(fields, error, match):
+    with pytest.raises(error, match=match):
+        LearnedPositionEmbedding(**fields).init(jax.random.key(0), jnp.ones((2, 4, 8)))

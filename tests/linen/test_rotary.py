@@ -126,3 +126,10 @@ def test_errors_propagate():
         RotaryEmbedding(layout="neox").apply({}, q, k)
     with pytest.raises(TypeError, match="positions"):
         RotaryEmbedding().apply({}, q, k, positions=jnp.arange(5.0))
+
+
+@pytest.mark.parametrize("shape", [(8,), (5, 8)])
+def test_inputs_without_a_heads_axis_raise(shape):
+    x = jnp.ones(shape)
+    with pytest.raises(ValueError, match=r"\[\.\.\., seq, heads, head_dim\]"):
+        RotaryEmbedding().apply({}, x, x)
