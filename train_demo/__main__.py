@@ -46,6 +46,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--heads", type=int, default=4)
     p.add_argument("--norm", choices=("layer", "rms"), default="layer")
     p.add_argument("--norm-position", choices=("post", "pre"), default="post")
+    p.add_argument(
+        "--combine",
+        choices=("add", "concat"),
+        default="add",
+        help="sinusoidal and learned positions added to the token embeddings, "
+        "or concatenated (half the features each); other schemes ignore it",
+    )
     p.add_argument("--checkpoint-every", type=int, default=500)
     p.add_argument("--out", default="runs/demo", help="output folder")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
@@ -103,6 +110,7 @@ def config_from_args(args: argparse.Namespace) -> run.RunConfig:
         num_heads=args.heads,
         norm=args.norm,
         norm_position=args.norm_position,
+        combine=args.combine,
     )
     try:
         train.check_divisible(base, jax.device_count())

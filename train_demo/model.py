@@ -59,6 +59,9 @@ class ModelConfig:
     max_position: int = 128  # table size for learned positions
     norm: str = "layer"  # "layer" or "rms"
     norm_position: str = "post"  # "post" or "pre"
+    # How absolute positions join the tokens: "add" (features each), or
+    # "concat" (features / 2 of token, features / 2 of position).
+    combine: str = "add"
 
 
 class SelfAttention(nn.Module):
@@ -118,14 +121,22 @@ class Encoder(nn.Module):
         if segments is not None:
             mask = mask & (segments[..., :, None] == segments[..., None, :])
         kind = scheme(cfg.encoding)
+        concat = cfg.combine == "concat" and kind in ("sinusoidal", "learned")
+        token_features = cfg.features // 2 if concat else cfg.features
+        position_features = cfg.features - token_features if concat else cfg.features
         position_module = None
         if kind == "sinusoidal":
-            position_module = SinusoidalPositionEmbedding()
+            position_module = SinusoidalPositionEmbedding(position_features)
         elif kind == "learned":
-            position_module = LearnedPositionEmbedding(cfg.max_position, cfg.features)
-        x = InputEmbedding(cfg.vocab_size, cfg.features, position=position_module)(
-            tokens, positions=positions
-        )
+            position_module = LearnedPositionEmbedding(
+                cfg.max_position, position_features
+            )
+        x = InputEmbedding(
+            cfg.vocab_size,
+            token_features,
+            position=position_module,
+            combine=cfg.combine,
+        )(tokens, positions=positions)
         bias = None
         if kind == "alibi":
             bias = ALiBiBias(cfg.num_heads)(positions)

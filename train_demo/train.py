@@ -34,6 +34,7 @@ class TrainConfig:
     num_heads: int = 4
     norm: str = "layer"
     norm_position: str = "post"
+    combine: str = "add"
     steps_per_call: int = 50
 
     @property
@@ -59,6 +60,7 @@ class TrainConfig:
             max_position=self.max_position if randomized else 2 * self.test_length,
             norm=self.norm,
             norm_position=self.norm_position,
+            combine=self.combine,
         )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import collections
 import itertools
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -206,3 +207,20 @@ def test_chunks_of_one_size_compile_once(seed_runs):
     # Trainer.train: "call this with the same steps each time to compile once".
     # Three runs of two 3-step chunks, with 2, 1 and 1 seeds: two programs.
     assert seed_runs[2] == 2
+
+
+@pytest.mark.parametrize("encoding", ["sinusoidal", "learned"])
+def test_concat_splits_the_features_between_token_and_position(encoding):
+    config = tiny(encoding=encoding, combine="concat", features=16)
+    trainer = train.Trainer(config)
+    state = trainer.init_seeds([0])
+    shapes = jax.tree.map(np.shape, nn.meta.unbox(state.params))
+    assert shapes["InputEmbedding_0"]["token"]["embedding"] == (1, 7, 8)  # vocab 5+2
+    if encoding == "learned":
+        table = shapes["LearnedPositionEmbedding_0"]["embedding"]
+        assert table == (1, config.model_config().max_position, 8)
+    batch = trainer.batch(jax.random.key(0), jnp.full((2,), 3), 4)
+    params = jax.tree.map(lambda a: a[0], state.params)
+    assert trainer._logits(params, batch).shape == (2, 8, 5)
+    state, (loss, _) = trainer.train(state, 2)
+    assert np.all(np.isfinite(np.asarray(loss)))
