@@ -1,7 +1,7 @@
 """flax_posenc: token embeddings, positional information and normalization for JAX.
 
 The pure functions live here and import only jax and numpy. The Flax linen
-modules are in :mod:`flax_posenc.linen` (imported on first use).
+modules are in `flax_posenc.linen` (imported on first use).
 """
 
 from __future__ import annotations

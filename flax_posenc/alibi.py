@@ -15,10 +15,10 @@ from flax_posenc import _validation
 def alibi_slopes(num_heads: int) -> np.ndarray:
     r"""The per-head slopes of ALiBi.
 
-    For ``n`` a power of two: :math:`m_h = 2^{-8(h+1)/n}`, ``h = 0..n-1``. For
+    For ``n`` a power of two: $m_h = 2^{-8(h+1)/n}$, ``h = 0..n-1``. For
     other ``n``, with ``c`` the largest power of two below ``n``: the ``c``
     slopes for ``c`` heads, followed by the first ``n - c`` of every other slope
-    for ``2c`` heads (:math:`2^{-8k/(2c)}`, ``k = 1, 3, 5, ...``), as in the
+    for ``2c`` heads ($2^{-8k/(2c)}$, ``k = 1, 3, 5, ...``), as in the
     paper's reference code.
 
     Args:
@@ -57,7 +57,7 @@ def alibi_bias(
     *,
     dtype: DTypeLike = jnp.float32,
 ) -> jax.Array:
-    r"""ALiBi attention biases: :math:`b[h, i, j] = -m_h\,|q_i - k_j|`.
+    r"""ALiBi attention biases: $b[h, i, j] = -m_h\,|q_i - k_j|$.
 
     Add the result to the attention logits before the softmax. Causal
     attention adds its usual mask too (``-inf`` where ``k_j > q_i``); on the
@@ -68,7 +68,7 @@ def alibi_bias(
       q_positions: integer ``[..., q_len]``.
       k_positions: integer ``[..., k_len]``; leading axes broadcast with the
         queries'.
-      num_heads: number of heads; slopes from :func:`alibi_slopes`.
+      num_heads: number of heads; slopes from `alibi_slopes`.
       dtype: floating output dtype (distances are exact integers first).
 
     Returns:
@@ -76,7 +76,7 @@ def alibi_bias(
 
     Raises:
       TypeError: positions not integer, ``dtype`` not floating.
-      ValueError: as :func:`alibi_slopes`; positions of rank 0.
+      ValueError: as `alibi_slopes`; positions of rank 0.
 
     Examples:
       >>> import jax.numpy as jnp

@@ -13,7 +13,7 @@ from flax_posenc import _validation
 def embedding_lookup(
     table: ArrayLike, ids: ArrayLike, *, checked: bool = False
 ) -> jax.Array:
-    r"""Rows of an embedding table: :math:`y[..., :] = T[\mathrm{ids}[...], :]`.
+    r"""Rows of an embedding table: $y[..., :] = T[\mathrm{ids}[...], :]$.
 
     Serves token embeddings (``ids`` are token ids) and learned position
     embeddings (``ids`` are positions).
@@ -65,7 +65,7 @@ def embedding_lookup(
 
 
 def embedding_attend(query: ArrayLike, table: ArrayLike) -> jax.Array:
-    r"""Logits against every row of a (tied) embedding table: :math:`q\,T^\top`.
+    r"""Logits against every row of a (tied) embedding table: $q\,T^\top$.
 
     Args:
       query: ``[..., features]``.

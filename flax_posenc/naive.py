@@ -20,7 +20,7 @@ from flax_posenc import _validation
 def index_encoding(
     positions: ArrayLike, dim: int, *, dtype: DTypeLike = jnp.float32
 ) -> jax.Array:
-    r"""The position itself in every feature: :math:`PE(p, j) = p`.
+    r"""The position itself in every feature: $PE(p, j) = p$.
 
     Args:
       positions: integer array ``[..., seq]``.
@@ -55,7 +55,7 @@ def fraction_encoding(
     length: ArrayLike | None = None,
     dtype: DTypeLike = jnp.float32,
 ) -> jax.Array:
-    r"""The position as a fraction of the sequence: :math:`PE(p, j) = p / (L - 1)`.
+    r"""The position as a fraction of the sequence: $PE(p, j) = p / (L - 1)$.
 
     Positions ``0..L-1`` map onto ``[0, 1]``. A sequence of length 1 has the single
     value 0 (the denominator is ``max(L - 1, 1)``).

@@ -24,7 +24,7 @@ def relative_position_bucket(
     keys after the query) and ``n`` the distance (``|r|`` when bidirectional,
     ``max(-r, 0)`` when causal, so later keys share bucket 0): distances below
     ``E = B // 2`` have a bucket each, larger ones share logarithmically sized
-    buckets, :math:`E + \lfloor \ln(n/E) / \ln(D/E) \cdot (B - E) \rfloor`,
+    buckets, $E + \lfloor \ln(n/E) / \ln(D/E) \cdot (B - E) \rfloor$,
     capped at ``B - 1`` (``D = max_distance``). The logarithm is computed in
     float32, as in Mesh TensorFlow and Hugging Face T5.
 
@@ -92,14 +92,14 @@ def relative_position_bias(
     bidirectional: bool = True,
     max_distance: int = 128,
 ) -> jax.Array:
-    r"""T5 attention biases: :math:`b[h, i, j] = T[h, \mathrm{bucket}(k_j - q_i)]`.
+    r"""T5 attention biases: $b[h, i, j] = T[h, \mathrm{bucket}(k_j - q_i)]$.
 
     Args:
       table: learned biases ``[heads, num_buckets]``.
       q_positions: integer ``[..., q_len]``.
       k_positions: integer ``[..., k_len]``; leading axes broadcast.
-      bidirectional: see :func:`relative_position_bucket`.
-      max_distance: see :func:`relative_position_bucket`.
+      bidirectional: see `relative_position_bucket`.
+      max_distance: see `relative_position_bucket`.
 
     Returns:
       ``[..., heads, q_len, k_len]`` in ``table``'s dtype, ready to add to the
@@ -107,7 +107,7 @@ def relative_position_bias(
 
     Raises:
       ValueError: ``table`` not 2-D, positions of rank 0, and as
-        :func:`relative_position_bucket`.
+        `relative_position_bucket`.
       TypeError: positions not integer.
 
     Examples:

@@ -177,26 +177,26 @@ def rope_frequencies(
 ) -> tuple[np.ndarray, float]:
     r"""RoPE angular frequencies and attention factor, with optional scaling.
 
-    Unscaled (Su et al. 2021): :math:`\omega_i = \mathrm{base}^{-2i/\mathrm{dim}}`,
+    Unscaled (Su et al. 2021): $\omega_i = \mathrm{base}^{-2i/\mathrm{dim}}$,
     ``i = 0..dim/2-1``, where ``dim`` is the rotary dimension. ``scaling``
     changes them as the implementations the checkpoints were trained with do
     (Hugging Face ``modeling_rope_utils``; Meta's ``apply_scaling`` for llama3):
 
-    - ``"linear"``: :math:`\omega_i / s`.
+    - ``"linear"``: $\omega_i / s$.
     - ``"dynamic"``: the unscaled formula with
-      :math:`\mathrm{base}' = \mathrm{base}\,(s\,n/L - (s - 1))^{d/(d-2)}`,
+      $\mathrm{base}' = \mathrm{base}\,(s\,n/L - (s - 1))^{d/(d-2)}$,
       ``n = max(seq_len, L)``; unchanged while ``seq_len <= L`` or if ``seq_len``
       is None.
-    - ``"yarn"``: with :math:`c(r) = d \ln(L / (2\pi r)) / (2 \ln \mathrm{base})`,
+    - ``"yarn"``: with $c(r) = d \ln(L / (2\pi r)) / (2 \ln \mathrm{base})$,
       ``lo = floor(c(beta_fast))``, ``hi = ceil(c(beta_slow))`` (no rounding when
       ``truncate`` is False), clipped to ``[0, d - 1]``, and
-      :math:`\gamma_i = \mathrm{clip}((i - lo)/(hi - lo), 0, 1)`:
-      :math:`\omega_i (1 - \gamma_i) + (\omega_i / s)\,\gamma_i`.
-      Attention factor :math:`0.1 \ln s + 1` unless given.
-    - ``"llama3"``: with wavelength :math:`\lambda_i = 2\pi/\omega_i`: unchanged
-      if :math:`\lambda_i < L/h`, :math:`\omega_i/s` if :math:`\lambda_i > L/l`,
-      else :math:`(1 - \mu)\,\omega_i/s + \mu\,\omega_i`,
-      :math:`\mu = (L/\lambda_i - l)/(h - l)`.
+      $\gamma_i = \mathrm{clip}((i - lo)/(hi - lo), 0, 1)$:
+      $\omega_i (1 - \gamma_i) + (\omega_i / s)\,\gamma_i$.
+      Attention factor $0.1 \ln s + 1$ unless given.
+    - ``"llama3"``: with wavelength $\lambda_i = 2\pi/\omega_i$: unchanged
+      if $\lambda_i < L/h$, $\omega_i/s$ if $\lambda_i > L/l$,
+      else $(1 - \mu)\,\omega_i/s + \mu\,\omega_i$,
+      $\mu = (L/\lambda_i - l)/(h - l)$.
 
     Here ``s = factor``, ``L = original_max_position_embeddings``, ``l, h`` the
     low/high frequency factors. Computed in float64 at trace time.
@@ -207,8 +207,8 @@ def rope_frequencies(
       scaling: None, a Hugging Face ``rope_scaling`` dict (``"rope_type"`` or its
         alias ``"type"``: ``"default"``, ``"linear"``, ``"dynamic"``, ``"yarn"``,
         ``"llama3"``; unknown extra keys are ignored, as Hugging Face does), or
-        one of :class:`LinearScaling`, :class:`DynamicNTKScaling`,
-        :class:`YarnScaling`, :class:`Llama3Scaling`.
+        one of `LinearScaling`, `DynamicNTKScaling`,
+        `YarnScaling`, `Llama3Scaling`.
       seq_len: static sequence length, used by ``"dynamic"`` only.
       max_position_embeddings: the model config's value; stands in for a
         ``rope_scaling`` dict's missing ``original_max_position_embeddings``
@@ -324,8 +324,8 @@ def apply_rope(
 ) -> jax.Array:
     r"""Rotates feature pairs of ``x`` by angles proportional to their positions.
 
-    For pair ``i`` with frequency :math:`\omega_i` (:func:`rope_frequencies`) at
-    position ``p``, with :math:`\theta = p\,\omega_i` and attention factor ``a``:
+    For pair ``i`` with frequency $\omega_i$ (`rope_frequencies`) at
+    position ``p``, with $\theta = p\,\omega_i$ and attention factor ``a``:
 
     .. math::
         (y_a, y_b) = a\,(x_a \cos\theta - x_b \sin\theta,\;
@@ -339,7 +339,7 @@ def apply_rope(
     The two layouts give the same result up to a fixed permutation of the
     features. Only the first ``r = rotary_dim`` features rotate; the rest pass
     through bit-identical (GPT-NeoX's ``rotary_pct``). Because rotations
-    compose, :math:`\langle \mathrm{rope}(q, m), \mathrm{rope}(k, n)\rangle`
+    compose, $\langle \mathrm{rope}(q, m), \mathrm{rope}(k, n)\rangle$
     depends only on ``m - n``. Angles are reduced exactly (within 1e-6 for
     positions below 2**20); the rotation is done in float32 and cast back to
     ``x.dtype``.
@@ -351,9 +351,9 @@ def apply_rope(
       base: frequency base (``rope_theta``).
       layout: ``"halves"`` or ``"interleaved"``.
       rotary_dim: number of leading features to rotate (even); default all.
-      scaling: see :func:`rope_frequencies`.
+      scaling: see `rope_frequencies`.
       seq_len: static sequence length for ``"dynamic"`` scaling.
-      max_position_embeddings: see :func:`rope_frequencies`.
+      max_position_embeddings: see `rope_frequencies`.
 
     Returns:
       Array of ``x``'s shape and dtype.
@@ -361,7 +361,7 @@ def apply_rope(
     Raises:
       ValueError: ``x`` of rank < 3, odd or too large ``rotary_dim``, unknown
         ``layout``, positions that do not broadcast, and as
-        :func:`rope_frequencies`.
+        `rope_frequencies`.
       TypeError: ``x`` not floating, ``positions`` not integer.
 
     Examples:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -26,10 +28,10 @@ def sinusoidal_frequencies(
     There are ``n = dim // 2`` frequencies, one per sin/cos pair, ``i = 0..n-1``:
 
     - ``spacing="paper"`` (Vaswani et al. 2017, section 3.5):
-      :math:`\omega_i = \mathrm{base}^{-2i/\mathrm{dim}}`.
+      $\omega_i = \mathrm{base}^{-2i/\mathrm{dim}}$.
     - ``spacing="tensor2tensor"`` (``get_timing_signal_1d`` in tensor2tensor, and
       ``sinusoidal_init`` of the Flax WMT and LM1B examples):
-      :math:`\omega_i = \min \cdot \exp(-i \cdot \ln(\max/\min) / \max(n - 1, 1))`
+      $\omega_i = \min \cdot \exp(-i \cdot \ln(\max/\min) / \max(n - 1, 1))$
       with ``min = min_timescale`` (default 1) and ``max = max_timescale``
       (default ``base``). The denominator is ``n - 1``, not ``n``, so with the
       default ``min = 1`` the slowest wavelength is exactly ``2 pi max``. The
@@ -102,18 +104,18 @@ def sinusoidal_encoding(
 ) -> jax.Array:
     r"""Sinusoidal encoding of integer positions.
 
-    With :math:`\omega_i` from :func:`sinusoidal_frequencies` (``i = 0..dim//2-1``):
+    With $\omega_i$ from `sinusoidal_frequencies` (``i = 0..dim//2-1``):
 
     - ``layout="interleaved"`` (the paper):
-      :math:`PE(p, 2i) = \sin(p\,\omega_i)`, :math:`PE(p, 2i+1) = \cos(p\,\omega_i)`.
+      $PE(p, 2i) = \sin(p\,\omega_i)$, $PE(p, 2i+1) = \cos(p\,\omega_i)$.
     - ``layout="halves"`` (tensor2tensor, Flax examples):
-      :math:`PE(p, i) = \sin(p\,\omega_i)`,
-      :math:`PE(p, i + dim/2) = \cos(p\,\omega_i)`.
+      $PE(p, i) = \sin(p\,\omega_i)$,
+      $PE(p, i + dim/2) = \cos(p\,\omega_i)$.
 
     For odd ``dim`` the last feature is zero (tensor2tensor's convention).
 
-    For every ``k``, :math:`PE(p + k) = M(k)\,PE(p)` with :math:`M(k)` a block
-    rotation by the angles :math:`k\,\omega_i`, independent of ``p``: the
+    For every ``k``, $PE(p + k) = M(k)\,PE(p)$ with $M(k)$ a block
+    rotation by the angles $k\,\omega_i$, independent of ``p``: the
     property that lets attention read relative offsets.
 
     Angles are reduced modulo 2 pi exactly, so in float32 every value is within
@@ -124,10 +126,10 @@ def sinusoidal_encoding(
       positions: integer array ``[..., seq]`` (any shape; values must fit int32).
       dim: number of features (>= 2).
       layout: ``"interleaved"`` or ``"halves"``.
-      base: see :func:`sinusoidal_frequencies`.
+      base: see `sinusoidal_frequencies`.
       spacing: ``"paper"`` or ``"tensor2tensor"``.
-      min_timescale: see :func:`sinusoidal_frequencies`.
-      max_timescale: see :func:`sinusoidal_frequencies`.
+      min_timescale: see `sinusoidal_frequencies`.
+      max_timescale: see `sinusoidal_frequencies`.
       dtype: floating output dtype. Computation is float32 (float64 inputs are
         not needed: the angle reduction is exact).
 
@@ -172,11 +174,11 @@ def sinusoidal_encoding(
     return table.astype(dtype)
 
 
-def sinusoidal_table(length: int, dim: int, **kwargs) -> jax.Array:
+def sinusoidal_table(length: int, dim: int, **kwargs: Any) -> jax.Array:
     """The sinusoidal encoding of positions ``0..length-1``: ``[length, dim]``.
 
     Equal to ``sinusoidal_encoding(jnp.arange(length), dim, **kwargs)``; see
-    :func:`sinusoidal_encoding` for the keywords.
+    `sinusoidal_encoding` for the keywords.
 
     Args:
       length: number of positions (>= 1).
@@ -188,7 +190,7 @@ def sinusoidal_table(length: int, dim: int, **kwargs) -> jax.Array:
       ``[length, dim]`` array.
 
     Raises:
-      ValueError, TypeError: as :func:`sinusoidal_encoding`, and for ``length < 1``.
+      ValueError, TypeError: as `sinusoidal_encoding`, and for ``length < 1``.
 
     Examples:
       >>> import flax_posenc as fp

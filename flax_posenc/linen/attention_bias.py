@@ -16,8 +16,7 @@ class ALiBiBias(nn.Module):
     ``https://arxiv.org/abs/2108.12409``. Returns ``[..., heads, q_len, k_len]``
     to add to the attention logits (add a causal mask as well for decoders).
 
-    Example usage::
-
+    Examples:
       >>> import jax.numpy as jnp
       >>> from flax_posenc.linen import ALiBiBias
       >>> ALiBiBias(num_heads=8).apply({}, jnp.arange(5)).shape
@@ -46,12 +45,11 @@ class RelativePositionBias(nn.Module):
     """T5's learned relative position biases (Raffel et al. 2020).
 
     ``https://arxiv.org/abs/1910.10683``. A ``[heads, num_buckets]`` table
-    indexed by :func:`flax_posenc.relative_position_bucket` of ``k - q``.
+    indexed by `flax_posenc.relative_position_bucket` of ``k - q``.
     Encoders use ``bidirectional=True``, decoders ``False``. T5 shares one such
     module across the layers of a stack.
 
-    Example usage::
-
+    Examples:
       >>> import jax, jax.numpy as jnp
       >>> import flax.linen as nn
       >>> from flax_posenc.linen import RelativePositionBias

@@ -59,15 +59,14 @@ class TokenEmbedding(nn.Module):
 
     ``y = table[ids]``, times ``sqrt(features)`` if ``scale_by_sqrt_features``
     (as in Vaswani et al. 2017, ``https://arxiv.org/abs/1706.03762``, section
-    3.4). :meth:`attend` gives tied output logits ``q @ table.T`` (Press and Wolf
+    3.4). `attend` gives tied output logits ``q @ table.T`` (Press and Wolf
     2017, ``https://arxiv.org/abs/1608.05859``).
 
-    Out-of-range ids give rows of NaN (see :func:`flax_posenc.embedding_lookup`);
+    Out-of-range ids give rows of NaN (see `flax_posenc.embedding_lookup`);
     ``checked=True`` plus ``jax.experimental.checkify.checkify`` turns them into
     an error.
 
-    Example usage::
-
+    Examples:
       >>> import jax, jax.numpy as jnp
       >>> import flax.linen as nn
       >>> from flax_posenc.linen import TokenEmbedding
@@ -136,13 +135,12 @@ class InputEmbedding(nn.Module):
     module must produce ``features`` features. ``combine="concat"``:
     ``y = [tok, pos]`` along the features, ``features + pos_features`` in all.
     ``position`` is any module called as ``position(tok, positions=positions)``,
-    e.g. :class:`SinusoidalPositionEmbedding` or
-    :class:`LearnedPositionEmbedding`; ``None`` gives token embeddings alone
+    e.g. `SinusoidalPositionEmbedding` or
+    `LearnedPositionEmbedding`; ``None`` gives token embeddings alone
     (for models whose positions live in attention: RoPE, ALiBi, T5 biases), and
     then ``positions`` is not used.
 
-    Example usage::
-
+    Examples:
       >>> import jax, jax.numpy as jnp
       >>> import flax.linen as nn
       >>> from flax_posenc.linen import InputEmbedding, LearnedPositionEmbedding

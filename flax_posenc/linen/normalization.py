@@ -41,12 +41,11 @@ class LayerNorm(nn.Module):
     """Layer normalization (Ba et al. 2016, ``https://arxiv.org/abs/1607.06450``).
 
     ``y = (x - mean) / sqrt(var + epsilon) * scale + bias`` over ``axis``, by
-    :func:`flax_posenc.layer_norm`: statistics in at least float32 by the
+    `flax_posenc.layer_norm`: statistics in at least float32 by the
     corrected two-pass method, accurate where ``flax.linen.LayerNorm``'s default
     fast variance cancels (inputs far from zero mean).
 
-    Example usage::
-
+    Examples:
       >>> import jax, jax.numpy as jnp
       >>> import flax.linen as nn
       >>> from flax_posenc.linen import LayerNorm
@@ -96,10 +95,9 @@ class RMSNorm(nn.Module):
 
     ``y = x / sqrt(mean(x**2) + epsilon) * scale``, or ``* (1 + scale)`` with
     ``unit_offset=True`` (Gemma checkpoints; the scale then starts at zero), by
-    :func:`flax_posenc.rms_norm`.
+    `flax_posenc.rms_norm`.
 
-    Example usage::
-
+    Examples:
       >>> import jax, jax.numpy as jnp
       >>> import flax.linen as nn
       >>> from flax_posenc.linen import RMSNorm
@@ -162,8 +160,7 @@ class Residual(nn.Module):
 
     Dropout (``dropout_rate``) applies to ``f``'s output before the sum.
 
-    Example usage::
-
+    Examples:
       >>> import jax, jax.numpy as jnp
       >>> import flax.linen as nn
       >>> from flax_posenc.linen import Residual
@@ -177,7 +174,7 @@ class Residual(nn.Module):
 
     Attributes:
       sublayer: the module ``f``; extra call arguments are passed to it.
-      norm: the normalization module; default :class:`LayerNorm`.
+      norm: the normalization module; default `LayerNorm`.
       norm_position: ``"post"`` or ``"pre"``.
       dropout_rate: dropout on ``f``'s output.
       deterministic: disable dropout; the call's ``deterministic`` wins when

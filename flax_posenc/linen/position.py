@@ -29,11 +29,10 @@ class SinusoidalPositionEmbedding(nn.Module):
     """Fixed sinusoidal position embeddings (Vaswani et al. 2017).
 
     ``https://arxiv.org/abs/1706.03762``. Returns the embeddings of ``positions``
-    (not added to ``x``): :func:`flax_posenc.sinusoidal_encoding` of
+    (not added to ``x``): `flax_posenc.sinusoidal_encoding` of
     ``positions``, which defaults to ``arange(seq)``. No parameters.
 
-    Example usage::
-
+    Examples:
       >>> import jax, jax.numpy as jnp
       >>> from flax_posenc.linen import SinusoidalPositionEmbedding
       >>> module = SinusoidalPositionEmbedding(layout="halves")
@@ -47,7 +46,7 @@ class SinusoidalPositionEmbedding(nn.Module):
     Attributes:
       features: number of features; default ``x.shape[-1]``.
       layout: ``"interleaved"`` or ``"halves"``.
-      base: frequency base (see :func:`flax_posenc.sinusoidal_frequencies`).
+      base: frequency base (see `flax_posenc.sinusoidal_frequencies`).
       spacing: ``"paper"`` or ``"tensor2tensor"``.
       min_timescale: ``"tensor2tensor"`` spacing only.
       max_timescale: ``"tensor2tensor"`` spacing only; default ``base``.
@@ -87,11 +86,10 @@ class LearnedPositionEmbedding(nn.Module):
     Positions outside ``[0, max_length)``: with ``positions=None`` a sequence
     longer than ``max_length`` raises ``ValueError`` at trace time. Explicit
     (possibly traced) positions out of range give rows of NaN, the policy of
-    :func:`flax_posenc.embedding_lookup`; set ``checked=True`` and wrap the call
+    `flax_posenc.embedding_lookup`; set ``checked=True`` and wrap the call
     in ``jax.experimental.checkify.checkify`` to get an error instead.
 
-    Example usage::
-
+    Examples:
       >>> import jax, jax.numpy as jnp
       >>> import flax.linen as nn
       >>> from flax_posenc.linen import LearnedPositionEmbedding

@@ -15,14 +15,13 @@ from flax_posenc import rope
 class RotaryEmbedding(nn.Module):
     """Rotary position embeddings for queries and keys (Su et al. 2021).
 
-    ``https://arxiv.org/abs/2104.09864``. Applies :func:`flax_posenc.apply_rope`
+    ``https://arxiv.org/abs/2104.09864``. Applies `flax_posenc.apply_rope`
     with the same ``positions`` to ``q`` and ``k``; no parameters. With
     ``positions=None`` they are ``arange(seq)``. For decoding pass the cache
     offsets (``positions = offset[:, None] + arange(new)``), for packed rows the
     restarting positions.
 
-    Example usage::
-
+    Examples:
       >>> import jax, jax.numpy as jnp
       >>> from flax_posenc.linen import RotaryEmbedding
       >>> rotary = RotaryEmbedding(scaling={"rope_type": "linear", "factor": 2.0})
@@ -37,7 +36,7 @@ class RotaryEmbedding(nn.Module):
         (GPT-J / Meta).
       rotary_dim: number of leading features rotated; default all.
       scaling: None, a Hugging Face ``rope_scaling`` dict, or a typed scaling
-        (see :func:`flax_posenc.rope_frequencies`).
+        (see `flax_posenc.rope_frequencies`).
       max_position_embeddings: the model config's value, for ``rope_scaling``
         dicts without ``original_max_position_embeddings``.
     """
