@@ -11,11 +11,22 @@ import jax
 import numpy as np
 
 
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def machine() -> str:
     """One line naming the machine, for the figures' provenance."""
     device = jax.devices()[0]
     return (
-        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"{_cpu_name()} ({platform.machine()}), {os.cpu_count()} cores, "
         f"jax {jax.__version__} on {device.platform} ({device.device_kind})"
     )
 

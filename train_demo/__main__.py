@@ -18,7 +18,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from train_demo import model, report, run, tasks, train
 
-DEFAULT_ENCODINGS = "none,sinusoidal,randomized_rope"
+DEFAULT_ENCODINGS = "none,sinusoidal,alibi,randomized_rope"
 
 
 def parser() -> argparse.ArgumentParser:

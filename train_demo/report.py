@@ -60,7 +60,7 @@ def plots(report: dict, histories: dict, out: pathlib.Path) -> list[pathlib.Path
 
     config = report["config"]
     paths = [out / "accuracy_vs_length.png", out / "learning_curves.png"]
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plt.subplots(figsize=(9, 4.5))
     ax.axvspan(0.5, config["train_length"] + 0.5, color="0.9", label="training lengths")
     for encoding, rows in _by_encoding(report).items():
         lengths = [int(k) for k in rows[0]["accuracy_by_length"]]
@@ -74,12 +74,13 @@ def plots(report: dict, histories: dict, out: pathlib.Path) -> list[pathlib.Path
     ax.set_ylabel("per-token accuracy")
     ax.set_ylim(0, 1.02)
     ax.set_title(f"{report['task']}: accuracy by length")
-    ax.legend(fontsize="small", loc="lower left")
+    # Beside the axes: inside, it would hide the curves it names.
+    ax.legend(fontsize="small", loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     fig.savefig(paths[0], dpi=120)
     plt.close(fig)
 
-    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 4))
+    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(12, 4))
     for encoding, history in histories.items():
         steps = history["step"]
         loss_ax.plot(steps, np.mean(history["loss"], axis=1), label=encoding)
@@ -89,7 +90,7 @@ def plots(report: dict, histories: dict, out: pathlib.Path) -> list[pathlib.Path
     loss_ax.set_yscale("log")
     acc_ax.set_xlabel("step")
     acc_ax.set_ylabel("training accuracy")
-    acc_ax.legend(fontsize="small")
+    acc_ax.legend(fontsize="small", loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     fig.savefig(paths[1], dpi=120)
     plt.close(fig)
