@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: test demo lint format bench clean
+.PHONY: test demo lint format bench docs figures clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,5 +38,13 @@ bench: $(VENV)/.installed-demo
 	$(BIN)/python benchmarks/rope.py
 	$(BIN)/python benchmarks/demo_speed.py
 
+# The site, built strictly: any warning (a broken link, a bad docstring) fails.
+docs: $(VENV)/.installed-docs
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+# Redraws docs/figures/*.png from the library's own functions.
+figures: $(VENV)/.installed-docs
+	$(BIN)/python docs/figures.py
+
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis *.egg-info
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis *.egg-info site

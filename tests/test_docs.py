@@ -1,0 +1,121 @@
+"""The documentation site: code blocks run, API pages and images are complete.
+
+Needs only pytest and the project itself (no mkdocs, no PyYAML): the nav of
+mkdocs.yml is read with a regular expression.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import textwrap
+import types
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("MPLBACKEND", "Agg")  # before any page imports matplotlib
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+PAGES = sorted(DOCS.rglob("*.md"))
+
+# A fenced block, possibly indented (inside an admonition or a list item); the
+# closing fence has the same indentation as the opening one.
+FENCE = re.compile(
+    r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})[ \t]*(?P<lang>[\w+-]*)[^\n]*\n"
+    r"(?P<body>.*?)"
+    r"^(?P=indent)(?P=fence)[ \t]*$",
+    re.MULTILINE | re.DOTALL,
+)
+IMAGE = re.compile(r"!\[[^\]]*\]\(\s*<?(?P<src>[^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
+HTML_IMAGE = re.compile(r"<img\b[^>]*\bsrc=[\"'](?P<src>[^\"']+)[\"']", re.IGNORECASE)
+API_ENTRY = re.compile(r"^:::[ \t]+(?P<name>\S+)", re.MULTILINE)
+NAV_PAGE = re.compile(r"^\s*-\s+(?:[^:\n]+:\s+)?(?P<page>\S+\.md)\s*$")
+
+
+def _page_id(page: Path) -> str:
+    return page.relative_to(DOCS).as_posix()
+
+
+def _fenced_blocks(text: str) -> list[tuple[str, str]]:
+    """``(language, dedented body)`` of every fenced block, in order."""
+    return [
+        (m["lang"].lower(), textwrap.dedent(m["body"])) for m in FENCE.finditer(text)
+    ]
+
+
+def _without_code(text: str) -> str:
+    return FENCE.sub("", text)
+
+
+@pytest.mark.parametrize("page", PAGES, ids=_page_id)
+def test_python_blocks_run(page, tmp_path, monkeypatch):
+    """A page's ```python blocks run in order in one fresh namespace."""
+    blocks = [
+        body for lang, body in _fenced_blocks(page.read_text()) if lang == "python"
+    ]
+    if not blocks:
+        return
+    monkeypatch.chdir(tmp_path)  # files a block writes go nowhere near the repo
+    # A real, registered module: dataclasses (and so Flax modules) defined in a
+    # block look their module up in sys.modules.
+    name = "_docs_page_" + re.sub(r"\W", "_", _page_id(page))
+    module = types.ModuleType(name)
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    try:
+        for i, body in enumerate(blocks):
+            code = compile(body, f"{_page_id(page)}[python block {i}]", "exec")
+            exec(code, module.__dict__)
+    finally:
+        if "matplotlib.pyplot" in sys.modules:
+            sys.modules["matplotlib.pyplot"].close("all")
+
+
+def _api_entries() -> list[str]:
+    entries = []
+    for page in sorted((DOCS / "api").glob("*.md")):
+        entries += [m["name"] for m in API_ENTRY.finditer(page.read_text())]
+    return entries
+
+
+def test_api_reference_covers_every_public_name():
+    import flax_posenc
+    import flax_posenc.linen
+
+    public = [f"flax_posenc.{n}" for n in flax_posenc.__all__]
+    public += [f"flax_posenc.linen.{n}" for n in flax_posenc.linen.__all__]
+    entries = _api_entries()
+    missing = sorted(set(public) - set(entries))
+    stale = sorted(set(entries) - set(public))
+    duplicated = sorted({e for e in entries if entries.count(e) > 1})
+    assert not missing, f"public names without a '::: ' entry in docs/api: {missing}"
+    assert not stale, f"'::: ' entries that are not public names: {stale}"
+    assert not duplicated, f"names documented more than once: {duplicated}"
+
+
+@pytest.mark.parametrize("page", PAGES, ids=_page_id)
+def test_images_exist(page):
+    text = _without_code(page.read_text())
+    sources = [m["src"] for m in IMAGE.finditer(text)]
+    sources += [m["src"] for m in HTML_IMAGE.finditer(text)]
+    missing = []
+    for src in sources:
+        if re.match(r"^[a-z][a-z0-9+.-]*:", src, re.IGNORECASE):  # http:, data:
+            continue
+        path = src.split("#", 1)[0].split("?", 1)[0]
+        if not (page.parent / path).is_file():
+            missing.append(src)
+    assert not missing, f"{_page_id(page)} references missing images: {missing}"
+
+
+def test_nav_pages_exist():
+    nav = []
+    for line in (ROOT / "mkdocs.yml").read_text().splitlines():
+        match = NAV_PAGE.match(line)
+        if match:
+            nav.append(match["page"])
+    assert nav, "no .md pages found in the nav of mkdocs.yml"
+    missing = [page for page in nav if not (DOCS / page).is_file()]
+    assert not missing, f"pages in the mkdocs.yml nav that do not exist: {missing}"
