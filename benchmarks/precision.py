@@ -22,15 +22,16 @@ import _timing
 
 import flax_posenc as fp
 
+EDGES = (1, 10, 100, 1_000, 10_000, 100_000, 2**20)
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dim", type=int, default=1024)
-    parser.add_argument("--samples", type=int, default=4096)
-    args = parser.parse_args()
-    dim = args.dim
+
+def decade_errors(dim: int, samples: int) -> list[tuple[int, int, float, float]]:
+    """``(low, high, ours, naive)`` max |error| against float64 per decade.
+
+    Each decade ``[low, high)`` is measured on its last ``samples`` positions,
+    plus as many drawn at random from the rest when the decade is larger.
+    """
     inv_freq = fp.sinusoidal_frequencies(dim)
-
     ours_fn = jax.jit(lambda p: fp.sinusoidal_encoding(p, dim, layout="halves"))
 
     @jax.jit
@@ -38,24 +39,38 @@ def main() -> None:
         angles = p.astype(jnp.float32)[:, None] * jnp.asarray(inv_freq, jnp.float32)
         return jnp.concatenate([jnp.sin(angles), jnp.cos(angles)], axis=-1)
 
-    print(f"machine: {_timing.machine()}")
-    print(f"dim {dim}; per decade: the last {args.samples} positions of it")
-    print(f"{'positions':>22s} {'ours':>10s} {'naive f32':>10s}")
     rng = np.random.default_rng(0)
-    edges = [1, 10, 100, 1_000, 10_000, 100_000, 2**20]
-    for low, high in itertools.pairwise(edges):
-        count = min(args.samples, high - low)
+    rows = []
+    for low, high in itertools.pairwise(EDGES):
+        count = min(samples, high - low)
         positions = np.arange(high - count, high)
-        if high - low > 2 * args.samples:  # and a random sample of the rest
+        if high - low > 2 * samples:  # and a random sample of the rest
             positions = np.concatenate([positions, rng.integers(low, high, count)])
         angles = positions[:, None].astype(np.float64) * inv_freq
         expected = np.concatenate([np.sin(angles), np.cos(angles)], axis=-1)
-        errors = [
-            np.abs(np.asarray(fn(jnp.asarray(positions)), np.float64) - expected).max()
+        ours, naive = (
+            float(
+                np.abs(
+                    np.asarray(fn(jnp.asarray(positions)), np.float64) - expected
+                ).max()
+            )
             for fn in (ours_fn, naive_fn)
-        ]
+        )
+        rows.append((low, high, ours, naive))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dim", type=int, default=1024)
+    parser.add_argument("--samples", type=int, default=4096)
+    args = parser.parse_args()
+    print(f"machine: {_timing.machine()}")
+    print(f"dim {args.dim}; per decade: the last {args.samples} positions of it")
+    print(f"{'positions':>22s} {'ours':>10s} {'naive f32':>10s}")
+    for low, high, ours, naive in decade_errors(args.dim, args.samples):
         label = f"[{low}, {high})"
-        print(f"{label:>22s} {errors[0]:10.2e} {errors[1]:10.2e}")
+        print(f"{label:>22s} {ours:10.2e} {naive:10.2e}")
 
 
 if __name__ == "__main__":

@@ -10,8 +10,8 @@ on CPU in well under a minute.
 from __future__ import annotations
 
 import argparse
-import itertools
 import os
+import sys
 import time
 
 import matplotlib
@@ -27,6 +27,9 @@ import flax_posenc as fp
 
 DPI = 110
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "benchmarks"))
+import precision as _precision  # noqa: E402
+
 FIGURES = {}
 
 
@@ -230,31 +233,12 @@ def sinusoidal_rotation():
 
 @figure("precision.png")
 def precision():
-    dim, samples = 256, 1024
-    inv_freq = fp.sinusoidal_frequencies(dim)
-    ours_fn = jax.jit(lambda p: fp.sinusoidal_encoding(p, dim, layout="halves"))
-
-    @jax.jit
-    def naive_fn(p):
-        angles = p.astype(jnp.float32)[:, None] * jnp.asarray(inv_freq, jnp.float32)
-        return jnp.concatenate([jnp.sin(angles), jnp.cos(angles)], axis=-1)
-
-    rng = np.random.default_rng(0)
-    edges = [1, 10, 100, 1_000, 10_000, 100_000, 2**20]
-    labels, ours, naive_errors = [], [], []
-    for low, high in itertools.pairwise(edges):
-        count = min(samples, high - low)
-        positions = np.arange(high - count, high)
-        if high - low > 2 * samples:
-            positions = np.concatenate([positions, rng.integers(low, high, count)])
-        angles = positions[:, None].astype(np.float64) * inv_freq
-        expected = np.concatenate([np.sin(angles), np.cos(angles)], axis=-1)
-        p = jnp.asarray(positions, jnp.int32)
-        ours.append(np.abs(np.asarray(ours_fn(p), np.float64) - expected).max())
-        naive_errors.append(
-            np.abs(np.asarray(naive_fn(p), np.float64) - expected).max()
-        )
-        labels.append(f"[{low}, {high if high != 2**20 else '2^20'})")
+    # The numbers of benchmarks/precision.py, drawn.
+    dim = 256
+    rows = _precision.decade_errors(dim, samples=1024)
+    labels = [f"[{low}, {high if high != 2**20 else '2^20'})" for low, high, *_ in rows]
+    ours = [row[2] for row in rows]
+    naive_errors = [row[3] for row in rows]
     x = np.arange(len(labels))
     fig, ax = plt.subplots(figsize=(9, 4), constrained_layout=True)
     ax.bar(x - 0.2, ours, 0.4, label="fp.sinusoidal_encoding (float32)")

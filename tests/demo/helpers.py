@@ -24,6 +24,16 @@ ISSUE_ENCODINGS = (
     "randomized_learned",
 )
 
+# The keys of a results.json row, as the issue lists them.
+RESULT_ROW_KEYS = {
+    "encoding",
+    "seed",
+    "iid_accuracy",
+    "ood_accuracy",
+    "accuracy_by_length",
+    "train_seconds",
+}
+
 
 def tiny(**overrides) -> train.TrainConfig:
     """A config small enough that one jit compilation takes a few seconds."""

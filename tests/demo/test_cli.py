@@ -10,7 +10,7 @@ import struct
 
 import pytest
 
-from tests.demo.helpers import ISSUE_ENCODINGS
+from tests.demo.helpers import ISSUE_ENCODINGS, RESULT_ROW_KEYS
 from train_demo.__main__ import main
 
 TINY = {
@@ -25,14 +25,6 @@ TINY = {
     "--features": "16",
     "--heads": "2",
     "--checkpoint-every": "2",
-}
-ROW_KEYS = {
-    "encoding",
-    "seed",
-    "iid_accuracy",
-    "ood_accuracy",
-    "accuracy_by_length",
-    "train_seconds",
 }
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -94,7 +86,7 @@ def test_full_run_writes_results_and_plots(finished):
     rows = report["results"]
     assert [(r["encoding"], r["seed"]) for r in rows] == [("rope", 0), ("rope", 1)]
     for row in rows:
-        assert set(row) == ROW_KEYS
+        assert set(row) == RESULT_ROW_KEYS
         by_length = row["accuracy_by_length"]
         assert list(by_length) == ["1", "2", "3", "4", "5"]
         values = list(by_length.values())

@@ -9,7 +9,7 @@ import jax
 import numpy as np
 import pytest
 
-from tests.demo.helpers import tiny
+from tests.demo.helpers import RESULT_ROW_KEYS, tiny
 from train_demo import run
 
 # Chunks of 2 steps, a checkpoint every 2 steps, 6 steps in all; the
@@ -105,14 +105,7 @@ def test_summarize_rows():
     rows = run.summarize(config, accuracy, 12.5)
     assert [r["seed"] for r in rows] == [0, 1]
     for row, by_length in zip(rows, accuracy.tolist(), strict=True):
-        assert set(row) == {
-            "encoding",
-            "seed",
-            "iid_accuracy",
-            "ood_accuracy",
-            "accuracy_by_length",
-            "train_seconds",
-        }
+        assert set(row) == RESULT_ROW_KEYS
         assert row["encoding"] == "rope"
         assert row["iid_accuracy"] == pytest.approx(sum(by_length[:2]) / 2)
         assert row["ood_accuracy"] == pytest.approx(sum(by_length[2:]) / 3)
