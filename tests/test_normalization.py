@@ -76,12 +76,14 @@ def test_fast_variance_formula_fails_there():
     assert np.abs(np.asarray(fast, np.float64) - references.layer_norm(x)).max() > 1.0
 
 
+@pytest.mark.parametrize("transform", TRANSFORMS)
 @pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16])
-def test_low_precision_inputs(dtype):
+def test_low_precision_inputs(dtype, transform):
     x = jnp.asarray(X, dtype)
+    layer_norm, rms_norm = transform(fp.layer_norm), transform(fp.rms_norm)
     for ours, expected in [
-        (fp.layer_norm(x, SCALE, BIAS), references.layer_norm(x, SCALE, BIAS)),
-        (fp.rms_norm(x, SCALE), references.rms_norm(x, SCALE)),
+        (layer_norm(x, SCALE, BIAS), references.layer_norm(x, SCALE, BIAS)),
+        (rms_norm(x, SCALE), references.rms_norm(x, SCALE)),
     ]:
         chex.assert_type(ours, dtype)
         # One rounding to the output dtype: relative 2**-8 (bf16), 2**-11 (f16).
@@ -91,13 +93,14 @@ def test_low_precision_inputs(dtype):
         )
 
 
+@pytest.mark.parametrize("transform", TRANSFORMS)
 @pytest.mark.parametrize(("dtype", "big"), [(jnp.bfloat16, 1e15), (jnp.float16, 4e4)])
-def test_large_low_precision_inputs(dtype, big):
+def test_large_low_precision_inputs(dtype, big, transform):
     # Squares of these overflow bf16/f16 arithmetic but not float32 statistics.
     x = jnp.asarray(np.linspace(-big, big, 64).reshape(2, 32) + big / 4, dtype)
     for y, expected in [
-        (fp.layer_norm(x), references.layer_norm(x)),
-        (fp.rms_norm(x), references.rms_norm(x)),
+        (transform(fp.layer_norm)(x), references.layer_norm(x)),
+        (transform(fp.rms_norm)(x), references.rms_norm(x)),
     ]:
         chex.assert_type(y, dtype)
         assert np.isfinite(np.asarray(y, np.float32)).all()

@@ -197,3 +197,64 @@ def test_float_positions_rejected():
 def test_table_length_error():
     with pytest.raises(ValueError, match="length must be >= 1, got 0"):
         fp.sinusoidal_table(0, 8)
+
+
+def _pair_indices(dim: int, layout: str) -> list[tuple[int, int]]:
+    """Feature indices of (sin, cos) of frequency i, per the documented layouts."""
+    n = dim // 2
+    if layout == "interleaved":
+        return [(2 * i, 2 * i + 1) for i in range(n)]
+    return [(i, n + i) for i in range(n)]
+
+
+_FREQUENCIES = {
+    "paper": references.paper_frequencies,
+    "tensor2tensor": references.tensor2tensor_frequencies,
+}
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    dim=st.integers(1, 96).map(lambda h: 2 * h),
+    layout=st.sampled_from(LAYOUTS),
+    spacing=st.sampled_from(sorted(_FREQUENCIES)),
+    p=st.integers(0, 100_000),
+    k=st.integers(-100_000, 100_000),
+)
+def test_shift_is_a_block_rotation_in_every_layout_and_spacing(
+    dim, layout, spacing, p, k
+):
+    # PE(p + k) = M(k) PE(p), with M(k) built from the reference frequencies
+    # and the documented pair positions, never from the code under test.
+    omega = _FREQUENCIES[spacing](dim)
+    rotation = np.zeros((dim, dim))
+    for (s, c), w in zip(_pair_indices(dim, layout), omega, strict=True):
+        cos, sin = np.cos(k * w), np.sin(k * w)
+        rotation[s, s], rotation[s, c] = cos, sin
+        rotation[c, s], rotation[c, c] = -sin, cos
+    pe = fp.sinusoidal_encoding(
+        jnp.array([p, p + k]), dim, layout=layout, spacing=spacing
+    )
+    pe = np.asarray(pe, np.float64)
+    np.testing.assert_allclose(rotation @ pe[0], pe[1], atol=5e-6)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    dim=st.integers(2, 128),
+    length=st.integers(2, 1024),
+    layout=st.sampled_from(LAYOUTS),
+    spacing=st.sampled_from(sorted(_FREQUENCIES)),
+)
+def test_rows_unique_bounded_and_deterministic(dim, length, layout, spacing):
+    kwargs = {"layout": layout, "spacing": spacing}
+    table = np.asarray(fp.sinusoidal_table(length, dim, **kwargs), np.float64)
+    assert np.abs(table).max() <= 1.0
+    # Every row differs from every other. With one frequency (dim 2 or 3) rows
+    # p and p + 710 are only 6e-5 apart (710 / 2 pi is within 1e-5 of 113), so
+    # the bound is 1e-5: twenty times the float32 error of the table, and far
+    # from the 0 that a wrapped or clamped position would give.
+    distances = np.linalg.norm(table[:, None] - table[None], axis=-1)
+    assert (distances + np.eye(length) * 1e9).min() > 1e-5
+    again = np.asarray(fp.sinusoidal_table(length, dim, **kwargs), np.float64)
+    np.testing.assert_array_equal(table, again)
