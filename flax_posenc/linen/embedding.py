@@ -166,6 +166,7 @@ class InputEmbedding(nn.Module):
       dtype: output dtype of the token embedding; default ``param_dtype``.
       param_dtype: dtype of the token table.
       embedding_init: initializer of the token table.
+      embedding_axes: logical axis names of the token table.
     """
 
     vocab_size: int
@@ -181,6 +182,7 @@ class InputEmbedding(nn.Module):
     embedding_init: nn.initializers.Initializer = nn.initializers.variance_scaling(
         1.0, "fan_in", "normal", out_axis=0
     )
+    embedding_axes: tuple[str | None, ...] = ("vocab", "embed")
 
     @nn.compact
     def __call__(
@@ -200,6 +202,7 @@ class InputEmbedding(nn.Module):
             dtype=self.dtype,
             param_dtype=self.param_dtype,
             embedding_init=self.embedding_init,
+            embedding_axes=self.embedding_axes,
             name="token",
         )(ids)
         y = tokens

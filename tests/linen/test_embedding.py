@@ -451,3 +451,13 @@ def test_input_embedding_low_precision_dtype(dtype):
     tok = f64(_params(variables)["token"]["embedding"])[np.asarray(IDS)]
     expected = tok + sinusoid_ref(np.arange(4), FEATURES)
     chex.assert_trees_all_close(f64(out), expected, atol=2e-2, rtol=1e-2)
+
+
+def test_input_embedding_token_axis_names():
+    default = nn.get_partition_spec(
+        InputEmbedding(VOCAB, FEATURES).init(jax.random.key(0), IDS)
+    )
+    assert default["params"]["token"]["embedding"] == PartitionSpec("vocab", "embed")
+    custom = InputEmbedding(VOCAB, FEATURES, embedding_axes=("tok", None))
+    spec = nn.get_partition_spec(custom.init(jax.random.key(0), IDS))
+    assert spec["params"]["token"]["embedding"] == PartitionSpec("tok", None)
