@@ -43,6 +43,10 @@ def embedding_lookup(
       >>> table = jnp.arange(6.0).reshape(3, 2)
       >>> fp.embedding_lookup(table, jnp.array([2, 0, 3])).tolist()
       [[4.0, 5.0], [0.0, 1.0], [nan, nan]]
+
+    References:
+      Vaswani et al., "Attention Is All You Need", 2017 (section 3.4).
+      https://arxiv.org/abs/1706.03762
     """
     table = _validation.floating_array("table", table)
     ids = _validation.integer_array("ids", ids)
@@ -82,6 +86,11 @@ def embedding_attend(query: ArrayLike, table: ArrayLike) -> jax.Array:
       >>> import flax_posenc as fp
       >>> fp.embedding_attend(jnp.ones(2), jnp.arange(6.0).reshape(3, 2)).tolist()
       [1.0, 5.0, 9.0]
+
+    References:
+      Press and Wolf, "Using the Output Embedding to Improve Language Models",
+      2017.
+      https://arxiv.org/abs/1608.05859
     """
     query = jnp.asarray(query)
     table = jnp.asarray(table)

@@ -40,6 +40,11 @@ def index_encoding(
       >>> import flax_posenc as fp
       >>> fp.index_encoding(jnp.arange(3), 2).tolist()
       [[0.0, 0.0], [1.0, 1.0], [2.0, 2.0]]
+
+    References:
+      Vaswani et al., "Attention Is All You Need", 2017 (section 3.5: the
+      fixed sinusoids these baselines are compared with).
+      https://arxiv.org/abs/1706.03762
     """
     positions = _validation.integer_array("positions", positions)
     dim = _validation.check_int("dim", dim, minimum=1)
@@ -80,6 +85,11 @@ def fraction_encoding(
       >>> import flax_posenc as fp
       >>> fp.fraction_encoding(jnp.arange(5), 1)[:, 0].tolist()
       [0.0, 0.25, 0.5, 0.75, 1.0]
+
+    References:
+      Vaswani et al., "Attention Is All You Need", 2017 (section 3.5: the
+      fixed sinusoids these baselines are compared with).
+      https://arxiv.org/abs/1706.03762
     """
     positions = _validation.integer_array("positions", positions)
     dim = _validation.check_int("dim", dim, minimum=1)

@@ -119,6 +119,11 @@ def relative_position_bias(
       (2, 3, 3)
       >>> bias[0].tolist()  # buckets: 0 on the diagonal, 17.. after, 1.. before
       [[0.0, 17.0, 18.0], [1.0, 0.0, 17.0], [2.0, 1.0, 0.0]]
+
+    References:
+      Raffel et al., "Exploring the Limits of Transfer Learning with a Unified
+      Text-to-Text Transformer", 2020.
+      https://arxiv.org/abs/1910.10683
     """
     table = jnp.asarray(table)
     q_positions = _validation.integer_array("q_positions", q_positions)

@@ -196,6 +196,10 @@ def sinusoidal_table(length: int, dim: int, **kwargs: Any) -> jax.Array:
       >>> import flax_posenc as fp
       >>> fp.sinusoidal_table(16, 8, layout="halves").shape
       (16, 8)
+
+    References:
+      Vaswani et al., "Attention Is All You Need", 2017.
+      https://arxiv.org/abs/1706.03762
     """
     length = _validation.check_int("length", length, minimum=1)
     return sinusoidal_encoding(jnp.arange(length), dim, **kwargs)
