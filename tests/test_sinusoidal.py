@@ -123,12 +123,22 @@ _TABLE = np.asarray(fp.sinusoidal_table(4096, 64), np.float64)
 _OMEGA = references.paper_frequencies(64)
 
 
-def _rotation(k: int) -> np.ndarray:
+def _pair_indices(dim: int, layout: str) -> list[tuple[int, int]]:
+    """Feature indices of (sin, cos) of frequency i, per the documented layouts."""
+    n = dim // 2
+    if layout == "interleaved":
+        return [(2 * i, 2 * i + 1) for i in range(n)]
+    return [(i, n + i) for i in range(n)]
+
+
+def _rotation(k: int, omega=_OMEGA, layout="interleaved") -> np.ndarray:
     """M(k): block rotation taking (sin a, cos a) to (sin(a+b), cos(a+b))."""
-    m = np.zeros((64, 64))
-    for i, w in enumerate(_OMEGA):
-        c, s = np.cos(k * w), np.sin(k * w)
-        m[2 * i : 2 * i + 2, 2 * i : 2 * i + 2] = [[c, s], [-s, c]]
+    dim = 2 * len(omega)
+    m = np.zeros((dim, dim))
+    for (s, c), w in zip(_pair_indices(dim, layout), omega, strict=True):
+        cos, sin = np.cos(k * w), np.sin(k * w)
+        m[s, s], m[s, c] = cos, sin
+        m[c, s], m[c, c] = -sin, cos
     return m
 
 
@@ -199,14 +209,6 @@ def test_table_length_error():
         fp.sinusoidal_table(0, 8)
 
 
-def _pair_indices(dim: int, layout: str) -> list[tuple[int, int]]:
-    """Feature indices of (sin, cos) of frequency i, per the documented layouts."""
-    n = dim // 2
-    if layout == "interleaved":
-        return [(2 * i, 2 * i + 1) for i in range(n)]
-    return [(i, n + i) for i in range(n)]
-
-
 _FREQUENCIES = {
     "paper": references.paper_frequencies,
     "tensor2tensor": references.tensor2tensor_frequencies,
@@ -226,12 +228,7 @@ def test_shift_is_a_block_rotation_in_every_layout_and_spacing(
 ):
     # PE(p + k) = M(k) PE(p), with M(k) built from the reference frequencies
     # and the documented pair positions, never from the code under test.
-    omega = _FREQUENCIES[spacing](dim)
-    rotation = np.zeros((dim, dim))
-    for (s, c), w in zip(_pair_indices(dim, layout), omega, strict=True):
-        cos, sin = np.cos(k * w), np.sin(k * w)
-        rotation[s, s], rotation[s, c] = cos, sin
-        rotation[c, s], rotation[c, c] = -sin, cos
+    rotation = _rotation(k, _FREQUENCIES[spacing](dim), layout)
     pe = fp.sinusoidal_encoding(
         jnp.array([p, p + k]), dim, layout=layout, spacing=spacing
     )
