@@ -114,12 +114,11 @@ class Encoder(nn.Module):
         )
 
     @nn.compact
-    def __call__(self, tokens, *, positions, valid, segments=None):
+    def __call__(self, tokens, *, positions, valid, segments):
         cfg = self.config
         # Each slot attends to the real tokens of its own example: [..., q, k].
-        mask = valid[..., None, :]
-        if segments is not None:
-            mask = mask & (segments[..., :, None] == segments[..., None, :])
+        same_example = segments[..., :, None] == segments[..., None, :]
+        mask = valid[..., None, :] & same_example
         kind = scheme(cfg.encoding)
         concat = cfg.combine == "concat" and kind in ("sinusoidal", "learned")
         token_features = cfg.features // 2 if concat else cfg.features

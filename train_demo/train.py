@@ -205,7 +205,7 @@ class Trainer:
     # -- training --------------------------------------------------------------
     def train_batch(self, key: jax.Array) -> tasks.Batch:
         """``batch_size`` examples of lengths uniform on ``1..train_length``,
-        packed two to a row (:func:`tasks.pack_pairs`): ``[batch_size / 2,
+        packed two to a row (`tasks.pack_pairs`): ``[batch_size / 2,
         2 (train_length + 1)]``."""
         length_key, first_key, second_key = jax.random.split(key, 3)
         max_len = self.config.train_length

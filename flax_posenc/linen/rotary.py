@@ -60,13 +60,13 @@ class RotaryEmbedding(nn.Module):
 
         ``seq_len`` (static) drives ``"dynamic"`` scaling.
         """
-        for name, x in (("q", q), ("k", k)):
-            if jax.numpy.ndim(x) < 3:
-                raise ValueError(
-                    f"{name} must be [..., seq, heads, head_dim], got shape "
-                    f"{jax.numpy.shape(x)}."
-                )
         if positions is None:
+            # apply_rope checks ranks itself; only q's seq axis is read here.
+            if jax.numpy.ndim(q) < 3:
+                raise ValueError(
+                    f"q must be [..., seq, heads, head_dim], got shape "
+                    f"{jax.numpy.shape(q)}."
+                )
             positions = jax.numpy.arange(q.shape[-3])
 
         def rotate(x):
