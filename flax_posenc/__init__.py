@@ -23,9 +23,15 @@ from flax_posenc.relative import relative_position_bucket as relative_position_b
 from flax_posenc.rope import DynamicNTKScaling as DynamicNTKScaling
 from flax_posenc.rope import LinearScaling as LinearScaling
 from flax_posenc.rope import Llama3Scaling as Llama3Scaling
+from flax_posenc.rope import LongRopeScaling as LongRopeScaling
+from flax_posenc.rope import ProportionalScaling as ProportionalScaling
 from flax_posenc.rope import YarnScaling as YarnScaling
+from flax_posenc.rope import apply_axial_rope as apply_axial_rope
 from flax_posenc.rope import apply_rope as apply_rope
+from flax_posenc.rope import grid_positions as grid_positions
 from flax_posenc.rope import rope_frequencies as rope_frequencies
+from flax_posenc.rope_config import RopeConfig as RopeConfig
+from flax_posenc.rope_config import rope_config_from_hf as rope_config_from_hf
 from flax_posenc.sinusoidal import sinusoidal_encoding as sinusoidal_encoding
 from flax_posenc.sinusoidal import sinusoidal_frequencies as sinusoidal_frequencies
 from flax_posenc.sinusoidal import sinusoidal_table as sinusoidal_table
@@ -36,19 +42,25 @@ __all__ = (
     "DynamicNTKScaling",
     "LinearScaling",
     "Llama3Scaling",
+    "LongRopeScaling",
+    "ProportionalScaling",
+    "RopeConfig",
     "YarnScaling",
     "alibi_bias",
     "alibi_slopes",
+    "apply_axial_rope",
     "apply_rope",
     "embedding_attend",
     "embedding_lookup",
     "fraction_encoding",
+    "grid_positions",
     "index_encoding",
     "layer_norm",
     "randomized_positions",
     "relative_position_bias",
     "relative_position_bucket",
     "rms_norm",
+    "rope_config_from_hf",
     "rope_frequencies",
     "sinusoidal_encoding",
     "sinusoidal_frequencies",

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+import warnings
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
@@ -87,7 +88,10 @@ class Llama3Scaling:
 
     Wavelengths below ``L / high_freq_factor`` keep their frequency, those above
     ``L / low_freq_factor`` are divided by ``factor``, and the band between is
-    interpolated smoothly in ``L / wavelength``.
+    interpolated smoothly in ``L / wavelength``. With ``low_freq_factor ==
+    high_freq_factor`` (Llama 4 Scout) there is no band between: a wavelength
+    exactly at the boundary keeps its frequency (the reference gives NaN there,
+    a case no published config meets).
 
     Attributes:
       factor: the scale ``s >= 1`` (8 for Llama 3.1).
@@ -102,56 +106,283 @@ class Llama3Scaling:
     original_max_position_embeddings: int
 
 
-RopeScaling = LinearScaling | DynamicNTKScaling | YarnScaling | Llama3Scaling
+@dataclasses.dataclass(frozen=True)
+class LongRopeScaling:
+    """LongRoPE (Ding et al. 2024) as Phi-3, Phi-3.5 and Phi-4-mini use it.
+
+    ``https://arxiv.org/abs/2402.13753``. Each frequency is divided by its own
+    factor: ``short_factor[i]`` while the sequence fits the training context
+    ``L``, ``long_factor[i]`` once it is longer (``seq_len > L``). cos and sin
+    are multiplied by ``attention_factor``, by default
+    ``sqrt(1 + ln(factor) / ln(L))`` (1 when ``factor <= 1``), where ``factor``
+    defaults to ``max_position_embeddings / L``.
+
+    Attributes:
+      short_factor: ``dim // 2`` per-frequency factors for short sequences.
+      long_factor: ``dim // 2`` per-frequency factors for long sequences.
+      original_max_position_embeddings: the training context ``L`` (4096 for
+        Phi-3-mini-128k).
+      factor: context-extension ratio, for the default attention factor only;
+        None reads it from ``max_position_embeddings / L``.
+      attention_factor: overrides the computed attention factor.
+    """
+
+    short_factor: tuple[float, ...]
+    long_factor: tuple[float, ...]
+    original_max_position_embeddings: int
+    factor: float | None = None
+    attention_factor: float | None = None
+
+    def __post_init__(self):
+        # Lists from a config.json become tuples: hashable, usable as a static
+        # jit argument and as a Flax module field.
+        for name in ("short_factor", "long_factor"):
+            value = getattr(self, name)
+            if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+                raise TypeError(f"{name} must be a sequence of numbers, got {value!r}.")
+            object.__setattr__(self, name, tuple(float(v) for v in value))
+
+
+@dataclasses.dataclass(frozen=True)
+class ProportionalScaling:
+    """Proportional RoPE (p-RoPE) of Gemma 4: a fraction of the pairs rotate.
+
+    With head dimension ``d`` and ``n = int(partial_rotary_factor * d // 2)``,
+    pair ``i < n`` has frequency ``base ** (-2 i / d)`` (the exponent's
+    denominator is the whole head, not the rotated part) and the pairs from
+    ``n`` on have frequency 0, so they pass through; every frequency is then
+    divided by ``factor``. The pairs span the whole head: in the ``"halves"``
+    layout, head 512 with ``partial_rotary_factor=0.25`` rotates features
+    ``[0:64]`` and ``[256:320]``.
+
+    Attributes:
+      partial_rotary_factor: the fraction of pairs that rotate (1 rotates all).
+      factor: divides every frequency (1).
+    """
+
+    partial_rotary_factor: float = 1.0
+    factor: float = 1.0
+
+
+RopeScaling = (
+    LinearScaling
+    | DynamicNTKScaling
+    | YarnScaling
+    | Llama3Scaling
+    | LongRopeScaling
+    | ProportionalScaling
+)
 
 SCALING_TYPES: dict[str, type] = {
     "linear": LinearScaling,
     "dynamic": DynamicNTKScaling,
     "yarn": YarnScaling,
     "llama3": Llama3Scaling,
+    "longrope": LongRopeScaling,
+    "proportional": ProportionalScaling,
 }
 
+# Keys of a rope_scaling / rope_parameters dict that every type may carry, and
+# those each type reads (transformers 5's validation lists the same ones). Any
+# other key is warned about: the library does not know what it would change.
+_COMMON_KEYS = frozenset(
+    {
+        "rope_type",
+        "type",
+        "rope_theta",
+        "partial_rotary_factor",
+        "mrope_section",
+        "mrope_interleaved",
+    }
+)
+_TYPE_KEYS: dict[str, frozenset[str]] = {
+    "default": frozenset(),
+    "linear": frozenset({"factor"}),
+    "dynamic": frozenset({"factor", "original_max_position_embeddings"}),
+    "yarn": frozenset(
+        {
+            "factor",
+            "original_max_position_embeddings",
+            "attention_factor",
+            "beta_fast",
+            "beta_slow",
+            "mscale",
+            "mscale_all_dim",
+            "truncate",
+        }
+    ),
+    "longrope": frozenset(
+        {
+            "short_factor",
+            "long_factor",
+            "original_max_position_embeddings",
+            "factor",
+            "attention_factor",
+        }
+    ),
+    "llama3": frozenset(
+        {
+            "factor",
+            "low_freq_factor",
+            "high_freq_factor",
+            "original_max_position_embeddings",
+        }
+    ),
+    "proportional": frozenset({"factor"}),
+}
+# Older spellings of a type in published configs: Phi-3's first releases wrote
+# "su" for LongRoPE; Qwen2-VL writes "mrope" for default RoPE with sections.
+_TYPE_ALIASES = {"su": "longrope", "mrope": "default"}
 
-def _scaling_from_config(
+
+@dataclasses.dataclass(frozen=True)
+class _Parsed:
+    """A ``scaling`` argument resolved: what the rotation needs besides ``dim``."""
+
+    base: float
+    scaling: RopeScaling | None
+    partial_rotary_factor: float | None = None
+    mrope_section: tuple[int, ...] | None = None
+    mrope_interleaved: bool = False
+
+
+def _is_nested(config: Mapping[str, Any]) -> bool:
+    """Whether ``config`` maps layer types to dicts (Gemma 3/4 rope_parameters)."""
+    return bool(config) and all(
+        isinstance(value, Mapping) or value is None for value in config.values()
+    )
+
+
+def _parse(
     scaling: RopeScaling | Mapping[str, Any] | None,
-    max_position_embeddings: int | None = None,
-):
-    """Returns a typed scaling (or None) from a Hugging Face ``rope_scaling`` dict.
-
-    A dict without ``original_max_position_embeddings`` takes it from the model
-    config's ``max_position_embeddings``, as Hugging Face does.
-    """
+    base: float | None,
+    max_position_embeddings: int | None,
+) -> _Parsed:
+    """Reads a ``scaling`` argument in any accepted form, and checks the base."""
     if scaling is None or isinstance(scaling, tuple(SCALING_TYPES.values())):
-        return scaling
+        resolved = 10_000.0 if base is None else base
+        return _Parsed(_validation.check_positive("base", resolved), scaling)
     if not isinstance(scaling, Mapping):
         raise TypeError(
-            "scaling must be None, a rope_scaling dict or one of "
+            "scaling must be None, a rope_scaling / rope_parameters dict or one of "
             f"{', '.join(t.__name__ for t in SCALING_TYPES.values())}; "
             f"got {type(scaling).__name__}."
         )
-    kind = scaling.get("rope_type", scaling.get("type"))
+    if _is_nested(scaling):
+        raise ValueError(
+            "this rope_parameters dict holds one entry per layer type "
+            f"({', '.join(repr(k) for k in scaling)}): pass one of them, e.g. "
+            "config['rope_parameters']['full_attention'], or build with "
+            "rope_config_from_hf(config, layer_type=...)."
+        )
+    config = {key: value for key, value in scaling.items() if value is not None}
+    kind = config.get("rope_type", config.get("type"))
+    if kind is None:
+        extra = sorted(set(config) - _COMMON_KEYS)
+        if extra:
+            raise ValueError(
+                f"the rope dict has keys {extra} but no 'rope_type' (or 'type') "
+                f"saying how to read them; one of "
+                f"{', '.join(repr(k) for k in ('default', *SCALING_TYPES))}."
+            )
+        kind = "default"
+    kind = _TYPE_ALIASES.get(kind, kind)
+    _validation.check_choice(
+        "the rope dict's 'rope_type'", kind, ("default", *SCALING_TYPES)
+    )
+    unknown = sorted(set(config) - _COMMON_KEYS - _TYPE_KEYS[kind])
+    if unknown:
+        warnings.warn(
+            f"rope dict of type {kind!r}: ignoring unknown keys {unknown}; known "
+            f"keys are {sorted(_COMMON_KEYS | _TYPE_KEYS[kind])}.",
+            stacklevel=3,
+        )
+    theta = config.get("rope_theta")
+    if base is not None and theta is not None and float(base) != float(theta):
+        raise ValueError(
+            f"base={base!r} disagrees with the rope dict's rope_theta={theta!r}; "
+            "pass one of them (base=None reads rope_theta)."
+        )
+    resolved = base if base is not None else theta if theta is not None else 1e4
+    partial = config.get("partial_rotary_factor")
+    if partial is not None:
+        partial = float(partial)
+        if not 0.0 < partial <= 1.0:
+            raise ValueError(
+                f"partial_rotary_factor must be in (0, 1], got {partial!r}."
+            )
+    section = config.get("mrope_section")
+    if section is not None:
+        section = tuple(
+            _validation.check_int("mrope_section", s, minimum=0) for s in section
+        )
+    typed = _typed_scaling(kind, config, max_position_embeddings)
+    if kind == "proportional":
+        partial = None  # consumed by the scaling: the pairs span the whole head
+    return _Parsed(
+        base=_validation.check_positive("base", resolved),
+        scaling=typed,
+        partial_rotary_factor=partial,
+        mrope_section=section,
+        mrope_interleaved=bool(config.get("mrope_interleaved", False)),
+    )
+
+
+def _typed_scaling(
+    kind: str, config: dict[str, Any], max_position_embeddings: int | None
+) -> RopeScaling | None:
+    """The typed scaling of a dict (its None values already dropped)."""
     if kind == "default":
         return None
-    allowed = ("default", *SCALING_TYPES)
-    _validation.check_choice("rope_scaling['rope_type']", kind, allowed)
-    cls = SCALING_TYPES[kind]
-    given = dict(scaling)
-    if given.get("original_max_position_embeddings") is None and kind != "llama3":
+    given = dict(config)
+    original = given.get("original_max_position_embeddings")
+    if kind == "dynamic" and max_position_embeddings is not None:
+        # transformers grows the base against the model's max_position_embeddings.
         given["original_max_position_embeddings"] = max_position_embeddings
+    elif original is None and max_position_embeddings is not None:
+        given["original_max_position_embeddings"] = max_position_embeddings
+    if kind == "yarn" and "factor" not in given:
+        # transformers 5 infers YaRN's factor from the two context lengths.
+        if max_position_embeddings is None or original is None:
+            raise ValueError(
+                "a yarn rope dict without 'factor' needs "
+                "'original_max_position_embeddings' in the dict and "
+                "max_position_embeddings= from the model config (factor = "
+                "max_position_embeddings / original_max_position_embeddings)."
+            )
+        given["factor"] = max_position_embeddings / original
+    if kind == "yarn":
+        # transformers reads `beta_fast or 32`: a 0 means the default.
+        for key, default in (("beta_fast", 32.0), ("beta_slow", 1.0)):
+            if key in given and not given[key]:
+                given[key] = default
+    if kind == "longrope" and "factor" not in given and "attention_factor" not in given:
+        if max_position_embeddings is None:
+            raise ValueError(
+                "a longrope rope dict without 'factor' or 'attention_factor' needs "
+                "max_position_embeddings= from the model config (factor = "
+                "max_position_embeddings / original_max_position_embeddings)."
+            )
+        given["factor"] = max_position_embeddings / given.get(
+            "original_max_position_embeddings", max_position_embeddings
+        )
+    if kind == "proportional" and "partial_rotary_factor" in given:
+        given["partial_rotary_factor"] = float(given["partial_rotary_factor"])
+    cls = SCALING_TYPES[kind]
     values = {}
     for field in dataclasses.fields(cls):
-        if given.get(field.name) is not None:
+        if field.name in given:
             values[field.name] = given[field.name]
         elif field.default is dataclasses.MISSING:
+            present = sorted(k for k, v in config.items())
+            hint = (
+                " Or pass max_position_embeddings= from the model config."
+                if field.name == "original_max_position_embeddings"
+                else ""
+            )
             raise ValueError(
-                f"rope_scaling of type {kind!r} needs the key {field.name!r}; got "
-                f"keys {sorted(scaling)}."
-                + (
-                    " Or pass max_position_embeddings= from the model config."
-                    if field.name == "original_max_position_embeddings"
-                    and kind != "llama3"
-                    else ""
-                )
+                f"rope dict of type {kind!r} needs a value for {field.name!r}; it "
+                f"has values for {present}.{hint}"
             )
     return cls(**values)
 
@@ -170,7 +401,7 @@ def _yarn_mscale(factor: float, mscale: float = 1.0) -> float:
 def rope_frequencies(
     dim: int,
     *,
-    base: float = 10_000.0,
+    base: float | None = None,
     scaling: RopeScaling | Mapping[str, Any] | None = None,
     seq_len: int | None = None,
     max_position_embeddings: int | None = None,
@@ -180,47 +411,66 @@ def rope_frequencies(
     Unscaled (Su et al. 2021): $\omega_i = \mathrm{base}^{-2i/\mathrm{dim}}$,
     ``i = 0..dim/2-1``, where ``dim`` is the rotary dimension. ``scaling``
     changes them as the implementations the checkpoints were trained with do
-    (Hugging Face ``modeling_rope_utils``; Meta's ``apply_scaling`` for llama3):
+    (transformers 5 ``modeling_rope_utils``; Meta's ``apply_scaling`` for llama3):
 
     - ``"linear"``: $\omega_i / s$.
     - ``"dynamic"``: the unscaled formula with
       $\mathrm{base}' = \mathrm{base}\,(s\,n/L - (s - 1))^{d/(d-2)}$,
       ``n = max(seq_len, L)``; unchanged while ``seq_len <= L`` or if ``seq_len``
-      is None.
+      is None. ``L`` is ``max_position_embeddings`` (what transformers reads),
+      else the dict's ``original_max_position_embeddings``.
     - ``"yarn"``: with $c(r) = d \ln(L / (2\pi r)) / (2 \ln \mathrm{base})$,
       ``lo = floor(c(beta_fast))``, ``hi = ceil(c(beta_slow))`` (no rounding when
       ``truncate`` is False), clipped to ``[0, d - 1]``, and
       $\gamma_i = \mathrm{clip}((i - lo)/(hi - lo), 0, 1)$:
       $\omega_i (1 - \gamma_i) + (\omega_i / s)\,\gamma_i$.
-      Attention factor $0.1 \ln s + 1$ unless given.
+      Attention factor $0.1 \ln s + 1$ unless given; a missing ``factor`` is
+      ``max_position_embeddings / L``.
     - ``"llama3"``: with wavelength $\lambda_i = 2\pi/\omega_i$: unchanged
       if $\lambda_i < L/h$, $\omega_i/s$ if $\lambda_i > L/l$,
       else $(1 - \mu)\,\omega_i/s + \mu\,\omega_i$,
-      $\mu = (L/\lambda_i - l)/(h - l)$.
+      $\mu = (L/\lambda_i - l)/(h - l)$ (no band when ``l == h``).
+    - ``"longrope"``: $\omega_i / f_i$ with ``f = short_factor`` while
+      ``seq_len <= L`` (or ``seq_len`` is None), ``long_factor`` beyond;
+      attention factor $\sqrt{1 + \ln s / \ln L}$ unless given.
+    - ``"proportional"``: $\mathrm{base}^{-2i/d} / s$ for the first
+      ``int(p * d // 2)`` pairs, 0 for the rest (``p = partial_rotary_factor``).
 
     Here ``s = factor``, ``L = original_max_position_embeddings``, ``l, h`` the
     low/high frequency factors. Computed in float64 at trace time.
 
+    ``dim`` is the rotary dimension: a dict's ``partial_rotary_factor`` is not
+    applied here (`apply_rope` applies it to the head dimension), except for
+    ``"proportional"``, whose ``dim`` is the whole head.
+
     Args:
       dim: rotary dimension (even, >= 2).
-      base: the frequency base (``rope_theta``).
-      scaling: None, a Hugging Face ``rope_scaling`` dict (``"rope_type"`` or its
-        alias ``"type"``: ``"default"``, ``"linear"``, ``"dynamic"``, ``"yarn"``,
-        ``"llama3"``; unknown extra keys are ignored, as Hugging Face does), or
-        one of `LinearScaling`, `DynamicNTKScaling`,
-        `YarnScaling`, `Llama3Scaling`.
-      seq_len: static sequence length, used by ``"dynamic"`` only.
-      max_position_embeddings: the model config's value; stands in for a
-        ``rope_scaling`` dict's missing ``original_max_position_embeddings``
-        (``"dynamic"`` and ``"yarn"``), as in Hugging Face.
+      base: the frequency base (``rope_theta``). None reads the dict's
+        ``rope_theta``, else 10000; a value that disagrees with the dict's is an
+        error.
+      scaling: None; a Hugging Face ``rope_scaling`` dict (transformers 4) or
+        ``rope_parameters`` dict (transformers 5, carrying ``rope_theta`` and
+        ``partial_rotary_factor``), with ``"rope_type"`` (or its alias ``"type"``)
+        one of ``"default"``, ``"linear"``, ``"dynamic"``, ``"yarn"``,
+        ``"llama3"``, ``"longrope"`` (alias ``"su"``), ``"proportional"``;
+        or one of `LinearScaling`, `DynamicNTKScaling`, `YarnScaling`,
+        `Llama3Scaling`, `LongRopeScaling`, `ProportionalScaling`. Keys set to
+        None count as absent; unknown keys are warned about.
+      seq_len: static sequence length, read by ``"dynamic"`` and ``"longrope"``.
+      max_position_embeddings: the model config's value; ``L`` of
+        ``"dynamic"``, and the stand-in for a dict's missing
+        ``original_max_position_embeddings`` and for a missing YaRN / LongRoPE
+        ``factor``, as in transformers.
 
     Returns:
       ``(inv_freq, attention_factor)``: float64 NumPy ``[dim // 2]`` and a float
-      (1.0 except for YaRN) that multiplies cos and sin.
+      (1.0 except for YaRN and LongRoPE) that multiplies cos and sin.
 
     Raises:
-      ValueError: odd or too small ``dim``, bad ``base``, an unknown scaling
-        type, a missing key, ``factor < 1``, ``"dynamic"`` with ``dim == 2``.
+      ValueError: odd or too small ``dim``, bad ``base`` or one that disagrees
+        with ``rope_theta``, an unknown scaling type, a missing value,
+        ``factor < 1``, ``"dynamic"`` with ``dim == 2``, LongRoPE factor lists
+        of the wrong length, a per-layer-type dict.
       TypeError: ``scaling`` of another type.
 
     Examples:
@@ -229,24 +479,45 @@ def rope_frequencies(
       >>> inv_freq.round(4).tolist(), factor
       ([1.0, 0.1, 0.01, 0.001], 1.0)
       >>> llama31 = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
-      ...            "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}
-      >>> inv_freq, _ = fp.rope_frequencies(128, base=500_000.0, scaling=llama31)
+      ...            "high_freq_factor": 4.0, "original_max_position_embeddings": 8192,
+      ...            "rope_theta": 500_000.0}
+      >>> inv_freq, _ = fp.rope_frequencies(128, scaling=llama31)
       >>> inv_freq.shape
       (64,)
 
     References:
       Su et al., "RoFormer: Enhanced Transformer with Rotary Position
       Embedding", 2021. https://arxiv.org/abs/2104.09864
+
+      Ding et al., "LongRoPE: Extending LLM Context Window Beyond 2 Million
+      Tokens", 2024. https://arxiv.org/abs/2402.13753
     """
+    dim = _check_dim(dim)
+    parsed = _parse(scaling, base, max_position_embeddings)
+    if seq_len is not None:
+        seq_len = _validation.check_int("seq_len", seq_len, minimum=1)
+    return _frequencies(dim, parsed.base, parsed.scaling, seq_len)
+
+
+def _check_dim(dim: int) -> int:
     dim = _validation.check_int("dim", dim, minimum=2)
     if dim % 2:
         raise ValueError(f"the rotary dimension must be even, got {dim}.")
-    base = _validation.check_positive("base", base)
-    config = _scaling_from_config(scaling, max_position_embeddings)
+    return dim
+
+
+def _frequencies(
+    dim: int, base: float, config: RopeScaling | None, seq_len: int | None
+) -> tuple[np.ndarray, float]:
+    """``(inv_freq, attention_factor)`` of an already parsed scaling."""
     exponents = np.arange(0, dim, 2, dtype=np.float64) / dim
     inv_freq = base**-exponents
     if config is None:
         return inv_freq, 1.0
+    if isinstance(config, ProportionalScaling):
+        return _proportional(inv_freq, dim, config), 1.0
+    if isinstance(config, LongRopeScaling):
+        return _longrope(inv_freq, dim, config, seq_len)
     factor = _check_factor(config.factor)
     if isinstance(config, LinearScaling):
         return inv_freq / factor, 1.0
@@ -258,14 +529,52 @@ def rope_frequencies(
     if isinstance(config, DynamicNTKScaling):
         if dim == 2:
             raise ValueError("dynamic NTK scaling needs a rotary dimension > 2.")
-        if seq_len is not None:
-            seq_len = _validation.check_int("seq_len", seq_len, minimum=1)
         length = original if seq_len is None else max(seq_len, original)
         grown = base * (factor * length / original - (factor - 1)) ** (dim / (dim - 2))
         return grown**-exponents, 1.0
     if isinstance(config, YarnScaling):
         return _yarn(inv_freq, dim, base, factor, original, config)
     return _llama3(inv_freq, factor, original, config), 1.0
+
+
+def _proportional(inv_freq, dim, config: ProportionalScaling):
+    fraction = float(config.partial_rotary_factor)
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(
+            f"proportional RoPE needs partial_rotary_factor in [0, 1], got {fraction}."
+        )
+    factor = _validation.check_positive("proportional factor", config.factor)
+    rotated = int(fraction * dim // 2)
+    return np.where(np.arange(dim // 2) < rotated, inv_freq, 0.0) / factor
+
+
+def _longrope(inv_freq, dim, config: LongRopeScaling, seq_len):
+    original = _validation.check_int(
+        "original_max_position_embeddings",
+        config.original_max_position_embeddings,
+        minimum=1,
+    )
+    for name in ("short_factor", "long_factor"):
+        values = getattr(config, name)
+        if len(values) != dim // 2:
+            raise ValueError(
+                f"longrope {name} must have dim // 2 = {dim // 2} values (one per "
+                f"frequency), got {len(values)}."
+            )
+        if not all(v > 0 for v in values):
+            raise ValueError(f"longrope {name} must be > 0, got {values}.")
+    long = seq_len is not None and seq_len > original
+    factors = np.asarray(config.long_factor if long else config.short_factor)
+    if config.attention_factor is not None:
+        attention = float(config.attention_factor)
+    else:
+        factor = float(config.factor) if config.factor is not None else 1.0
+        attention = (
+            1.0
+            if factor <= 1.0
+            else math.sqrt(1.0 + math.log(factor) / math.log(original))
+        )
+    return inv_freq / factors, attention
 
 
 def _yarn(inv_freq, dim, base, factor, original, config: YarnScaling):
@@ -296,14 +605,17 @@ def _yarn(inv_freq, dim, base, factor, original, config: YarnScaling):
 
 def _llama3(inv_freq, factor, original, config: Llama3Scaling):
     low, high = float(config.low_freq_factor), float(config.high_freq_factor)
-    if not high > low:
+    if high < low:
         raise ValueError(
-            f"llama3 scaling needs high_freq_factor > low_freq_factor; got {high} "
+            f"llama3 scaling needs high_freq_factor >= low_freq_factor; got {high} "
             f"and {low}."
         )
     wavelength = 2 * math.pi / inv_freq
-    smooth = (original / wavelength - low) / (high - low)
-    medium = (1.0 - smooth) * inv_freq / factor + smooth * inv_freq
+    if high == low:  # Llama 4 Scout: no smooth band between the two regimes
+        medium = inv_freq
+    else:
+        smooth = (original / wavelength - low) / (high - low)
+        medium = (1.0 - smooth) * inv_freq / factor + smooth * inv_freq
     return np.where(
         wavelength < original / high,
         inv_freq,
@@ -311,105 +623,59 @@ def _llama3(inv_freq, factor, original, config: Llama3Scaling):
     )
 
 
-def apply_rope(
-    x: ArrayLike,
-    positions: ArrayLike,
-    *,
-    base: float = 10_000.0,
-    layout: str = "halves",
-    rotary_dim: int | None = None,
-    scaling: RopeScaling | Mapping[str, Any] | None = None,
-    seq_len: int | None = None,
-    max_position_embeddings: int | None = None,
-) -> jax.Array:
-    r"""Rotates feature pairs of ``x`` by angles proportional to their positions.
+def _pair_axes(pairs: int, section: tuple[int, ...], interleaved: bool) -> np.ndarray:
+    """Which position axis each of ``pairs`` frequencies reads (multi-axis RoPE).
 
-    For pair ``i`` with frequency $\omega_i$ (`rope_frequencies`) at
-    position ``p``, with $\theta = p\,\omega_i$ and attention factor ``a``:
-
-    .. math::
-        (y_a, y_b) = a\,(x_a \cos\theta - x_b \sin\theta,\;
-                        x_b \cos\theta + x_a \sin\theta)
-
-    - ``layout="halves"`` pairs features ``(i, i + r/2)`` (GPT-NeoX, Hugging
-      Face Llama: ``x * cos + rotate_half(x) * sin``).
-    - ``layout="interleaved"`` pairs ``(2i, 2i + 1)`` (GPT-J, Meta's Llama
-      reference: complex multiplication).
-
-    The two layouts give the same result up to a fixed permutation of the
-    features. Only the first ``r = rotary_dim`` features rotate; the rest pass
-    through bit-identical (GPT-NeoX's ``rotary_pct``). Because rotations
-    compose, $\langle \mathrm{rope}(q, m), \mathrm{rope}(k, n)\rangle$
-    depends only on ``m - n``. Angles are reduced exactly (within 1e-6 for
-    positions below 2**20); the rotation is done in float32 and cast back to
-    ``x.dtype``.
-
-    Args:
-      x: ``[..., seq, heads, head_dim]`` queries or keys.
-      positions: integer ``[..., seq]``, broadcastable against ``x.shape[:-2]``:
-        per-row offsets when decoding, restarting positions in packed rows.
-      base: frequency base (``rope_theta``).
-      layout: ``"halves"`` or ``"interleaved"``.
-      rotary_dim: number of leading features to rotate (even); default all.
-      scaling: see `rope_frequencies`.
-      seq_len: static sequence length for ``"dynamic"`` scaling.
-      max_position_embeddings: see `rope_frequencies`.
-
-    Returns:
-      Array of ``x``'s shape and dtype.
-
-    Raises:
-      ValueError: ``x`` of rank < 3, odd or too large ``rotary_dim``, unknown
-        ``layout``, positions that do not broadcast, and as
-        `rope_frequencies`.
-      TypeError: ``x`` not floating, ``positions`` not integer.
-
-    Examples:
-      >>> import jax.numpy as jnp
-      >>> import flax_posenc as fp
-      >>> q = jnp.ones((1, 3, 2, 4))  # [batch, seq, heads, head_dim]
-      >>> fp.apply_rope(q, jnp.arange(3)[None]).shape
-      (1, 3, 2, 4)
-
-    References:
-      Su et al., "RoFormer: Enhanced Transformer with Rotary Position
-      Embedding", 2021. https://arxiv.org/abs/2104.09864
+    Contiguous (Qwen2-VL): the first ``section[0]`` frequencies read axis 0, the
+    next ``section[1]`` axis 1, and so on. Interleaved (Qwen3-VL): frequency
+    ``j`` reads axis ``a >= 1`` when ``j % A == a`` and ``j < A * section[a]``,
+    axis 0 otherwise.
     """
-    x = _validation.floating_array("x", x)
-    positions = _validation.integer_array("positions", positions)
-    _validation.check_choice("layout", layout, LAYOUTS)
-    if x.ndim < 3:
-        raise ValueError(f"x must be [..., seq, heads, head_dim], got shape {x.shape}.")
-    head_dim = x.shape[-1]
-    rotary_dim = head_dim if rotary_dim is None else rotary_dim
-    rotary_dim = _validation.check_int("rotary_dim", rotary_dim, minimum=2)
-    if rotary_dim > head_dim or rotary_dim % 2:
+    if sum(section) != pairs:
         raise ValueError(
-            f"rotary_dim must be even and <= head_dim {head_dim}, got {rotary_dim}."
+            f"mrope_section {list(section)} must sum to the number of rotated pairs "
+            f"(rotary dim / 2 = {pairs}), got {sum(section)}."
         )
-    try:
-        fits = np.broadcast_shapes(positions.shape, x.shape[:-2]) == x.shape[:-2]
-    except ValueError:
-        fits = False
-    if not fits:
-        raise ValueError(
-            f"positions {positions.shape} must broadcast to x's [..., seq] "
-            f"{x.shape[:-2]} (x has shape {x.shape})."
-        )
-    inv_freq, attention_factor = rope_frequencies(
-        rotary_dim,
-        base=base,
-        scaling=scaling,
-        seq_len=seq_len,
-        max_position_embeddings=max_position_embeddings,
-    )
-    sin, cos = _angles.sin_cos(positions, inv_freq)  # [..., seq, r/2]
-    if attention_factor != 1.0:
-        sin, cos = sin * attention_factor, cos * attention_factor
+    if not interleaved:
+        return np.repeat(np.arange(len(section)), section)
+    count = len(section)
+    j = np.arange(pairs)
+    axes = np.zeros(pairs, dtype=np.int64)
+    for axis in range(1, count):
+        axes[(j % count == axis) & (j < count * section[axis])] = axis
+    return axes
+
+
+def _sin_cos(positions, inv_freq, pair_axes):
+    """sin/cos ``[..., seq, r/2]``; ``positions [..., seq, A]`` when multi-axis."""
+    if pair_axes is None:
+        return _angles.sin_cos(positions, inv_freq)
+    sins, coss, order = [], [], []
+    for axis in range(int(pair_axes.max()) + 1):
+        index = np.flatnonzero(pair_axes == axis)
+        if index.size:
+            s, c = _angles.sin_cos(positions[..., axis], inv_freq[index])
+            sins.append(s)
+            coss.append(c)
+            order.extend(index.tolist())
+    sin, cos = jnp.concatenate(sins, axis=-1), jnp.concatenate(coss, axis=-1)
+    if order != sorted(order):
+        back = np.argsort(order)
+        sin, cos = sin[..., back], cos[..., back]
+    return sin, cos
+
+
+def _rotate(x, sin, cos, layout, rotary_dim):
+    """Rotates the first ``rotary_dim`` features of ``x`` by angles with sin/cos.
+
+    ``sin``/``cos``: float32 ``[..., seq, rotary_dim / 2]``, already multiplied
+    by the attention factor.
+    """
     # View the rotated features as pairs along a size-2 axis: [..., 2, r/2] for
     # "halves", [..., r/2, 2] for "interleaved". Then y = x * cos + swap(x) *
     # (-sin, +sin), where swap reverses that axis: no concatenation, and the
     # long axis stays contiguous, so XLA emits one vectorized elementwise loop.
+    head_dim = x.shape[-1]
     half = rotary_dim // 2
     pair_axis = -2 if layout == "halves" else -1
     sin, cos = sin[..., None, :], cos[..., None, :]  # one angle for every head
@@ -427,3 +693,336 @@ def apply_rope(
     if rotary_dim == head_dim:
         return rotated
     return jnp.concatenate([rotated, x[..., rotary_dim:]], axis=-1)
+
+
+def _check_x(x) -> jax.Array:
+    x = _validation.floating_array("x", x)
+    if x.ndim < 3:
+        raise ValueError(f"x must be [..., seq, heads, head_dim], got shape {x.shape}.")
+    return x
+
+
+def _check_positions_fit(positions, x, axes: int | None) -> None:
+    """``positions`` must broadcast to ``x.shape[:-2]`` (``+ (axes,)``)."""
+    target = x.shape[:-2] if axes is None else (*x.shape[:-2], axes)
+    try:
+        fits = np.broadcast_shapes(positions.shape, target) == target
+    except ValueError:
+        fits = False
+    if axes is not None and (
+        positions.ndim == 0 or positions.shape[-1] not in (1, axes)
+    ):
+        fits = False
+    if not fits:
+        what = "[..., seq]" if axes is None else f"[..., seq, {axes}]"
+        raise ValueError(
+            f"positions {positions.shape} must broadcast to x's {what} "
+            f"{target} (x has shape {x.shape})."
+        )
+
+
+def _rotary_dim(
+    head_dim: int, rotary_dim: int | None, partial_rotary_factor: float | None
+) -> int:
+    """The rotary dimension from an explicit value and a dict's factor."""
+    if partial_rotary_factor is not None:
+        from_factor = int(head_dim * partial_rotary_factor)
+        if rotary_dim is not None and rotary_dim != from_factor:
+            raise ValueError(
+                f"rotary_dim={rotary_dim!r} disagrees with the rope dict's "
+                f"partial_rotary_factor={partial_rotary_factor!r} (int({head_dim} * "
+                f"{partial_rotary_factor}) = {from_factor}); pass one of them."
+            )
+        rotary_dim = from_factor
+    rotary_dim = head_dim if rotary_dim is None else rotary_dim
+    rotary_dim = _validation.check_int("rotary_dim", rotary_dim, minimum=2)
+    if rotary_dim > head_dim or rotary_dim % 2:
+        raise ValueError(
+            f"rotary_dim must be even and <= head_dim {head_dim}, got {rotary_dim}."
+        )
+    return rotary_dim
+
+
+def apply_rope(
+    x: ArrayLike,
+    positions: ArrayLike,
+    *,
+    base: float | None = None,
+    layout: str = "halves",
+    rotary_dim: int | None = None,
+    scaling: RopeScaling | Mapping[str, Any] | None = None,
+    seq_len: int | None = None,
+    max_position_embeddings: int | None = None,
+    frequencies: tuple[ArrayLike, float] | None = None,
+    mrope_section: Sequence[int] | None = None,
+    mrope_interleaved: bool | None = None,
+) -> jax.Array:
+    r"""Rotates feature pairs of ``x`` by angles proportional to their positions.
+
+    For pair ``i`` with frequency $\omega_i$ (`rope_frequencies`) at
+    position ``p``, with $\theta = p\,\omega_i$ and attention factor ``a``:
+
+    $$(y_a, y_b) = a\,(x_a \cos\theta - x_b \sin\theta,\;
+                      x_b \cos\theta + x_a \sin\theta)$$
+
+    - ``layout="halves"`` pairs features ``(i, i + r/2)`` (GPT-NeoX, Hugging
+      Face Llama: ``x * cos + rotate_half(x) * sin``).
+    - ``layout="interleaved"`` pairs ``(2i, 2i + 1)`` (GPT-J, Meta's Llama
+      reference: complex multiplication).
+
+    The two layouts give the same result up to a fixed permutation of the
+    features. Only the first ``r = rotary_dim`` features rotate; the rest pass
+    through bit-identical (GPT-NeoX's ``rotary_pct``). Because rotations
+    compose, $\langle \mathrm{rope}(q, m), \mathrm{rope}(k, n)\rangle$
+    depends only on ``m - n``. Angles are reduced exactly (within 1e-6 for
+    positions below 2**20); the rotation is done in float32 and cast back to
+    ``x.dtype``.
+
+    **Multi-axis (M-RoPE, Qwen2-VL / Qwen3-VL).** With ``mrope_section`` (or a
+    dict carrying it), ``positions`` is ``[..., seq, A]`` (e.g. time, height,
+    width; transformers' ``position_ids`` ``[A, batch, seq]`` moved to the last
+    axis) and frequency ``j`` reads one axis: contiguous bands of the sizes in
+    ``mrope_section``, or, with ``mrope_interleaved``, axis ``a >= 1`` where
+    ``j % A == a`` and ``j < A * mrope_section[a]`` (axis 0 elsewhere). A
+    trailing axis of size 1 (text only: all axes equal) gives plain RoPE.
+
+    **LongRoPE under jit.** With a static ``seq_len`` the factor set is chosen
+    at trace time (``long_factor`` when ``seq_len > L``). With ``seq_len=None``
+    it is chosen as transformers does, from the traced largest position:
+    ``max(positions) + 1 > L``, over the whole ``positions`` array (per example
+    under ``vmap``).
+
+    Args:
+      x: ``[..., seq, heads, head_dim]`` queries or keys.
+      positions: integer ``[..., seq]``, broadcastable against ``x.shape[:-2]``:
+        per-row offsets when decoding, restarting positions in packed rows;
+        ``[..., seq, A]`` with ``mrope_section``.
+      base: frequency base (``rope_theta``); None reads the dict's, else 10000.
+      layout: ``"halves"`` or ``"interleaved"``.
+      rotary_dim: number of leading features to rotate (even); default all, or
+        ``int(head_dim * partial_rotary_factor)`` when the dict carries that
+        factor (a different explicit value is an error).
+      scaling: see `rope_frequencies`; a transformers-5 ``rope_parameters``
+        dict is read whole (``rope_theta``, ``partial_rotary_factor``,
+        ``mrope_section``, ``mrope_interleaved``).
+      seq_len: static sequence length for ``"dynamic"`` and ``"longrope"``.
+      max_position_embeddings: see `rope_frequencies`.
+      frequencies: ``(inv_freq, attention_factor)`` computed elsewhere (a new
+        scheme needs only its frequency function): a static ``[rotary_dim / 2]``
+        array. Excludes ``base``, ``scaling``, ``seq_len`` and
+        ``max_position_embeddings``.
+      mrope_section: the number of frequencies read by each position axis.
+      mrope_interleaved: assign them interleaved (Qwen3-VL), not contiguous.
+
+    Returns:
+      Array of ``x``'s shape and dtype.
+
+    Raises:
+      ValueError: ``x`` of rank < 3, odd or too large ``rotary_dim``, one that
+        disagrees with ``partial_rotary_factor``, unknown ``layout``, positions
+        that do not broadcast, ``frequencies`` of the wrong length or with
+        other frequency arguments, an ``mrope_section`` that does not sum to
+        ``rotary_dim / 2`` or disagrees with the dict's, and as
+        `rope_frequencies`.
+      TypeError: ``x`` not floating, ``positions`` not integer.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import flax_posenc as fp
+      >>> q = jnp.ones((1, 3, 2, 4))  # [batch, seq, heads, head_dim]
+      >>> fp.apply_rope(q, jnp.arange(3)[None]).shape
+      (1, 3, 2, 4)
+      >>> params = {"rope_type": "default", "rope_theta": 1e6,
+      ...           "partial_rotary_factor": 0.5}  # transformers 5
+      >>> out = fp.apply_rope(q, jnp.arange(3)[None], scaling=params)
+      >>> bool((out[..., 2:] == q[..., 2:]).all())  # 2 of 4 features rotate
+      True
+
+    References:
+      Su et al., "RoFormer: Enhanced Transformer with Rotary Position
+      Embedding", 2021. https://arxiv.org/abs/2104.09864
+
+      Wang et al., "Qwen2-VL: Enhancing Vision-Language Model's Perception of
+      the World at Any Resolution", 2024. https://arxiv.org/abs/2409.12191
+    """
+    x = _check_x(x)
+    positions = _validation.integer_array("positions", positions)
+    _validation.check_choice("layout", layout, LAYOUTS)
+    head_dim = x.shape[-1]
+    if frequencies is not None:
+        if (
+            scaling is not None
+            or base is not None
+            or seq_len is not None
+            or (max_position_embeddings is not None)
+        ):
+            raise ValueError(
+                "frequencies= gives the frequencies whole: pass it without base, "
+                "scaling, seq_len or max_position_embeddings."
+            )
+        parsed = _Parsed(base=1.0, scaling=None)
+    else:
+        parsed = _parse(scaling, base, max_position_embeddings)
+        if seq_len is not None:
+            seq_len = _validation.check_int("seq_len", seq_len, minimum=1)
+    rotary_dim = _rotary_dim(head_dim, rotary_dim, parsed.partial_rotary_factor)
+    section, interleaved = _multi_axis(parsed, mrope_section, mrope_interleaved)
+    pair_axes = (
+        None if section is None else _pair_axes(rotary_dim // 2, section, interleaved)
+    )
+    _check_positions_fit(positions, x, None if section is None else len(section))
+    if pair_axes is not None and positions.shape[-1] == 1:
+        positions, pair_axes = positions[..., 0], None  # all axes equal
+    if frequencies is not None:
+        inv_freq = np.asarray(frequencies[0], dtype=np.float64)
+        if inv_freq.shape != (rotary_dim // 2,):
+            raise ValueError(
+                f"frequencies[0] must have shape ({rotary_dim // 2},) (rotary_dim / "
+                f"2), got {inv_freq.shape}."
+            )
+        sin, cos = _scaled_sin_cos(
+            positions, inv_freq, float(frequencies[1]), pair_axes
+        )
+    elif isinstance(parsed.scaling, LongRopeScaling) and seq_len is None:
+        sin, cos = _longrope_sin_cos(positions, rotary_dim, parsed, pair_axes)
+    else:
+        inv_freq, attention = _frequencies(
+            rotary_dim, parsed.base, parsed.scaling, seq_len
+        )
+        sin, cos = _scaled_sin_cos(positions, inv_freq, attention, pair_axes)
+    return _rotate(x, sin, cos, layout, rotary_dim)
+
+
+def _multi_axis(parsed: _Parsed, section, interleaved):
+    """The M-RoPE section and assignment from the arguments and the dict."""
+    if section is not None:
+        section = tuple(
+            _validation.check_int("mrope_section", s, minimum=0) for s in section
+        )
+        if parsed.mrope_section is not None and parsed.mrope_section != section:
+            raise ValueError(
+                f"mrope_section={list(section)} disagrees with the rope dict's "
+                f"{list(parsed.mrope_section)}."
+            )
+    section = section if section is not None else parsed.mrope_section
+    if interleaved is None:
+        interleaved = parsed.mrope_interleaved
+    return section, bool(interleaved)
+
+
+def _scaled_sin_cos(positions, inv_freq, attention, pair_axes):
+    sin, cos = _sin_cos(positions, inv_freq, pair_axes)  # [..., seq, r/2]
+    if attention != 1.0:
+        sin, cos = sin * attention, cos * attention
+    return sin, cos
+
+
+def _longrope_sin_cos(positions, rotary_dim, parsed: _Parsed, pair_axes):
+    """LongRoPE's factor set chosen from the traced largest position."""
+    original = parsed.scaling.original_max_position_embeddings
+    short = _frequencies(rotary_dim, parsed.base, parsed.scaling, None)
+    long = _frequencies(rotary_dim, parsed.base, parsed.scaling, original + 1)
+    use_long = jnp.max(positions) + 1 > original
+    sin_s, cos_s = _scaled_sin_cos(positions, *short, pair_axes)
+    sin_l, cos_l = _scaled_sin_cos(positions, *long, pair_axes)
+    return jnp.where(use_long, sin_l, sin_s), jnp.where(use_long, cos_l, cos_s)
+
+
+def grid_positions(height: int, width: int) -> jax.Array:
+    """The ``(row, column)`` of each patch of an ``height x width`` grid.
+
+    Row-major, as a vision transformer flattens its patches: patch ``n`` is at
+    row ``n // width``, column ``n % width``. Pass the result to
+    `apply_axial_rope`.
+
+    Args:
+      height: rows of patches (static, >= 1).
+      width: columns of patches (static, >= 1).
+
+    Returns:
+      int32 ``[height * width, 2]``.
+
+    Raises:
+      ValueError: sizes below 1.
+      TypeError: sizes not ints.
+
+    Examples:
+      >>> import flax_posenc as fp
+      >>> fp.grid_positions(2, 3).tolist()
+      [[0, 0], [0, 1], [0, 2], [1, 0], [1, 1], [1, 2]]
+    """
+    height = _validation.check_int("height", height, minimum=1)
+    width = _validation.check_int("width", width, minimum=1)
+    rows, cols = jnp.meshgrid(
+        jnp.arange(height, dtype=jnp.int32),
+        jnp.arange(width, dtype=jnp.int32),
+        indexing="ij",
+    )
+    return jnp.stack([rows.reshape(-1), cols.reshape(-1)], axis=-1)
+
+
+def apply_axial_rope(
+    x: ArrayLike,
+    positions: ArrayLike,
+    *,
+    base: float = 10_000.0,
+    layout: str = "halves",
+    rotary_dim: int | None = None,
+) -> jax.Array:
+    r"""Axial RoPE for images: each position axis rotates its own share of pairs.
+
+    With ``A`` axes (2 for the row and column of a patch) and ``r`` rotated
+    features, pairs ``[a r / (2A), (a + 1) r / (2A))`` read axis ``a`` and
+    have the frequencies of 1-D RoPE of dimension ``r / A``:
+    $\omega_i = \mathrm{base}^{-2i A / r}$, so every axis sees the whole
+    spectrum (Heo et al. 2024, "axial"). Relative in each axis separately:
+    scores depend only on the row and column offsets.
+
+    Args:
+      x: ``[..., seq, heads, head_dim]`` queries or keys.
+      positions: integer ``[..., seq, A]``, e.g. `grid_positions`.
+      base: frequency base.
+      layout: ``"halves"`` or ``"interleaved"``.
+      rotary_dim: leading features to rotate, a multiple of ``2 A``; default
+        all.
+
+    Returns:
+      Array of ``x``'s shape and dtype.
+
+    Raises:
+      ValueError: ``rotary_dim`` not a multiple of ``2 A``, positions that do
+        not broadcast, and as `apply_rope`.
+      TypeError: ``x`` not floating, ``positions`` not integer.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import flax_posenc as fp
+      >>> patches = jnp.ones((1, 6, 2, 8))  # [batch, 2 x 3 patches, heads, dim]
+      >>> fp.apply_axial_rope(patches, fp.grid_positions(2, 3)).shape
+      (1, 6, 2, 8)
+
+    References:
+      Heo et al., "Rotary Position Embedding for Vision Transformer", 2024.
+      https://arxiv.org/abs/2403.13298
+    """
+    x = _check_x(x)
+    positions = _validation.integer_array("positions", positions)
+    if positions.ndim < 2:
+        raise ValueError(
+            f"positions must be [..., seq, axes], got shape {positions.shape}."
+        )
+    axes = positions.shape[-1]
+    rotary_dim = _rotary_dim(x.shape[-1], rotary_dim, None)
+    if rotary_dim % (2 * axes):
+        raise ValueError(
+            f"rotary_dim {rotary_dim} must be a multiple of 2 * axes = {2 * axes}."
+        )
+    per_axis = rope_frequencies(rotary_dim // axes, base=base)[0]
+    return apply_rope(
+        x,
+        positions,
+        layout=layout,
+        rotary_dim=rotary_dim,
+        frequencies=(np.tile(per_axis, axes), 1.0),
+        mrope_section=(rotary_dim // (2 * axes),) * axes,
+    )

@@ -9,7 +9,7 @@ import flax.linen as nn
 import jax
 from jax.typing import ArrayLike
 
-from flax_posenc import rope
+from flax_posenc import rope, rope_config
 
 
 class RotaryEmbedding(nn.Module):
@@ -19,7 +19,10 @@ class RotaryEmbedding(nn.Module):
     with the same ``positions`` to ``q`` and ``k``; no parameters. With
     ``positions=None`` they are ``arange(seq)``. For decoding pass the cache
     offsets (``positions = offset[:, None] + arange(new)``), for packed rows the
-    restarting positions.
+    restarting positions; for M-RoPE ``[..., seq, A]`` positions.
+
+    `RotaryEmbedding.from_hf_config` builds the module from a published
+    model's ``config.json``.
 
     Examples:
       >>> import jax, jax.numpy as jnp
@@ -31,21 +34,69 @@ class RotaryEmbedding(nn.Module):
       ((2, 5, 4, 8), (2, 5, 4, 8))
 
     Attributes:
-      base: frequency base (``rope_theta``).
+      base: frequency base (``rope_theta``); None reads the dict's
+        ``rope_theta``, else 10000.
       layout: ``"halves"`` (GPT-NeoX / Hugging Face) or ``"interleaved"``
         (GPT-J / Meta).
-      rotary_dim: number of leading features rotated; default all.
-      scaling: None, a Hugging Face ``rope_scaling`` dict, or a typed scaling
-        (see `flax_posenc.rope_frequencies`).
-      max_position_embeddings: the model config's value, for ``rope_scaling``
-        dicts without ``original_max_position_embeddings``.
+      rotary_dim: number of leading features rotated; default all (or the
+        dict's ``partial_rotary_factor`` of the head).
+      scaling: None, a Hugging Face ``rope_scaling`` / ``rope_parameters``
+        dict, or a typed scaling (see `flax_posenc.rope_frequencies`).
+      max_position_embeddings: the model config's value (dynamic NTK's ``L``;
+        stands in for a dict's missing ``original_max_position_embeddings``).
+      mrope_section: frequencies per position axis (M-RoPE); None for 1-D.
+      mrope_interleaved: Qwen3-VL's interleaved assignment of the bands.
+      head_dim: when set, ``q`` and ``k`` must have this last axis (set by
+        `from_hf_config`).
     """
 
-    base: float = 10_000.0
+    base: float | None = None
     layout: str = "halves"
     rotary_dim: int | None = None
     scaling: Mapping[str, Any] | rope.RopeScaling | None = None
     max_position_embeddings: int | None = None
+    mrope_section: tuple[int, ...] | None = None
+    mrope_interleaved: bool | None = None
+    head_dim: int | None = None
+
+    @classmethod
+    def from_hf_config(
+        cls,
+        config: Mapping[str, Any],
+        *,
+        layer_type: str | None = None,
+        layout: str | None = None,
+    ) -> RotaryEmbedding:
+        """The rotary embedding of a Hugging Face ``config.json`` (as a dict).
+
+        Reads it as `flax_posenc.rope_config_from_hf` does (which keys, the
+        layout per ``model_type``, per-layer types, multimodal configs).
+
+        Examples:
+          >>> import jax.numpy as jnp
+          >>> from flax_posenc.linen import RotaryEmbedding
+          >>> pythia = {"model_type": "gpt_neox", "hidden_size": 512,
+          ...           "num_attention_heads": 8, "rotary_pct": 0.25,
+          ...           "rotary_emb_base": 10000, "max_position_embeddings": 2048}
+          >>> rotary = RotaryEmbedding.from_hf_config(pythia)
+          >>> rotary.rotary_dim, rotary.layout
+          (16, 'halves')
+          >>> q = k = jnp.ones((1, 3, 8, 64))
+          >>> q_rot, k_rot = rotary.apply({}, q, k, positions=jnp.arange(3)[None])
+        """
+        found = rope_config.rope_config_from_hf(
+            config, layer_type=layer_type, layout=layout
+        )
+        return cls(
+            base=found.base,
+            layout=found.layout,
+            rotary_dim=found.rotary_dim,
+            scaling=found.scaling,
+            max_position_embeddings=found.max_position_embeddings,
+            mrope_section=found.mrope_section,
+            mrope_interleaved=found.mrope_interleaved,
+            head_dim=found.head_dim,
+        )
 
     @nn.compact
     def __call__(
@@ -58,8 +109,15 @@ class RotaryEmbedding(nn.Module):
     ) -> tuple[jax.Array, jax.Array]:
         """Rotated ``(q, k)``, each ``[..., seq, heads, head_dim]``.
 
-        ``seq_len`` (static) drives ``"dynamic"`` scaling.
+        ``seq_len`` (static) drives ``"dynamic"`` and ``"longrope"`` scaling.
         """
+        for name, x in (("q", q), ("k", k)):
+            shape = jax.numpy.shape(x)
+            if self.head_dim is not None and shape and shape[-1] != self.head_dim:
+                raise ValueError(
+                    f"{name} has head_dim {shape[-1]}, but this rotary embedding is "
+                    f"for head_dim {self.head_dim} (shape {shape})."
+                )
         if positions is None:
             # apply_rope checks ranks itself; only q's seq axis is read here.
             if jax.numpy.ndim(q) < 3:
@@ -68,6 +126,8 @@ class RotaryEmbedding(nn.Module):
                     f"{jax.numpy.shape(q)}."
                 )
             positions = jax.numpy.arange(q.shape[-3])
+            if self.mrope_section is not None:
+                positions = positions[:, None]  # text only: every axis equal
 
         def rotate(x):
             return rope.apply_rope(
@@ -79,6 +139,8 @@ class RotaryEmbedding(nn.Module):
                 scaling=self.scaling,
                 seq_len=seq_len,
                 max_position_embeddings=self.max_position_embeddings,
+                mrope_section=self.mrope_section,
+                mrope_interleaved=self.mrope_interleaved,
             )
 
         return rotate(q), rotate(k)
