@@ -242,6 +242,106 @@ def rope(
     return np.concatenate([out, tail], axis=-1)
 
 
+def longrope_frequencies(
+    dim: int,
+    base: float,
+    short_factor,
+    long_factor,
+    original: int,
+    *,
+    seq_len: int | None,
+    factor: float | None = None,
+    max_position_embeddings: int | None = None,
+    attention_factor: float | None = None,
+) -> tuple[np.ndarray, float]:
+    """HF _compute_longrope_parameters in float64: (inv_freq, attention_factor).
+
+    1 / (ext_i * base^(2i/d)), ext = long_factor if seq_len > original else
+    short_factor; attention sqrt(1 + ln(factor) / ln(original)).
+    """
+    if factor is None:
+        factor = max_position_embeddings / original
+    if attention_factor is None:
+        if factor <= 1.0:
+            attention_factor = 1.0
+        else:
+            attention_factor = math.sqrt(1 + math.log(factor) / math.log(original))
+    ext = long_factor if seq_len and seq_len > original else short_factor
+    inv_freq = np.array(
+        [1.0 / (ext[i] * base ** (2 * i / dim)) for i in range(dim // 2)]
+    )
+    return inv_freq, float(attention_factor)
+
+
+def proportional_frequencies(
+    head_dim: int, base: float, partial: float, factor: float = 1.0
+) -> np.ndarray:
+    """HF _compute_proportional_rope_parameters (Gemma 4) in float64.
+
+    The first int(partial * head_dim // 2) frequencies are base^(-2i/head_dim)
+    (denominator: the whole head), the rest 0; all divided by factor.
+    """
+    rope_angles = int(partial * head_dim // 2)
+    rotated = [1.0 / base ** (2 * i / head_dim) for i in range(rope_angles)]
+    return np.array(rotated + [0.0] * (head_dim // 2 - rope_angles)) / factor
+
+
+def mrope_angles(positions, inv_freq, mrope_section, interleaved=False) -> np.ndarray:
+    """Angles [..., seq, d/2] of Qwen2-VL / Qwen3-VL multimodal RoPE, float64.
+
+    ``positions [..., seq, 3]``. Written the way transformers does it: the
+    angles of every axis are computed whole, then Qwen2-VL splits the
+    frequencies into contiguous chunks of ``mrope_section`` taking chunk i from
+    axis i; Qwen3-VL starts from axis 0 and overwrites, for axis a = 1, 2, the
+    frequencies a, a + 3, ... below 3 * mrope_section[a].
+    """
+    p = np.moveaxis(np.asarray(positions, dtype=np.float64), -1, 0)
+    freqs = p[..., None] * inv_freq  # [3, ..., seq, d/2]
+    if not interleaved:
+        bounds = np.cumsum([0, *mrope_section])
+        chunks = [
+            freqs[i, ..., bounds[i] : bounds[i + 1]] for i in range(len(mrope_section))
+        ]
+        return np.concatenate(chunks, axis=-1)
+    out = freqs[0].copy()
+    for axis, offset in enumerate((1, 2), start=1):
+        length = mrope_section[axis] * 3
+        out[..., offset:length:3] = freqs[axis, ..., offset:length:3]
+    return out
+
+
+def rope_from_angles(
+    x, theta, layout: str = "halves", attention_factor: float = 1.0
+) -> np.ndarray:
+    """RoPE in float64 with given angles ``theta [..., seq, r/2]`` (r rotated)."""
+    x = f64(x)
+    r = 2 * theta.shape[-1]
+    cos = np.cos(theta)[..., None, :] * attention_factor
+    sin = np.sin(theta)[..., None, :] * attention_factor
+    rot = x[..., :r]
+    if layout == "halves":
+        cos, sin = np.concatenate([cos, cos], -1), np.concatenate([sin, sin], -1)
+        rotated = np.concatenate([-rot[..., r // 2 :], rot[..., : r // 2]], -1)
+    else:
+        cos, sin = np.repeat(cos, 2, axis=-1), np.repeat(sin, 2, axis=-1)
+        rotated = np.stack([-rot[..., 1::2], rot[..., 0::2]], -1).reshape(rot.shape)
+    out = rot * cos + rotated * sin
+    tail = np.broadcast_to(x[..., r:], (*out.shape[:-1], x.shape[-1] - r))
+    return np.concatenate([out, tail], axis=-1)
+
+
+def deepseek_rope(x, positions, inv_freq) -> np.ndarray:
+    """transformers' DeepSeek-V3 rotation: interleaved pairs, output de-interleaved.
+
+    ``cat([x_even cos - x_odd sin, x_odd cos + x_even sin])``.
+    """
+    x = f64(x)
+    theta = np.asarray(positions, dtype=np.float64)[..., None, None] * inv_freq
+    even, odd = x[..., 0::2], x[..., 1::2]
+    cos, sin = np.cos(theta), np.sin(theta)
+    return np.concatenate([even * cos - odd * sin, odd * cos + even * sin], -1)
+
+
 # ----------------------------------------------------------------------- ALiBi
 
 
