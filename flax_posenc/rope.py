@@ -41,6 +41,17 @@ class DynamicNTKScaling:
     Face reads ``L`` from the model config's ``max_position_embeddings``; here it
     must be given). Nothing changes while ``seq_len <= L``.
 
+    Stateless: the frequencies follow each call's static ``seq_len``, and
+    nothing is remembered between calls. transformers instead recomputes them
+    in the forward pass from ``max(position_ids) + 1`` and keeps the grown base
+    (it grows with longer inputs and returns to the original only when an
+    input no longer than ``L`` arrives). To match it while generating, pass
+    ``seq_len`` = largest position so far + 1: the prompt length when
+    prefilling, the cache length after the new token at each decoding step.
+    In both, keys already in a KV cache keep the rotation they were written
+    with. With ``seq_len=None`` the frequencies are unscaled, as transformers'
+    are at start-up.
+
     Attributes:
       factor: the scale ``s >= 1``.
       original_max_position_embeddings: the training context ``L``.

@@ -169,6 +169,8 @@ def _rope_dict(
         available = ["full_attention", "sliding_attention"]
     else:
         available = layer_types or list(_LAYER_TYPES)
+    if model_type == "llama4_text" and not nested:
+        available = ["chunked_attention", "full_attention"]
     per_layer = nested or model_type in _PER_LAYER_FAMILIES
     if per_layer and layer_type is None:
         raise ValueError(
@@ -179,6 +181,12 @@ def _rope_dict(
         raise ValueError(
             f"layer_type {layer_type!r} is not in this config; it has "
             f"{available or 'no layer types'}."
+        )
+    if model_type == "llama4_text" and layer_type == "full_attention":
+        raise ValueError(
+            "Llama 4's full_attention layers (every no_rope_layer_interval-th "
+            "layer, 0 in no_rope_layers) use no rotary embedding (NoPE); its "
+            "chunked_attention layers rotate."
         )
     if nested:
         chosen = params.get(layer_type)

@@ -405,3 +405,66 @@ def test_phi35_module_under_jit_switches_at_the_reference_boundary(largest):
     inv_freq, attention = _longrope(pub.PHI_3_5_MINI_INSTRUCT, largest + 1, 96)
     want = references.rope(x, positions, inv_freq, "halves", None, attention)
     chex.assert_trees_all_close(f64(q_rot), want, atol=5e-6)
+
+
+def test_llama4_full_attention_layers_have_no_rope():
+    with pytest.raises(ValueError, match="NoPE"):
+        fp.rope_config_from_hf(pub.LLAMA_4_SCOUT_17B_16E, layer_type="full_attention")
+    chunked = fp.rope_config_from_hf(
+        pub.LLAMA_4_SCOUT_17B_16E, layer_type="chunked_attention"
+    )
+    assert chunked == fp.rope_config_from_hf(pub.LLAMA_4_SCOUT_17B_16E)
+
+
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        # Phi-2's config.json gives partial_rotary_factor 0.4: int(80 * 0.4) = 32.
+        (
+            {
+                "model_type": "phi",
+                "hidden_size": 2560,
+                "num_attention_heads": 32,
+                "partial_rotary_factor": 0.4,
+                "rope_theta": 10000.0,
+            },
+            (80, 32, 1e4, "halves"),
+        ),
+        # transformers' defaults when the key is absent.
+        (
+            {"model_type": "phi", "hidden_size": 2560, "num_attention_heads": 32},
+            (80, 40, 1e4, "halves"),
+        ),
+        (
+            {"model_type": "stablelm", "hidden_size": 2560, "num_attention_heads": 32},
+            (80, 20, 1e4, "halves"),
+        ),
+        (
+            {"model_type": "glm", "hidden_size": 4096, "num_attention_heads": 32},
+            (128, 64, 1e4, "interleaved"),
+        ),
+        (
+            {"model_type": "cohere", "hidden_size": 8192, "num_attention_heads": 64},
+            (128, 128, 5e5, "interleaved"),
+        ),
+    ],
+    ids=["phi-2", "phi-default", "stablelm-default", "glm-default", "cohere-default"],
+)
+def test_other_families(config, expected):
+    found = fp.rope_config_from_hf(config)
+    assert (found.head_dim, found.rotary_dim, found.base, found.layout) == expected
+
+
+def test_layer_without_rope_in_a_nested_dict():
+    config = {
+        "model_type": "mistral",
+        "head_dim": 64,
+        "layer_types": ["full_attention", "sliding_attention"],
+        "rope_parameters": {
+            "full_attention": None,
+            "sliding_attention": {"rope_type": "default", "rope_theta": 1e4},
+        },
+    }
+    with pytest.raises(ValueError, match="no RoPE for layer_type 'full_attention'"):
+        fp.rope_config_from_hf(config, layer_type="full_attention")
+    assert fp.rope_config_from_hf(config, layer_type="sliding_attention").base == 1e4

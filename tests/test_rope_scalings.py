@@ -323,11 +323,12 @@ def test_proportional_gemma4_rotates_the_right_features(transform):
     )
 
 
+@pytest.mark.parametrize("transform", TRANSFORMS)
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize(
     ("head_dim", "partial", "factor"), [(16, 0.5, 1.0), (16, 1.0, 2.0), (12, 0.3, 4.0)]
 )
-def test_proportional_matches_reference(layout, head_dim, partial, factor):
+def test_proportional_matches_reference(transform, layout, head_dim, partial, factor):
     typed = fp.ProportionalScaling(partial_rotary_factor=partial, factor=factor)
     inv_freq, attention = fp.rope_frequencies(head_dim, base=1e4, scaling=typed)
     expected = references.proportional_frequencies(head_dim, 1e4, partial, factor)
@@ -335,7 +336,9 @@ def test_proportional_matches_reference(layout, head_dim, partial, factor):
     assert attention == 1.0
     x = _random((2, 3, 1, head_dim))
     positions = np.array([[0, 7, 9], [3, 300, 30_000]])
-    out = fp.apply_rope(x, positions, base=1e4, scaling=typed, layout=layout)
+    out = transform(
+        lambda x, p: fp.apply_rope(x, p, base=1e4, scaling=typed, layout=layout)
+    )(jnp.asarray(x), jnp.asarray(positions))
     chex.assert_trees_all_close(
         f64(out), _rotate(x, positions, expected, layout), atol=3e-6
     )
@@ -650,3 +653,16 @@ def test_axial_rope_errors():
         fp.apply_axial_rope(jnp.ones((1, 4, 1, 6)), fp.grid_positions(2, 2))
     with pytest.raises(ValueError, match=r"\[\.\.\., seq, axes\]"):
         fp.apply_axial_rope(jnp.ones((1, 4, 1, 8)), jnp.arange(4))
+
+
+@pytest.mark.parametrize(
+    ("scaling", "match"),
+    [
+        (fp.ProportionalScaling(partial_rotary_factor=1.5), "partial_rotary_factor"),
+        (fp.ProportionalScaling(partial_rotary_factor=-0.1), "partial_rotary_factor"),
+        (fp.ProportionalScaling(factor=0.0), "factor"),
+    ],
+)
+def test_proportional_errors(scaling, match):
+    with pytest.raises(ValueError, match=match):
+        fp.rope_frequencies(16, scaling=scaling)

@@ -133,3 +133,33 @@ def test_inputs_without_a_heads_axis_raise(shape):
     x = jnp.ones(shape)
     with pytest.raises(ValueError, match=r"\[\.\.\., seq, heads, head_dim\]"):
         RotaryEmbedding().apply({}, x, x)
+
+
+@pytest.mark.parametrize("transform", TRANSFORMS)
+def test_rope_parameters_dict_attribute(transform):
+    """A transformers-5 dict's rope_theta and partial_rotary_factor are read."""
+    q, k = _qk(3)
+    params = {"rope_type": "default", "rope_theta": 1e6, "partial_rotary_factor": 0.5}
+    q_rot, k_rot = transform(RotaryEmbedding(scaling=params).apply)({}, q, k)
+    positions = np.broadcast_to(np.arange(SHAPE[1]), SHAPE[:2])
+    for x, out in ((q, q_rot), (k, k_rot)):
+        expected = references.rope(
+            x, positions, references.paper_frequencies(4, 1e6), "halves", 4
+        )
+        chex.assert_trees_all_close(f64(out), expected, atol=2e-6)
+
+
+@pytest.mark.parametrize("interleaved", [False, True])
+def test_mrope_default_positions_are_text_positions(interleaved):
+    q, k = _qk(4)
+    module = RotaryEmbedding(mrope_section=(2, 1, 1), mrope_interleaved=interleaved)
+    q_rot, k_rot = module.apply({}, q, k)
+    plain_q, plain_k = RotaryEmbedding().apply({}, q, k)
+    chex.assert_trees_all_close((q_rot, k_rot), (plain_q, plain_k), atol=0.0)
+    grid = jnp.stack([jnp.zeros(5, jnp.int32), jnp.arange(5), 4 - jnp.arange(5)], -1)
+    q_img, _ = module.apply({}, q, k, positions=grid[None])
+    theta = references.mrope_angles(
+        np.asarray(grid)[None], references.paper_frequencies(8), (2, 1, 1), interleaved
+    )
+    expected = references.rope_from_angles(q, np.broadcast_to(theta, (2, 5, 4)))
+    chex.assert_trees_all_close(f64(q_img), expected, atol=2e-6)
