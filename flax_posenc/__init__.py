@@ -11,6 +11,8 @@ from typing import Any
 
 from flax_posenc.alibi import alibi_bias as alibi_bias
 from flax_posenc.alibi import alibi_slopes as alibi_slopes
+from flax_posenc.attention import attention_mask as attention_mask
+from flax_posenc.attention import dot_product_attention as dot_product_attention
 from flax_posenc.embedding import embedding_attend as embedding_attend
 from flax_posenc.embedding import embedding_lookup as embedding_lookup
 from flax_posenc.naive import fraction_encoding as fraction_encoding
@@ -50,6 +52,8 @@ __all__ = (
     "alibi_slopes",
     "apply_axial_rope",
     "apply_rope",
+    "attention_mask",
+    "dot_product_attention",
     "embedding_attend",
     "embedding_lookup",
     "fraction_encoding",

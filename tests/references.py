@@ -396,3 +396,73 @@ def t5_relative_position_bucket(
     ).astype(np.int64)
     val_if_large = np.minimum(val_if_large, num_buckets - 1)
     return ret + np.where(is_small, n, val_if_large)
+
+
+# ------------------------------------------------------------------- attention
+
+
+def attention_mask(
+    q_positions,
+    k_positions,
+    causal=False,
+    window=None,
+    q_segments=None,
+    k_segments=None,
+) -> np.ndarray:
+    """[..., q, k] bool from the definitions, one (query, key) pair at a time."""
+    qp, kp = np.asarray(q_positions), np.asarray(k_positions)
+    lead = np.broadcast_shapes(qp.shape[:-1], kp.shape[:-1])
+    qp = np.broadcast_to(qp, (*lead, qp.shape[-1]))
+    kp = np.broadcast_to(kp, (*lead, kp.shape[-1]))
+    if q_segments is not None:
+        k_segments = q_segments if k_segments is None else k_segments
+        qs = np.broadcast_to(np.asarray(q_segments), qp.shape)
+        ks = np.broadcast_to(np.asarray(k_segments), kp.shape)
+    out = np.zeros((*lead, qp.shape[-1], kp.shape[-1]), dtype=bool)
+    for *b, i, j in np.ndindex(out.shape):
+        b = tuple(b)
+        qi, kj = int(qp[b][i]), int(kp[b][j])
+        ok = not (causal and kj > qi)
+        if window is not None:
+            ok = ok and (qi - kj if causal else abs(qi - kj)) < window
+        if q_segments is not None:
+            ok = ok and qs[b][i] == ks[b][j] and qs[b][i] != 0
+        out[(*b, i, j)] = ok
+    return out
+
+
+def attention(q, k, v, mask=None, bias=None, scale=None, softcap=None) -> np.ndarray:
+    """Softmax attention in float64 from the formula, one query head at a time.
+
+    q [..., q, H, d], k [..., k, K, d], v [..., k, K, e]; head h reads kv head
+    h // (H // K). mask/bias broadcast to [..., H, q, k]. Rows with nothing
+    to attend are zeros.
+    """
+    q, k, v = f64(q), f64(k), f64(v)
+    heads, kv_heads, d = q.shape[-2], k.shape[-2], q.shape[-1]
+    group = heads // kv_heads
+    scale = 1.0 / math.sqrt(d) if scale is None else scale
+    outs = []
+    for h in range(heads):
+        kh = h // group
+        logits = np.einsum("...id,...jd->...ij", q[..., h, :], k[..., kh, :]) * scale
+        if softcap is not None:
+            logits = softcap * np.tanh(logits / softcap)
+        if bias is not None:
+            b = np.broadcast_to(
+                f64(bias), (*logits.shape[:-2], heads, *logits.shape[-2:])
+            )
+            logits = logits + b[..., h, :, :]
+        if mask is not None:
+            m = np.broadcast_to(
+                np.asarray(mask), (*logits.shape[:-2], heads, *logits.shape[-2:])
+            )[..., h, :, :]
+            logits = np.where(m, logits, -np.inf)
+            any_key = m.any(-1, keepdims=True)
+            logits = np.where(any_key, logits, 0.0)
+        weights = np.exp(logits - logits.max(-1, keepdims=True))
+        weights = weights / weights.sum(-1, keepdims=True)
+        if mask is not None:
+            weights = np.where(any_key, weights, 0.0)
+        outs.append(np.einsum("...ij,...je->...ie", weights, v[..., kh, :]))
+    return np.stack(outs, axis=-2)

@@ -1,0 +1,318 @@
+"""Softmax attention where positions act: masks from positions, GQA, soft-capping."""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.typing import ArrayLike
+
+from flax_posenc import _validation
+
+IMPLEMENTATIONS = ("xla", "jax")
+
+
+def attention_mask(
+    q_positions: ArrayLike,
+    k_positions: ArrayLike,
+    *,
+    causal: bool = False,
+    sliding_window: int | None = None,
+    q_segments: ArrayLike | None = None,
+    k_segments: ArrayLike | None = None,
+) -> jax.Array:
+    r"""Which keys each query attends to, from positions and segments.
+
+    True where query ``i`` may attend to key ``j``; the conditions combine with
+    "and":
+
+    - ``causal``: $k_j \le q_i$, on positions, not array indices: decode
+      offsets, per-row left padding and packed rows whose positions restart all
+      work unchanged.
+    - ``sliding_window=w``: $q_i - k_j < w$ when causal (the query and the
+      $w - 1$ keys before it), $|q_i - k_j| < w$ otherwise.
+    - segments (packing): equal segment ids, and both nonzero. Id 0 marks
+      padding; real tokens have ids >= 1, so a padding query attends nothing
+      and no query attends a padding key.
+
+    Args:
+      q_positions: integer ``[..., q]``.
+      k_positions: integer ``[..., k]``, leading axes broadcastable with
+        ``q_positions``'.
+      causal: keys at later positions are masked.
+      sliding_window: the window ``w >= 1``; None for no window.
+      q_segments: integer ``[..., q]`` segment ids, or None.
+      k_segments: integer ``[..., k]``; None takes ``q_segments`` (self
+        attention).
+
+    Returns:
+      bool ``[..., 1, q, k]``: broadcastable to ``[..., heads, q, k]``.
+
+    Raises:
+      ValueError: a window below 1, segments without positions' shapes,
+        ``k_segments`` without ``q_segments``, leading axes that do not
+        broadcast.
+      TypeError: non-integer positions or segments, a non-int window.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import flax_posenc as fp
+      >>> pos = jnp.arange(4)
+      >>> fp.attention_mask(pos, pos, causal=True, sliding_window=2)[0].astype(int)
+      Array([[1, 0, 0, 0],
+             [1, 1, 0, 0],
+             [0, 1, 1, 0],
+             [0, 0, 1, 1]], dtype=int32)
+    """
+    q_positions = _validation.integer_array("q_positions", q_positions)
+    k_positions = _validation.integer_array("k_positions", k_positions)
+    for name, value in (("q_positions", q_positions), ("k_positions", k_positions)):
+        if value.ndim < 1:
+            raise ValueError(f"{name} must be [..., seq], got a scalar.")
+    _check_leading("q_positions", q_positions, "k_positions", k_positions)
+    q = q_positions[..., :, None]
+    k = k_positions[..., None, :]
+    mask = jnp.ones(jnp.broadcast_shapes(q.shape, k.shape), dtype=bool)
+    if causal:
+        mask &= k <= q
+    if sliding_window is not None:
+        window = _validation.check_int("sliding_window", sliding_window, minimum=1)
+        distance = q - k if causal else jnp.abs(q - k)
+        mask &= distance < window
+    if q_segments is None and k_segments is not None:
+        raise ValueError("k_segments needs q_segments (the queries' segment ids).")
+    if q_segments is not None:
+        q_segments = _validation.integer_array("q_segments", q_segments)
+        k_segments = (
+            q_segments
+            if k_segments is None
+            else _validation.integer_array("k_segments", k_segments)
+        )
+        for name, seg, pos in (
+            ("q_segments", q_segments, q_positions),
+            ("k_segments", k_segments, k_positions),
+        ):
+            if seg.ndim < 1 or seg.shape[-1] != pos.shape[-1]:
+                raise ValueError(
+                    f"{name} {seg.shape} must have the length of its positions "
+                    f"{pos.shape}."
+                )
+        qs, ks = q_segments[..., :, None], k_segments[..., None, :]
+        mask &= (qs == ks) & (qs > 0)
+    return mask[..., None, :, :]
+
+
+def _check_leading(name_a, a, name_b, b):
+    try:
+        np.broadcast_shapes(a.shape[:-1], b.shape[:-1])
+    except ValueError:
+        raise ValueError(
+            f"the leading axes of {name_a} {a.shape} and {name_b} {b.shape} must "
+            "broadcast."
+        ) from None
+
+
+def dot_product_attention(
+    q: ArrayLike,
+    k: ArrayLike,
+    v: ArrayLike,
+    *,
+    mask: ArrayLike | None = None,
+    bias: ArrayLike | None = None,
+    scale: float | None = None,
+    softcap: float | None = None,
+    implementation: str | None = None,
+) -> jax.Array:
+    r"""Softmax attention with grouped key/value heads, masks, biases, soft-capping.
+
+    $$\mathrm{out} = \mathrm{softmax}(c(s\,q k^\top) + b,\ \text{masked})\,v,
+    \qquad c(z) = \mathrm{softcap}\cdot\tanh(z / \mathrm{softcap})$$
+
+    with ``s = scale`` (default ``head_dim ** -0.5``), ``c`` only when
+    ``softcap`` is given (Gemma 2), ``b = bias``. Query head ``h`` reads
+    key/value head ``h // (heads // kv_heads)``, as transformers groups them:
+    multi-head (``kv_heads == heads``), grouped-query and multi-query
+    (``kv_heads == 1``) attention, without copying keys. Logits and softmax are
+    computed in at least float32; the output has ``q``'s dtype. A query row
+    with nothing to attend to returns zeros (not NaN, not an average of masked
+    values) and has finite gradients.
+
+    Two paths compute the same thing:
+
+    - ``"jax"``: `jax.nn.dot_product_attention`, so a GPU gets its fused
+      kernels. Used by default when there is no ``softcap`` (jax has none), the
+      three inputs share a dtype, and the input is not float16 on CPU (which
+      jax 0.10 rejects under jit).
+    - ``"xla"``: a grouped einsum, softmax and einsum here. Used otherwise.
+
+    Args:
+      q: ``[..., q, heads, head_dim]`` queries.
+      k: ``[..., k, kv_heads, head_dim]`` keys; ``kv_heads`` divides ``heads``.
+      v: ``[..., k, kv_heads, v_dim]`` values.
+      mask: bool, broadcastable to ``[..., heads, q, k]``; True attends (e.g.
+        `attention_mask`).
+      bias: broadcastable to ``[..., heads, q, k]``, added to the logits after
+        soft-capping (`alibi_bias`, `relative_position_bias`).
+      scale: multiplies ``q k^T``; T5 uses 1, Gemma 2 ``query_pre_attn_scalar
+        ** -0.5``.
+      softcap: the soft-capping bound (Gemma 2: 50), or None.
+      implementation: ``"jax"``, ``"xla"``, or None to choose as above.
+
+    Returns:
+      ``[..., q, heads, v_dim]`` in ``q``'s dtype.
+
+    Raises:
+      ValueError: ranks, head counts or sizes that do not fit, a mask or bias
+        that does not broadcast, a non-positive softcap, an unknown
+        implementation, ``"jax"`` with a softcap.
+      TypeError: non-floating inputs, a non-boolean mask.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import flax_posenc as fp
+      >>> q = jnp.ones((2, 5, 8, 16))  # [batch, q, heads, head_dim]
+      >>> k = v = jnp.ones((2, 5, 2, 16))  # 2 kv heads: grouped-query attention
+      >>> pos = jnp.arange(5)
+      >>> mask = fp.attention_mask(pos, pos, causal=True)
+      >>> fp.dot_product_attention(q, k, v, mask=mask).shape
+      (2, 5, 8, 16)
+
+    References:
+      Vaswani et al., "Attention Is All You Need", 2017.
+      https://arxiv.org/abs/1706.03762
+
+      Ainslie et al., "GQA: Training Generalized Multi-Query Transformer Models
+      from Multi-Head Checkpoints", 2023. https://arxiv.org/abs/2305.13245
+    """
+    q = _validation.floating_array("q", q)
+    k = _validation.floating_array("k", k)
+    v = _validation.floating_array("v", v)
+    for name, x in (("q", q), ("k", k), ("v", v)):
+        if x.ndim < 3:
+            raise ValueError(f"{name} must be [..., seq, heads, dim], got {x.shape}.")
+    heads, head_dim = q.shape[-2:]
+    kv_heads = k.shape[-2]
+    if k.shape[-1] != head_dim:
+        raise ValueError(
+            f"q and k must share head_dim; got q {q.shape} and k {k.shape}."
+        )
+    if v.shape[-3:-1] != k.shape[-3:-1]:
+        raise ValueError(
+            f"v must have k's length and kv_heads; got k {k.shape} and v {v.shape}."
+        )
+    if heads % kv_heads:
+        raise ValueError(
+            f"kv_heads {kv_heads} must divide the query heads {heads} (q {q.shape}, "
+            f"k {k.shape})."
+        )
+    try:
+        batch = np.broadcast_shapes(q.shape[:-3], k.shape[:-3], v.shape[:-3])
+    except ValueError:
+        raise ValueError(
+            f"the leading axes of q {q.shape}, k {k.shape} and v {v.shape} must "
+            "broadcast."
+        ) from None
+    logits_shape = (*batch, heads, q.shape[-3], k.shape[-3])
+    if mask is not None:
+        mask = jnp.asarray(mask)
+        if mask.dtype != jnp.bool_:
+            raise TypeError(f"mask must be boolean, got {mask.dtype}.")
+        _check_broadcasts("mask", mask, logits_shape)
+    if bias is not None:
+        bias = _validation.floating_array("bias", bias)
+        _check_broadcasts("bias", bias, logits_shape)
+    scale = head_dim**-0.5 if scale is None else float(scale)
+    if softcap is not None:
+        softcap = _validation.check_positive("softcap", softcap)
+    if implementation is None:
+        implementation = "jax" if _jax_fits(q, k, v, softcap) else "xla"
+    _validation.check_choice("implementation", implementation, IMPLEMENTATIONS)
+    if implementation == "jax":
+        if softcap is not None:
+            raise ValueError("implementation='jax' has no soft-capping; use 'xla'.")
+        out = _jax_attention(q, k, v, mask, bias, scale, batch, logits_shape)
+    else:
+        out = _xla_attention(q, k, v, mask, bias, scale, softcap, batch)
+    if mask is not None:
+        # A row with no key to attend returns zeros rather than an average.
+        anything = jnp.any(jnp.broadcast_to(mask, logits_shape), axis=-1)
+        anything = jnp.moveaxis(anything, -1, -2)[..., None]  # [..., q, heads, 1]
+        out = jnp.where(anything, out, jnp.zeros((), out.dtype))
+    return out
+
+
+def _check_broadcasts(name, value, shape):
+    try:
+        fits = np.broadcast_shapes(value.shape, shape) == tuple(shape)
+    except ValueError:
+        fits = False
+    if not fits:
+        raise ValueError(
+            f"{name} {value.shape} must broadcast to [..., heads, q, k] {tuple(shape)}."
+        )
+
+
+def _jax_fits(q, k, v, softcap) -> bool:
+    if softcap is not None or not (q.dtype == k.dtype == v.dtype):
+        return False
+    if q.shape[-1] != v.shape[-1]:
+        return False
+    return not (q.dtype == jnp.float16 and jax.default_backend() == "cpu")
+
+
+def _flat_batch(x, batch):
+    """``x`` broadcast to ``batch`` leading axes, then those folded into one."""
+    x = jnp.broadcast_to(x, (*batch, *x.shape[-3:]))
+    return x.reshape(-1, *x.shape[-3:])
+
+
+def _jax_attention(q, k, v, mask, bias, scale, batch, logits_shape):
+    size = math.prod(batch)
+
+    def flat_logits(t):
+        # [..., heads or 1, q, k] -> [B, heads or 1, q, k]
+        n = t.shape[-3] if t.ndim >= 3 else 1
+        t = jnp.broadcast_to(t, (*batch, n, *logits_shape[-2:]))
+        return t.reshape(size, n, *logits_shape[-2:])
+
+    out = jax.nn.dot_product_attention(
+        _flat_batch(q, batch),
+        _flat_batch(k, batch),
+        _flat_batch(v, batch),
+        bias=None if bias is None else flat_logits(bias).astype(jnp.float32),
+        mask=None if mask is None else flat_logits(mask),
+        scale=scale,
+    )
+    return out.reshape(*batch, *out.shape[-3:])
+
+
+def _xla_attention(q, k, v, mask, bias, scale, softcap, batch):
+    heads, kv_heads = q.shape[-2], k.shape[-2]
+    groups = heads // kv_heads
+    work = _validation.compute_dtype(q.dtype)
+    grouped = q.reshape(*q.shape[:-2], kv_heads, groups, q.shape[-1])
+    logits = jnp.einsum(
+        "...qkgd,...tkd->...kgqt", grouped, k, preferred_element_type=work
+    ).astype(work)
+    logits = logits * jnp.asarray(scale, work)
+    if softcap is not None:
+        logits = softcap * jnp.tanh(logits / softcap)
+
+    def grouped_logits(t):
+        # [..., heads or 1, q, k] -> [..., kv_heads or 1, groups or 1, q, k]
+        if t.ndim < 3:
+            t = t.reshape((1,) * (3 - t.ndim) + t.shape)
+        n = t.shape[-3]
+        if n == 1:
+            return t[..., None, :, :]
+        return t.reshape(*t.shape[:-3], kv_heads, groups, *t.shape[-2:])
+
+    if bias is not None:
+        logits = logits + grouped_logits(bias).astype(work)
+    if mask is not None:
+        logits = jnp.where(grouped_logits(mask), logits, jnp.finfo(work).min)
+    probs = jax.nn.softmax(logits, axis=-1)
+    out = jnp.einsum("...kgqt,...tkd->...qkgd", probs, v.astype(work))
+    return out.reshape(*out.shape[:-3], heads, v.shape[-1]).astype(q.dtype)
