@@ -123,6 +123,8 @@ def dot_product_attention(
     bias: ArrayLike | None = None,
     scale: float | None = None,
     softcap: float | None = None,
+    dropout_rate: float = 0.0,
+    dropout_rng: jax.Array | None = None,
     implementation: str | None = None,
 ) -> jax.Array:
     r"""Softmax attention with grouped key/value heads, masks, biases, soft-capping.
@@ -145,7 +147,8 @@ def dot_product_attention(
       kernels. Used by default when there is no ``softcap`` (jax has none), the
       three inputs share a dtype, and the input is not float16 on CPU (which
       jax 0.10 rejects under jit).
-    - ``"xla"``: a grouped einsum, softmax and einsum here. Used otherwise.
+    - ``"xla"``: a grouped einsum, softmax and einsum here. Used otherwise,
+      and for dropout on the attention weights.
 
     Args:
       q: ``[..., q, heads, head_dim]`` queries.
@@ -158,6 +161,9 @@ def dot_product_attention(
       scale: multiplies ``q k^T``; T5 uses 1, Gemma 2 ``query_pre_attn_scalar
         ** -0.5``.
       softcap: the soft-capping bound (Gemma 2: 50), or None.
+      dropout_rate: dropout on the attention weights (kept ones scaled by
+        ``1 / (1 - rate)``); needs ``dropout_rng``.
+      dropout_rng: the PRNG key for dropout; None (or a rate of 0) for none.
       implementation: ``"jax"``, ``"xla"``, or None to choose as above.
 
     Returns:
@@ -226,15 +232,24 @@ def dot_product_attention(
     scale = head_dim**-0.5 if scale is None else float(scale)
     if softcap is not None:
         softcap = _validation.check_positive("softcap", softcap)
+    dropout_rate = float(dropout_rate)
+    if not 0.0 <= dropout_rate < 1.0:
+        raise ValueError(f"dropout_rate must be in [0, 1), got {dropout_rate}.")
+    dropout = dropout_rate if dropout_rng is not None else 0.0
     if implementation is None:
-        implementation = "jax" if _jax_fits(q, k, v, softcap) else "xla"
+        fits = dropout == 0.0 and _jax_fits(q, k, v, softcap)
+        implementation = "jax" if fits else "xla"
     _validation.check_choice("implementation", implementation, IMPLEMENTATIONS)
     if implementation == "jax":
-        if softcap is not None:
-            raise ValueError("implementation='jax' has no soft-capping; use 'xla'.")
+        if softcap is not None or dropout:
+            raise ValueError(
+                "implementation='jax' has no soft-capping or dropout; use 'xla'."
+            )
         out = _jax_attention(q, k, v, mask, bias, scale, batch, logits_shape)
     else:
-        out = _xla_attention(q, k, v, mask, bias, scale, softcap, batch)
+        out = _xla_attention(
+            q, k, v, mask, bias, scale, softcap, batch, dropout, dropout_rng
+        )
     if mask is not None:
         # A row with no key to attend returns zeros rather than an average.
         anything = jnp.any(jnp.broadcast_to(mask, logits_shape), axis=-1)
@@ -288,7 +303,7 @@ def _jax_attention(q, k, v, mask, bias, scale, batch, logits_shape):
     return out.reshape(*batch, *out.shape[-3:])
 
 
-def _xla_attention(q, k, v, mask, bias, scale, softcap, batch):
+def _xla_attention(q, k, v, mask, bias, scale, softcap, batch, dropout, rng):
     heads, kv_heads = q.shape[-2], k.shape[-2]
     groups = heads // kv_heads
     work = _validation.compute_dtype(q.dtype)
@@ -314,5 +329,8 @@ def _xla_attention(q, k, v, mask, bias, scale, softcap, batch):
     if mask is not None:
         logits = jnp.where(grouped_logits(mask), logits, jnp.finfo(work).min)
     probs = jax.nn.softmax(logits, axis=-1)
+    if dropout:
+        keep = jax.random.bernoulli(rng, 1.0 - dropout, probs.shape)
+        probs = jnp.where(keep, probs / (1.0 - dropout), 0.0)
     out = jnp.einsum("...kgqt,...tkd->...qkgd", probs, v.astype(work))
     return out.reshape(*out.shape[:-3], heads, v.shape[-1]).astype(q.dtype)

@@ -1,5 +1,6 @@
 """Flax linen modules: parameters and Flax conventions around the pure core."""
 
+from flax_posenc.linen.attention import MultiHeadAttention as MultiHeadAttention
 from flax_posenc.linen.attention_bias import ALiBiBias as ALiBiBias
 from flax_posenc.linen.attention_bias import (
     RelativePositionBias as RelativePositionBias,
@@ -23,6 +24,7 @@ __all__ = (
     "InputEmbedding",
     "LayerNorm",
     "LearnedPositionEmbedding",
+    "MultiHeadAttention",
     "RMSNorm",
     "RelativePositionBias",
     "Residual",

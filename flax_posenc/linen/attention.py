@@ -1,0 +1,251 @@
+"""Multi-head attention with positions: RoPE or biases, masks, GQA, a KV cache."""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jax.typing import ArrayLike, DTypeLike
+
+from flax_posenc import _validation, attention
+
+
+class MultiHeadAttention(nn.Module):
+    """Self-attention whose positions act through RoPE, biases and masks.
+
+    ``out = W_o · attention(q, k, v)`` with ``q = x W_q`` (``num_heads`` heads),
+    ``k = x W_k`` and ``v = x W_v`` (``num_kv_heads`` heads: multi-head,
+    grouped-query or multi-query attention), optionally normalized per head
+    (``qk_norm``, Gemma 3 / Qwen3), rotated by ``rotary``, then
+    `flax_posenc.dot_product_attention` with the mask of
+    `flax_posenc.attention_mask` (``causal``, ``sliding_window``,
+    ``segments``) and the bias of ``position_bias`` (`ALiBiBias`,
+    `RelativePositionBias`), all computed from ``positions``.
+
+    **Decoding**, as Flax's ``MultiHeadDotProductAttention``: ``init(...,
+    decode=True)`` on a ``[batch, max_length, features]`` input creates the
+    ``cache`` collection: keys already rotated, values, their positions and
+    segment ids, and the next slot. Each ``apply(..., decode=True,
+    mutable=["cache"])`` writes its tokens at the next slots and attends over
+    the whole cache; empty slots (segment 0) are masked. Positions default to
+    the slot numbers; pass ``positions`` for per-row offsets (a left-padded
+    batch: padding tokens with segment 0 and their rows' positions starting
+    at 0 after the padding). A prefill of many tokens and then steps of one
+    equal the same tokens in one forward pass. The cache keeps every token
+    (no ring buffer): a sliding window is applied by the mask, and writing
+    past ``max_length`` is not checked (XLA clamps the slot).
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> import flax.linen as nn
+      >>> from flax_posenc.linen import MultiHeadAttention, RotaryEmbedding
+      >>> attn = MultiHeadAttention(num_heads=4, num_kv_heads=2, head_dim=8,
+      ...                           rotary=RotaryEmbedding(), causal=True)
+      >>> x = jnp.ones((2, 6, 32))
+      >>> variables = attn.init(jax.random.key(0), x)
+      >>> jax.tree.map(jnp.shape, nn.meta.unbox(variables))["params"]["key"]
+      {'kernel': (32, 2, 8)}
+      >>> attn.apply(variables, x).shape
+      (2, 6, 32)
+
+    Attributes:
+      num_heads: query heads.
+      head_dim: features per head.
+      num_kv_heads: key/value heads, dividing ``num_heads``; default
+        ``num_heads``.
+      out_features: output features; default the input's.
+      qkv_bias: biases on the q/k/v projections (Qwen2, GPT-NeoX); default
+        off, as Llama.
+      out_bias: a bias on the output projection.
+      qk_norm: a normalization module (e.g. ``RMSNorm()``) applied per head to
+        queries and keys before the rotation (Gemma 3, Qwen3); cloned as
+        ``query_norm`` and ``key_norm``.
+      rotary: a `RotaryEmbedding`, or None.
+      position_bias: a module called as ``position_bias(q_positions,
+        k_positions)`` returning ``[..., heads, q, k]``, or None.
+      causal: mask later positions.
+      sliding_window: attend to the ``sliding_window`` latest positions only.
+      softcap: soft-capping of the logits (Gemma 2: 50).
+      scale: logit scale; default ``head_dim ** -0.5`` (T5: 1; Gemma 2:
+        ``query_pre_attn_scalar ** -0.5``).
+      dropout_rate: dropout on the attention weights.
+      deterministic: disable dropout; the call's value wins when given.
+      dtype: computation dtype; default the input's.
+      param_dtype: parameter dtype.
+      kernel_init: projection kernels' initializer.
+      bias_init: projection biases' initializer.
+    """
+
+    num_heads: int
+    head_dim: int
+    num_kv_heads: int | None = None
+    out_features: int | None = None
+    qkv_bias: bool = False
+    out_bias: bool = False
+    qk_norm: nn.Module | None = None
+    rotary: nn.Module | None = None
+    position_bias: nn.Module | None = None
+    causal: bool = False
+    sliding_window: int | None = None
+    softcap: float | None = None
+    scale: float | None = None
+    dropout_rate: float = 0.0
+    deterministic: bool | None = None
+    dtype: DTypeLike | None = None
+    param_dtype: DTypeLike = jnp.float32
+    kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
+    bias_init: nn.initializers.Initializer = nn.initializers.zeros_init()
+
+    def _projection(self, heads: int, axes: tuple[str, ...], name: str):
+        return nn.DenseGeneral(
+            (heads, self.head_dim),
+            use_bias=self.qkv_bias,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            kernel_init=nn.with_logical_partitioning(self.kernel_init, axes),
+            bias_init=nn.with_logical_partitioning(self.bias_init, axes[1:]),
+            name=name,
+        )
+
+    @nn.compact
+    def __call__(
+        self,
+        x: ArrayLike,
+        *,
+        positions: ArrayLike | None = None,
+        segments: ArrayLike | None = None,
+        decode: bool = False,
+        deterministic: bool | None = None,
+    ) -> jax.Array:
+        """Attention over ``x [..., seq, features]``; returns ``[..., seq, out]``.
+
+        ``positions`` and ``segments``: integer ``[..., seq]`` (default
+        ``arange(seq)``, or the next cache slots when decoding; no segments).
+        """
+        heads = _validation.check_int("num_heads", self.num_heads, minimum=1)
+        _validation.check_int("head_dim", self.head_dim, minimum=1)
+        kv_heads = _validation.check_int(
+            "num_kv_heads", self.num_kv_heads or heads, minimum=1
+        )
+        if heads % kv_heads:
+            raise ValueError(f"num_kv_heads {kv_heads} must divide num_heads {heads}.")
+        x = _validation.floating_array("x", x)
+        if x.ndim < 2:
+            raise ValueError(f"x must be [..., seq, features], got shape {x.shape}.")
+        seq = x.shape[-2]
+        q = self._projection(heads, ("embed", "heads", "kv"), "query")(x)
+        k = self._projection(kv_heads, ("embed", "kv_heads", "kv"), "key")(x)
+        v = self._projection(kv_heads, ("embed", "kv_heads", "kv"), "value")(x)
+        if self.qk_norm is not None:
+            q = self.qk_norm.clone(name="query_norm", parent=self)(q)
+            k = self.qk_norm.clone(name="key_norm", parent=self)(k)
+
+        cached = decode and self.has_variable("cache", "cached_key")
+        index = None
+        if cached:
+            index = self.get_variable("cache", "cache_index")
+        if positions is None:
+            start = 0 if index is None else index
+            positions = start + jnp.arange(seq, dtype=jnp.int32)
+        positions = jnp.broadcast_to(
+            _validation.integer_array("positions", positions), x.shape[:-1]
+        )
+        if segments is not None:
+            segments = jnp.broadcast_to(
+                _validation.integer_array("segments", segments), x.shape[:-1]
+            )
+        if self.rotary is not None:
+            q, k = self.rotary(q, k, positions=positions)
+
+        k_positions, q_segments, k_segments = positions, segments, segments
+        if decode:
+            k, v, k_positions, q_segments, k_segments = self._update_cache(
+                k, v, positions, segments
+            )
+        mask = attention.attention_mask(
+            positions,
+            k_positions,
+            causal=self.causal,
+            sliding_window=self.sliding_window,
+            q_segments=q_segments,
+            k_segments=k_segments,
+        )
+        bias = None
+        if self.position_bias is not None:
+            bias = self.position_bias(positions, k_positions)
+        rate = float(self.dropout_rate)
+        rng = None
+        if rate > 0.0:
+            deterministic = nn.merge_param(
+                "deterministic", self.deterministic, deterministic
+            )
+            if not deterministic:
+                rng = self.make_rng("dropout")
+        out = attention.dot_product_attention(
+            q,
+            k,
+            v,
+            mask=mask,
+            bias=bias,
+            scale=self.scale,
+            softcap=self.softcap,
+            dropout_rate=rate,
+            dropout_rng=rng,
+        )
+        return nn.DenseGeneral(
+            self.out_features or x.shape[-1],
+            axis=(-2, -1),
+            use_bias=self.out_bias,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            kernel_init=nn.with_logical_partitioning(
+                self.kernel_init, ("heads", "kv", "embed")
+            ),
+            bias_init=nn.with_logical_partitioning(self.bias_init, ("embed",)),
+            name="out",
+        )(out)
+
+    def _update_cache(self, k, v, positions, segments):
+        """Writes the new keys at the next slots; returns what to attend over."""
+        initialized = self.has_variable("cache", "cached_key")
+        seq_shape = (*k.shape[:-2],)
+        cached_key = self.variable("cache", "cached_key", jnp.zeros, k.shape, k.dtype)
+        cached_value = self.variable(
+            "cache", "cached_value", jnp.zeros, v.shape, v.dtype
+        )
+        cached_positions = self.variable(
+            "cache", "cached_positions", jnp.zeros, seq_shape, jnp.int32
+        )
+        cached_segments = self.variable(
+            "cache", "cached_segments", jnp.zeros, seq_shape, jnp.int32
+        )
+        index = self.variable("cache", "cache_index", lambda: jnp.array(0, jnp.int32))
+        if not initialized:
+            # init on [batch, max_length, features]: the cache is created
+            # empty, and this call attends over its own tokens.
+            return k, v, positions, segments, segments
+        new_segments = (
+            jnp.ones(positions.shape, jnp.int32)
+            if segments is None
+            else segments.astype(jnp.int32)
+        )
+        start = index.value
+        axis = k.ndim - 3
+
+        def write(cache, new):
+            return jax.lax.dynamic_update_slice_in_dim(
+                cache, new.astype(cache.dtype), start, axis=axis
+            )
+
+        cached_key.value = write(cached_key.value, k)
+        cached_value.value = write(cached_value.value, v)
+        cached_positions.value = write(cached_positions.value, positions)
+        cached_segments.value = write(cached_segments.value, new_segments)
+        index.value = start + k.shape[-3]
+        return (
+            cached_key.value,
+            cached_value.value,
+            cached_positions.value,
+            new_segments,
+            cached_segments.value,
+        )
