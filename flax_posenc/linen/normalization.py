@@ -1,7 +1,8 @@
-"""LayerNorm and RMSNorm modules, and the pre-/post-LN residual wrapper."""
+"""LayerNorm and RMSNorm modules, and the residual wrapper with its norms."""
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from typing import Any
 
@@ -13,7 +14,7 @@ from jax.typing import DTypeLike
 from flax_posenc import _validation, normalization
 from flax_posenc.linen import _dropout
 
-NORM_POSITIONS = ("post", "pre")
+NORM_POSITIONS = ("post", "pre", "sandwich", "parallel")
 
 
 def _param_shape(
@@ -150,15 +151,22 @@ class RMSNorm(nn.Module):
 
 
 class Residual(nn.Module):
-    """A residual connection with its normalization, post-LN or pre-LN.
+    """A residual connection with its normalization: post-, pre-, sandwich or parallel.
 
     - ``norm_position="post"`` (Vaswani et al. 2017): ``y = norm(x + f(x))``.
-    - ``norm_position="pre"`` (Xiong et al. 2020,
-      ``https://arxiv.org/abs/2002.04745``): ``y = x + f(norm(x))``; the
-      residual stream is never normalized, which trains stably without warm-up
-      but leaves a final norm to the caller.
+    - ``"pre"`` (Xiong et al. 2020, ``https://arxiv.org/abs/2002.04745``):
+      ``y = x + f(norm(x))``; the residual stream is never normalized, which
+      trains stably without warm-up but leaves a final norm to the caller.
+    - ``"sandwich"`` (Gemma 2 and 3): ``y = x + post_norm(f(norm(x)))``.
+    - ``"parallel"`` (GPT-NeoX, GPT-J): ``y = x + f(norm(x)) +
+      g(parallel_norm(x))``, ``g = parallel``; GPT-J shares one norm
+      (``share_norm=True``).
 
-    Dropout (``dropout_rate``) applies to ``f``'s output before the sum.
+    Dropout (``dropout_rate``) applies to each sublayer's output before the sum.
+    Extra call arguments go to ``f`` (and ``g``), and so does ``deterministic``
+    when their ``__call__`` takes it. A sublayer may return a tuple ``(out,
+    *extra)`` (e.g. with its attention weights): the residual then returns
+    ``(y, *extra)`` (``f``'s extras, then ``g``'s).
 
     Examples:
       >>> import jax, jax.numpy as jnp
@@ -171,36 +179,97 @@ class Residual(nn.Module):
       ['norm', 'sublayer']
       >>> block.apply(variables, x).shape
       (2, 5, 8)
+      >>> neox = Residual(nn.Dense(8), norm_position="parallel", parallel=nn.Dense(8))
+      >>> sorted(neox.init(jax.random.key(0), x)["params"])
+      ['norm', 'parallel', 'parallel_norm', 'sublayer']
 
     Attributes:
-      sublayer: the module ``f``; extra call arguments are passed to it.
-      norm: the normalization module; default `LayerNorm`.
-      norm_position: ``"post"`` or ``"pre"``.
-      dropout_rate: dropout on ``f``'s output.
+      sublayer: the module ``f``.
+      norm: the normalization before ``f`` (after the sum for ``"post"``);
+        default `LayerNorm`.
+      norm_position: ``"post"``, ``"pre"``, ``"sandwich"`` or ``"parallel"``.
+      post_norm: ``"sandwich"``'s norm of ``f``'s output; default `LayerNorm`
+        (Gemma: ``RMSNorm(unit_offset=True)``).
+      parallel: ``"parallel"``'s second sublayer ``g`` (the MLP).
+      parallel_norm: the norm before ``g``; default `LayerNorm`.
+      share_norm: ``g`` reads ``norm(x)`` too (GPT-J) instead of its own norm.
+      dropout_rate: dropout on each sublayer's output.
       deterministic: disable dropout; the call's ``deterministic`` wins when
-        given. It is not passed on to ``sublayer``: a sublayer with dropout of
-        its own needs it set there.
+        given, and is passed on to sublayers that take it.
     """
 
     sublayer: nn.Module
     norm: nn.Module | None = None
     norm_position: str = "post"
+    post_norm: nn.Module | None = None
+    parallel: nn.Module | None = None
+    parallel_norm: nn.Module | None = None
+    share_norm: bool = False
     dropout_rate: float = 0.0
     deterministic: bool | None = None
 
     @nn.compact
     def __call__(
         self, x: jax.Array, *args: Any, deterministic: bool | None = None, **kwargs
-    ) -> jax.Array:
-        """``norm(x + f(x))`` (post) or ``x + f(norm(x))`` (pre)."""
-        _validation.check_choice("norm_position", self.norm_position, NORM_POSITIONS)
+    ) -> jax.Array | tuple[Any, ...]:
+        """The residual sum ``y`` (or ``(y, *extra)``); see the class docstring."""
+        position = _validation.check_choice(
+            "norm_position", self.norm_position, NORM_POSITIONS
+        )
+        if (position == "parallel") != (self.parallel is not None):
+            raise ValueError(
+                "norm_position='parallel' needs the second sublayer `parallel`, "
+                "and `parallel` needs norm_position='parallel'; got "
+                f"norm_position={position!r}, parallel="
+                f"{type(self.parallel).__name__ if self.parallel else None}."
+            )
         norm = self.norm if self.norm is not None else LayerNorm(name="norm")
+        extras: list[Any] = []
 
-        def dropout(update):
+        def run(module, inputs):
+            call_kwargs = dict(kwargs)
+            if deterministic is not None and _takes(module, "deterministic"):
+                call_kwargs["deterministic"] = deterministic
+            out = module(inputs, *args, **call_kwargs)
+            if isinstance(out, tuple):
+                out, *more = out
+                extras.extend(more)
             return _dropout.dropout(
-                update, self.dropout_rate, self.deterministic, deterministic
+                out, self.dropout_rate, self.deterministic, deterministic
             )
 
-        if self.norm_position == "post":
-            return norm(x + dropout(self.sublayer(x, *args, **kwargs)))
-        return x + dropout(self.sublayer(norm(x), *args, **kwargs))
+        if position == "post":
+            y = norm(x + run(self.sublayer, x))
+        elif position == "pre":
+            y = x + run(self.sublayer, norm(x))
+        elif position == "sandwich":
+            post = (
+                self.post_norm
+                if self.post_norm is not None
+                else LayerNorm(name="post_norm")
+            )
+            y = x + post(run(self.sublayer, norm(x)))
+        else:
+            normed = norm(x)
+            if self.share_norm:
+                second = normed
+            else:
+                parallel_norm = (
+                    self.parallel_norm
+                    if self.parallel_norm is not None
+                    else LayerNorm(name="parallel_norm")
+                )
+                second = parallel_norm(x)
+            y = x + run(self.sublayer, normed) + run(self.parallel, second)
+        return (y, *extras) if extras else y
+
+
+def _takes(module: nn.Module, name: str) -> bool:
+    """Whether ``module``'s ``__call__`` accepts the keyword ``name``."""
+    try:
+        parameters = inspect.signature(type(module).__call__).parameters
+    except (TypeError, ValueError):
+        return False
+    return name in parameters or any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()
+    )

@@ -364,13 +364,95 @@ def test_residual_custom_norm():
 
 
 def test_residual_unknown_norm_position_raises():
-    block = Residual(nn.Dense(8), norm_position="sandwich")
+    block = Residual(nn.Dense(8), norm_position="middle")
     with pytest.raises(ValueError, match="norm_position") as excinfo:
         block.init(jax.random.key(0), X)
     message = str(excinfo.value)
-    assert "'post'" in message
-    assert "'pre'" in message
-    assert "'sandwich'" in message
+    for allowed in ("'post'", "'pre'", "'sandwich'", "'parallel'", "'middle'"):
+        assert allowed in message
+
+
+def _dense(params, x):
+    return f64(x) @ f64(params["kernel"]) + f64(params["bias"])
+
+
+def _bumped(block):
+    variables = block.init(jax.random.key(0), X)
+    params = nn.meta.unbox(variables)["params"]
+    # non-trivial norm parameters, so that each norm's place matters
+    return jax.tree.map(lambda p: p + 0.3, params)
+
+
+@pytest.mark.parametrize("transform", TRANSFORMS)
+def test_residual_sandwich(transform):
+    block = Residual(
+        nn.Dense(X.shape[-1]),
+        norm=RMSNorm(),
+        norm_position="sandwich",
+        post_norm=RMSNorm(),
+    )
+    params = _bumped(block)
+    assert sorted(params) == ["norm", "post_norm", "sublayer"]
+    out = transform(block.apply)({"params": params}, X)
+    inner = _dense(params["sublayer"], rms_norm_ref(X, params["norm"]["scale"]))
+    expected = f64(X) + rms_norm_ref(inner, params["post_norm"]["scale"])
+    chex.assert_trees_all_close(f64(out), expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("transform", TRANSFORMS)
+@pytest.mark.parametrize("share_norm", [False, True], ids=["neox", "gptj"])
+def test_residual_parallel(transform, share_norm):
+    features = X.shape[-1]
+    block = Residual(
+        nn.Dense(features),
+        norm_position="parallel",
+        parallel=nn.Dense(features),
+        share_norm=share_norm,
+    )
+    params = _bumped(block)
+    expected_names = ["norm", "parallel", "sublayer"]
+    if not share_norm:
+        expected_names.insert(2, "parallel_norm")
+    assert sorted(params) == expected_names
+    out = transform(block.apply)({"params": params}, X)
+    normed = layer_norm_ref(X, params["norm"]["scale"], params["norm"]["bias"])
+    second = normed
+    if not share_norm:
+        p = params["parallel_norm"]
+        second = layer_norm_ref(X, p["scale"], p["bias"])
+    expected = (
+        f64(X) + _dense(params["sublayer"], normed) + _dense(params["parallel"], second)
+    )
+    chex.assert_trees_all_close(f64(out), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_residual_parallel_needs_its_sublayer():
+    with pytest.raises(ValueError, match="needs the second sublayer"):
+        Residual(nn.Dense(8), norm_position="parallel").init(jax.random.key(0), X)
+    with pytest.raises(ValueError, match="needs norm_position='parallel'"):
+        Residual(nn.Dense(8), parallel=nn.Dense(8)).init(jax.random.key(0), X)
+
+
+class _WithExtras(nn.Module):
+    """Returns ``(dense(x), x.sum(), deterministic)``: extra outputs."""
+
+    @nn.compact
+    def __call__(self, x, *, deterministic=None):
+        return nn.Dense(x.shape[-1])(x), jnp.sum(x), deterministic
+
+
+@pytest.mark.parametrize("norm_position", ["post", "pre", "sandwich"])
+def test_residual_passes_deterministic_and_returns_extras(norm_position):
+    block = Residual(_WithExtras(), norm_position=norm_position)
+    variables = block.init(jax.random.key(0), X, deterministic=True)
+    y, total, seen = block.apply(variables, X, deterministic=True)
+    assert seen is True
+    chex.assert_shape(y, X.shape)
+    assert total.shape == ()
+    # A sublayer without the keyword is called without it.
+    plain = Residual(nn.Dense(X.shape[-1]), norm_position=norm_position)
+    variables = plain.init(jax.random.key(0), X)
+    chex.assert_shape(plain.apply(variables, X, deterministic=True), X.shape)
 
 
 class _DenseWithExtras(nn.Module):
