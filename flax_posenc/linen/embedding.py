@@ -11,7 +11,6 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike, DTypeLike
 
 from flax_posenc import _validation, embedding
-from flax_posenc.linen import _dropout
 
 COMBINES = ("add", "concat")
 
@@ -129,7 +128,7 @@ class TokenEmbedding(nn.Module):
 
 
 class InputEmbedding(nn.Module):
-    """Token embedding combined with an absolute position embedding, then dropout.
+    """Token embedding combined with positions and token types, a norm, dropout.
 
     ``combine="add"``: ``y = tok + pos`` (Vaswani et al. 2017); the position
     module must produce ``features`` features. ``combine="concat"``:
@@ -139,6 +138,12 @@ class InputEmbedding(nn.Module):
     `LearnedPositionEmbedding`; ``None`` gives token embeddings alone
     (for models whose positions live in attention: RoPE, ALiBi, T5 biases), and
     then ``positions`` is not used.
+
+    With ``num_token_types`` (BERT: 2), a learned table of token-type
+    (segment) embeddings is added: ``y += type_table[token_types]``. ``norm``
+    (BERT's LayerNorm, BLOOM's ``word_embeddings_layernorm``) normalizes the
+    sum; dropout comes last. `attend` gives tied output logits against the
+    token table.
 
     Examples:
       >>> import jax, jax.numpy as jnp
@@ -153,26 +158,33 @@ class InputEmbedding(nn.Module):
       {'params': {'position': {'embedding': (32, 8)}, 'token': {'embedding': (10, 8)}}}
       >>> module.apply(variables, ids).shape
       (1, 3, 8)
+      >>> module.apply(variables, jnp.ones((1, 3, 8)), method="attend").shape
+      (1, 3, 10)
 
     Attributes:
       vocab_size: number of tokens.
       features: token embedding size.
       position: the position embedding module, or None.
       combine: ``"add"`` or ``"concat"``.
+      num_token_types: size of the token-type table (BERT: 2); None for none.
+      norm: a normalization module applied to the sum (BERT, BLOOM), or None.
       dropout_rate: dropout applied to the combined embeddings.
       scale_by_sqrt_features: scale token embeddings by ``sqrt(features)``.
       checked: emit ``checkify`` checks that ids are in range.
       deterministic: disable dropout; may be overridden in the call.
       dtype: output dtype of the token embedding; default ``param_dtype``.
       param_dtype: dtype of the token table.
-      embedding_init: initializer of the token table.
+      embedding_init: initializer of the token and token-type tables.
       embedding_axes: logical axis names of the token table.
+      token_type_axes: logical axis names of the token-type table.
     """
 
     vocab_size: int
     features: int
     position: nn.Module | None = None
     combine: str = "add"
+    num_token_types: int | None = None
+    norm: nn.Module | None = None
     dropout_rate: float = 0.0
     scale_by_sqrt_features: bool = False
     checked: bool = False
@@ -183,18 +195,11 @@ class InputEmbedding(nn.Module):
         1.0, "fan_in", "normal", out_axis=0
     )
     embedding_axes: tuple[str | None, ...] = ("vocab", "embed")
+    token_type_axes: tuple[str | None, ...] = (None, "embed")
 
-    @nn.compact
-    def __call__(
-        self,
-        ids: ArrayLike,
-        *,
-        positions: ArrayLike | None = None,
-        deterministic: bool | None = None,
-    ) -> jax.Array:
-        """Input embeddings ``[..., seq, features(+pos)]`` of ids ``[..., seq]``."""
+    def setup(self):
         _validation.check_choice("combine", self.combine, COMBINES)
-        tokens = TokenEmbedding(
+        self.token = TokenEmbedding(
             self.vocab_size,
             self.features,
             scale_by_sqrt_features=self.scale_by_sqrt_features,
@@ -203,8 +208,36 @@ class InputEmbedding(nn.Module):
             param_dtype=self.param_dtype,
             embedding_init=self.embedding_init,
             embedding_axes=self.embedding_axes,
-            name="token",
-        )(ids)
+        )
+        if self.num_token_types is not None:
+            types = _validation.check_int(
+                "num_token_types", self.num_token_types, minimum=1
+            )
+            self.token_type = TokenEmbedding(
+                types,
+                self.features,
+                checked=self.checked,
+                dtype=self.dtype,
+                param_dtype=self.param_dtype,
+                embedding_init=self.embedding_init,
+                embedding_axes=self.token_type_axes,
+            )
+        self.dropout = nn.Dropout(self.dropout_rate)
+
+    def __call__(
+        self,
+        ids: ArrayLike,
+        *,
+        positions: ArrayLike | None = None,
+        token_types: ArrayLike | None = None,
+        deterministic: bool | None = None,
+    ) -> jax.Array:
+        """Input embeddings ``[..., seq, features(+pos)]`` of ids ``[..., seq]``.
+
+        ``token_types``: integer ``[..., seq]``; default all 0 when the module
+        has a token-type table, and an error when it has none.
+        """
+        tokens = self.token(ids)
         y = tokens
         if self.position is not None:
             pos = self.position(tokens, positions=positions).astype(tokens.dtype)
@@ -219,4 +252,34 @@ class InputEmbedding(nn.Module):
             else:
                 pos = jnp.broadcast_to(pos, (*tokens.shape[:-1], pos.shape[-1]))
                 y = jnp.concatenate([tokens, pos], axis=-1)
-        return _dropout.dropout(y, self.dropout_rate, self.deterministic, deterministic)
+        if self.num_token_types is not None:
+            if token_types is None:
+                token_types = jnp.zeros(jnp.shape(ids), jnp.int32)
+            if self.combine == "concat" and self.position is not None:
+                raise ValueError(
+                    "token types are added to the token features; they need "
+                    "combine='add'."
+                )
+            y = y + self.token_type(token_types).astype(y.dtype)
+        elif token_types is not None:
+            raise ValueError(
+                "token_types given, but the module has no token-type table: set "
+                "num_token_types."
+            )
+        if self.norm is not None:
+            y = self.norm(y)
+        if self.dropout_rate == 0.0:
+            return y
+        deterministic = (
+            deterministic if deterministic is not None else (self.deterministic)
+        )
+        if deterministic is None:
+            raise ValueError(
+                "dropout_rate > 0 needs `deterministic`: set the module field or "
+                "pass deterministic=... in the call."
+            )
+        return self.dropout(y, deterministic=deterministic)
+
+    def attend(self, query: ArrayLike) -> jax.Array:
+        """Tied logits ``query @ table.T``: ``[..., features] -> [..., vocab]``."""
+        return self.token.attend(query)

@@ -17,12 +17,14 @@ from jax.sharding import PartitionSpec
 
 from flax_posenc.linen import (
     InputEmbedding,
+    LayerNorm,
     LearnedPositionEmbedding,
     SinusoidalPositionEmbedding,
     TokenEmbedding,
     pretrained_init,
 )
 from tests.references import f64
+from tests.references import layer_norm as layer_norm_ref
 from tests.references import paper_sinusoidal as sinusoid_ref
 
 TRANSFORMS = [
@@ -461,3 +463,62 @@ def test_input_embedding_token_axis_names():
     custom = InputEmbedding(VOCAB, FEATURES, embedding_axes=("tok", None))
     spec = nn.get_partition_spec(custom.init(jax.random.key(0), IDS))
     assert spec["params"]["token"]["embedding"] == PartitionSpec("tok", None)
+
+
+@pytest.mark.parametrize("transform", TRANSFORMS)
+def test_input_embedding_bert_token_types_and_norm(transform):
+    """BERT: LayerNorm(token + position + token_type[types])."""
+    module = InputEmbedding(
+        VOCAB,
+        FEATURES,
+        position=LearnedPositionEmbedding(16, FEATURES),
+        num_token_types=2,
+        norm=LayerNorm(),
+    )
+    types = jnp.array([[0, 0, 1, 1], [0, 1, 1, 1]])
+    variables = module.init(jax.random.key(0), IDS)
+    params = _params(variables)
+    assert set(params) == {"token", "position", "token_type", "norm"}
+    assert params["token_type"]["embedding"].shape == (2, FEATURES)
+    names = nn.get_partition_spec(variables)["params"]
+    assert tuple(names["token_type"]["embedding"]) == (None, "embed")
+    params = jax.tree.map(lambda p: p + 0.25, params)  # non-trivial norm
+    out = transform(lambda p, i, t: module.apply({"params": p}, i, token_types=t))(
+        params, IDS, types
+    )
+    summed = (
+        f64(params["token"]["embedding"])[np.asarray(IDS)]
+        + f64(params["position"]["embedding"])[np.arange(4)][None]
+        + f64(params["token_type"]["embedding"])[np.asarray(types)]
+    )
+    expected = layer_norm_ref(summed, params["norm"]["scale"], params["norm"]["bias"])
+    chex.assert_trees_all_close(f64(out), expected, atol=1e-5, rtol=0.0)
+    # Default token types are 0.
+    default = module.apply({"params": params}, IDS)
+    zeros = module.apply({"params": params}, IDS, token_types=jnp.zeros_like(IDS))
+    chex.assert_trees_all_close(default, zeros, atol=0.0)
+
+
+def test_input_embedding_attend_is_tied_to_the_token_table():
+    module = InputEmbedding(VOCAB, FEATURES, norm=LayerNorm())
+    variables = module.init(jax.random.key(0), IDS)
+    query = jnp.ones((2, 3, FEATURES))
+    logits = module.apply(variables, query, method="attend")
+    table = f64(_params(variables)["token"]["embedding"])
+    chex.assert_trees_all_close(f64(logits), f64(query) @ table.T, atol=1e-5)
+
+
+def test_input_embedding_token_type_errors():
+    plain = InputEmbedding(VOCAB, FEATURES)
+    variables = plain.init(jax.random.key(0), IDS)
+    with pytest.raises(ValueError, match="num_token_types"):
+        plain.apply(variables, IDS, token_types=jnp.zeros_like(IDS))
+    concat = InputEmbedding(
+        VOCAB,
+        FEATURES,
+        position=LearnedPositionEmbedding(16, 4),
+        combine="concat",
+        num_token_types=2,
+    )
+    with pytest.raises(ValueError, match="combine='add'"):
+        concat.init(jax.random.key(0), IDS)
