@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 
 from flax_posenc.linen import (
@@ -13,6 +12,7 @@ from flax_posenc.linen import (
     InputEmbedding,
     LayerNorm,
     LearnedPositionEmbedding,
+    MultiHeadAttention,
     RelativePositionBias,
     Residual,
     RMSNorm,
@@ -64,31 +64,6 @@ class ModelConfig:
     combine: str = "add"
 
 
-class SelfAttention(nn.Module):
-    """Multi-head self-attention with the scheme's rotary or bias terms."""
-
-    num_heads: int
-    rotary: bool = False
-
-    @nn.compact
-    def __call__(self, x, *, positions, mask, bias=None):
-        features = x.shape[-1]
-        head_dim = features // self.num_heads
-        q, k, v = (
-            nn.DenseGeneral((self.num_heads, head_dim), name=name)(x)
-            for name in ("query", "key", "value")
-        )
-        if self.rotary:
-            q, k = RotaryEmbedding()(q, k, positions=positions)
-        logits = jnp.einsum("...qhd,...khd->...hqk", q, k) / jnp.sqrt(head_dim)
-        if bias is not None:
-            logits = logits + bias
-        logits = jnp.where(mask[..., None, :, :], logits, -1e9)
-        weights = jax.nn.softmax(logits, axis=-1)
-        out = jnp.einsum("...hqk,...khd->...qhd", weights, v)
-        return nn.DenseGeneral(features, axis=(-2, -1), name="out")(out)
-
-
 class FeedForward(nn.Module):
     """Two dense layers with a ReLU between."""
 
@@ -116,9 +91,9 @@ class Encoder(nn.Module):
     @nn.compact
     def __call__(self, tokens, *, positions, valid, segments):
         cfg = self.config
-        # Each slot attends to the real tokens of its own example: [..., q, k].
-        same_example = segments[..., :, None] == segments[..., None, :]
-        mask = valid[..., None, :] & same_example
+        # Each slot attends to the real tokens of its own example: segment ids
+        # from 1 for real tokens, 0 for padding (which attends to nothing).
+        attention_segments = jnp.where(valid, segments + 1, 0)
         kind = scheme(cfg.encoding)
         concat = cfg.combine == "concat" and kind in ("sinusoidal", "learned")
         token_features = cfg.features // 2 if concat else cfg.features
@@ -136,19 +111,28 @@ class Encoder(nn.Module):
             position=position_module,
             combine=cfg.combine,
         )(tokens, positions=positions)
-        bias = None
+        position_bias = None  # one bias module, shared by every layer
         if kind == "alibi":
-            bias = ALiBiBias(cfg.num_heads)(positions)
+            position_bias = ALiBiBias(cfg.num_heads)
         elif kind == "relative":
-            bias = RelativePositionBias(cfg.num_heads)(positions)  # shared by layers
+            position_bias = RelativePositionBias(cfg.num_heads)
         for layer in range(cfg.num_layers):
-            attention = SelfAttention(cfg.num_heads, rotary=kind == "rope")
+            attention = MultiHeadAttention(
+                num_heads=cfg.num_heads,
+                head_dim=cfg.features // cfg.num_heads,
+                # No q/k/v biases, as Llama: a key bias has no gradient (softmax
+                # ignores what it adds to a row) and a value bias is the output
+                # bias again (the weights of a row sum to 1).
+                out_bias=True,
+                rotary=RotaryEmbedding() if kind == "rope" else None,
+                position_bias=position_bias,
+            )
             x = Residual(
                 attention,
                 norm=self._norm(f"attention_norm_{layer}"),
                 norm_position=cfg.norm_position,
                 name=f"attention_{layer}",
-            )(x, positions=positions, mask=mask, bias=bias)
+            )(x, positions=positions, segments=attention_segments)
             x = Residual(
                 FeedForward(cfg.mlp_features),
                 norm=self._norm(f"mlp_norm_{layer}"),

@@ -168,11 +168,7 @@ def seed_runs():
 
     Also counts the compilations of the train chunk: one per number of seeds.
     """
-    # rope: without it the attention's key bias has an exactly zero gradient
-    # (softmax ignores a constant added to every logit of a row), so Adam
-    # turns float noise of ~1e-9 into steps of ~1e-4 on that one parameter,
-    # and no two programs agree on it. With rope the bias is rotated per
-    # position and learns like every other parameter.
+    # rope: positions act inside attention, the part vmap batches most.
     trainer = train.Trainer(tiny(encoding="rope"))
 
     def two_chunks(seeds):
