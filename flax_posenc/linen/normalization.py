@@ -56,7 +56,10 @@ class LayerNorm(nn.Module):
       {'params': {'bias': (8,), 'scale': (8,)}}
 
     Attributes:
-      epsilon: added to the variance inside the square root.
+      epsilon: added to the variance inside the square root; 1e-6 as Flax's
+        LayerNorm. PyTorch's ``nn.LayerNorm`` and so BERT, GPT-2 and GPT-NeoX
+        checkpoints use 1e-5 (``layer_norm_eps`` / ``layer_norm_epsilon`` in
+        their configs): set it from the config when porting.
       use_scale: learn a multiplier.
       use_bias: learn an offset.
       axis: axis or axes normalized over.
@@ -108,7 +111,9 @@ class RMSNorm(nn.Module):
       [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
 
     Attributes:
-      epsilon: added to the mean square inside the square root.
+      epsilon: added to the mean square inside the square root; 1e-6 as
+        Flax's RMSNorm, Gemma and Qwen. Llama 2 and 3 configs give
+        ``rms_norm_eps`` 1e-5 or 1e-6: set it from the config when porting.
       use_scale: learn a multiplier.
       unit_offset: multiply by ``1 + scale`` (Gemma) instead of ``scale``.
       axis: axis or axes normalized over.
