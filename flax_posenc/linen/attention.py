@@ -56,7 +56,8 @@ class MultiHeadAttention(nn.Module):
       out_features: output features; default the input's.
       qkv_bias: biases on the q/k/v projections (Qwen2, GPT-NeoX); default
         off, as Llama.
-      out_bias: a bias on the output projection.
+      out_bias: a bias on the output projection (GPT-NeoX, BERT); default off,
+        as Llama.
       qk_norm: a normalization module (e.g. ``RMSNorm()``) applied per head to
         queries and keys before the rotation (Gemma 3, Qwen3); cloned as
         ``query_norm`` and ``key_norm``.
@@ -72,8 +73,9 @@ class MultiHeadAttention(nn.Module):
       deterministic: disable dropout; the call's value wins when given.
       dtype: computation dtype; default the input's.
       param_dtype: parameter dtype.
-      kernel_init: projection kernels' initializer.
-      bias_init: projection biases' initializer.
+      kernel_init: projection kernels' initializer (LeCun normal, as Flax's
+        ``MultiHeadDotProductAttention``).
+      bias_init: projection biases' initializer (zeros).
     """
 
     num_heads: int

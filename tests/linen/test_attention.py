@@ -232,3 +232,53 @@ def test_errors():
         MultiHeadAttention(num_heads=2, head_dim=2).init(
             jax.random.key(0), x, positions=jnp.arange(3.0)
         )
+
+
+def test_cache_holds_rotated_keys_and_their_positions():
+    module = _decode_module(rotary=RotaryEmbedding())
+    x = _x((1, 5, FEATURES), seed=3)
+    params = module.init(jax.random.key(0), x)["params"]
+    cache = module.init(jax.random.key(0), jnp.zeros((1, 6, FEATURES)), decode=True)[
+        "cache"
+    ]
+    positions = jnp.array([[10, 11, 12, 13, 14]])
+    _, state = module.apply(
+        {"params": params, "cache": cache},
+        x,
+        positions=positions,
+        decode=True,
+        mutable=["cache"],
+    )
+    cache = state["cache"]
+    kernel = f64(nn.meta.unbox(params)["key"]["kernel"])
+    keys = np.einsum("...sf,fhd->...shd", f64(x), kernel)
+    rotated = references.rope(
+        keys, np.asarray(positions), references.paper_frequencies(8)
+    )
+    chex.assert_trees_all_close(f64(cache["cached_key"])[:, :5], rotated, atol=1e-5)
+    np.testing.assert_array_equal(cache["cached_key"][:, 5], 0.0)
+    np.testing.assert_array_equal(cache["cached_positions"][0, :5], positions[0])
+    np.testing.assert_array_equal(cache["cached_segments"][0], [1, 1, 1, 1, 1, 0])
+    assert int(cache["cache_index"]) == 5
+
+
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16])
+def test_low_precision_module(dtype):
+    module = MultiHeadAttention(
+        num_heads=4, num_kv_heads=2, head_dim=8, rotary=RotaryEmbedding(), causal=True
+    )
+    low = module.clone(dtype=dtype)
+    x = _x((2, 7, FEATURES), seed=4)
+    variables = module.init(jax.random.key(0), x)
+    out = jax.jit(low.apply)(variables, x.astype(dtype))
+    chex.assert_type(out, dtype)
+    expected = _reference(
+        variables["params"],
+        x,
+        np.arange(7),
+        heads=4,
+        kv_heads=2,
+        causal=True,
+        rotary=True,
+    )
+    chex.assert_trees_all_close(f64(out), expected, atol=5e-2)
