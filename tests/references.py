@@ -219,27 +219,13 @@ def rope(
 ) -> np.ndarray:
     """RoPE in float64 on ``x [..., seq, heads, d]`` at ``positions [..., seq]``.
 
-    halves (HF Llama / GPT-NeoX): ``x * cat(cos, cos) + rotate_half(x) * cat(sin,
-    sin)`` with ``rotate_half(x) = cat(-x2, x1)``. interleaved (GPT-J / Meta):
-    ``x * repeat(cos) + rotate_every_two(x) * repeat(sin)`` with
-    ``rotate_every_two(x) = (-x1, x0, -x3, x2, ...)``. Features from
-    ``rotary_dim`` on pass through.
+    The angles are ``positions * inv_freq``; see `rope_from_angles`. Features
+    from ``rotary_dim = 2 len(inv_freq)`` on pass through.
     """
-    x = f64(x)
-    r = x.shape[-1] if rotary_dim is None else rotary_dim
-    theta = np.asarray(positions, dtype=np.float64)[..., None, None] * inv_freq
-    cos = np.cos(theta) * attention_factor
-    sin = np.sin(theta) * attention_factor
-    rot = x[..., :r]
-    if layout == "halves":
-        cos, sin = np.concatenate([cos, cos], -1), np.concatenate([sin, sin], -1)
-        rotated = np.concatenate([-rot[..., r // 2 :], rot[..., : r // 2]], -1)
-    else:
-        cos, sin = np.repeat(cos, 2, axis=-1), np.repeat(sin, 2, axis=-1)
-        rotated = np.stack([-rot[..., 1::2], rot[..., 0::2]], -1).reshape(rot.shape)
-    out = rot * cos + rotated * sin
-    tail = np.broadcast_to(x[..., r:], (*out.shape[:-1], x.shape[-1] - r))
-    return np.concatenate([out, tail], axis=-1)
+    if rotary_dim is not None and rotary_dim != 2 * len(inv_freq):
+        raise ValueError(f"rotary_dim {rotary_dim} needs {rotary_dim // 2} frequencies")
+    theta = np.asarray(positions, dtype=np.float64)[..., None] * inv_freq
+    return rope_from_angles(x, theta, layout, attention_factor)
 
 
 def longrope_frequencies(
@@ -313,7 +299,14 @@ def mrope_angles(positions, inv_freq, mrope_section, interleaved=False) -> np.nd
 def rope_from_angles(
     x, theta, layout: str = "halves", attention_factor: float = 1.0
 ) -> np.ndarray:
-    """RoPE in float64 with given angles ``theta [..., seq, r/2]`` (r rotated)."""
+    """RoPE in float64 with angles ``theta [..., seq, r/2]``; r features rotate.
+
+    halves (HF Llama / GPT-NeoX): ``x * cat(cos, cos) + rotate_half(x) * cat(sin,
+    sin)`` with ``rotate_half(x) = cat(-x2, x1)``. interleaved (GPT-J / Meta):
+    ``x * repeat(cos) + rotate_every_two(x) * repeat(sin)`` with
+    ``rotate_every_two(x) = (-x1, x0, -x3, x2, ...)``. Features from r on pass
+    through.
+    """
     x = f64(x)
     r = 2 * theta.shape[-1]
     cos = np.cos(theta)[..., None, :] * attention_factor

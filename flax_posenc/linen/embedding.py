@@ -199,30 +199,27 @@ class InputEmbedding(nn.Module):
 
     def setup(self):
         _validation.check_choice("combine", self.combine, COMBINES)
-        self.token = TokenEmbedding(
-            self.vocab_size,
-            self.features,
-            scale_by_sqrt_features=self.scale_by_sqrt_features,
-            checked=self.checked,
-            dtype=self.dtype,
-            param_dtype=self.param_dtype,
-            embedding_init=self.embedding_init,
-            embedding_axes=self.embedding_axes,
+        self.token = self._table(
+            self.vocab_size, self.embedding_axes, self.scale_by_sqrt_features
         )
         if self.num_token_types is not None:
             types = _validation.check_int(
                 "num_token_types", self.num_token_types, minimum=1
             )
-            self.token_type = TokenEmbedding(
-                types,
-                self.features,
-                checked=self.checked,
-                dtype=self.dtype,
-                param_dtype=self.param_dtype,
-                embedding_init=self.embedding_init,
-                embedding_axes=self.token_type_axes,
-            )
+            self.token_type = self._table(types, self.token_type_axes, False)
         self.dropout = nn.Dropout(self.dropout_rate)
+
+    def _table(self, size: int, axes: tuple[str | None, ...], scale: bool):
+        return TokenEmbedding(
+            size,
+            self.features,
+            scale_by_sqrt_features=scale,
+            checked=self.checked,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            embedding_init=self.embedding_init,
+            embedding_axes=axes,
+        )
 
     def __call__(
         self,
