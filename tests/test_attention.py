@@ -293,3 +293,19 @@ def test_integer_inputs_raise():
         fp.dot_product_attention(
             np.ones((1, 2, 1, 4), int), np.ones((1, 2, 1, 4)), np.ones((1, 2, 1, 4))
         )
+
+
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+@pytest.mark.parametrize("kv_heads", [4, 2, 1])
+def test_per_head_mask_and_bias_with_groups(implementation, kv_heads):
+    """Masks and biases that differ per query head reach the right head."""
+    rng = np.random.default_rng(21)
+    q = _random((2, 5, 4, 8), 22)
+    k, v = _random((2, 6, kv_heads, 8), 23), _random((2, 6, kv_heads, 8), 24)
+    mask = rng.random((2, 4, 5, 6)) < 0.7
+    bias = rng.standard_normal((1, 4, 5, 6)).astype(np.float32)
+    out = fp.dot_product_attention(
+        q, k, v, mask=mask, bias=bias, implementation=implementation
+    )
+    expected = references.attention(q, k, v, mask, bias)
+    chex.assert_trees_all_close(f64(out), expected, atol=3e-6)

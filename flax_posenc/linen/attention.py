@@ -149,13 +149,13 @@ class MultiHeadAttention(nn.Module):
         if positions is None:
             start = 0 if index is None else index
             positions = start + jnp.arange(seq, dtype=jnp.int32)
-        positions = jnp.broadcast_to(
-            _validation.integer_array("positions", positions), x.shape[:-1]
-        )
+        positions = _validation.integer_array("positions", positions)
         if segments is not None:
-            segments = jnp.broadcast_to(
-                _validation.integer_array("segments", segments), x.shape[:-1]
-            )
+            segments = _validation.integer_array("segments", segments)
+        if decode:  # the cache keeps one row of positions per batch row
+            positions = jnp.broadcast_to(positions, x.shape[:-1])
+            if segments is not None:
+                segments = jnp.broadcast_to(segments, x.shape[:-1])
         if self.rotary is not None:
             q, k = self.rotary(q, k, positions=positions)
 
