@@ -36,6 +36,7 @@ bench: $(VENV)/.installed-demo
 	$(BIN)/python benchmarks/precision.py
 	$(BIN)/python benchmarks/norms.py
 	$(BIN)/python benchmarks/rope.py
+	$(BIN)/python benchmarks/attention.py
 	$(BIN)/python benchmarks/demo_speed.py
 
 # The site, built strictly: any warning (a broken link, a bad docstring) fails.
