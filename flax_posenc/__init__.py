@@ -1,7 +1,8 @@
 """flax_posenc: token embeddings, positional information and normalization for JAX.
 
 The pure functions live here and import only jax and numpy. The Flax linen
-modules are in `flax_posenc.linen` (imported on first use).
+modules are in `flax_posenc.linen`, their NNX twins in `flax_posenc.nnx`
+(each imported on first use).
 """
 
 from __future__ import annotations
@@ -75,6 +76,6 @@ __all__ = (
 def __getattr__(name: str) -> Any:
     # `flax_posenc.linen` imports flax; load it only when asked for, so that the
     # core stays importable (and fast to import) with jax alone.
-    if name == "linen":
-        return importlib.import_module("flax_posenc.linen")
+    if name in ("linen", "nnx"):
+        return importlib.import_module(f"flax_posenc.{name}")
     raise AttributeError(f"module 'flax_posenc' has no attribute {name!r}")

@@ -71,3 +71,20 @@ def floating_dtype(name: str, dtype: DTypeLike) -> jnp.dtype:
 def compute_dtype(dtype: DTypeLike) -> jnp.dtype:
     """The dtype for angles and statistics: ``dtype`` promoted to at least float32."""
     return jnp.promote_types(dtype, jnp.float32)
+
+
+def default_positions(
+    x: jax.Array, positions: jax.typing.ArrayLike | None
+) -> jax.Array:
+    """``positions``, or ``arange(seq)`` broadcast over ``x``'s leading axes."""
+    if x.ndim < 2:
+        raise ValueError(f"x must be [..., seq, features], got shape {x.shape}.")
+    if positions is None:
+        return jnp.broadcast_to(jnp.arange(x.shape[-2]), x.shape[:-1])
+    positions = jnp.asarray(positions)
+    if positions.shape[-1:] != x.shape[-2:-1]:
+        raise ValueError(
+            f"positions [..., seq] must match x [..., seq, features] in seq; got "
+            f"positions {positions.shape} and x {x.shape}."
+        )
+    return positions

@@ -1037,3 +1037,75 @@ def apply_axial_rope(
         frequencies=(np.tile(per_axis, axes), 1.0),
         mrope_section=(rotary_dim // (2 * axes),) * axes,
     )
+
+
+def rotary_positions(
+    q: ArrayLike,
+    k: ArrayLike,
+    positions: ArrayLike | None,
+    head_dim: int | None = None,
+    mrope_section: Sequence[int] | None = None,
+) -> ArrayLike:
+    """The checks and default positions of the rotary modules (linen and NNX).
+
+    ``q`` and ``k`` must have ``head_dim`` features when it is set;
+    ``positions=None`` is ``arange(seq)`` (``[seq, 1]`` for M-RoPE: every axis
+    equal). `apply_rope` checks the rest.
+    """
+    for name, x in (("q", q), ("k", k)):
+        shape = jnp.shape(x)
+        if head_dim is not None and shape and shape[-1] != head_dim:
+            raise ValueError(
+                f"{name} has head_dim {shape[-1]}, but this rotary embedding is "
+                f"for head_dim {head_dim} (shape {shape})."
+            )
+    if positions is not None:
+        return positions
+    if jnp.ndim(q) < 3:
+        raise ValueError(
+            f"q must be [..., seq, heads, head_dim], got shape {jnp.shape(q)}."
+        )
+    positions = jnp.arange(jnp.shape(q)[-3])
+    return positions if mrope_section is None else positions[:, None]
+
+
+class FrozenRopeDict(Mapping):
+    """An immutable, hashable rope dict (lists become tuples).
+
+    What the modules keep of a ``rope_scaling`` / ``rope_parameters`` dict, so
+    that a module (linen field, NNX static attribute, a static ``jit``
+    argument) can hold it. Reads like the dict it was made from.
+    """
+
+    def __init__(self, config: Mapping[str, Any]):
+        def frozen(value):
+            if isinstance(value, Mapping):
+                return FrozenRopeDict(value)
+            if isinstance(value, list | tuple):
+                return tuple(frozen(v) for v in value)
+            return value
+
+        self._items = {key: frozen(value) for key, value in config.items()}
+
+    def __getitem__(self, key):
+        return self._items[key]
+
+    def __iter__(self):
+        return iter(self._items)
+
+    def __len__(self):
+        return len(self._items)
+
+    def __hash__(self):
+        return hash(tuple(sorted(self._items.items(), key=lambda kv: kv[0])))
+
+    def __eq__(self, other):
+        return isinstance(other, Mapping) and dict(self.items()) == dict(other.items())
+
+    def __repr__(self):
+        return f"FrozenRopeDict({self._items!r})"
+
+
+def freeze_scaling(scaling):
+    """``scaling`` with a dict made a `FrozenRopeDict`; anything else as is."""
+    return FrozenRopeDict(scaling) if isinstance(scaling, Mapping) else scaling

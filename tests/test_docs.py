@@ -83,9 +83,11 @@ def _api_entries() -> list[str]:
 def test_api_reference_covers_every_public_name():
     import flax_posenc
     import flax_posenc.linen
+    import flax_posenc.nnx
 
     public = [f"flax_posenc.{n}" for n in flax_posenc.__all__]
     public += [f"flax_posenc.linen.{n}" for n in flax_posenc.linen.__all__]
+    public += [f"flax_posenc.nnx.{n}" for n in flax_posenc.nnx.__all__]
     entries = _api_entries()
     missing = sorted(set(public) - set(entries))
     stale = sorted(set(entries) - set(public))

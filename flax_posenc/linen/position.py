@@ -10,21 +10,6 @@ from jax.typing import ArrayLike, DTypeLike
 from flax_posenc import _validation, embedding, sinusoidal
 
 
-def default_positions(x: jax.Array, positions: ArrayLike | None) -> jax.Array:
-    """``positions``, or ``arange(seq)`` broadcast over ``x``'s leading axes."""
-    if x.ndim < 2:
-        raise ValueError(f"x must be [..., seq, features], got shape {x.shape}.")
-    if positions is None:
-        return jnp.broadcast_to(jnp.arange(x.shape[-2]), x.shape[:-1])
-    positions = jnp.asarray(positions)
-    if positions.shape[-1:] != x.shape[-2:-1]:
-        raise ValueError(
-            f"positions [..., seq] must match x [..., seq, features] in seq; got "
-            f"positions {positions.shape} and x {x.shape}."
-        )
-    return positions
-
-
 class SinusoidalPositionEmbedding(nn.Module):
     """Fixed sinusoidal position embeddings (Vaswani et al. 2017).
 
@@ -64,7 +49,7 @@ class SinusoidalPositionEmbedding(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, *, positions: ArrayLike | None = None):
         """Position embeddings ``[..., seq, features]`` for ``x`` ``[..., seq, _]``."""
-        positions = default_positions(x, positions)
+        positions = _validation.default_positions(x, positions)
         return sinusoidal.sinusoidal_encoding(
             positions,
             x.shape[-1] if self.features is None else self.features,
@@ -129,7 +114,7 @@ class LearnedPositionEmbedding(nn.Module):
                 f"sequence length {x.shape[-2]} exceeds max_length "
                 f"{self.max_length} of LearnedPositionEmbedding."
             )
-        positions = default_positions(x, positions)
+        positions = _validation.default_positions(x, positions)
         table = self.param(
             "embedding",
             nn.with_logical_partitioning(self.embedding_init, self.embedding_axes),

@@ -111,23 +111,9 @@ class RotaryEmbedding(nn.Module):
 
         ``seq_len`` (static) drives ``"dynamic"`` and ``"longrope"`` scaling.
         """
-        for name, x in (("q", q), ("k", k)):
-            shape = jax.numpy.shape(x)
-            if self.head_dim is not None and shape and shape[-1] != self.head_dim:
-                raise ValueError(
-                    f"{name} has head_dim {shape[-1]}, but this rotary embedding is "
-                    f"for head_dim {self.head_dim} (shape {shape})."
-                )
-        if positions is None:
-            # apply_rope checks ranks itself; only q's seq axis is read here.
-            if jax.numpy.ndim(q) < 3:
-                raise ValueError(
-                    f"q must be [..., seq, heads, head_dim], got shape "
-                    f"{jax.numpy.shape(q)}."
-                )
-            positions = jax.numpy.arange(q.shape[-3])
-            if self.mrope_section is not None:
-                positions = positions[:, None]  # text only: every axis equal
+        positions = rope.rotary_positions(
+            q, k, positions, self.head_dim, self.mrope_section
+        )
 
         def rotate(x):
             return rope.apply_rope(

@@ -1,0 +1,36 @@
+"""Flax NNX twins of the linen modules: same math, parameter names and shapes.
+
+Import as ``from flax_posenc.nnx import ...`` (or ``flax_posenc.nnx``, loaded
+on first use). `from_linen` and `to_linen` move parameters between a linen
+variables tree and an NNX module.
+"""
+
+from flax_posenc.nnx.attention_bias import ALiBiBias as ALiBiBias
+from flax_posenc.nnx.attention_bias import (
+    RelativePositionBias as RelativePositionBias,
+)
+from flax_posenc.nnx.convert import from_linen as from_linen
+from flax_posenc.nnx.convert import to_linen as to_linen
+from flax_posenc.nnx.embedding import TokenEmbedding as TokenEmbedding
+from flax_posenc.nnx.normalization import LayerNorm as LayerNorm
+from flax_posenc.nnx.normalization import RMSNorm as RMSNorm
+from flax_posenc.nnx.position import (
+    LearnedPositionEmbedding as LearnedPositionEmbedding,
+)
+from flax_posenc.nnx.position import (
+    SinusoidalPositionEmbedding as SinusoidalPositionEmbedding,
+)
+from flax_posenc.nnx.rotary import RotaryEmbedding as RotaryEmbedding
+
+__all__ = (
+    "ALiBiBias",
+    "LayerNorm",
+    "LearnedPositionEmbedding",
+    "RMSNorm",
+    "RelativePositionBias",
+    "RotaryEmbedding",
+    "SinusoidalPositionEmbedding",
+    "TokenEmbedding",
+    "from_linen",
+    "to_linen",
+)

@@ -1,0 +1,105 @@
+"""NNX twins of the attention-bias modules: ALiBi and T5 relative biases."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+from jax.typing import ArrayLike, DTypeLike
+
+from flax_posenc import _validation, alibi, relative
+from flax_posenc.nnx import _params
+
+# As T5 (and the linen twin): variance scaling, fan-avg, uniform.
+RELATIVE_INIT = nnx.initializers.variance_scaling(1.0, "fan_avg", "uniform")
+
+
+class ALiBiBias(nnx.Module):
+    """ALiBi biases ``-slope_h * |q_i - k_j|`` (NNX); no parameters.
+
+    The twin of `flax_posenc.linen.ALiBiBias`; returns ``[..., heads, q, k]``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from flax_posenc.nnx import ALiBiBias
+      >>> ALiBiBias(8)(jnp.arange(5)).shape
+      (8, 5, 5)
+
+    Args:
+      num_heads: number of heads.
+      dtype: output dtype.
+    """
+
+    def __init__(self, num_heads: int, *, dtype: DTypeLike = jnp.float32):
+        self.num_heads, self.dtype = num_heads, dtype
+
+    def __call__(
+        self, q_positions: ArrayLike, k_positions: ArrayLike | None = None
+    ) -> jax.Array:
+        """Biases for ``q_positions [..., q]`` and ``k_positions`` (default: same)."""
+        k_positions = q_positions if k_positions is None else k_positions
+        return alibi.alibi_bias(
+            q_positions, k_positions, self.num_heads, dtype=self.dtype
+        )
+
+
+class RelativePositionBias(nnx.Module):
+    """T5's learned relative position biases (NNX).
+
+    The twin of `flax_posenc.linen.RelativePositionBias`: a
+    ``[heads, num_buckets]`` table indexed by
+    `flax_posenc.relative_position_bucket` of ``k - q``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from flax import nnx
+      >>> from flax_posenc.nnx import RelativePositionBias
+      >>> RelativePositionBias(4, rngs=nnx.Rngs(0))(jnp.arange(6)).shape
+      (4, 6, 6)
+
+    Args:
+      num_heads: number of heads.
+      num_buckets: number of buckets.
+      max_distance: distance from which positions share the last bucket.
+      bidirectional: encoder-style (True) or causal (False) buckets.
+      dtype: output dtype; default ``param_dtype``.
+      param_dtype: dtype of the table.
+      embedding_init: initializer of the table.
+      embedding_axes: logical axis names of the table.
+      rngs: the PRNG streams (``params``).
+    """
+
+    def __init__(
+        self,
+        num_heads: int,
+        *,
+        num_buckets: int = 32,
+        max_distance: int = 128,
+        bidirectional: bool = True,
+        dtype: DTypeLike | None = None,
+        param_dtype: DTypeLike = jnp.float32,
+        embedding_init: nnx.Initializer = RELATIVE_INIT,
+        embedding_axes: tuple[str | None, ...] = ("heads", "relpos_buckets"),
+        rngs: nnx.Rngs,
+    ):
+        _validation.check_int("num_heads", num_heads, minimum=1)
+        _validation.check_int("num_buckets", num_buckets, minimum=1)
+        self.max_distance, self.bidirectional = max_distance, bidirectional
+        self.dtype = dtype or param_dtype
+        self.rel_embedding = _params.param(
+            embedding_init, rngs, (num_heads, num_buckets), param_dtype, embedding_axes
+        )
+
+    def __call__(
+        self, q_positions: ArrayLike, k_positions: ArrayLike | None = None
+    ) -> jax.Array:
+        """Biases ``[..., heads, q_len, k_len]``; ``k_positions`` default: same."""
+        k_positions = q_positions if k_positions is None else k_positions
+        bias = relative.relative_position_bias(
+            self.rel_embedding[...],
+            q_positions,
+            k_positions,
+            bidirectional=self.bidirectional,
+            max_distance=self.max_distance,
+        )
+        return bias.astype(self.dtype)

@@ -1,0 +1,165 @@
+"""NNX twins of LayerNorm and RMSNorm."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+from jax.typing import DTypeLike
+
+from flax_posenc import _validation, normalization
+from flax_posenc.nnx import _params
+
+
+def _feature_shape(
+    num_features: int | Sequence[int], axes: tuple[str | None, ...]
+) -> tuple[int, ...]:
+    sizes = (num_features,) if isinstance(num_features, int) else tuple(num_features)
+    sizes = tuple(_validation.check_int("num_features", n, minimum=1) for n in sizes)
+    if len(axes) != len(sizes):
+        raise ValueError(
+            f"scale/bias axis names {axes} must name each normalized axis "
+            f"(num_features {sizes})."
+        )
+    return sizes
+
+
+class LayerNorm(nnx.Module):
+    """Layer normalization with stable statistics (NNX).
+
+    The twin of `flax_posenc.linen.LayerNorm`.
+    ``y = (x - mean) / sqrt(var + epsilon) * scale + bias`` over ``axis``
+    (`flax_posenc.layer_norm`).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from flax import nnx
+      >>> from flax_posenc.nnx import LayerNorm
+      >>> norm = LayerNorm(8, rngs=nnx.Rngs(0))
+      >>> norm(jnp.ones((2, 8))).shape
+      (2, 8)
+
+    Args:
+      num_features: size of the normalized axis (a tuple for several axes).
+      epsilon: added to the variance; 1e-6 (PyTorch's and so BERT's, GPT-2's
+        1e-5: set it from the checkpoint's config).
+      use_scale: learn a multiplier.
+      use_bias: learn an offset.
+      axis: axis or axes normalized over.
+      dtype: output dtype; default the input's.
+      param_dtype: dtype of scale and bias.
+      scale_init: initializer of the scale (ones).
+      bias_init: initializer of the bias (zeros).
+      param_axes: logical axis names of scale and bias.
+      rngs: the PRNG streams (``params``).
+    """
+
+    def __init__(
+        self,
+        num_features: int | Sequence[int],
+        *,
+        epsilon: float = 1e-6,
+        use_scale: bool = True,
+        use_bias: bool = True,
+        axis: int | Sequence[int] = -1,
+        dtype: DTypeLike | None = None,
+        param_dtype: DTypeLike = jnp.float32,
+        scale_init: nnx.Initializer = nnx.initializers.ones,
+        bias_init: nnx.Initializer = nnx.initializers.zeros,
+        param_axes: tuple[str | None, ...] = ("embed",),
+        rngs: nnx.Rngs,
+    ):
+        shape = _feature_shape(num_features, param_axes)
+        self.epsilon, self.axis, self.dtype = epsilon, axis, dtype
+        self.scale = (
+            _params.param(scale_init, rngs, shape, param_dtype, param_axes)
+            if use_scale
+            else None
+        )
+        self.bias = (
+            _params.param(bias_init, rngs, shape, param_dtype, param_axes)
+            if use_bias
+            else None
+        )
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """Normalizes ``x``; returns its shape in ``dtype`` (default ``x.dtype``)."""
+        return normalization.layer_norm(
+            x,
+            None if self.scale is None else self.scale[...],
+            None if self.bias is None else self.bias[...],
+            axis=self.axis,
+            eps=self.epsilon,
+            dtype=self.dtype,
+        )
+
+
+class RMSNorm(nnx.Module):
+    """RMS normalization (NNX).
+
+    The twin of `flax_posenc.linen.RMSNorm`.
+    ``y = x / sqrt(mean(x**2) + epsilon) * scale`` (``* (1 + scale)`` with
+    ``unit_offset``, Gemma), `flax_posenc.rms_norm`.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from flax import nnx
+      >>> from flax_posenc.nnx import RMSNorm
+      >>> RMSNorm(8, unit_offset=True, rngs=nnx.Rngs(0))(jnp.ones((2, 8))).shape
+      (2, 8)
+
+    Args:
+      num_features: size of the normalized axis (a tuple for several axes).
+      epsilon: added to the mean square; 1e-6 (Llama configs give 1e-5 or
+        1e-6 as ``rms_norm_eps``).
+      use_scale: learn a multiplier.
+      unit_offset: multiply by ``1 + scale`` (Gemma); the scale starts at 0.
+      axis: axis or axes normalized over.
+      dtype: output dtype; default the input's.
+      param_dtype: dtype of the scale.
+      scale_init: initializer of the scale; default ones, or zeros with
+        ``unit_offset``.
+      param_axes: logical axis names of the scale.
+      rngs: the PRNG streams (``params``).
+    """
+
+    def __init__(
+        self,
+        num_features: int | Sequence[int],
+        *,
+        epsilon: float = 1e-6,
+        use_scale: bool = True,
+        unit_offset: bool = False,
+        axis: int | Sequence[int] = -1,
+        dtype: DTypeLike | None = None,
+        param_dtype: DTypeLike = jnp.float32,
+        scale_init: nnx.Initializer | None = None,
+        param_axes: tuple[str | None, ...] = ("embed",),
+        rngs: nnx.Rngs,
+    ):
+        if unit_offset and not use_scale:
+            raise ValueError("unit_offset=True needs use_scale=True.")
+        shape = _feature_shape(num_features, param_axes)
+        self.epsilon, self.axis, self.dtype = epsilon, axis, dtype
+        self.unit_offset = unit_offset
+        init = scale_init or (
+            nnx.initializers.zeros if unit_offset else nnx.initializers.ones
+        )
+        self.scale = (
+            _params.param(init, rngs, shape, param_dtype, param_axes)
+            if use_scale
+            else None
+        )
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """Normalizes ``x``; returns its shape in ``dtype`` (default ``x.dtype``)."""
+        return normalization.rms_norm(
+            x,
+            None if self.scale is None else self.scale[...],
+            axis=self.axis,
+            eps=self.epsilon,
+            unit_offset=self.unit_offset,
+            dtype=self.dtype,
+        )

@@ -1,0 +1,131 @@
+"""NNX twins of the absolute position embeddings."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+from jax.typing import ArrayLike, DTypeLike
+
+from flax_posenc import _validation, embedding, sinusoidal
+from flax_posenc.nnx import _params
+
+# As BERT and GPT-2 (and the linen twin): normal, std 0.02.
+POSITION_INIT = nnx.initializers.normal(0.02)
+
+
+class SinusoidalPositionEmbedding(nnx.Module):
+    """Fixed sinusoidal position embeddings (NNX).
+
+    The twin of `flax_posenc.linen.SinusoidalPositionEmbedding`.
+    Returns `flax_posenc.sinusoidal_encoding` of ``positions`` (default
+    ``arange(seq)``); no parameters, so no ``rngs``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from flax_posenc.nnx import SinusoidalPositionEmbedding
+      >>> SinusoidalPositionEmbedding(8)(jnp.ones((2, 5, 8))).shape
+      (2, 5, 8)
+
+    Args:
+      features: number of features; None for ``x.shape[-1]``.
+      layout: ``"interleaved"`` or ``"halves"``.
+      base: frequency base.
+      spacing: ``"paper"`` or ``"tensor2tensor"``.
+      min_timescale: ``"tensor2tensor"`` spacing only.
+      max_timescale: ``"tensor2tensor"`` spacing only; default ``base``.
+      dtype: output dtype.
+    """
+
+    def __init__(
+        self,
+        features: int | None = None,
+        *,
+        layout: str = "interleaved",
+        base: float = 10_000.0,
+        spacing: str = "paper",
+        min_timescale: float | None = None,
+        max_timescale: float | None = None,
+        dtype: DTypeLike = jnp.float32,
+    ):
+        self.features, self.layout, self.base, self.spacing = (
+            features,
+            layout,
+            base,
+            spacing,
+        )
+        self.min_timescale, self.max_timescale = min_timescale, max_timescale
+        self.dtype = dtype
+
+    def __call__(self, x: jax.Array, *, positions: ArrayLike | None = None):
+        """Position embeddings ``[..., seq, features]`` for ``x`` ``[..., seq, _]``."""
+        positions = _validation.default_positions(x, positions)
+        return sinusoidal.sinusoidal_encoding(
+            positions,
+            x.shape[-1] if self.features is None else self.features,
+            layout=self.layout,
+            base=self.base,
+            spacing=self.spacing,
+            min_timescale=self.min_timescale,
+            max_timescale=self.max_timescale,
+            dtype=self.dtype,
+        )
+
+
+class LearnedPositionEmbedding(nnx.Module):
+    """Learned absolute position embeddings: a ``[max_length, features]`` table.
+
+    The NNX twin of `flax_posenc.linen.LearnedPositionEmbedding`.
+    Returns ``table[positions]``; out-of-range positions follow
+    `flax_posenc.embedding_lookup`'s policy (NaN rows, or ``checked``).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from flax import nnx
+      >>> from flax_posenc.nnx import LearnedPositionEmbedding
+      >>> LearnedPositionEmbedding(16, 8, rngs=nnx.Rngs(0))(jnp.ones((2, 5, 8))).shape
+      (2, 5, 8)
+
+    Args:
+      max_length: number of rows.
+      features: number of features.
+      checked: emit a ``checkify`` check that positions are in range.
+      dtype: output dtype; default ``param_dtype``.
+      param_dtype: dtype of the table.
+      embedding_init: initializer of the table (normal, std 0.02).
+      embedding_axes: logical axis names of the table.
+      rngs: the PRNG streams (``params``).
+    """
+
+    def __init__(
+        self,
+        max_length: int,
+        features: int,
+        *,
+        checked: bool = False,
+        dtype: DTypeLike | None = None,
+        param_dtype: DTypeLike = jnp.float32,
+        embedding_init: nnx.Initializer = POSITION_INIT,
+        embedding_axes: tuple[str | None, ...] = ("position", "embed"),
+        rngs: nnx.Rngs,
+    ):
+        _validation.check_int("max_length", max_length, minimum=1)
+        _validation.check_int("features", features, minimum=1)
+        self.max_length, self.checked = max_length, checked
+        self.dtype = dtype or param_dtype
+        self.embedding = _params.param(
+            embedding_init, rngs, (max_length, features), param_dtype, embedding_axes
+        )
+
+    def __call__(self, x: jax.Array, *, positions: ArrayLike | None = None):
+        """Position embeddings ``[..., seq, features]`` for ``x`` ``[..., seq, _]``."""
+        if positions is None and x.ndim >= 2 and x.shape[-2] > self.max_length:
+            raise ValueError(
+                f"sequence length {x.shape[-2]} exceeds max_length "
+                f"{self.max_length} of LearnedPositionEmbedding."
+            )
+        positions = _validation.default_positions(x, positions)
+        rows = embedding.embedding_lookup(
+            self.embedding[...], positions, checked=self.checked
+        )
+        return rows.astype(self.dtype)

@@ -1,0 +1,217 @@
+"""Each NNX twin against its linen twin: same parameters, outputs and gradients."""
+
+import chex
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from flax_posenc import linen
+from flax_posenc import nnx as pnnx
+
+X = jnp.asarray(np.random.default_rng(0).standard_normal((2, 5, 8)), jnp.float32)
+IDS = jnp.array([[1, 2, 3, 9, 0], [4, 4, 7, 1, 2]])
+POS = jnp.array([[0, 1, 2, 3, 4], [3, 4, 5, 6, 7]])
+QK = jnp.asarray(np.random.default_rng(1).standard_normal((2, 5, 2, 8)), jnp.float32)
+
+
+def _bump(tree):
+    """Non-trivial parameter values (ones and zeros hide mistakes)."""
+    leaves, treedef = jax.tree.flatten(tree)
+    keys = jax.random.split(jax.random.key(7), len(leaves))
+    return jax.tree.unflatten(
+        treedef,
+        [
+            a + 0.1 * jax.random.normal(k, a.shape)
+            for a, k in zip(leaves, keys, strict=True)
+        ],
+    )
+
+
+# name: (linen module, NNX module factory, call args, call kwargs)
+CASES = {
+    "layer_norm": (linen.LayerNorm(), lambda r: pnnx.LayerNorm(8, rngs=r), (X,), {}),
+    "rms_norm": (linen.RMSNorm(), lambda r: pnnx.RMSNorm(8, rngs=r), (X,), {}),
+    "rms_norm_gemma": (
+        linen.RMSNorm(unit_offset=True, epsilon=1e-5),
+        lambda r: pnnx.RMSNorm(8, unit_offset=True, epsilon=1e-5, rngs=r),
+        (X,),
+        {},
+    ),
+    "token_embedding": (
+        linen.TokenEmbedding(10, 8, scale_by_sqrt_features=True),
+        lambda r: pnnx.TokenEmbedding(10, 8, scale_by_sqrt_features=True, rngs=r),
+        (IDS,),
+        {},
+    ),
+    "learned_position": (
+        linen.LearnedPositionEmbedding(16, 8),
+        lambda r: pnnx.LearnedPositionEmbedding(16, 8, rngs=r),
+        (X,),
+        {"positions": POS},
+    ),
+    "sinusoidal_position": (
+        linen.SinusoidalPositionEmbedding(8, layout="halves"),
+        lambda r: pnnx.SinusoidalPositionEmbedding(8, layout="halves"),
+        (X,),
+        {"positions": POS},
+    ),
+    "rotary": (
+        linen.RotaryEmbedding(scaling={"rope_type": "linear", "factor": 2.0}),
+        lambda r: pnnx.RotaryEmbedding(scaling={"rope_type": "linear", "factor": 2.0}),
+        (QK, QK * 2),
+        {"positions": POS},
+    ),
+    "alibi": (linen.ALiBiBias(4), lambda r: pnnx.ALiBiBias(4), (POS,), {}),
+    "relative": (
+        linen.RelativePositionBias(4, bidirectional=False),
+        lambda r: pnnx.RelativePositionBias(4, bidirectional=False, rngs=r),
+        (POS,),
+        {},
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+@pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])
+def test_twin_outputs_and_gradients_are_identical(name, jit):
+    linen_module, make, args, kwargs = CASES[name]
+    variables = linen_module.init(jax.random.key(0), *args, **kwargs)
+    params = _bump(nn.meta.unbox(variables.get("params", {})))
+    model = pnnx.from_linen(make(nnx.Rngs(1)), {"params": params})
+
+    def linen_out(p):
+        return linen_module.apply({"params": p}, *args, **kwargs)
+
+    def nnx_out(m):
+        return m(*args, **kwargs)
+
+    if jit:
+        linen_out, nnx_out = jax.jit(linen_out), nnx.jit(nnx_out)
+    chex.assert_trees_all_close(nnx_out(model), linen_out(params), atol=0.0, rtol=0.0)
+    if not params:
+        return
+
+    def first(out):
+        return out[0] if isinstance(out, tuple) else out
+
+    def linen_loss(p):
+        return jnp.sum(jnp.sin(first(linen_out(p))))
+
+    def nnx_loss(m):
+        return jnp.sum(jnp.sin(first(nnx_out(m))))
+
+    linen_grads = jax.grad(linen_loss)(params)
+    nnx_grads = pnnx.to_linen(nnx.grad(nnx_loss)(model))["params"]
+    chex.assert_trees_all_close(nnx_grads, linen_grads, atol=0.0, rtol=0.0)
+
+
+@pytest.mark.parametrize(
+    "name", [n for n in CASES if n not in ("sinusoidal_position", "rotary", "alibi")]
+)
+def test_same_parameter_names_shapes_and_logical_axes(name):
+    linen_module, make, args, kwargs = CASES[name]
+    variables = linen_module.init(jax.random.key(0), *args, **kwargs)
+    model = make(nnx.Rngs(0))
+    linen_shapes = jax.tree.map(jnp.shape, nn.meta.unbox(variables["params"]))
+    nnx_shapes = jax.tree.map(jnp.shape, pnnx.to_linen(model)["params"])
+    assert nnx_shapes == linen_shapes
+    linen_spec = nn.get_partition_spec(variables)["params"]
+    nnx_spec = nnx.to_pure_dict(nnx.get_partition_spec(nnx.state(model, nnx.Param)))
+    assert jax.tree.map(tuple, nnx_spec) == jax.tree.map(tuple, linen_spec)
+
+
+def test_round_trip_through_linen():
+    model = pnnx.RelativePositionBias(4, rngs=nnx.Rngs(3))
+    back = pnnx.from_linen(
+        pnnx.RelativePositionBias(4, rngs=nnx.Rngs(4)), pnnx.to_linen(model)
+    )
+    chex.assert_trees_all_close(back(POS), model(POS), atol=0.0)
+
+
+def test_from_linen_rejects_other_shapes():
+    variables = linen.TokenEmbedding(10, 8).init(jax.random.key(0), IDS)
+    with pytest.raises(ValueError, match="do not match"):
+        pnnx.from_linen(pnnx.TokenEmbedding(11, 8, rngs=nnx.Rngs(0)), variables)
+
+
+@pytest.mark.parametrize(
+    ("make_linen", "make_nnx"),
+    [
+        (
+            lambda: linen.TokenEmbedding(0, 8).init(jax.random.key(0), IDS),
+            lambda: pnnx.TokenEmbedding(0, 8, rngs=nnx.Rngs(0)),
+        ),
+        (
+            lambda: linen.LearnedPositionEmbedding(4, 8).init(jax.random.key(0), X),
+            lambda: pnnx.LearnedPositionEmbedding(4, 8, rngs=nnx.Rngs(0))(X),
+        ),
+        (
+            lambda: linen.RMSNorm(use_scale=False, unit_offset=True).init(
+                jax.random.key(0), X
+            ),
+            lambda: pnnx.RMSNorm(
+                8, use_scale=False, unit_offset=True, rngs=nnx.Rngs(0)
+            ),
+        ),
+        (
+            lambda: linen.RotaryEmbedding(head_dim=4).init(jax.random.key(0), QK, QK),
+            lambda: pnnx.RotaryEmbedding(head_dim=4)(QK, QK),
+        ),
+    ],
+    ids=["vocab-0", "too-long", "unit-offset", "head-dim"],
+)
+def test_same_errors_as_linen(make_linen, make_nnx):
+    with pytest.raises(Exception) as linen_error:
+        make_linen()
+    with pytest.raises(type(linen_error.value)) as nnx_error:
+        make_nnx()
+    assert str(nnx_error.value) == str(linen_error.value)
+
+
+def test_from_hf_config_twin():
+    config = {
+        "model_type": "gpt_neox",
+        "hidden_size": 64,
+        "num_attention_heads": 4,
+        "rotary_pct": 0.25,
+        "rotary_emb_base": 10000,
+    }
+    twin = pnnx.RotaryEmbedding.from_hf_config(config)
+    module = linen.RotaryEmbedding.from_hf_config(config)
+    q = jnp.ones((1, 3, 2, 16))
+    chex.assert_trees_all_close(twin(q, q), module.apply({}, q, q), atol=0.0)
+
+
+def test_transforms_split_merge_vmap_scan_remat():
+    norm = pnnx.RMSNorm(8, rngs=nnx.Rngs(0))
+    graphdef, state = nnx.split(norm)
+    merged = nnx.merge(graphdef, state)
+    chex.assert_trees_all_close(merged(X), norm(X), atol=0.0)
+    # vmap over a batch axis, remat of the call
+    out = nnx.vmap(lambda m, x: m(x), in_axes=(None, 0))(norm, X)
+    chex.assert_trees_all_close(out, norm(X), atol=1e-6)
+    chex.assert_trees_all_close(
+        nnx.remat(lambda m, x: m(x))(norm, X), norm(X), atol=0.0
+    )
+
+    # scan over three stacked layers, each with its own parameters
+    @nnx.vmap(in_axes=0, out_axes=0)
+    def make(key):
+        return pnnx.RMSNorm(8, rngs=nnx.Rngs(key))
+
+    stacked = make(jax.random.split(jax.random.key(1), 3))
+
+    @nnx.scan(in_axes=(0, nnx.Carry), out_axes=nnx.Carry)
+    def run(layer, x):
+        return layer(x) * 2.0
+
+    y = run(stacked, X)
+    expected = X
+    for i in range(3):
+        layer = pnnx.RMSNorm(8, rngs=nnx.Rngs(0))
+        layer.scale[...] = stacked.scale[...][i]
+        expected = layer(expected) * 2.0
+    chex.assert_trees_all_close(y, expected, atol=1e-6)
