@@ -361,3 +361,73 @@ def _xla_attention(q, k, v, mask, bias, scale, softcap, batch, dropout, rng):
     out = out.reshape(*out.shape[:-2], q_len, groups, v.shape[-1])
     out = jnp.swapaxes(out, -4, -3)
     return out.reshape(*out.shape[:-3], heads, v.shape[-1]).astype(q.dtype)
+
+
+def check_heads(num_heads: int, head_dim: int, num_kv_heads: int | None) -> int:
+    """The attention modules' size checks (linen and NNX); returns ``kv_heads``."""
+    heads = _validation.check_int("num_heads", num_heads, minimum=1)
+    _validation.check_int("head_dim", head_dim, minimum=1)
+    kv_heads = _validation.check_int("num_kv_heads", num_kv_heads or heads, minimum=1)
+    if heads % kv_heads:
+        raise ValueError(f"num_kv_heads {kv_heads} must divide num_heads {heads}.")
+    return kv_heads
+
+
+def module_positions(x, positions, segments, start, decode):
+    """Positions and segments of an attention module's call (linen and NNX).
+
+    ``positions=None`` is ``start + arange(seq)`` (``start``: the next cache
+    slot, or 0). When decoding both are broadcast to ``x.shape[:-1]``: the
+    cache keeps one row per batch row.
+    """
+    if x.ndim < 2:
+        raise ValueError(f"x must be [..., seq, features], got shape {x.shape}.")
+    if positions is None:
+        positions = start + jnp.arange(x.shape[-2], dtype=jnp.int32)
+    positions = _validation.integer_array("positions", positions)
+    if segments is not None:
+        segments = _validation.integer_array("segments", segments)
+    if decode:
+        positions = jnp.broadcast_to(positions, x.shape[:-1])
+        if segments is not None:
+            segments = jnp.broadcast_to(segments, x.shape[:-1])
+    return positions, segments
+
+
+def write_cache(cache: dict, k, v, positions, segments):
+    """Writes new keys at a KV cache's next slots (pure; linen and NNX).
+
+    ``cache``: ``cached_key``/``cached_value`` ``[..., max_len, kv_heads, d]``,
+    ``cached_positions``/``cached_segments`` ``[..., max_len]`` (segment 0:
+    empty) and ``cache_index`` (the next slot). Returns ``(new_cache, keys,
+    values, key_positions, query_segments, key_segments)`` to attend over. A
+    write past ``max_len`` is clamped by XLA (``dynamic_update_slice``).
+    """
+    new_segments = (
+        jnp.ones(positions.shape, jnp.int32)
+        if segments is None
+        else segments.astype(jnp.int32)
+    )
+    start = cache["cache_index"]
+    axis = k.ndim - 3
+
+    def write(old, new):
+        return jax.lax.dynamic_update_slice_in_dim(
+            old, new.astype(old.dtype), start, axis=axis
+        )
+
+    new = {
+        "cached_key": write(cache["cached_key"], k),
+        "cached_value": write(cache["cached_value"], v),
+        "cached_positions": write(cache["cached_positions"], positions),
+        "cached_segments": write(cache["cached_segments"], new_segments),
+        "cache_index": start + k.shape[-3],
+    }
+    return (
+        new,
+        new["cached_key"],
+        new["cached_value"],
+        new["cached_positions"],
+        new_segments,
+        new["cached_segments"],
+    )

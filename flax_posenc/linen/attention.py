@@ -124,17 +124,11 @@ class MultiHeadAttention(nn.Module):
         ``positions`` and ``segments``: integer ``[..., seq]`` (default
         ``arange(seq)``, or the next cache slots when decoding; no segments).
         """
-        heads = _validation.check_int("num_heads", self.num_heads, minimum=1)
-        _validation.check_int("head_dim", self.head_dim, minimum=1)
-        kv_heads = _validation.check_int(
-            "num_kv_heads", self.num_kv_heads or heads, minimum=1
-        )
-        if heads % kv_heads:
-            raise ValueError(f"num_kv_heads {kv_heads} must divide num_heads {heads}.")
+        heads = self.num_heads
+        kv_heads = attention.check_heads(heads, self.head_dim, self.num_kv_heads)
         x = _validation.floating_array("x", x)
         if x.ndim < 2:
             raise ValueError(f"x must be [..., seq, features], got shape {x.shape}.")
-        seq = x.shape[-2]
         q = self._projection(heads, ("embed", "heads", "kv"), "query")(x)
         k = self._projection(kv_heads, ("embed", "kv_heads", "kv"), "key")(x)
         v = self._projection(kv_heads, ("embed", "kv_heads", "kv"), "value")(x)
@@ -142,20 +136,12 @@ class MultiHeadAttention(nn.Module):
             q = self.qk_norm.clone(name="query_norm", parent=self)(q)
             k = self.qk_norm.clone(name="key_norm", parent=self)(k)
 
-        cached = decode and self.has_variable("cache", "cached_key")
-        index = None
-        if cached:
-            index = self.get_variable("cache", "cache_index")
-        if positions is None:
-            start = 0 if index is None else index
-            positions = start + jnp.arange(seq, dtype=jnp.int32)
-        positions = _validation.integer_array("positions", positions)
-        if segments is not None:
-            segments = _validation.integer_array("segments", segments)
-        if decode:  # the cache keeps one row of positions per batch row
-            positions = jnp.broadcast_to(positions, x.shape[:-1])
-            if segments is not None:
-                segments = jnp.broadcast_to(segments, x.shape[:-1])
+        start = 0
+        if decode and self.has_variable("cache", "cache_index"):
+            start = self.get_variable("cache", "cache_index")
+        positions, segments = attention.module_positions(
+            x, positions, segments, start, decode
+        )
         if self.rotary is not None:
             q, k = self.rotary(q, k, positions=positions)
 
@@ -211,43 +197,29 @@ class MultiHeadAttention(nn.Module):
         """Writes the new keys at the next slots; returns what to attend over."""
         initialized = self.has_variable("cache", "cached_key")
         seq_shape = (*k.shape[:-2],)
-        cached_key = self.variable("cache", "cached_key", jnp.zeros, k.shape, k.dtype)
-        cached_value = self.variable(
-            "cache", "cached_value", jnp.zeros, v.shape, v.dtype
-        )
-        cached_positions = self.variable(
-            "cache", "cached_positions", jnp.zeros, seq_shape, jnp.int32
-        )
-        cached_segments = self.variable(
-            "cache", "cached_segments", jnp.zeros, seq_shape, jnp.int32
-        )
-        index = self.variable("cache", "cache_index", lambda: jnp.array(0, jnp.int32))
+        variables = {
+            "cached_key": self.variable(
+                "cache", "cached_key", jnp.zeros, k.shape, k.dtype
+            ),
+            "cached_value": self.variable(
+                "cache", "cached_value", jnp.zeros, v.shape, v.dtype
+            ),
+            "cached_positions": self.variable(
+                "cache", "cached_positions", jnp.zeros, seq_shape, jnp.int32
+            ),
+            "cached_segments": self.variable(
+                "cache", "cached_segments", jnp.zeros, seq_shape, jnp.int32
+            ),
+            "cache_index": self.variable(
+                "cache", "cache_index", lambda: jnp.array(0, jnp.int32)
+            ),
+        }
         if not initialized:
             # init on [batch, max_length, features]: the cache is created
             # empty, and this call attends over its own tokens.
             return k, v, positions, segments, segments
-        new_segments = (
-            jnp.ones(positions.shape, jnp.int32)
-            if segments is None
-            else segments.astype(jnp.int32)
-        )
-        start = index.value
-        axis = k.ndim - 3
-
-        def write(cache, new):
-            return jax.lax.dynamic_update_slice_in_dim(
-                cache, new.astype(cache.dtype), start, axis=axis
-            )
-
-        cached_key.value = write(cached_key.value, k)
-        cached_value.value = write(cached_value.value, v)
-        cached_positions.value = write(cached_positions.value, positions)
-        cached_segments.value = write(cached_segments.value, new_segments)
-        index.value = start + k.shape[-3]
-        return (
-            cached_key.value,
-            cached_value.value,
-            cached_positions.value,
-            new_segments,
-            cached_segments.value,
-        )
+        cache = {name: variable.value for name, variable in variables.items()}
+        cache, *attend_over = attention.write_cache(cache, k, v, positions, segments)
+        for name, variable in variables.items():
+            variable.value = cache[name]
+        return tuple(attend_over)

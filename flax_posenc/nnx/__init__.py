@@ -5,6 +5,7 @@ on first use). `from_linen` and `to_linen` move parameters between a linen
 variables tree and an NNX module.
 """
 
+from flax_posenc.nnx.attention import MultiHeadAttention as MultiHeadAttention
 from flax_posenc.nnx.attention_bias import ALiBiBias as ALiBiBias
 from flax_posenc.nnx.attention_bias import (
     RelativePositionBias as RelativePositionBias,
@@ -26,6 +27,7 @@ __all__ = (
     "ALiBiBias",
     "LayerNorm",
     "LearnedPositionEmbedding",
+    "MultiHeadAttention",
     "RMSNorm",
     "RelativePositionBias",
     "RotaryEmbedding",

@@ -215,3 +215,112 @@ def test_transforms_split_merge_vmap_scan_remat():
         layer.scale[...] = stacked.scale[...][i]
         expected = layer(expected) * 2.0
     chex.assert_trees_all_close(y, expected, atol=1e-6)
+
+
+# ---------------------------------------------------------- MultiHeadAttention
+
+ATTN_X = jnp.asarray(np.random.default_rng(5).standard_normal((2, 7, 16)), jnp.float32)
+ATTN_POS = jnp.array([[0, 1, 2, 3, 4, 5, 6], [0, 1, 2, 0, 1, 2, 3]])
+ATTN_SEG = jnp.array([[1] * 7, [1, 1, 1, 2, 2, 2, 0]])
+
+ATTENTION = {
+    "gqa-rope-window": (
+        {"num_kv_heads": 2, "causal": True, "sliding_window": 3},
+        lambda: linen.RotaryEmbedding(),
+        lambda: pnnx.RotaryEmbedding(),
+        None,
+    ),
+    "mqa-relative-qknorm": (
+        {"num_kv_heads": 1, "qkv_bias": True, "out_bias": True, "softcap": 3.0},
+        None,
+        None,
+        "relative",
+    ),
+}
+
+
+def _attention_pair(name):
+    options, linen_rotary, nnx_rotary, bias = ATTENTION[name]
+    linen_module = linen.MultiHeadAttention(
+        num_heads=4,
+        head_dim=8,
+        rotary=linen_rotary() if linen_rotary else None,
+        position_bias=linen.RelativePositionBias(4) if bias else None,
+        qk_norm=linen.RMSNorm() if bias else None,
+        **options,
+    )
+    twin = pnnx.MultiHeadAttention(
+        4,
+        8,
+        16,
+        rotary=nnx_rotary() if nnx_rotary else None,
+        position_bias=pnnx.RelativePositionBias(4, rngs=nnx.Rngs(2)) if bias else None,
+        qk_norm=pnnx.RMSNorm if bias else None,
+        rngs=nnx.Rngs(1),
+        **options,
+    )
+    return linen_module, twin
+
+
+@pytest.mark.parametrize("name", list(ATTENTION))
+def test_attention_twin_outputs_and_gradients(name):
+    linen_module, twin = _attention_pair(name)
+    kwargs = {"positions": ATTN_POS, "segments": ATTN_SEG}
+    variables = linen_module.init(jax.random.key(0), ATTN_X, **kwargs)
+    params = _bump(nn.meta.unbox(variables["params"]))
+    pnnx.from_linen(twin, {"params": params})
+
+    def linen_loss(p):
+        return jnp.sum(jnp.sin(linen_module.apply({"params": p}, ATTN_X, **kwargs)))
+
+    def nnx_loss(m):
+        return jnp.sum(jnp.sin(m(ATTN_X, **kwargs)))
+
+    chex.assert_trees_all_close(
+        nnx.jit(lambda m: m(ATTN_X, **kwargs))(twin),
+        jax.jit(lambda p: linen_module.apply({"params": p}, ATTN_X, **kwargs))(params),
+        atol=0.0,
+        rtol=0.0,
+    )
+    linen_grads = jax.grad(linen_loss)(params)
+    nnx_grads = pnnx.to_linen(nnx.grad(nnx_loss)(twin))["params"]
+    chex.assert_trees_all_close(nnx_grads, linen_grads, atol=0.0, rtol=0.0)
+
+
+def test_attention_twin_decodes_as_linen_and_as_its_own_full_pass():
+    linen_module, twin = _attention_pair("gqa-rope-window")
+    params = linen_module.init(jax.random.key(0), ATTN_X)["params"]
+    pnnx.from_linen(twin, {"params": params})
+    full = twin(ATTN_X)
+    cache = linen_module.init(jax.random.key(0), ATTN_X, decode=True)["cache"]
+    twin.init_cache(ATTN_X.shape)
+    outs = []
+
+    @jax.jit  # both jitted: eager and jitted XLA programs may round apart
+    def linen_step(cache, chunk):
+        return linen_module.apply(
+            {"params": params, "cache": cache}, chunk, decode=True, mutable=["cache"]
+        )
+
+    for chunk in (ATTN_X[:, :3], ATTN_X[:, 3:4], ATTN_X[:, 4:5], ATTN_X[:, 5:]):
+        out, state = linen_step(cache, chunk)
+        cache = state["cache"]
+        twin_out = nnx.jit(lambda m, c: m(c, decode=True))(twin, chunk)
+        chex.assert_trees_all_close(twin_out, out, atol=0.0, rtol=0.0)
+        outs.append(twin_out)
+    chex.assert_trees_all_close(jnp.concatenate(outs, axis=1), full, atol=2e-5)
+    for name in ("cached_key", "cached_positions", "cache_index"):
+        chex.assert_trees_all_close(getattr(twin, name)[...], cache[name], atol=0.0)
+
+
+def test_attention_twin_errors_match_linen():
+    with pytest.raises(ValueError) as linen_error:
+        linen.MultiHeadAttention(num_heads=4, num_kv_heads=3, head_dim=2).init(
+            jax.random.key(0), ATTN_X
+        )
+    with pytest.raises(ValueError) as nnx_error:
+        pnnx.MultiHeadAttention(4, 2, 16, num_kv_heads=3, rngs=nnx.Rngs(0))
+    assert str(nnx_error.value) == str(linen_error.value)
+    twin = pnnx.MultiHeadAttention(4, 2, 16, rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="init_cache"):
+        twin(ATTN_X, decode=True)

@@ -1,0 +1,222 @@
+"""NNX twin of MultiHeadAttention, with its KV cache as NNX state."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+from jax.typing import ArrayLike, DTypeLike
+
+from flax_posenc import _validation, attention
+
+KERNEL_INIT = nnx.initializers.lecun_normal()
+BIAS_INIT = nnx.initializers.zeros_init()
+_CACHE_NAMES = (
+    "cached_key",
+    "cached_value",
+    "cached_positions",
+    "cached_segments",
+    "cache_index",
+)
+
+
+class MultiHeadAttention(nnx.Module):
+    """Self-attention whose positions act through RoPE, biases and masks (NNX).
+
+    The twin of `flax_posenc.linen.MultiHeadAttention`: the same projections
+    (``query``, ``key``, ``value``, ``out``, kernels ``[in, heads, head_dim]``
+    and ``[heads, head_dim, out]``), masks from positions, grouped heads,
+    rotary or bias. Decoding: `init_cache` creates the cache as ``nnx.Cache``
+    variables with the linen twin's names; then ``model(x, decode=True)``
+    writes ``x``'s keys at the next slots and attends over the cache.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from flax import nnx
+      >>> from flax_posenc.nnx import MultiHeadAttention, RotaryEmbedding
+      >>> attn = MultiHeadAttention(4, 8, 32, num_kv_heads=2, causal=True,
+      ...                           rotary=RotaryEmbedding(), rngs=nnx.Rngs(0))
+      >>> attn(jnp.ones((2, 6, 32))).shape
+      (2, 6, 32)
+      >>> attn.init_cache((2, 16, 32))
+      >>> attn(jnp.ones((2, 3, 32)), decode=True).shape  # prefill 3 tokens
+      (2, 3, 32)
+
+    Args:
+      num_heads: query heads.
+      head_dim: features per head.
+      in_features: the input's features.
+      num_kv_heads: key/value heads, dividing ``num_heads``; default
+        ``num_heads``.
+      out_features: output features; default ``in_features``.
+      qkv_bias: biases on the q/k/v projections (default off, as Llama).
+      out_bias: a bias on the output projection.
+      qk_norm: a norm factory called as ``qk_norm(head_dim, rngs=rngs)``
+        (e.g. `RMSNorm`) for ``query_norm`` and ``key_norm``, or None.
+      rotary: a `RotaryEmbedding`, or None.
+      position_bias: a module called as ``position_bias(q_positions,
+        k_positions)`` (`ALiBiBias`, `RelativePositionBias`; pass one
+        instance to every layer to share it), or None.
+      causal: mask later positions.
+      sliding_window: attend to the ``sliding_window`` latest positions only.
+      softcap: soft-capping of the logits.
+      scale: logit scale; default ``head_dim ** -0.5``.
+      dropout_rate: dropout on the attention weights (draws from the
+        ``dropout`` stream of ``rngs``).
+      deterministic: disable dropout; the call's value wins when given.
+      dtype: computation dtype; default the input's.
+      param_dtype: parameter dtype.
+      kernel_init: projection kernels' initializer (LeCun normal).
+      bias_init: projection biases' initializer (zeros).
+      rngs: the PRNG streams (``params``; ``dropout`` with a dropout rate).
+    """
+
+    def __init__(
+        self,
+        num_heads: int,
+        head_dim: int,
+        in_features: int,
+        *,
+        num_kv_heads: int | None = None,
+        out_features: int | None = None,
+        qkv_bias: bool = False,
+        out_bias: bool = False,
+        qk_norm: Callable[..., nnx.Module] | None = None,
+        rotary: nnx.Module | None = None,
+        position_bias: nnx.Module | None = None,
+        causal: bool = False,
+        sliding_window: int | None = None,
+        softcap: float | None = None,
+        scale: float | None = None,
+        dropout_rate: float = 0.0,
+        deterministic: bool | None = None,
+        dtype: DTypeLike | None = None,
+        param_dtype: DTypeLike = jnp.float32,
+        kernel_init: nnx.Initializer = KERNEL_INIT,
+        bias_init: nnx.Initializer = BIAS_INIT,
+        rngs: nnx.Rngs,
+    ):
+        kv_heads = attention.check_heads(num_heads, head_dim, num_kv_heads)
+        in_features = _validation.check_int("in_features", in_features, minimum=1)
+        self.num_heads, self.num_kv_heads, self.head_dim = num_heads, kv_heads, head_dim
+        self.causal, self.sliding_window = causal, sliding_window
+        self.softcap, self.scale = softcap, scale
+        self.dropout_rate, self.deterministic = float(dropout_rate), deterministic
+
+        def projection(
+            heads, axes, use_bias, in_shape=in_features, axis=-1, out_shape=None
+        ):
+            return nnx.LinearGeneral(
+                in_shape,
+                (heads, head_dim) if out_shape is None else out_shape,
+                axis=axis,
+                use_bias=use_bias,
+                dtype=dtype,
+                param_dtype=param_dtype,
+                kernel_init=kernel_init,
+                bias_init=bias_init,
+                kernel_metadata={"out_sharding": axes, "eager_sharding": False},
+                bias_metadata={
+                    "out_sharding": axes[len(axes) - (1 if out_shape else 2) :],
+                    "eager_sharding": False,
+                },
+                rngs=rngs,
+            )
+
+        self.query = projection(num_heads, ("embed", "heads", "kv"), qkv_bias)
+        self.key = projection(kv_heads, ("embed", "kv_heads", "kv"), qkv_bias)
+        self.value = projection(kv_heads, ("embed", "kv_heads", "kv"), qkv_bias)
+        self.out = projection(
+            None,
+            ("heads", "kv", "embed"),
+            out_bias,
+            in_shape=(num_heads, head_dim),
+            axis=(-2, -1),
+            out_shape=out_features or in_features,
+        )
+        self.query_norm = qk_norm(head_dim, rngs=rngs) if qk_norm else None
+        self.key_norm = qk_norm(head_dim, rngs=rngs) if qk_norm else None
+        self.rotary, self.position_bias = rotary, position_bias
+        self.dropout_rngs = rngs["dropout"].fork() if self.dropout_rate > 0.0 else None
+        for name in _CACHE_NAMES:
+            setattr(self, name, nnx.data(None))
+
+    def init_cache(self, input_shape: Sequence[int], dtype: DTypeLike = jnp.float32):
+        """Creates an empty cache for inputs ``[batch..., max_length, features]``."""
+        *batch, max_length, _ = input_shape
+        kv_shape = (*batch, max_length, self.num_kv_heads, self.head_dim)
+        self.cached_key = nnx.Cache(jnp.zeros(kv_shape, dtype))
+        self.cached_value = nnx.Cache(jnp.zeros(kv_shape, dtype))
+        self.cached_positions = nnx.Cache(jnp.zeros((*batch, max_length), jnp.int32))
+        self.cached_segments = nnx.Cache(jnp.zeros((*batch, max_length), jnp.int32))
+        self.cache_index = nnx.Cache(jnp.array(0, jnp.int32))
+
+    def __call__(
+        self,
+        x: ArrayLike,
+        *,
+        positions: ArrayLike | None = None,
+        segments: ArrayLike | None = None,
+        decode: bool = False,
+        deterministic: bool | None = None,
+    ) -> jax.Array:
+        """Attention over ``x [..., seq, features]``; returns ``[..., seq, out]``."""
+        x = _validation.floating_array("x", x)
+        if x.ndim < 2:
+            raise ValueError(f"x must be [..., seq, features], got shape {x.shape}.")
+        if decode and self.cache_index is None:
+            raise ValueError("decode=True needs a cache: call init_cache first.")
+        q, k, v = self.query(x), self.key(x), self.value(x)
+        if self.query_norm is not None:
+            q, k = self.query_norm(q), self.key_norm(k)
+        start = self.cache_index[...] if decode else 0
+        positions, segments = attention.module_positions(
+            x, positions, segments, start, decode
+        )
+        if self.rotary is not None:
+            q, k = self.rotary(q, k, positions=positions)
+        k_positions, q_segments, k_segments = positions, segments, segments
+        if decode:
+            cache = {name: getattr(self, name)[...] for name in _CACHE_NAMES}
+            cache, k, v, k_positions, q_segments, k_segments = attention.write_cache(
+                cache, k, v, positions, segments
+            )
+            for name in _CACHE_NAMES:
+                getattr(self, name)[...] = cache[name]
+        mask = attention.attention_mask(
+            positions,
+            k_positions,
+            causal=self.causal,
+            sliding_window=self.sliding_window,
+            q_segments=q_segments,
+            k_segments=k_segments,
+        )
+        bias = None
+        if self.position_bias is not None:
+            bias = self.position_bias(positions, k_positions)
+        rng = None
+        if self.dropout_rate > 0.0:
+            deterministic = (
+                deterministic if deterministic is not None else self.deterministic
+            )
+            if deterministic is None:
+                raise ValueError(
+                    "dropout_rate > 0 needs `deterministic`: set it in the "
+                    "constructor or pass deterministic=... in the call."
+                )
+            if not deterministic:
+                rng = self.dropout_rngs()
+        out = attention.dot_product_attention(
+            q,
+            k,
+            v,
+            mask=mask,
+            bias=bias,
+            scale=self.scale,
+            softcap=self.softcap,
+            dropout_rate=self.dropout_rate,
+            dropout_rng=rng,
+        )
+        return self.out(out)
