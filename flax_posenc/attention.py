@@ -341,6 +341,9 @@ def _xla_attention(q, k, v, mask, bias, scale, softcap, batch, dropout, rng):
             t = t.reshape((1,) * (3 - t.ndim) + t.shape)
         if groups == 1:
             return t
+        # A query axis of size 1 (a padding mask) must be broadcast before
+        # the query rows are folded with the groups.
+        t = jnp.broadcast_to(t, (*t.shape[:-2], q_len, k_len))
         if t.shape[-3] == 1:
             t = jnp.broadcast_to(t[..., None, :], (*t.shape[:-1], groups, k_len))
         else:

@@ -721,8 +721,12 @@ def _check_positions_fit(positions, x, axes: int | None) -> None:
     except ValueError:
         fits = False
     if axes is not None and (
-        positions.ndim == 0 or positions.shape[-1] not in (1, axes)
+        positions.ndim < 2
+        or positions.shape[-1] not in (1, axes)
+        or positions.shape[-2] != x.shape[-3]
     ):
+        # [..., seq, A] exactly: a [batch, seq] array whose seq happens to
+        # equal A must not be read as axes.
         fits = False
     if not fits:
         what = "[..., seq]" if axes is None else f"[..., seq, {axes}]"
@@ -1109,3 +1113,14 @@ class FrozenRopeDict(Mapping):
 def freeze_scaling(scaling):
     """``scaling`` with a dict made a `FrozenRopeDict`; anything else as is."""
     return FrozenRopeDict(scaling) if isinstance(scaling, Mapping) else scaling
+
+
+def text_positions(rotary, positions):
+    """The positions an attention module hands its rotary embedding.
+
+    ``[..., seq]``, or ``[..., seq, 1]`` (every axis equal: text tokens) for an
+    M-RoPE embedding; image and video positions go to `apply_rope` directly.
+    """
+    if getattr(rotary, "mrope_section", None) is None:
+        return positions
+    return jnp.asarray(positions)[..., None]

@@ -21,6 +21,7 @@ _INTERLEAVED = frozenset(
         "cohere",
         "cohere2",
         "glm",
+        "glm4",
     }
 )
 
@@ -65,6 +66,9 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
     "phi": {"partial_rotary_factor": 0.5},
     "stablelm": {"partial_rotary_factor": 0.25},
     "glm": {"head_dim": 128, "partial_rotary_factor": 0.5},
+    "glm4": {"head_dim": 128, "partial_rotary_factor": 0.5},
+    "glm4_moe": {"partial_rotary_factor": 0.5},
+    "gptj": {"rotary_dim": 64},
 }
 # The text model's type when a multimodal config.json's text_config omits it.
 _TEXT_MODEL_TYPES = {
@@ -158,7 +162,7 @@ def _rope_dict(
 ) -> tuple[dict[str, Any], str | None]:
     """The rope dict for ``layer_type``, in transformers-5 form, and the type used."""
     # transformers reads rope_scaling first when a config has both.
-    params = _first(config, "rope_scaling", "rope_parameters")
+    params = config.get("rope_scaling") or config.get("rope_parameters")
     params = dict(params) if isinstance(params, Mapping) else {}
     model_type = config.get("model_type")
     layer_types = list(dict.fromkeys(config.get("layer_types") or ()))
@@ -203,6 +207,8 @@ def _rope_dict(
         params["rope_type"] = params.pop("type")
     params.setdefault("rope_type", "default")
     theta = _first(config, "rotary_emb_base", "rope_theta")
+    if model_type == "gemma3_text" and layer_type == "sliding_attention":
+        theta = config.get("rope_local_base_freq")
     if params.get("rope_theta") is None and theta is not None:
         params["rope_theta"] = theta
     partial = _first(config, "rotary_pct", "partial_rotary_factor")

@@ -309,3 +309,16 @@ def test_per_head_mask_and_bias_with_groups(implementation, kv_heads):
     )
     expected = references.attention(q, k, v, mask, bias)
     chex.assert_trees_all_close(f64(out), expected, atol=3e-6)
+
+
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+@pytest.mark.parametrize("shape", [(2, 1, 1, 6), (6,), (2, 4, 1, 6)])
+def test_masks_with_a_query_axis_of_one_under_gqa(implementation, shape):
+    """Padding masks [B, 1, 1, k] (and kin) broadcast over queries and groups."""
+    q = _random((2, 5, 4, 8), 25)
+    k, v = _random((2, 6, 2, 8), 26), _random((2, 6, 2, 8), 27)
+    mask = np.random.default_rng(28).random(shape) < 0.7
+    mask[..., 0] = True
+    out = fp.dot_product_attention(q, k, v, mask=mask, implementation=implementation)
+    expected = references.attention(q, k, v, np.broadcast_to(mask, (2, 4, 5, 6)))
+    chex.assert_trees_all_close(f64(out), expected, atol=3e-6)

@@ -468,3 +468,39 @@ def test_layer_without_rope_in_a_nested_dict():
     with pytest.raises(ValueError, match="no RoPE for layer_type 'full_attention'"):
         fp.rope_config_from_hf(config, layer_type="full_attention")
     assert fp.rope_config_from_hf(config, layer_type="sliding_attention").base == 1e4
+
+
+def test_review_fixes_for_other_configs():
+    glm4 = fp.rope_config_from_hf(
+        {"model_type": "glm4", "hidden_size": 4096, "num_attention_heads": 32}
+    )
+    assert (glm4.head_dim, glm4.rotary_dim, glm4.layout) == (128, 64, "interleaved")
+    moe = fp.rope_config_from_hf(
+        {"model_type": "glm4_moe", "hidden_size": 4096, "num_attention_heads": 32}
+    )
+    assert (moe.rotary_dim, moe.layout) == (64, "halves")
+    # GPT-J without rotary_dim: transformers' default 64.
+    gptj = {k: v for k, v in pub.GPT_J_6B.items() if k != "rotary_dim"}
+    assert fp.rope_config_from_hf(gptj).rotary_dim == 64
+    # An empty rope_scaling does not hide rope_parameters.
+    config = {
+        **pub.MISTRAL_7B_V0_1,
+        "rope_scaling": {},
+        "rope_parameters": {"rope_type": "linear", "factor": 2.0, "rope_theta": 5e5},
+    }
+    found = fp.rope_config_from_hf(config)
+    assert (found.base, found.scaling) == (5e5, fp.LinearScaling(factor=2.0))
+
+
+def test_gemma3_nested_without_theta_uses_the_local_base_for_sliding_layers():
+    config = {
+        "model_type": "gemma3_text",
+        "head_dim": 256,
+        "rope_parameters": {
+            "full_attention": {"rope_type": "default"},
+            "sliding_attention": {"rope_type": "default"},
+        },
+    }
+    full = fp.rope_config_from_hf(config, layer_type="full_attention")
+    sliding = fp.rope_config_from_hf(config, layer_type="sliding_attention")
+    assert (full.base, sliding.base) == (1e6, 1e4)

@@ -666,3 +666,10 @@ def test_axial_rope_errors():
 def test_proportional_errors(scaling, match):
     with pytest.raises(ValueError, match=match):
         fp.rope_frequencies(16, scaling=scaling)
+
+
+def test_mrope_batch_positions_are_not_read_as_axes():
+    """[batch, seq] with seq == 3 must not pass for [..., seq, 3]."""
+    x = jnp.ones((2, 3, 1, 16))
+    with pytest.raises(ValueError, match=r"\[\.\.\., seq, 3\]"):
+        fp.apply_rope(x, jnp.zeros((2, 3), jnp.int32), mrope_section=(4, 2, 2))

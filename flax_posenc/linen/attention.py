@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike, DTypeLike
 
-from flax_posenc import _validation, attention
+from flax_posenc import _validation, attention, rope
 
 
 class MultiHeadAttention(nn.Module):
@@ -143,7 +143,9 @@ class MultiHeadAttention(nn.Module):
             x, positions, segments, start, decode
         )
         if self.rotary is not None:
-            q, k = self.rotary(q, k, positions=positions)
+            q, k = self.rotary(
+                q, k, positions=rope.text_positions(self.rotary, positions)
+            )
 
         k_positions, q_segments, k_segments = positions, segments, segments
         if decode:

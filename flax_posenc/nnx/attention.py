@@ -9,7 +9,7 @@ import jax.numpy as jnp
 from flax import nnx
 from jax.typing import ArrayLike, DTypeLike
 
-from flax_posenc import _validation, attention
+from flax_posenc import _validation, attention, rope
 
 KERNEL_INIT = nnx.initializers.lecun_normal()
 BIAS_INIT = nnx.initializers.zeros_init()
@@ -176,7 +176,9 @@ class MultiHeadAttention(nnx.Module):
             x, positions, segments, start, decode
         )
         if self.rotary is not None:
-            q, k = self.rotary(q, k, positions=positions)
+            q, k = self.rotary(
+                q, k, positions=rope.text_positions(self.rotary, positions)
+            )
         k_positions, q_segments, k_segments = positions, segments, segments
         if decode:
             cache = {name: getattr(self, name)[...] for name in _CACHE_NAMES}

@@ -282,3 +282,21 @@ def test_low_precision_module(dtype):
         rotary=True,
     )
     chex.assert_trees_all_close(f64(out), expected, atol=5e-2)
+
+
+@pytest.mark.parametrize("seq", [3, 4])
+def test_mrope_rotary_in_attention_is_text_rope(seq):
+    x = _x((2, seq, FEATURES), seed=6)
+    mrope = MultiHeadAttention(
+        num_heads=4,
+        head_dim=8,
+        causal=True,
+        rotary=RotaryEmbedding(mrope_section=(2, 1, 1)),
+    )
+    plain = MultiHeadAttention(
+        num_heads=4, head_dim=8, causal=True, rotary=RotaryEmbedding()
+    )
+    params = plain.init(jax.random.key(0), x)["params"]
+    chex.assert_trees_all_close(
+        mrope.apply({"params": params}, x), plain.apply({"params": params}, x), atol=0.0
+    )
