@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import operator
 from collections.abc import Sequence
 
@@ -88,3 +89,14 @@ def default_positions(
             f"positions {positions.shape} and x {x.shape}."
         )
     return positions
+
+
+def accepts_keyword(module: object, name: str) -> bool:
+    """Whether ``module``'s ``__call__`` takes the keyword ``name`` (or **kwargs)."""
+    try:
+        parameters = inspect.signature(type(module).__call__).parameters
+    except (TypeError, ValueError):
+        return False
+    return name in parameters or any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()
+    )

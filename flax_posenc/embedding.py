@@ -100,3 +100,44 @@ def embedding_attend(query: ArrayLike, table: ArrayLike) -> jax.Array:
             f"features; got {query.shape} and {table.shape}."
         )
     return jnp.einsum("...f,vf->...v", query, table)
+
+
+COMBINES = ("add", "concat")
+
+
+def combine_embeddings(
+    tokens: jax.Array,
+    positions: jax.Array | None,
+    combine: str,
+    token_types: jax.Array | None = None,
+) -> jax.Array:
+    """The input embeddings' sum (or concatenation), for the modules' twins.
+
+    ``tokens + positions`` (``"add"``) or ``[tokens, positions]``
+    (``"concat"``), then ``+ token_types`` (added to the token features, so
+    ``"add"`` only when positions are present).
+    """
+    _validation.check_choice("combine", combine, COMBINES)
+    y = tokens
+    if positions is not None:
+        positions = positions.astype(tokens.dtype)
+        if combine == "add":
+            if positions.shape[-1] != tokens.shape[-1]:
+                raise ValueError(
+                    f"combine='add' needs position features equal to features "
+                    f"{tokens.shape[-1]}; the position module gave "
+                    f"{positions.shape[-1]}. Use combine='concat' or match the sizes."
+                )
+            y = tokens + positions
+        else:
+            positions = jnp.broadcast_to(
+                positions, (*tokens.shape[:-1], positions.shape[-1])
+            )
+            y = jnp.concatenate([tokens, positions], axis=-1)
+    if token_types is not None:
+        if combine == "concat" and positions is not None:
+            raise ValueError(
+                "token types are added to the token features; they need combine='add'."
+            )
+        y = y + token_types.astype(y.dtype)
+    return y

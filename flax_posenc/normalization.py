@@ -217,3 +217,19 @@ def rms_norm(
         multiplier = scale.astype(work)
         y = y * (1.0 + multiplier if unit_offset else multiplier)
     return y.astype(out_dtype)
+
+
+NORM_POSITIONS = ("post", "pre", "sandwich", "parallel")
+
+
+def check_residual(norm_position: str, parallel: object | None) -> str:
+    """The residual modules' form check (linen and NNX twins)."""
+    _validation.check_choice("norm_position", norm_position, NORM_POSITIONS)
+    if (norm_position == "parallel") != (parallel is not None):
+        raise ValueError(
+            "norm_position='parallel' needs the second sublayer `parallel`, "
+            "and `parallel` needs norm_position='parallel'; got "
+            f"norm_position={norm_position!r}, parallel="
+            f"{type(parallel).__name__ if parallel is not None else None}."
+        )
+    return norm_position

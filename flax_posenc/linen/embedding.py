@@ -12,7 +12,7 @@ from jax.typing import ArrayLike, DTypeLike
 
 from flax_posenc import _validation, embedding
 
-COMBINES = ("add", "concat")
+COMBINES = embedding.COMBINES
 
 
 def pretrained_init(array: ArrayLike) -> Callable[..., jax.Array]:
@@ -235,34 +235,20 @@ class InputEmbedding(nn.Module):
         has a token-type table, and an error when it has none.
         """
         tokens = self.token(ids)
-        y = tokens
+        pos = None
         if self.position is not None:
-            pos = self.position(tokens, positions=positions).astype(tokens.dtype)
-            if self.combine == "add":
-                if pos.shape[-1] != tokens.shape[-1]:
-                    raise ValueError(
-                        f"combine='add' needs position features equal to features "
-                        f"{tokens.shape[-1]}; the position module gave {pos.shape[-1]}."
-                        " Use combine='concat' or match the sizes."
-                    )
-                y = tokens + pos
-            else:
-                pos = jnp.broadcast_to(pos, (*tokens.shape[:-1], pos.shape[-1]))
-                y = jnp.concatenate([tokens, pos], axis=-1)
+            pos = self.position(tokens, positions=positions)
+        types = None
         if self.num_token_types is not None:
             if token_types is None:
                 token_types = jnp.zeros(jnp.shape(ids), jnp.int32)
-            if self.combine == "concat" and self.position is not None:
-                raise ValueError(
-                    "token types are added to the token features; they need "
-                    "combine='add'."
-                )
-            y = y + self.token_type(token_types).astype(y.dtype)
+            types = self.token_type(token_types)
         elif token_types is not None:
             raise ValueError(
                 "token_types given, but the module has no token-type table: set "
                 "num_token_types."
             )
+        y = embedding.combine_embeddings(tokens, pos, self.combine, types)
         if self.norm is not None:
             y = self.norm(y)
         if self.dropout_rate == 0.0:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,7 +13,7 @@ from jax.typing import DTypeLike
 from flax_posenc import _validation, normalization
 from flax_posenc.linen import _dropout
 
-NORM_POSITIONS = ("post", "pre", "sandwich", "parallel")
+NORM_POSITIONS = normalization.NORM_POSITIONS
 
 
 def _param_shape(
@@ -218,22 +217,15 @@ class Residual(nn.Module):
         self, x: jax.Array, *args: Any, deterministic: bool | None = None, **kwargs
     ) -> jax.Array | tuple[Any, ...]:
         """The residual sum ``y`` (or ``(y, *extra)``); see the class docstring."""
-        position = _validation.check_choice(
-            "norm_position", self.norm_position, NORM_POSITIONS
-        )
-        if (position == "parallel") != (self.parallel is not None):
-            raise ValueError(
-                "norm_position='parallel' needs the second sublayer `parallel`, "
-                "and `parallel` needs norm_position='parallel'; got "
-                f"norm_position={position!r}, parallel="
-                f"{type(self.parallel).__name__ if self.parallel else None}."
-            )
+        position = normalization.check_residual(self.norm_position, self.parallel)
         norm = self.norm if self.norm is not None else LayerNorm(name="norm")
         extras: list[Any] = []
 
         def run(module, inputs):
             call_kwargs = dict(kwargs)
-            if deterministic is not None and _takes(module, "deterministic"):
+            if deterministic is not None and _validation.accepts_keyword(
+                module, "deterministic"
+            ):
                 call_kwargs["deterministic"] = deterministic
             out = module(inputs, *args, **call_kwargs)
             if isinstance(out, tuple):
@@ -267,14 +259,3 @@ class Residual(nn.Module):
                 second = parallel_norm(x)
             y = x + run(self.sublayer, normed) + run(self.parallel, second)
         return (y, *extras) if extras else y
-
-
-def _takes(module: nn.Module, name: str) -> bool:
-    """Whether ``module``'s ``__call__`` accepts the keyword ``name``."""
-    try:
-        parameters = inspect.signature(type(module).__call__).parameters
-    except (TypeError, ValueError):
-        return False
-    return name in parameters or any(
-        p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()
-    )

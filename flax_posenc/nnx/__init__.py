@@ -12,8 +12,10 @@ from flax_posenc.nnx.attention_bias import (
 )
 from flax_posenc.nnx.convert import from_linen as from_linen
 from flax_posenc.nnx.convert import to_linen as to_linen
+from flax_posenc.nnx.embedding import InputEmbedding as InputEmbedding
 from flax_posenc.nnx.embedding import TokenEmbedding as TokenEmbedding
 from flax_posenc.nnx.normalization import LayerNorm as LayerNorm
+from flax_posenc.nnx.normalization import Residual as Residual
 from flax_posenc.nnx.normalization import RMSNorm as RMSNorm
 from flax_posenc.nnx.position import (
     LearnedPositionEmbedding as LearnedPositionEmbedding,
@@ -25,11 +27,13 @@ from flax_posenc.nnx.rotary import RotaryEmbedding as RotaryEmbedding
 
 __all__ = (
     "ALiBiBias",
+    "InputEmbedding",
     "LayerNorm",
     "LearnedPositionEmbedding",
     "MultiHeadAttention",
     "RMSNorm",
     "RelativePositionBias",
+    "Residual",
     "RotaryEmbedding",
     "SinusoidalPositionEmbedding",
     "TokenEmbedding",

@@ -83,3 +83,129 @@ class TokenEmbedding(nnx.Module):
         """Tied logits ``query @ table.T``: ``[..., features] -> [..., vocab]``."""
         table = self.embedding[...].astype(self.dtype)
         return embedding.embedding_attend(jnp.asarray(query, self.dtype), table)
+
+
+class InputEmbedding(nnx.Module):
+    """Token embedding combined with positions and token types, a norm, dropout (NNX).
+
+    The twin of `flax_posenc.linen.InputEmbedding`: ``tok + pos`` (or
+    ``[tok, pos]``), ``+ type_table[token_types]``, ``norm``, dropout.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from flax import nnx
+      >>> from flax_posenc.nnx import InputEmbedding, LearnedPositionEmbedding
+      >>> rngs = nnx.Rngs(0)
+      >>> module = InputEmbedding(
+      ...     10, 8, position=LearnedPositionEmbedding(32, 8, rngs=rngs), rngs=rngs)
+      >>> module(jnp.array([[1, 2, 3]])).shape
+      (1, 3, 8)
+
+    Args:
+      vocab_size: number of tokens.
+      features: token embedding size.
+      position: the position embedding module, or None.
+      combine: ``"add"`` or ``"concat"``.
+      num_token_types: size of the token-type table (BERT: 2); None for none.
+      norm: a normalization module applied to the sum (BERT, BLOOM), or None.
+      dropout_rate: dropout applied to the combined embeddings.
+      scale_by_sqrt_features: scale token embeddings by ``sqrt(features)``.
+      checked: emit ``checkify`` checks that ids are in range.
+      deterministic: disable dropout; may be overridden in the call.
+      dtype: output dtype of the token embedding; default ``param_dtype``.
+      param_dtype: dtype of the tables.
+      embedding_init: initializer of the token and token-type tables.
+      embedding_axes: logical axis names of the token table.
+      token_type_axes: logical axis names of the token-type table.
+      rngs: the PRNG streams (``params``; ``dropout`` with a dropout rate).
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        features: int,
+        *,
+        position: nnx.Module | None = None,
+        combine: str = "add",
+        num_token_types: int | None = None,
+        norm: nnx.Module | None = None,
+        dropout_rate: float = 0.0,
+        scale_by_sqrt_features: bool = False,
+        checked: bool = False,
+        deterministic: bool | None = None,
+        dtype: DTypeLike | None = None,
+        param_dtype: DTypeLike = jnp.float32,
+        embedding_init: nnx.Initializer = TOKEN_INIT,
+        embedding_axes: tuple[str | None, ...] = ("vocab", "embed"),
+        token_type_axes: tuple[str | None, ...] = (None, "embed"),
+        rngs: nnx.Rngs,
+    ):
+        _validation.check_choice("combine", combine, embedding.COMBINES)
+        self.combine, self.dropout_rate = combine, float(dropout_rate)
+
+        def table(size, axes, scale):
+            return TokenEmbedding(
+                size,
+                features,
+                scale_by_sqrt_features=scale,
+                checked=checked,
+                dtype=dtype,
+                param_dtype=param_dtype,
+                embedding_init=embedding_init,
+                embedding_axes=axes,
+                rngs=rngs,
+            )
+
+        self.token = table(vocab_size, embedding_axes, scale_by_sqrt_features)
+        self.token_type = (
+            table(
+                _validation.check_int("num_token_types", num_token_types, minimum=1),
+                token_type_axes,
+                False,
+            )
+            if num_token_types is not None
+            else None
+        )
+        self.position, self.norm = position, norm
+        self.dropout = nnx.Dropout(
+            self.dropout_rate, deterministic=deterministic, rngs=rngs
+        )
+
+    def __call__(
+        self,
+        ids: ArrayLike,
+        *,
+        positions: ArrayLike | None = None,
+        token_types: ArrayLike | None = None,
+        deterministic: bool | None = None,
+    ) -> jax.Array:
+        """Input embeddings ``[..., seq, features(+pos)]`` of ids ``[..., seq]``."""
+        tokens = self.token(ids)
+        pos = None
+        if self.position is not None:
+            pos = self.position(tokens, positions=positions)
+        types = None
+        if self.token_type is not None:
+            if token_types is None:
+                token_types = jnp.zeros(jnp.shape(ids), jnp.int32)
+            types = self.token_type(token_types)
+        elif token_types is not None:
+            raise ValueError(
+                "token_types given, but the module has no token-type table: set "
+                "num_token_types."
+            )
+        y = embedding.combine_embeddings(tokens, pos, self.combine, types)
+        if self.norm is not None:
+            y = self.norm(y)
+        if self.dropout_rate == 0.0:
+            return y
+        if deterministic is None and self.dropout.deterministic is None:
+            raise ValueError(
+                "dropout_rate > 0 needs `deterministic`: set the module field or "
+                "pass deterministic=... in the call."
+            )
+        return self.dropout(y, deterministic=deterministic)
+
+    def attend(self, query: ArrayLike) -> jax.Array:
+        """Tied logits ``query @ table.T``: ``[..., features] -> [..., vocab]``."""
+        return self.token.attend(query)

@@ -163,3 +163,96 @@ class RMSNorm(nnx.Module):
             unit_offset=self.unit_offset,
             dtype=self.dtype,
         )
+
+
+class Residual(nnx.Module):
+    """A residual connection with its norms: post-, pre-, sandwich or parallel (NNX).
+
+    The twin of `flax_posenc.linen.Residual` (same forms, same parameter
+    names ``sublayer``, ``norm``, ``post_norm``, ``parallel``,
+    ``parallel_norm``). NNX modules know their sizes when built, so the norms
+    are passed in, built: ``norm`` always, ``post_norm`` for ``"sandwich"``,
+    ``parallel`` and (unless ``share_norm``) ``parallel_norm`` for
+    ``"parallel"``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from flax import nnx
+      >>> from flax_posenc.nnx import LayerNorm, Residual
+      >>> rngs = nnx.Rngs(0)
+      >>> block = Residual(nnx.Linear(8, 8, rngs=rngs), LayerNorm(8, rngs=rngs),
+      ...                  norm_position="pre")
+      >>> block(jnp.ones((2, 5, 8))).shape
+      (2, 5, 8)
+
+    Args:
+      sublayer: the module ``f``.
+      norm: the normalization before ``f`` (after the sum for ``"post"``).
+      norm_position: ``"post"``, ``"pre"``, ``"sandwich"`` or ``"parallel"``.
+      post_norm: ``"sandwich"``'s norm of ``f``'s output.
+      parallel: ``"parallel"``'s second sublayer ``g``.
+      parallel_norm: the norm before ``g``.
+      share_norm: ``g`` reads ``norm(x)`` too (GPT-J).
+      dropout_rate: dropout on each sublayer's output.
+      deterministic: disable dropout; the call's value wins when given.
+      rngs: the PRNG streams (``dropout``), needed with a dropout rate.
+    """
+
+    def __init__(
+        self,
+        sublayer: nnx.Module,
+        norm: nnx.Module,
+        *,
+        norm_position: str = "post",
+        post_norm: nnx.Module | None = None,
+        parallel: nnx.Module | None = None,
+        parallel_norm: nnx.Module | None = None,
+        share_norm: bool = False,
+        dropout_rate: float = 0.0,
+        deterministic: bool | None = None,
+        rngs: nnx.Rngs | None = None,
+    ):
+        normalization.check_residual(norm_position, parallel)
+        if norm_position == "sandwich" and post_norm is None:
+            raise ValueError("norm_position='sandwich' needs post_norm.")
+        if norm_position == "parallel" and not share_norm and parallel_norm is None:
+            raise ValueError(
+                "norm_position='parallel' needs parallel_norm (or share_norm=True)."
+            )
+        self.sublayer, self.norm, self.norm_position = sublayer, norm, norm_position
+        self.post_norm, self.parallel = post_norm, parallel
+        self.parallel_norm, self.share_norm = parallel_norm, share_norm
+        self.dropout_rate = float(dropout_rate)
+        self.dropout = nnx.Dropout(
+            self.dropout_rate, deterministic=deterministic, rngs=rngs
+        )
+
+    def __call__(self, x, *args, deterministic: bool | None = None, **kwargs):
+        """The residual sum ``y`` (or ``(y, *extra)``)."""
+        extras = []
+
+        def run(module, inputs):
+            call_kwargs = dict(kwargs)
+            if deterministic is not None and _validation.accepts_keyword(
+                module, "deterministic"
+            ):
+                call_kwargs["deterministic"] = deterministic
+            out = module(inputs, *args, **call_kwargs)
+            if isinstance(out, tuple):
+                out, *more = out
+                extras.extend(more)
+            if self.dropout_rate == 0.0:
+                return out
+            return self.dropout(out, deterministic=deterministic)
+
+        if self.norm_position == "post":
+            y = self.norm(x + run(self.sublayer, x))
+        elif self.norm_position == "pre":
+            y = x + run(self.sublayer, self.norm(x))
+        elif self.norm_position == "sandwich":
+            y = x + self.post_norm(run(self.sublayer, self.norm(x)))
+        else:
+            normed = self.norm(x)
+            second = normed if self.share_norm else self.parallel_norm(x)
+            y = x + run(self.sublayer, normed) + run(self.parallel, second)
+        return (y, *extras) if extras else y

@@ -324,3 +324,85 @@ def test_attention_twin_errors_match_linen():
     twin = pnnx.MultiHeadAttention(4, 2, 16, rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match="init_cache"):
         twin(ATTN_X, decode=True)
+
+
+# ------------------------------------------------ InputEmbedding and Residual
+
+
+def test_input_embedding_twin():
+    linen_module = linen.InputEmbedding(
+        10,
+        8,
+        position=linen.LearnedPositionEmbedding(16, 8),
+        num_token_types=2,
+        norm=linen.LayerNorm(),
+        scale_by_sqrt_features=True,
+    )
+    rngs = nnx.Rngs(0)
+    twin = pnnx.InputEmbedding(
+        10,
+        8,
+        position=pnnx.LearnedPositionEmbedding(16, 8, rngs=rngs),
+        num_token_types=2,
+        norm=pnnx.LayerNorm(8, rngs=rngs),
+        scale_by_sqrt_features=True,
+        rngs=rngs,
+    )
+    types = jnp.array([[0, 0, 1, 1, 1], [0, 1, 1, 1, 0]])
+    variables = linen_module.init(jax.random.key(0), IDS)
+    params = _bump(nn.meta.unbox(variables["params"]))
+    pnnx.from_linen(twin, {"params": params})
+    out = twin(IDS, positions=POS, token_types=types)
+    want = linen_module.apply({"params": params}, IDS, positions=POS, token_types=types)
+    chex.assert_trees_all_close(out, want, atol=0.0, rtol=0.0)
+    query = jnp.ones((1, 2, 8))
+    chex.assert_trees_all_close(
+        twin.attend(query),
+        linen_module.apply({"params": params}, query, method="attend"),
+        atol=0.0,
+    )
+
+
+@pytest.mark.parametrize("form", ["post", "pre", "sandwich", "parallel", "gptj"])
+def test_residual_twin(form):
+    position = "parallel" if form == "gptj" else form
+    linen_module = linen.Residual(
+        linen.MultiHeadAttention(num_heads=2, head_dim=4, causal=True),
+        norm=linen.RMSNorm(),
+        norm_position=position,
+        post_norm=linen.RMSNorm() if form == "sandwich" else None,
+        parallel=nn.Dense(16) if position == "parallel" else None,
+        share_norm=form == "gptj",
+    )
+    rngs = nnx.Rngs(0)
+    twin = pnnx.Residual(
+        pnnx.MultiHeadAttention(2, 4, 16, causal=True, rngs=rngs),
+        pnnx.RMSNorm(16, rngs=rngs),
+        norm_position=position,
+        post_norm=pnnx.RMSNorm(16, rngs=rngs) if form == "sandwich" else None,
+        parallel=nnx.Linear(16, 16, rngs=rngs) if position == "parallel" else None,
+        parallel_norm=pnnx.RMSNorm(16, rngs=rngs) if form == "parallel" else None,
+        share_norm=form == "gptj",
+    )
+    linen_module_with_norm = (
+        linen_module.clone(parallel_norm=linen.RMSNorm())
+        if form == "parallel"
+        else linen_module
+    )
+    variables = linen_module_with_norm.init(jax.random.key(0), ATTN_X)
+    params = _bump(nn.meta.unbox(variables["params"]))
+    pnnx.from_linen(twin, {"params": params})
+    out = nnx.jit(lambda m, x: m(x))(twin, ATTN_X)
+    want = jax.jit(lambda p, x: linen_module_with_norm.apply({"params": p}, x))(
+        params, ATTN_X
+    )
+    chex.assert_trees_all_close(out, want, atol=0.0, rtol=0.0)
+
+
+def test_residual_twin_errors():
+    rngs = nnx.Rngs(0)
+    norm = pnnx.RMSNorm(8, rngs=rngs)
+    with pytest.raises(ValueError, match="needs the second sublayer"):
+        pnnx.Residual(nnx.Linear(8, 8, rngs=rngs), norm, norm_position="parallel")
+    with pytest.raises(ValueError, match="needs post_norm"):
+        pnnx.Residual(nnx.Linear(8, 8, rngs=rngs), norm, norm_position="sandwich")
