@@ -1,0 +1,104 @@
+"""NNX twins shard by their logical axis names on 4 (and 8) forced CPU devices.
+
+Each device count runs in its own Python process, since it is fixed when JAX
+starts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+
+PROGRAM = """
+import json
+import jax
+import jax.numpy as jnp
+import flax.linen as nn
+from flax import nnx
+from jax.sharding import NamedSharding, PartitionSpec as P
+from flax_posenc import nnx as pnnx
+
+
+class Model(nnx.Module):
+    def __init__(self, rngs):
+        self.embed = pnnx.TokenEmbedding(32, 16, rngs=rngs)
+        self.attn = pnnx.MultiHeadAttention(
+            8, 2, 16, num_kv_heads=4, causal=True,
+            rotary=pnnx.RotaryEmbedding(), rngs=rngs,
+        )
+
+    def __call__(self, ids):
+        return self.embed.attend(self.attn(self.embed(ids)))
+
+
+model = Model(nnx.Rngs(0))  # built with no mesh
+ids = jnp.arange(16).reshape(2, 8) % 32
+plain = model(ids)
+devices = jax.device_count()
+mesh = jax.make_mesh(
+    (2, devices // 2), ("data", "model"),
+    axis_types=(jax.sharding.AxisType.Auto,) * 2,
+)
+rules = (("vocab", "model"), ("embed", None), ("heads", "model"),
+         ("kv_heads", "model"), ("kv", None))
+state = nnx.state(model, nnx.Param)
+specs = nn.logical_to_mesh(nnx.get_partition_spec(state), rules)
+shardings = jax.tree.map(
+    lambda s: NamedSharding(mesh, s), specs, is_leaf=lambda x: isinstance(x, P)
+)
+nnx.update(model, jax.device_put(state, shardings))
+out = nnx.jit(lambda m, i: m(i))(model, ids)
+print(json.dumps({
+    "devices": devices,
+    "table": str(model.embed.embedding[...].sharding.spec),
+    "query": str(model.attn.query.kernel[...].sharding.spec),
+    "key": str(model.attn.key.kernel[...].sharding.spec),
+    "table_shard_rows": sorted(
+        s.data.shape[0] for s in model.embed.embedding[...].addressable_shards
+    ),
+    "max_diff": float(jnp.abs(out - plain).max()),
+}))
+"""
+
+
+@pytest.fixture(scope="module")
+def runs():
+    processes = {}
+    for count in (4, 8):
+        env = dict(os.environ)
+        env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={count}"
+        env["PYTHONPATH"] = str(REPO)
+        processes[count] = subprocess.Popen(
+            [sys.executable, "-c", PROGRAM],
+            env=env,
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    results = {}
+    for count, process in processes.items():
+        out, err = process.communicate(timeout=300)
+        assert process.returncode == 0, err[-3000:]
+        results[count] = json.loads(out.strip().splitlines()[-1])
+    return results
+
+
+@pytest.mark.parametrize("count", [4, 8])
+def test_params_shard_by_logical_names_and_output_is_unchanged(runs, count):
+    result = runs[count]
+    assert result["devices"] == count
+    assert result["table"] == "PartitionSpec('model', None)"
+    assert result["query"] == "PartitionSpec(None, 'model', None)"
+    assert result["key"] == "PartitionSpec(None, 'model', None)"
+    model_axis = count // 2
+    assert result["table_shard_rows"] == [32 // model_axis] * count
+    # Sharded sums add in another order: equal up to float32 rounding.
+    assert result["max_diff"] < 1e-5
