@@ -53,6 +53,12 @@ def parser() -> argparse.ArgumentParser:
         help="sinusoidal and learned positions added to the token embeddings, "
         "or concatenated (half the features each); other schemes ignore it",
     )
+    p.add_argument(
+        "--api",
+        choices=("linen", "nnx"),
+        default="linen",
+        help="build the encoder from the linen modules or their NNX twins",
+    )
     p.add_argument("--checkpoint-every", type=int, default=500)
     p.add_argument("--out", default="runs/demo", help="output folder")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
@@ -111,6 +117,7 @@ def config_from_args(args: argparse.Namespace) -> run.RunConfig:
         norm=args.norm,
         norm_position=args.norm_position,
         combine=args.combine,
+        api=args.api,
     )
     try:
         train.check_divisible(base, jax.device_count())

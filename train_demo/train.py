@@ -12,7 +12,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 import flax_posenc as fp
-from train_demo import model, tasks
+from train_demo import model, model_nnx, tasks
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,6 +36,7 @@ class TrainConfig:
     norm_position: str = "post"
     combine: str = "add"
     steps_per_call: int = 50
+    api: str = "linen"  # the encoder built from the linen modules or their NNX twins
 
     @property
     def task_spec(self) -> tasks.Task:
@@ -126,7 +127,10 @@ class Trainer:
     def __init__(self, config: TrainConfig, mesh: Mesh | None = None):
         self.config = config
         self.task = config.task_spec
-        self.net = model.Encoder(config.model_config())
+        if config.api == "nnx":
+            self.net = model_nnx.NnxNet(config.model_config())
+        else:
+            self.net = model.Encoder(config.model_config())
         self.optimizer = optax.chain(
             optax.clip_by_global_norm(config.clip_norm),
             optax.adam(config.learning_rate),

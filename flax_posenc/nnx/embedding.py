@@ -167,8 +167,10 @@ class InputEmbedding(nnx.Module):
             else None
         )
         self.position, self.norm = position, norm
-        self.dropout = nnx.Dropout(
-            self.dropout_rate, deterministic=deterministic, rngs=rngs
+        self.dropout = (
+            nnx.Dropout(self.dropout_rate, deterministic=deterministic, rngs=rngs)
+            if self.dropout_rate > 0.0
+            else None
         )
 
     def __call__(
@@ -197,7 +199,7 @@ class InputEmbedding(nnx.Module):
         y = embedding.combine_embeddings(tokens, pos, self.combine, types)
         if self.norm is not None:
             y = self.norm(y)
-        if self.dropout_rate == 0.0:
+        if self.dropout is None:
             return y
         if deterministic is None and self.dropout.deterministic is None:
             raise ValueError(

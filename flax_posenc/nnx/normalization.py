@@ -223,8 +223,10 @@ class Residual(nnx.Module):
         self.post_norm, self.parallel = post_norm, parallel
         self.parallel_norm, self.share_norm = parallel_norm, share_norm
         self.dropout_rate = float(dropout_rate)
-        self.dropout = nnx.Dropout(
-            self.dropout_rate, deterministic=deterministic, rngs=rngs
+        self.dropout = (
+            nnx.Dropout(self.dropout_rate, deterministic=deterministic, rngs=rngs)
+            if self.dropout_rate > 0.0
+            else None
         )
 
     def __call__(self, x, *args, deterministic: bool | None = None, **kwargs):
@@ -241,7 +243,7 @@ class Residual(nnx.Module):
             if isinstance(out, tuple):
                 out, *more = out
                 extras.extend(more)
-            if self.dropout_rate == 0.0:
+            if self.dropout is None:
                 return out
             return self.dropout(out, deterministic=deterministic)
 

@@ -220,3 +220,15 @@ def test_resume_on_a_missing_dir(tmp_path, capsys, monkeypatch):
     text = _fails([*argv(out), "--resume"], capsys, monkeypatch)
     assert "--resume" in text
     assert not out.exists()
+
+
+def test_nnx_api_runs_end_to_end(tmp_path, monkeypatch):
+    """--api nnx: the encoder of NNX twins trains, evaluates and says so."""
+    monkeypatch.setenv("COLUMNS", "200")
+    out = tmp_path / "nnx"
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer):
+        code = main(argv(out, api="nnx", seeds="1", checkpoint_every="4"))
+    assert code == 0, buffer.getvalue()
+    results = strict_json((out / "results.json").read_text())
+    assert results["config"]["api"] == "nnx"

@@ -111,12 +111,17 @@ def position_blind_bound(num_symbols: int, max_len: int) -> float:
     return float(np.mean(per_length))
 
 
-@pytest.fixture(scope="module")
-def sort_runs():
-    """Untrained and trained accuracy [seeds] of none and sinusoidal."""
+@pytest.fixture(scope="module", params=["linen", "nnx"])
+def sort_runs(request):
+    """Untrained and trained accuracy [seeds] of none and sinusoidal.
+
+    Once with the encoder built from the linen modules, once from their NNX
+    twins: both must show the same pattern.
+    """
     runs = {}
     for encoding in ("none", "sinusoidal"):
         config = tiny(
+            api=request.param,
             encoding=encoding,
             steps=300,
             features=32,
