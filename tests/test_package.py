@@ -32,6 +32,15 @@ def test_linen_is_reachable_from_the_package():
     assert fp.linen.TokenEmbedding is fpl.TokenEmbedding
 
 
+def test_nnx_is_reachable_from_the_package():
+    import flax_posenc.nnx as fpn
+
+    assert fp.nnx.TokenEmbedding is fpn.TokenEmbedding
+    # every linen module has its twin; the initializer serves both
+    linen_modules = set(fpl.__all__) - {"pretrained_init"}
+    assert set(fpn.__all__) == linen_modules | {"from_linen", "to_linen"}
+
+
 def test_readme_python_blocks_run():
     readme = (ROOT / "README.md").read_text()
     blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
