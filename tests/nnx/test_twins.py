@@ -355,6 +355,20 @@ def test_input_embedding_twin():
     out = twin(IDS, positions=POS, token_types=types)
     want = linen_module.apply({"params": params}, IDS, positions=POS, token_types=types)
     chex.assert_trees_all_close(out, want, atol=0.0, rtol=0.0)
+
+    def linen_loss(p):
+        y = linen_module.apply({"params": p}, IDS, positions=POS, token_types=types)
+        return jnp.sum(jnp.sin(y))
+
+    def nnx_loss(m):
+        return jnp.sum(jnp.sin(m(IDS, positions=POS, token_types=types)))
+
+    chex.assert_trees_all_close(
+        pnnx.to_linen(nnx.grad(nnx_loss)(twin))["params"],
+        jax.grad(linen_loss)(params),
+        atol=0.0,
+        rtol=0.0,
+    )
     query = jnp.ones((1, 2, 8))
     chex.assert_trees_all_close(
         twin.attend(query),
@@ -397,6 +411,17 @@ def test_residual_twin(form):
         params, ATTN_X
     )
     chex.assert_trees_all_close(out, want, atol=0.0, rtol=0.0)
+    linen_grads = jax.jit(
+        jax.grad(
+            lambda p: jnp.sum(
+                jnp.sin(linen_module_with_norm.apply({"params": p}, ATTN_X))
+            )
+        )
+    )(params)
+    nnx_grads = nnx.jit(nnx.grad(lambda m: jnp.sum(jnp.sin(m(ATTN_X)))))(twin)
+    chex.assert_trees_all_close(
+        pnnx.to_linen(nnx_grads)["params"], linen_grads, atol=0.0, rtol=0.0
+    )
 
 
 def test_residual_twin_errors():
@@ -406,3 +431,34 @@ def test_residual_twin_errors():
         pnnx.Residual(nnx.Linear(8, 8, rngs=rngs), norm, norm_position="parallel")
     with pytest.raises(ValueError, match="needs post_norm"):
         pnnx.Residual(nnx.Linear(8, 8, rngs=rngs), norm, norm_position="sandwich")
+
+
+def test_scan_over_stacked_attention_layers():
+    """nnx.vmap builds 3 pre-LN attention layers, nnx.scan runs them in turn."""
+
+    @nnx.vmap(in_axes=0, out_axes=0)
+    def make(key):
+        rngs = nnx.Rngs(key)
+        return pnnx.Residual(
+            pnnx.MultiHeadAttention(
+                4, 4, 16, causal=True, rotary=pnnx.RotaryEmbedding(), rngs=rngs
+            ),
+            pnnx.RMSNorm(16, rngs=rngs),
+            norm_position="pre",
+        )
+
+    keys = jax.random.split(jax.random.key(0), 3)
+    stacked = make(keys)
+
+    @nnx.scan(in_axes=(0, nnx.Carry), out_axes=nnx.Carry)
+    def run(layer, x):
+        return layer(x)
+
+    y = nnx.jit(run)(stacked, ATTN_X)
+    expected = ATTN_X
+    for i in range(3):
+        layer = make(keys[i : i + 1])  # a stack of one, same key
+        graphdef, state = nnx.split(layer)
+        one = nnx.merge(graphdef, jax.tree.map(lambda a: a[0], state))
+        expected = one(expected)
+    chex.assert_trees_all_close(y, expected, atol=1e-5)
