@@ -434,3 +434,42 @@ def write_cache(cache: dict, k, v, positions, segments):
         new_segments,
         new["cached_segments"],
     )
+
+
+def attend(
+    q,
+    k,
+    v,
+    q_positions,
+    k_positions,
+    q_segments,
+    k_segments,
+    bias,
+    *,
+    causal: bool,
+    sliding_window: int | None,
+    scale: float | None,
+    softcap: float | None,
+    dropout_rate: float,
+    dropout_rng,
+) -> jax.Array:
+    """`attention_mask` then `dot_product_attention`: the modules' attention."""
+    mask = attention_mask(
+        q_positions,
+        k_positions,
+        causal=causal,
+        sliding_window=sliding_window,
+        q_segments=q_segments,
+        k_segments=k_segments,
+    )
+    return dot_product_attention(
+        q,
+        k,
+        v,
+        mask=mask,
+        bias=bias,
+        scale=scale,
+        softcap=softcap,
+        dropout_rate=dropout_rate,
+        dropout_rng=dropout_rng,
+    )

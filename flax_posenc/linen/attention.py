@@ -152,14 +152,6 @@ class MultiHeadAttention(nn.Module):
             k, v, k_positions, q_segments, k_segments = self._update_cache(
                 k, v, positions, segments
             )
-        mask = attention.attention_mask(
-            positions,
-            k_positions,
-            causal=self.causal,
-            sliding_window=self.sliding_window,
-            q_segments=q_segments,
-            k_segments=k_segments,
-        )
         bias = None
         if self.position_bias is not None:
             bias = self.position_bias(positions, k_positions)
@@ -171,12 +163,17 @@ class MultiHeadAttention(nn.Module):
             )
             if not deterministic:
                 rng = self.make_rng("dropout")
-        out = attention.dot_product_attention(
+        out = attention.attend(
             q,
             k,
             v,
-            mask=mask,
-            bias=bias,
+            positions,
+            k_positions,
+            q_segments,
+            k_segments,
+            bias,
+            causal=self.causal,
+            sliding_window=self.sliding_window,
             scale=self.scale,
             softcap=self.softcap,
             dropout_rate=rate,

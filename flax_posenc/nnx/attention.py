@@ -187,14 +187,6 @@ class MultiHeadAttention(nnx.Module):
             )
             for name in _CACHE_NAMES:
                 getattr(self, name)[...] = cache[name]
-        mask = attention.attention_mask(
-            positions,
-            k_positions,
-            causal=self.causal,
-            sliding_window=self.sliding_window,
-            q_segments=q_segments,
-            k_segments=k_segments,
-        )
         bias = None
         if self.position_bias is not None:
             bias = self.position_bias(positions, k_positions)
@@ -210,12 +202,17 @@ class MultiHeadAttention(nnx.Module):
                 )
             if not deterministic:
                 rng = self.dropout_rngs()
-        out = attention.dot_product_attention(
+        out = attention.attend(
             q,
             k,
             v,
-            mask=mask,
-            bias=bias,
+            positions,
+            k_positions,
+            q_segments,
+            k_segments,
+            bias,
+            causal=self.causal,
+            sliding_window=self.sliding_window,
             scale=self.scale,
             softcap=self.softcap,
             dropout_rate=self.dropout_rate,
