@@ -214,6 +214,9 @@ def _rope_dict(
     partial = _first(config, "rotary_pct", "partial_rotary_factor")
     if params.get("partial_rotary_factor") is None and partial is not None:
         params["partial_rotary_factor"] = partial
+    if model_type == "phi3" and params["rope_type"] in ("su", "yarn"):
+        # Phi-3's config reads both of its early spellings as LongRoPE.
+        params["rope_type"] = "longrope"
     kind = rope._TYPE_ALIASES.get(params["rope_type"], params["rope_type"])
     section = _DEFAULTS.get(model_type, {}).get("mrope_section")
     if section is not None and params.get("mrope_section") is None:

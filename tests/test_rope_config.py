@@ -504,3 +504,12 @@ def test_gemma3_nested_without_theta_uses_the_local_base_for_sliding_layers():
     full = fp.rope_config_from_hf(config, layer_type="full_attention")
     sliding = fp.rope_config_from_hf(config, layer_type="sliding_attention")
     assert (full.base, sliding.base) == (1e6, 1e4)
+
+
+@pytest.mark.parametrize("spelling", ["su", "yarn"])
+def test_phi3_early_type_spellings_are_longrope(spelling):
+    config = copy.deepcopy(pub.PHI_3_5_MINI_INSTRUCT)
+    config["rope_scaling"]["type"] = spelling
+    assert fp.rope_config_from_hf(config) == fp.rope_config_from_hf(
+        pub.PHI_3_5_MINI_INSTRUCT
+    )
