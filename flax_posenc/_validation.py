@@ -100,3 +100,17 @@ def accepts_keyword(module: object, name: str) -> bool:
     return name in parameters or any(
         p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()
     )
+
+
+def dropout_deterministic(field: bool | None, call: bool | None) -> bool:
+    """The modules' ``deterministic``: the call's value wins over the field's.
+
+    Only asked for when there is dropout, so ``None`` in both is an error.
+    """
+    deterministic = call if call is not None else field
+    if deterministic is None:
+        raise ValueError(
+            "dropout_rate > 0 needs `deterministic`: set the module field or "
+            "pass deterministic=... in the call."
+        )
+    return deterministic

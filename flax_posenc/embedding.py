@@ -105,6 +105,23 @@ def embedding_attend(query: ArrayLike, table: ArrayLike) -> jax.Array:
 COMBINES = ("add", "concat")
 
 
+def token_type_ids(ids, token_types, has_table: bool) -> jax.Array | None:
+    """The input modules' token types: all 0 by default with a table, else none.
+
+    Raises ValueError for token types given to a module without a table.
+    """
+    if not has_table:
+        if token_types is not None:
+            raise ValueError(
+                "token_types given, but the module has no token-type table: set "
+                "num_token_types."
+            )
+        return None
+    if token_types is None:
+        return jnp.zeros(jnp.shape(ids), jnp.int32)
+    return jnp.asarray(token_types)
+
+
 def combine_embeddings(
     tokens: jax.Array,
     positions: jax.Array | None,

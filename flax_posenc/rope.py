@@ -1124,3 +1124,8 @@ def text_positions(rotary, positions):
     if getattr(rotary, "mrope_section", None) is None:
         return positions
     return jnp.asarray(positions)[..., None]
+
+
+def apply_rope_qk(q, k, positions, **kwargs) -> tuple[jax.Array, jax.Array]:
+    """`apply_rope` with the same arguments on queries and keys (the modules)."""
+    return apply_rope(q, positions, **kwargs), apply_rope(k, positions, **kwargs)

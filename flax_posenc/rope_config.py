@@ -115,6 +115,11 @@ class RopeConfig:
     mrope_interleaved: bool = False
 
     @property
+    def module_fields(self) -> dict[str, Any]:
+        """Fields of the rotary modules (linen and NNX): `kwargs` and ``head_dim``."""
+        return {**self.kwargs, "head_dim": self.head_dim}
+
+    @property
     def kwargs(self) -> dict[str, Any]:
         """Keyword arguments for `apply_rope`."""
         return {

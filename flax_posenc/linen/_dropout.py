@@ -5,6 +5,8 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 
+from flax_posenc import _validation
+
 
 def dropout(
     x: jax.Array, rate: float, field: bool | None, call: bool | None
@@ -16,10 +18,5 @@ def dropout(
     """
     if rate == 0.0:
         return x
-    deterministic = call if call is not None else field
-    if deterministic is None:
-        raise ValueError(
-            "dropout_rate > 0 needs `deterministic`: set the module field or "
-            "pass deterministic=... in the call."
-        )
+    deterministic = _validation.dropout_deterministic(field, call)
     return nn.Dropout(rate)(x, deterministic=deterministic)

@@ -192,15 +192,7 @@ class MultiHeadAttention(nnx.Module):
             bias = self.position_bias(positions, k_positions)
         rng = None
         if self.dropout_rate > 0.0:
-            deterministic = (
-                deterministic if deterministic is not None else self.deterministic
-            )
-            if deterministic is None:
-                raise ValueError(
-                    "dropout_rate > 0 needs `deterministic`: set it in the "
-                    "constructor or pass deterministic=... in the call."
-                )
-            if not deterministic:
+            if not _validation.dropout_deterministic(self.deterministic, deterministic):
                 rng = self.dropout_rngs()
         out = attention.attend(
             q,

@@ -186,26 +186,18 @@ class InputEmbedding(nnx.Module):
         pos = None
         if self.position is not None:
             pos = self.position(tokens, positions=positions)
-        types = None
-        if self.token_type is not None:
-            if token_types is None:
-                token_types = jnp.zeros(jnp.shape(ids), jnp.int32)
-            types = self.token_type(token_types)
-        elif token_types is not None:
-            raise ValueError(
-                "token_types given, but the module has no token-type table: set "
-                "num_token_types."
-            )
+        token_types = embedding.token_type_ids(
+            ids, token_types, self.token_type is not None
+        )
+        types = None if token_types is None else self.token_type(token_types)
         y = embedding.combine_embeddings(tokens, pos, self.combine, types)
         if self.norm is not None:
             y = self.norm(y)
         if self.dropout is None:
             return y
-        if deterministic is None and self.dropout.deterministic is None:
-            raise ValueError(
-                "dropout_rate > 0 needs `deterministic`: set the module field or "
-                "pass deterministic=... in the call."
-            )
+        deterministic = _validation.dropout_deterministic(
+            self.dropout.deterministic, deterministic
+        )
         return self.dropout(y, deterministic=deterministic)
 
     def attend(self, query: ArrayLike) -> jax.Array:

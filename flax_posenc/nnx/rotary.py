@@ -75,16 +75,7 @@ class RotaryEmbedding(nnx.Module):
         found = rope_config.rope_config_from_hf(
             config, layer_type=layer_type, layout=layout
         )
-        return cls(
-            base=found.base,
-            layout=found.layout,
-            rotary_dim=found.rotary_dim,
-            scaling=found.scaling,
-            max_position_embeddings=found.max_position_embeddings,
-            mrope_section=found.mrope_section,
-            mrope_interleaved=found.mrope_interleaved,
-            head_dim=found.head_dim,
-        )
+        return cls(**found.module_fields)
 
     def __call__(
         self,
@@ -99,18 +90,16 @@ class RotaryEmbedding(nnx.Module):
             q, k, positions, self.head_dim, self.mrope_section
         )
 
-        def rotate(x):
-            return rope.apply_rope(
-                x,
-                positions,
-                base=self.base,
-                layout=self.layout,
-                rotary_dim=self.rotary_dim,
-                scaling=self.scaling,
-                seq_len=seq_len,
-                max_position_embeddings=self.max_position_embeddings,
-                mrope_section=self.mrope_section,
-                mrope_interleaved=self.mrope_interleaved,
-            )
-
-        return rotate(q), rotate(k)
+        return rope.apply_rope_qk(
+            q,
+            k,
+            positions,
+            base=self.base,
+            layout=self.layout,
+            rotary_dim=self.rotary_dim,
+            scaling=self.scaling,
+            seq_len=seq_len,
+            max_position_embeddings=self.max_position_embeddings,
+            mrope_section=self.mrope_section,
+            mrope_interleaved=self.mrope_interleaved,
+        )
