@@ -41,6 +41,18 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--test-length", type=int, default=60)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--learning-rate", type=float, default=1e-3)
+    p.add_argument(
+        "--schedule",
+        choices=("constant", "cosine"),
+        default="constant",
+        help="constant learning rate, or linear warm-up then cosine decay to 0",
+    )
+    p.add_argument(
+        "--warmup-steps",
+        type=int,
+        default=0,
+        help="steps of linear warm-up from 0 before either schedule",
+    )
     p.add_argument("--layers", type=int, default=3)
     p.add_argument("--features", type=int, default=64)
     p.add_argument("--heads", type=int, default=4)
@@ -93,6 +105,11 @@ def config_from_args(args: argparse.Namespace) -> run.RunConfig:
     ):
         if getattr(args, name) < 1:
             raise run.UsageError(f"--{name.replace('_', '-')} must be >= 1.")
+    if not 0 <= args.warmup_steps < args.steps:
+        raise run.UsageError(
+            f"--warmup-steps {args.warmup_steps} must be >= 0 and < --steps "
+            f"{args.steps}."
+        )
     if args.train_length > args.test_length:
         raise run.UsageError(
             f"--train-length {args.train_length} must be <= --test-length "
@@ -109,6 +126,8 @@ def config_from_args(args: argparse.Namespace) -> run.RunConfig:
         seeds=args.seeds,
         batch_size=args.batch_size,
         learning_rate=args.learning_rate,
+        schedule=args.schedule,
+        warmup_steps=args.warmup_steps,
         train_length=args.train_length,
         test_length=args.test_length,
         num_layers=args.layers,

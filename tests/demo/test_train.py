@@ -225,3 +225,62 @@ def test_concat_splits_the_features_between_token_and_position(encoding):
     assert trainer._logits(params, batch).shape == (2, 8, 5)
     state, (loss, _) = trainer.train(state, 2)
     assert np.all(np.isfinite(np.asarray(loss)))
+
+
+# -- start-up, schedule and evaluation ----------------------------------------
+
+
+def test_init_seeds_equals_init_one_seed_at_a_time():
+    trainer = train.Trainer(tiny(encoding="learned"))
+    together = trainer.init_seeds([3, 1])
+    for i, seed in enumerate((3, 1)):
+        alone = trainer.init(seed)
+        # The same random draws; the compiled program may fuse the scaling of
+        # a draw differently from op-by-op execution: 1 float32 ulp apart.
+        for a, b in zip(_leaves(together), _leaves(alone), strict=True):
+            np.testing.assert_allclose(a[i], b, rtol=3e-7, atol=0)
+
+
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_learning_rate_schedule(schedule):
+    config = tiny(steps=100, learning_rate=0.5, schedule=schedule, warmup_steps=10)
+    rate = train.learning_rate(config)
+    steps = np.arange(0, 101)
+    # Linear warm-up from 0, then constant or half a cosine period down to 0.
+    warm = 0.5 * steps / 10
+    after = (steps - 10) / 90
+    rest = 0.5 * (0.5 * (1 + np.cos(np.pi * after))) if schedule == "cosine" else 0.5
+    want = np.where(steps < 10, warm, rest)
+    got = np.array([float(rate(s)) for s in steps])
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+    assert train.learning_rate(tiny(learning_rate=0.5)) == 0.5
+    with pytest.raises(ValueError, match="schedule 'linear'"):
+        train.learning_rate(tiny(schedule="linear"))
+
+
+@pytest.mark.parametrize("test_length", [5, 6])
+def test_evaluation_packs_lengths_in_pairs_and_scores_each_alone(test_length):
+    """Evaluation packs lengths a and test_length + 1 - a into one row; each
+    length's accuracy equals scoring its examples alone, unpacked (an odd
+    test_length's middle length gets both halves of its row)."""
+    config = tiny(encoding="rope", train_length=3, test_length=test_length)
+    trainer = train.Trainer(config)
+    state = trainer.init_seeds([0])
+    state, _ = trainer.train(state, 2)  # not at its symmetric start
+    got = trainer.evaluate(state)[0]
+
+    params = jax.tree.map(lambda a: a[0], state.params)
+    eval_key = jax.random.fold_in(jax.random.wrap_key_data(state.key[0]), 2**31 - 1)
+    hits = collections.Counter()
+    scored = collections.Counter()
+    for short in range(1, (test_length + 1) // 2 + 1):
+        keys = jax.random.split(jax.random.fold_in(eval_key, short))
+        for key, length in zip(keys, (short, test_length + 1 - short), strict=True):
+            lengths = jnp.full((config.eval_batch,), length)
+            batch = trainer.batch(key, lengths, test_length)
+            right = trainer._logits(params, batch).argmax(-1) == batch.targets
+            hits[length] += int((right & batch.loss_mask).sum())
+            scored[length] += int(batch.loss_mask.sum())
+    want = [hits[n] / scored[n] for n in range(1, test_length + 1)]
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    assert len(set(np.round(want, 3))) > 1  # the check can see a mix-up
