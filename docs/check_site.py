@@ -39,7 +39,7 @@ WIDTH, HEIGHT = 1280, 800
 RAW_TEX = re.compile(r"\\\(|\\\)|\\\[|\\\]|\$\$|\\[A-Za-z]{2,}")
 # Pages with formulas that must render, and pages whose blocks must fit.
 MATH_PAGES = ["concepts/sinusoidal/"]
-WIDTH_PAGES = ["api/core/", "api/linen/", "api/nnx/", "benchmarks/"]
+WIDTH_PAGES = ["", "api/core/", "api/linen/", "api/nnx/", "benchmarks/"]
 
 # The page's visible text, without code (which may hold backslashes) and
 # without the typeset formulas (MathJax keeps their TeX for screen readers).
@@ -167,16 +167,15 @@ class Checker:
 
     def check_width(self, path: str) -> None:
         problems = self.open(path)
-        selector = (
-            ".doc-signature pre > code, article table, article pre > code"
-            if path.startswith("benchmarks")
-            else ".doc-signature pre > code"
-        )
+        # Material wraps each table in a scrolling .md-typeset__scrollwrap.
+        selector = ".doc-signature pre > code, article .md-typeset__scrollwrap"
+        if path.startswith("benchmarks"):
+            selector += ", article pre > code"
         problems += self.page.evaluate(OVERFLOW_JS, selector)
         count = self.page.locator(selector).count()
         if count == 0:
             problems.append(f"nothing matches {selector!r}")
-        self.report(f"{count} blocks fit {WIDTH} px on {path}", problems)
+        self.report(f"{count} blocks fit {WIDTH} px on /{path}", problems)
 
     def check_404(self) -> None:
         path = "no/such/page/"
