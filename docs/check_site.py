@@ -40,6 +40,8 @@ RAW_TEX = re.compile(r"\\\(|\\\)|\\\[|\\\]|\$\$|\\[A-Za-z]{2,}")
 # Pages with formulas that must render, and pages whose blocks must fit.
 MATH_PAGES = ["concepts/sinusoidal/"]
 WIDTH_PAGES = ["", "api/core/", "api/linen/", "api/nnx/", "benchmarks/"]
+# Module pages: every field / constructor argument table shows defaults.
+MODULE_PAGES = ["api/linen/", "api/nnx/"]
 
 # The page's visible text, without code (which may hold backslashes) and
 # without the typeset formulas (MathJax keeps their TeX for screen readers).
@@ -52,6 +54,29 @@ VISIBLE_TEXT_JS = """() => {
   const text = copy.innerText;
   copy.remove();
   return text;
+}"""
+
+# "Attributes:" and "Parameters:" tables without a Default column, named by
+# the object they document.
+NO_DEFAULTS_JS = """() => {
+  const out = [];
+  let tables = 0;
+  for (const title of document.querySelectorAll("p > .doc-section-title")) {
+    if (!/^(Attributes|Parameters):$/.test(title.textContent.trim())) continue;
+    // Material wraps each table in scrolling divs.
+    const next = title.parentElement.nextElementSibling;
+    const table = next && (next.matches("table") ? next : next.querySelector("table"));
+    if (!table) continue;
+    tables += 1;
+    const heads = [...table.querySelectorAll("thead th")].map((e) => e.textContent);
+    if (!heads.includes("Default")) {
+      const owner = title.closest(".doc-object, .doc");
+      const heading = owner && owner.parentElement.querySelector("[id^=flax_posenc]");
+      out.push(`${title.textContent} without Default: ` +
+               `${heading ? heading.id : "?"}`);
+    }
+  }
+  return {tables, out};
 }"""
 
 # Blocks wider than their column: signatures, tables, code.
@@ -177,6 +202,16 @@ class Checker:
             problems.append(f"nothing matches {selector!r}")
         self.report(f"{count} blocks fit {WIDTH} px on /{path}", problems)
 
+    def check_defaults(self, path: str) -> None:
+        problems = self.open(path)
+        found = self.page.evaluate(NO_DEFAULTS_JS)
+        problems += found["out"]
+        if not found["tables"]:
+            problems.append("no Attributes or Parameters table on the page")
+        self.report(
+            f"{found['tables']} argument tables show defaults on /{path}", problems
+        )
+
     def check_404(self) -> None:
         path = "no/such/page/"
         problems = self.open(path, status=404)
@@ -259,6 +294,8 @@ def main(argv: list[str] | None = None) -> int:
                 checker.check_math(path)
             for path in WIDTH_PAGES:
                 checker.check_width(path)
+            for path in MODULE_PAGES:
+                checker.check_defaults(path)
             checker.check_404()
             browser.close()
     finally:
