@@ -37,8 +37,9 @@ ROOT = Path(__file__).resolve().parent.parent
 WIDTH, HEIGHT = 1280, 800
 # Visible text that means a formula was not typeset.
 RAW_TEX = re.compile(r"\\\(|\\\)|\\\[|\\\]|\$\$|\\[A-Za-z]{2,}")
-# Pages with formulas that must render, and pages whose blocks must fit.
-MATH_PAGES = ["concepts/sinusoidal/"]
+# Formulas must render on every page that has them (arithmatex's markup),
+# and that includes this one; blocks must fit on the width pages.
+MATH_PAGE = "concepts/sinusoidal/"
 WIDTH_PAGES = ["", "api/core/", "api/linen/", "api/nnx/", "benchmarks/"]
 # Module pages: every field / constructor argument table shows defaults.
 MODULE_PAGES = ["api/linen/", "api/nnx/"]
@@ -102,6 +103,16 @@ def site_path_prefix() -> str:
     """The path part of site_url, e.g. "/flax_posenc/"."""
     path = urllib.parse.urlparse(site_url()).path or "/"
     return path if path.endswith("/") else path + "/"
+
+
+def math_pages(site: Path) -> list[str]:
+    """Pages of the built site with formulas, MATH_PAGE first."""
+    pages = {
+        page.parent.relative_to(site).as_posix() + "/"
+        for page in site.rglob("index.html")
+        if 'class="arithmatex"' in page.read_text(encoding="utf-8")
+    }
+    return [MATH_PAGE] + sorted(pages - {MATH_PAGE})
 
 
 class SiteHandler(http.server.SimpleHTTPRequestHandler):
@@ -290,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
                     and checker.bad_responses.append((response.status, response.url))
                 ),
             )
-            for path in MATH_PAGES:
+            for path in math_pages(args.site):
                 checker.check_math(path)
             for path in WIDTH_PAGES:
                 checker.check_width(path)

@@ -1,6 +1,7 @@
-"""Griffe extension: names in docstrings link to their API entries.
+"""Griffe extensions that adapt the library's docstrings to the site.
 
-The library's docstrings name other public objects in plain backticks
+`BacktickCrossrefs`: names in docstrings link to their API entries. The
+library's docstrings name other public objects in plain backticks
 (`` `apply_rope` ``, `` `flax_posenc.embedding_lookup` ``, `` `attend` ``),
 which mkdocstrings renders as code, not as links. This extension, loaded by
 mkdocstrings (mkdocs.yml), rewrites each such name that resolves to an entry
@@ -11,6 +12,9 @@ the same package (`flax_posenc.linen`, `flax_posenc.nnx` or `flax_posenc`),
 or a public name of `flax_posenc`.
 Names of other projects (jax, flax) stay code: their inventories would have
 to be downloaded at build time, and the site builds with no network.
+
+`RstMath`: a reStructuredText ``.. math::`` block, which Markdown would show as
+raw TeX, becomes a ``$$ ... $$`` display formula that MathJax typesets.
 """
 
 from __future__ import annotations
@@ -97,3 +101,39 @@ class BacktickCrossrefs(griffe.Extension):
             else:
                 lines.append(NAME.sub(resolve, line))
         return "".join(lines)
+
+
+# A ".. math::" directive and its indented body (up to a less indented line).
+RST_MATH = re.compile(
+    r"^(?P<indent>[ \t]*)\.\. math::[ \t]*\n"
+    r"(?P<body>(?:(?P=indent)[ \t]+\S[^\n]*\n?|[ \t]*\n)+)",
+    re.MULTILINE,
+)
+
+
+def _rst_math_to_display(match: re.Match) -> str:
+    indent = match["indent"]
+    body = match["body"].rstrip()
+    lines = [line.strip() for line in body.splitlines() if line.strip()]
+    trailing = match["body"][len(match["body"].rstrip()) :]
+    formula = "\n".join(f"{indent}{line}" for line in lines)
+    return f"{indent}$$\n{formula}\n{indent}$$\n" + trailing.lstrip(" \t")
+
+
+class RstMath(griffe.Extension):
+    """Turns ``.. math::`` blocks in docstrings into ``$$`` display formulas."""
+
+    def on_package(self, *, pkg: griffe.Module, **kwargs: Any) -> None:
+        self._rewrite(pkg, set())
+
+    def _rewrite(self, obj: griffe.Object, seen: set[str]) -> None:
+        if obj.path in seen:
+            return
+        seen.add(obj.path)
+        if obj.docstring is not None and ".. math::" in obj.docstring.value:
+            obj.docstring.value = RST_MATH.sub(
+                _rst_math_to_display, obj.docstring.value
+            )
+        for member in obj.members.values():
+            if not member.is_alias:
+                self._rewrite(member, seen)
