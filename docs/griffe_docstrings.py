@@ -15,6 +15,9 @@ to be downloaded at build time, and the site builds with no network.
 
 `RstMath`: a reStructuredText ``.. math::`` block, which Markdown would show as
 raw TeX, becomes a ``$$ ... $$`` display formula that MathJax typesets.
+
+`BacktickCrossrefs` also turns a URL written as code (the papers' arXiv links,
+in double backticks) into a link.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ API_ENTRY = re.compile(r"^:::[ \t]+(?P<name>\S+)", re.MULTILINE)
 # One name in single backticks (not part of a ``double`` span).
 NAME = re.compile(r"(?<![`\w\[])`(?P<name>[A-Za-z_][\w.]*)`(?![`\w\]])")
 PACKAGES = ("flax_posenc.linen", "flax_posenc.nnx")
+# A URL in single or double backticks.
+URL = re.compile(r"(?<!`)(`{1,2})(?P<url>https?://[^`\s]+)\1(?!`)")
 
 
 def _api_entries() -> set[str]:
@@ -99,6 +104,7 @@ class BacktickCrossrefs(griffe.Extension):
             if fenced or stripped.startswith((">>>", "...")):
                 lines.append(line)
             else:
+                line = URL.sub(lambda m: f"<{m['url']}>", line)
                 lines.append(NAME.sub(resolve, line))
         return "".join(lines)
 
