@@ -112,7 +112,7 @@ def math_pages(site: Path) -> list[str]:
         for page in site.rglob("index.html")
         if 'class="arithmatex"' in page.read_text(encoding="utf-8")
     }
-    return [MATH_PAGE] + sorted(pages - {MATH_PAGE})
+    return [MATH_PAGE, *sorted(pages - {MATH_PAGE})]
 
 
 class SiteHandler(http.server.SimpleHTTPRequestHandler):
@@ -169,9 +169,11 @@ class Checker:
         if response is None or response.status != status:
             got = None if response is None else response.status
             problems.append(f"HTTP status {got}, expected {status}")
-        # MathJax typesets after load; wait for it where it is present.
+        # MathJax typesets after load; wait for it where it is present, for at
+        # most 20 s (a renderer that never finishes fails the checks below).
         self.page.evaluate(
-            "() => window.MathJax && MathJax.startup && MathJax.startup.promise"
+            "() => Promise.race([window.MathJax && MathJax.startup"
+            " && MathJax.startup.promise, new Promise((r) => setTimeout(r, 20000))])"
         )
         self.page.wait_for_load_state("networkidle")
         shot = self.out / (path.strip("/").replace("/", "_") or "index")
