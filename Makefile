@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: test demo lint format bench docs figures clean
+.PHONY: test demo lint format bench docs docs-check figures clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,13 @@ bench: $(VENV)/.installed-demo
 # The site, built strictly: any warning (a broken link, a bad docstring) fails.
 docs: $(VENV)/.installed-docs
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+# Opens the built site in headless Chromium (/usr/bin/chromium, Debian's
+# package) with every request off localhost blocked, screenshots the pages it
+# checks into build/docs-check/, and fails on raw TeX, on API signatures,
+# tables or code wider than their column, or on a broken 404 page.
+docs-check: docs
+	$(BIN)/python docs/check_site.py
 
 # Redraws docs/figures/*.png from the library's own functions.
 figures: $(VENV)/.installed-docs
