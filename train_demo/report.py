@@ -193,7 +193,9 @@ def learning_curves_figure(report: dict, histories: dict) -> Figure:
             raw = np.mean(history[key], axis=1)  # mean over seeds
             line = style(encoding)
             ax.plot(steps, raw, alpha=0.25, linewidth=0.8, **line)
-            ax.plot(steps, smooth(raw), label=encoding, linewidth=1.6, **line)
+            # A marker, or a history of one chunk would draw nothing.
+            marker = "o" if len(steps) < 3 else None
+            ax.plot(steps, smooth(raw), label=encoding, lw=1.6, marker=marker, **line)
     loss_ax.set_xlabel("step")
     loss_ax.set_ylabel("training loss")
     loss_ax.set_yscale("log")
