@@ -73,6 +73,42 @@ def test_python_blocks_run(page, tmp_path, monkeypatch):
             sys.modules["matplotlib.pyplot"].close("all")
 
 
+def _expected_prints(block: str) -> list[str]:
+    """What a block says it prints: ``print(...)  # X`` or a ``# Prints: X`` line."""
+    trailing = re.findall(r"^\s*print\(.*\)[ \t]*#[ \t]*(\S.*?)\s*$", block, re.M)
+    announced = re.findall(r"^\s*#\s*Prints:\s*(\S.*?)\s*$", block, re.M)
+    return trailing + announced
+
+
+def test_expected_prints_are_found():
+    block = "x = 1\nprint(x)  # 1\n# Prints: a b\nprint('a', 'b')\nprint(2)\n"
+    assert _expected_prints(block) == ["1", "a b"]
+
+
+def test_readme_python_blocks_print_what_they_say(tmp_path, monkeypatch, capsys):
+    """Each README ```python block runs, prints, and prints what its comments say."""
+    blocks = [
+        body
+        for lang, body in _fenced_blocks((ROOT / "README.md").read_text())
+        if lang == "python"
+    ]
+    assert blocks
+    monkeypatch.chdir(tmp_path)
+    for i, body in enumerate(blocks):
+        module = types.ModuleType(f"_readme_block_{i}")
+        monkeypatch.setitem(sys.modules, module.__name__, module)
+        exec(compile(body, f"README.md[python block {i}]", "exec"), module.__dict__)
+        printed = capsys.readouterr().out
+        assert printed.strip(), f"README python block {i} prints nothing"
+        expected = _expected_prints(body)
+        assert expected, f"README python block {i} does not say what it prints"
+        for text in expected:
+            assert text in printed, (
+                f"README python block {i} says it prints {text!r}; "
+                f"it printed {printed!r}"
+            )
+
+
 def _api_entries() -> list[str]:
     entries = []
     for page in sorted((DOCS / "api").glob("*.md")):

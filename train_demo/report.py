@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import pathlib
+import textwrap
 
 import numpy as np
+from matplotlib.figure import Figure
 from rich.table import Table
+
+from train_demo import model
 
 
 def _by_encoding(report: dict) -> dict[str, list[dict]]:
@@ -51,47 +56,170 @@ def table(report: dict) -> Table:
     return result
 
 
-def plots(report: dict, histories: dict, out: pathlib.Path) -> list[pathlib.Path]:
-    """Writes accuracy_vs_length.png and learning_curves.png into ``out``."""
-    import matplotlib
+# Weight of the past in the learning curves' moving average: a curve point
+# averages about 1 / (1 - SMOOTHING) = 5 chunks of steps_per_call steps.
+SMOOTHING = 0.8
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+# Flags whose configuration key has another name.
+_CONFIG_KEYS = {"layers": "num_layers", "heads": "num_heads"}
 
+
+def smooth(values, weight: float = SMOOTHING) -> np.ndarray:
+    """Exponential moving average, debiased (as TensorBoard's smoothing).
+
+    $s_t = w s_{t-1} + (1 - w) x_t$ from $s_{-1} = 0$, divided by $1 - w^{t+1}$
+    so that the first points are not pulled towards zero: point ``t`` is the
+    average of ``x_0..x_t`` with weights $w^{t-k}$. Computed in float64.
+    """
+    if not 0.0 <= weight < 1.0:
+        raise ValueError(f"weight must be in [0, 1), got {weight}.")
+    values = np.asarray(values, np.float64)
+    result = np.empty_like(values)
+    average = 0.0
+    for t, x in enumerate(values):
+        average = weight * average + (1.0 - weight) * x
+        result[t] = average / (1.0 - weight ** (t + 1))
+    return result
+
+
+def _flag_value(value) -> str:
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(str, value))
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def settings(config: dict) -> list[str]:
+    """The run's task and every setting that differs from the demo's defaults.
+
+    Flags are compared with ``python -m train_demo``'s own defaults and written
+    as flags (``--steps 3000``); configuration keys that no flag sets
+    (``clip_norm``...) are compared with ``TrainConfig``'s and written as
+    ``key=value``. Keys the config lacks (results of older runs) are skipped.
+    """
+    # Imported here: train_demo.__main__ imports this module.
+    from train_demo.__main__ import parser
+    from train_demo.train import TrainConfig
+
+    flags = vars(parser().parse_args([]))
+    flags["encodings"] = flags["encodings"].split(",")
+    result, seen = [], set()
+    for flag, default in flags.items():
+        key = _CONFIG_KEYS.get(flag, flag)
+        seen.add(key)
+        if key not in config:
+            continue  # --out, --resume; or a key older results lack
+        value = config[key]
+        if key == "task" or value != default:
+            result.append(f"--{flag.replace('_', '-')} {_flag_value(value)}")
+    for field in dataclasses.fields(TrainConfig):
+        key = field.name
+        if key in seen or key not in config:
+            continue
+        if config[key] != field.default:
+            result.append(f"{key}={_flag_value(config[key])}")
+    return result
+
+
+def title(report: dict, what: str, width: int) -> str:
+    """``task: what``, then the run's non-default settings, wrapped."""
+    changed = settings(report["config"])
+    rest = (
+        "the other flags at their defaults"
+        if len(changed) > 1
+        else "every other flag at its default"
+    )
+    # Non-breaking spaces keep each flag on one line with its value.
+    words = [item.replace(" ", "\u00a0") for item in changed]
+    command = textwrap.fill(
+        f"python -m train_demo {' '.join(words)} ({rest})",
+        width,
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
+    return f"{report['task']}: {what}\n" + command.replace("\u00a0", " ")
+
+
+def style(encoding: str) -> dict:
+    """Plot style of an encoding, the same in every run and both plots.
+
+    A colour of its own (tab10, in the order of ``model.ENCODINGS``); dashed
+    for randomized positions, dotted for none, solid otherwise.
+    """
+    names = list(model.ENCODINGS)
+    index = names.index(encoding) if encoding in names else len(names)
+    if encoding == "none":
+        linestyle = ":"
+    elif encoding in names and model.is_randomized(encoding):
+        linestyle = "--"
+    else:
+        linestyle = "-"
+    return {"color": f"C{index % 10}", "linestyle": linestyle}
+
+
+def accuracy_figure(report: dict) -> Figure:
+    """Mean per-token accuracy over seeds at every length, per encoding."""
     config = report["config"]
-    paths = [out / "accuracy_vs_length.png", out / "learning_curves.png"]
-    fig, ax = plt.subplots(figsize=(9, 4.5))
+    fig = Figure(figsize=(9, 4.8))
+    ax = fig.add_subplot()
     ax.axvspan(0.5, config["train_length"] + 0.5, color="0.9", label="training lengths")
     for encoding, rows in _by_encoding(report).items():
         lengths = [int(k) for k in rows[0]["accuracy_by_length"]]
         accuracy = np.mean(
             [[r["accuracy_by_length"][str(n)] for n in lengths] for r in rows], axis=0
         )
-        ax.plot(lengths, accuracy, label=encoding)
+        ax.plot(lengths, accuracy, label=encoding, linewidth=1.6, **style(encoding))
     if "chance" in report:
         ax.axhline(report["chance"], color="0.5", linestyle=":", label="chance")
     ax.set_xlabel("sequence length")
-    ax.set_ylabel("per-token accuracy")
+    seeds = config.get("seeds", 1)
+    mean = f", mean of {seeds} seeds" if seeds > 1 else ""
+    ax.set_ylabel(f"per-token accuracy{mean}")
     ax.set_ylim(0, 1.02)
-    ax.set_title(f"{report['task']}: accuracy by length")
+    fig.suptitle(title(report, "accuracy by length", 100), fontsize="medium")
     # Beside the axes: inside, it would hide the curves it names.
     ax.legend(fontsize="small", loc="center left", bbox_to_anchor=(1.01, 0.5))
-    fig.tight_layout()
-    fig.savefig(paths[0], dpi=120)
-    plt.close(fig)
+    return fig
 
-    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(12, 4))
+
+def learning_curves_figure(report: dict, histories: dict) -> Figure:
+    """Training loss and accuracy per encoding: raw (faint) and smoothed."""
+    fig = Figure(figsize=(12, 4.8))
+    loss_ax, acc_ax = fig.subplots(1, 2)
     for encoding, history in histories.items():
         steps = history["step"]
-        loss_ax.plot(steps, np.mean(history["loss"], axis=1), label=encoding)
-        acc_ax.plot(steps, np.mean(history["accuracy"], axis=1), label=encoding)
+        for ax, key in ((loss_ax, "loss"), (acc_ax, "accuracy")):
+            raw = np.mean(history[key], axis=1)  # mean over seeds
+            line = style(encoding)
+            ax.plot(steps, raw, alpha=0.25, linewidth=0.8, **line)
+            # A marker, or a history of one chunk would draw nothing.
+            marker = "o" if len(steps) < 3 else None
+            ax.plot(steps, smooth(raw), label=encoding, lw=1.6, marker=marker, **line)
     loss_ax.set_xlabel("step")
     loss_ax.set_ylabel("training loss")
     loss_ax.set_yscale("log")
     acc_ax.set_xlabel("step")
     acc_ax.set_ylabel("training accuracy")
     acc_ax.legend(fontsize="small", loc="center left", bbox_to_anchor=(1.01, 0.5))
-    fig.tight_layout()
-    fig.savefig(paths[1], dpi=120)
-    plt.close(fig)
+    fig.suptitle(
+        title(
+            report,
+            f"learning curves (faint: each chunk's last step; bold: moving "
+            f"average, weight {SMOOTHING})",
+            120,
+        ),
+        fontsize="medium",
+    )
+    return fig
+
+
+def plots(report: dict, histories: dict, out: pathlib.Path) -> list[pathlib.Path]:
+    """Writes accuracy_vs_length.png and learning_curves.png into ``out``."""
+    paths = [out / "accuracy_vs_length.png", out / "learning_curves.png"]
+    figures = [accuracy_figure(report), learning_curves_figure(report, histories)]
+    for fig, path in zip(figures, paths, strict=True):
+        fig.tight_layout()
+        # "tight": the canvas grows to hold a long title and the legend.
+        fig.savefig(path, dpi=120, bbox_inches="tight")
     return paths

@@ -5,9 +5,11 @@ from __future__ import annotations
 import io
 import struct
 
+import numpy as np
 import pytest
 from rich.console import Console
 
+from tests.demo.helpers import ISSUE_ENCODINGS
 from train_demo import report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -92,3 +94,109 @@ def test_table_with_nothing_beyond_the_training_lengths(synthetic):
     lines = _render(report.table(report_)).splitlines()
     none = next(line for line in lines if line.strip().startswith("│ none"))
     assert "0.750 ± 0.050" in none and " - " in none
+
+
+def _smooth_reference(values, weight):
+    """Point t: the average of values[0..t] with weights weight**(t - k)."""
+    values = np.asarray(values, np.float64)
+    result = []
+    for t in range(len(values)):
+        weights = weight ** np.arange(t, -1, -1, dtype=np.float64)
+        result.append((weights * values[: t + 1]).sum() / weights.sum())
+    return np.array(result)
+
+
+@pytest.mark.parametrize("weight", [0.0, 0.5, report.SMOOTHING, 0.95])
+def test_smooth_matches_a_float64_reference(weight):
+    values = np.random.default_rng(0).lognormal(size=60).astype(np.float32)
+    smoothed = report.smooth(values, weight)
+    assert smoothed.dtype == np.float64 and smoothed.shape == values.shape
+    np.testing.assert_allclose(
+        smoothed, _smooth_reference(values, weight), rtol=1e-12, atol=0
+    )
+
+
+def test_smooth_edge_cases():
+    # Debiased: a constant stays that constant from the first point on.
+    np.testing.assert_allclose(report.smooth([3.0] * 5), [3.0] * 5, rtol=1e-15)
+    assert report.smooth([2.5]).tolist() == [2.5]
+    assert report.smooth([]).shape == (0,)
+    # Smoothing lags: a step from 0 to 1 is only partly followed at once.
+    assert 0 < report.smooth([0.0, 0.0, 1.0])[-1] < 1
+    with pytest.raises(ValueError, match="weight"):
+        report.smooth([1.0, 2.0], 1.0)
+
+
+def _demo_config(*argv):
+    """The config json a ``python -m train_demo *argv`` run would save."""
+    from train_demo.__main__ import config_from_args, parser
+
+    return config_from_args(parser().parse_args(list(argv))).to_json()
+
+
+def test_settings_name_the_task_and_only_the_changed_flags():
+    assert report.settings(_demo_config()) == ["--task bucket_sort"]
+    changed = _demo_config("--steps", "7", "--layers", "2", "--encodings", "rope")
+    assert report.settings(changed) == [
+        "--task bucket_sort",
+        "--encodings rope",
+        "--steps 7",
+        "--layers 2",
+    ]
+    # A key that no flag sets is compared with TrainConfig's default.
+    assert report.settings({**_demo_config(), "clip_norm": 0.5})[-1] == "clip_norm=0.5"
+    # Keys an older results.json lacks are not reported.
+    older = {k: v for k, v in _demo_config("--steps", "7").items() if k != "api"}
+    assert report.settings(older) == ["--task bucket_sort", "--steps 7"]
+
+
+def test_title_of_a_default_run_says_so():
+    text = report.title({"task": "bucket_sort", "config": _demo_config()}, "x", 80)
+    assert text.splitlines()[0] == "bucket_sort: x"
+    assert "--task bucket_sort (every other flag at its default)" in text
+
+
+def test_titles_name_the_task_and_the_non_default_flags(synthetic):
+    report_, histories = synthetic
+    accuracy = report.accuracy_figure(report_)
+    curves = report.learning_curves_figure(report_, histories)
+    for fig in (accuracy, curves):
+        text = " ".join(fig.get_suptitle().split())  # unwrapped
+        assert text.startswith("bucket_sort: ")
+        assert "--task bucket_sort" in text and "--steps 100" in text
+        assert "--seeds 2" in text and "--train-length 2" in text
+        assert "--batch-size" not in text  # absent from this config
+
+
+def test_learning_curves_are_smoothed_over_faint_raw_curves(synthetic):
+    report_, histories = synthetic
+    steps = list(range(50, 1001, 50))
+    loss = np.random.default_rng(1).lognormal(size=(len(steps), 2))
+    histories["none"] = {"step": steps, "loss": loss.tolist()}
+    histories["none"]["accuracy"] = (1 / (1 + loss)).tolist()
+    fig = report.learning_curves_figure(report_, histories)
+    loss_ax, acc_ax = fig.axes
+    for ax, key in ((loss_ax, "loss"), (acc_ax, "accuracy")):
+        raw, smoothed = [
+            line for line in ax.get_lines() if line.get_xdata()[-1] == 1000
+        ]
+        mean = np.mean(histories["none"][key], axis=1)
+        np.testing.assert_array_equal(raw.get_ydata(), mean)
+        assert raw.get_alpha() < 0.5 and raw.get_label().startswith("_")
+        np.testing.assert_allclose(
+            smoothed.get_ydata(), _smooth_reference(mean, report.SMOOTHING), rtol=1e-12
+        )
+        assert smoothed.get_label() == "none" and smoothed.get_alpha() is None
+        assert raw.get_color() == smoothed.get_color()
+    labels = [t.get_text() for t in acc_ax.get_legend().get_texts()]
+    assert labels == ["none", "randomized_rope"]
+
+
+def test_nine_encodings_get_nine_distinct_styles():
+    styles = [report.style(e) for e in ISSUE_ENCODINGS]
+    assert len({s["color"] for s in styles}) == 9
+    assert (
+        report.style("randomized_rope")["linestyle"]
+        != report.style("rope")["linestyle"]
+    )
+    assert report.style("none")["linestyle"] != report.style("sinusoidal")["linestyle"]
