@@ -489,16 +489,19 @@ class EncoderLayer(nn.Module):
         attention = MultiHeadAttention(
             self.heads, self.features // self.heads, kernel_init=XAVIER
         )
+        mlp = FeedForward(4 * self.features)
         y = Residual(attention, norm_position=self.norm_position)(x)
-        y = Residual(FeedForward(4 * self.features), norm_position=self.norm_position)(
-            y
-        )
+        y = Residual(mlp, norm_position=self.norm_position)(y)
+        # Inactive layers pass x through: no gradient reaches their parameters.
         return jnp.where(active, y, x), None
 
 
 class Encoder(nn.Module):
-    """Token and sinusoidal embeddings, the first ``depth`` of ``max_depth``
-    layers, (pre-LN: a final norm,) and a linear read-out to the vocabulary."""
+    """An encoder whose first ``depth`` of ``max_depth`` layers are active.
+
+    Token plus sinusoidal embeddings, the layers (scanned: their parameters
+    stacked on a leading axis), a final norm for pre-LN, a linear read-out.
+    """
 
     vocab: int
     features: int
@@ -544,7 +547,9 @@ def prenorm_gradient_norms(
     batch of random tokens drawn; for each ``L`` in ``depths`` its first ``L``
     layers form the model, and the loss is the cross-entropy of predicting the
     sorted tokens. Returns ``[seeds, len(depths), max(depths)]`` (zeros for
-    layers beyond ``L``).
+    layers beyond ``L``). The measurement of Figure 3 of Xiong et al. 2020, On
+    Layer Normalization in the Transformer Architecture,
+    https://arxiv.org/abs/2002.04745.
     """
     max_depth = max(depths)
     model = Encoder(vocab, features, heads, max_depth, norm_position)
