@@ -9,6 +9,7 @@ Example::
 from __future__ import annotations
 
 import argparse
+import math
 import pathlib
 import sys
 
@@ -93,6 +94,10 @@ def config_from_args(args: argparse.Namespace) -> run.RunConfig:
     ):
         if getattr(args, name) < 1:
             raise run.UsageError(f"--{name.replace('_', '-')} must be >= 1.")
+    if not (math.isfinite(args.learning_rate) and args.learning_rate > 0):
+        raise run.UsageError(
+            f"--learning-rate must be a finite number > 0, not {args.learning_rate}."
+        )
     if args.train_length > args.test_length:
         raise run.UsageError(
             f"--train-length {args.train_length} must be <= --test-length "
