@@ -19,6 +19,7 @@ import shutil
 import signal
 import sys
 
+import jax
 import orbax.checkpoint as ocp
 import pytest
 
@@ -65,7 +66,19 @@ def fast(tmp_path_factory):
 
     def trainer(config, mesh=None):
         if config not in trainers:
-            trainers[config] = real_trainer(config, mesh)
+            made = trainers[config] = real_trainer(config, mesh)
+            # One compiled program instead of many eager ones; jax arrays are
+            # immutable, so every run may start from the same initial state.
+            initial = {}
+            init_seeds = made.init_seeds
+
+            def cached_init(seeds):
+                key = tuple(seeds)
+                if key not in initial:
+                    initial[key] = jax.jit(lambda: init_seeds(list(key)))()
+                return initial[key]
+
+            made.init_seeds = cached_init
         return trainers[config]
 
     with pytest.MonkeyPatch.context() as mp:
