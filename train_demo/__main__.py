@@ -161,8 +161,8 @@ def _interrupted(out: pathlib.Path, encodings, steps: int) -> str:
             f"interrupted before the first checkpoint: {out} holds nothing to "
             "resume yet (with --resume, training starts again from step 0)."
         )
-    saved = ", ".join(
-        f"{encoding} at step {step}/{steps}" if step else f"{encoding} none yet"
+    saved = "; ".join(
+        f"{encoding} at step {step}/{steps}" if step else f"{encoding}: none yet"
         for encoding, step in progress.items()
     )
     return (
