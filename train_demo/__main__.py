@@ -9,12 +9,14 @@ Example::
 from __future__ import annotations
 
 import argparse
+import math
 import pathlib
 import sys
 
 import jax
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.text import Text
 
 from train_demo import model, report, run, tasks, train
 
@@ -110,6 +112,10 @@ def config_from_args(args: argparse.Namespace) -> run.RunConfig:
             f"--warmup-steps {args.warmup_steps} must be >= 0 and < --steps "
             f"{args.steps}."
         )
+    if not (math.isfinite(args.learning_rate) and args.learning_rate > 0):
+        raise run.UsageError(
+            f"--learning-rate must be a finite number > 0, not {args.learning_rate}."
+        )
     if args.train_length > args.test_length:
         raise run.UsageError(
             f"--train-length {args.train_length} must be <= --test-length "
@@ -145,59 +151,130 @@ def config_from_args(args: argparse.Namespace) -> run.RunConfig:
     return run.RunConfig(base, encodings, checkpoint_every=args.checkpoint_every)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+def console_for_stdout() -> Console:
+    """A rich Console; off a terminal (logs, pipes) it never wraps lines, so
+    paths and messages stay whole on one line."""
     console = Console()
-    out = pathlib.Path(args.out)
-    try:
-        config = config_from_args(args)
-        run.prepare_output(out, config, args.resume)
-    except (run.UsageError, ValueError) as error:
-        console.print(f"[red]error:[/red] {error}", highlight=False)
-        return 2
+    if not console.is_terminal:
+        console = Console(soft_wrap=True, width=max(console.width, 160))
+    return console
 
+
+def _say(console: Console, text: str) -> None:
+    """Prints plain text: no markup, no highlighting (paths may hold '[')."""
+    console.print(Text(text))
+
+
+def _error(console: Console, error: Exception) -> int:
+    console.print(Text.assemble(("error:", "red"), f" {error}"))
+    return 2
+
+
+def _interrupted(out: pathlib.Path, encodings, steps: int) -> str:
+    """What an interrupt left in ``out`` and how to go on."""
+    if not (out / run.CONFIG_FILE).is_file():
+        return "interrupted before the run started: nothing was saved."
+    progress = run.saved_progress(out, encodings)
+    if not any(progress.values()):
+        return (
+            f"interrupted before the first checkpoint: {out} holds nothing to "
+            "resume yet (with --resume, training starts again from step 0)."
+        )
+    saved = "; ".join(
+        f"{encoding} at step {step}/{steps}" if step else f"{encoding}: none yet"
+        for encoding, step in progress.items()
+    )
+    return (
+        f"interrupted. Checkpoints in {out}: {saved}. "
+        "Continue with the same arguments and --resume."
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs the command line; returns the exit code (130 after Ctrl-C)."""
+    seen = {}  # what _main got to before an interrupt
+    try:
+        return _main(argv, seen)
+    except KeyboardInterrupt:
+        if "out" not in seen:
+            _say(console_for_stdout(), "\ninterrupted: nothing was saved.")
+            return 130
+        config = seen.get("config")
+        message = _interrupted(
+            seen["out"],
+            config.encodings if config else None,
+            config.base.steps if config else seen["args"].steps,
+        )
+        _say(seen["console"], "\n" + message)
+        return 130
+
+
+def _main(argv: list[str] | None, seen: dict) -> int:
+    args = parser().parse_args(argv)
+    console = console_for_stdout()
+    out = pathlib.Path(args.out)
+    seen.update(args=args, console=console, out=out)
+    try:
+        config = seen["config"] = config_from_args(args)
+        run.prepare_output(out, config, args.resume)
+        outcome = _train(config, out, console)
+        _say(
+            console,
+            f"Accuracy of the trained models on fresh examples of every length "
+            f"1..{config.base.test_length} (the progress showed train-batch "
+            "accuracy):",
+        )
+        console.print(report.table(outcome["report"]))
+        paths = report.plots(outcome["report"], outcome["histories"], out)
+    except (run.UsageError, ValueError) as error:
+        return _error(console, error)
+    plots = ", ".join(map(str, paths))
+    _say(console, f"results: {out / 'results.json'}; plots: {plots}")
+    return 0
+
+
+def _train(config: run.RunConfig, out: pathlib.Path, console: Console) -> dict:
+    """run.run with a progress bar on a terminal, progress lines elsewhere."""
     columns = (
         TextColumn("{task.description:24s}"),
         BarColumn(),
         TextColumn("{task.completed}/{task.total}"),
-        TextColumn("loss {task.fields[loss]:.3f} acc {task.fields[acc]:.3f}"),
+        TextColumn(
+            "loss {task.fields[loss]:.3f} train-batch acc {task.fields[acc]:.3f}"
+        ),
         TextColumn("{task.fields[rate]:.1f} steps/s"),
         TimeElapsedColumn(),
     )
     with Progress(*columns, console=console, disable=not console.is_terminal) as bar:
         current = {}
 
-        def on_start(encoding):
+        def on_start(encoding, step):
             current["id"] = bar.add_task(
-                encoding, total=config.base.steps, loss=float("nan"), acc=0.0, rate=0.0
+                encoding,
+                total=config.base.steps,
+                completed=step,
+                loss=float("nan"),
+                acc=0.0,
+                rate=0.0,
             )
             if not console.is_terminal:
-                console.print(f"training {encoding} ...")
+                since = f" from the checkpoint at step {step}" if step else ""
+                _say(console, f"training {encoding}{since} ...")
 
         def on_progress(step, loss, acc, rate):
             bar.update(current["id"], completed=step, loss=loss, acc=acc, rate=rate)
             if not console.is_terminal and step % 500 == 0:
-                console.print(
-                    f"  step {step}: loss {loss:.3f} acc {acc:.3f} ({rate:.1f} steps/s)"
+                _say(
+                    console,
+                    f"  step {step}: loss {loss:.3f} train-batch acc {acc:.3f} "
+                    f"({rate:.1f} steps/s)",
                 )
 
-        try:
-            outcome = run.run(config, out, on_start=on_start, on_progress=on_progress)
-        except KeyboardInterrupt:
-            console.print(
-                f"\ninterrupted: a checkpoint is in {out}; continue with --resume."
-            )
-            return 130
-        except ValueError as error:
-            console.print(f"[red]error:[/red] {error}", highlight=False)
-            return 2
-    console.print(report.table(outcome["report"]))
-    paths = report.plots(outcome["report"], outcome["histories"], out)
-    console.print(
-        f"results: {out / 'results.json'}; plots: {', '.join(map(str, paths))}"
-    )
-    return 0
+        return run.run(config, out, on_start=on_start, on_progress=on_progress)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # before main could handle it
+        sys.exit(130)

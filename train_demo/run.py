@@ -1,13 +1,32 @@
-"""One comparison run: train every encoding, checkpoint, evaluate, report."""
+"""One comparison run: train every encoding, checkpoint, evaluate, report.
+
+Output folder layout::
+
+    config.json                       the run's configuration (resume checks it)
+    checkpoints/<encoding>/<step>/    one committed checkpoint:
+        state/                        the training state (orbax)
+        history.json                  the learning curve up to <step>
+    results.json                      written once every encoding is evaluated
+
+A checkpoint is written into ``<step>.saving`` and committed by renaming that
+folder to ``<step>``, so a checkpoint and its history appear together or not
+at all. Leftovers of an interrupted save or deletion (``*.saving``,
+``*.deleting``) are removed on the next start.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import json
 import os
 import pathlib
+import shutil
+import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import jax
 import numpy as np
@@ -16,10 +35,20 @@ import orbax.checkpoint as ocp
 from train_demo import train
 
 CONFIG_FILE = "config.json"
+HISTORY_FILE = "history.json"
+STATE_DIR = "state"
+_SAVING, _DELETING = ".saving", ".deleting"
 
 
 class UsageError(Exception):
     """Bad input from the command line: reported with exit code 2."""
+
+
+class OutputError(UsageError):
+    """A damaged or unusable output folder: reported with exit code 2.
+
+    The message names the file or folder at fault.
+    """
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,7 +76,13 @@ def prepare_output(out: pathlib.Path, config: RunConfig, resume: bool) -> None:
     if resume:
         if not saved.exists():
             raise UsageError(f"--resume: {out} holds no run ({CONFIG_FILE} missing).")
-        previous = json.loads(saved.read_text())
+        advice = "It cannot be resumed; train again into a new --out."
+        previous = _read_json(saved, "run configuration", advice)
+        if not isinstance(previous, dict):
+            raise OutputError(
+                f"{saved} (the run configuration) is damaged: not a JSON object. "
+                + advice
+            )
         current = config.to_json()
         differing = sorted(
             k for k in set(previous) | set(current) if previous.get(k) != current.get(k)
@@ -57,6 +92,8 @@ def prepare_output(out: pathlib.Path, config: RunConfig, resume: bool) -> None:
                 f"--resume: {out} was made with another configuration "
                 f"(differs in {', '.join(differing)}); use a new --out."
             )
+        for encoding in config.encodings:
+            _check_checkpoints(checkpoint_dir(out, encoding), config.base.seeds)
         return
     if out.exists() and not out.is_dir():
         raise UsageError(
@@ -70,16 +107,217 @@ def prepare_output(out: pathlib.Path, config: RunConfig, resume: bool) -> None:
         )
     try:
         out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
-        probe.write_text("")
-        probe.unlink()
+        # Written whole or not at all: an interrupt leaves no half config.json.
+        _write_atomically(saved, json.dumps(config.to_json(), indent=2) + "\n")
     except OSError as error:
         raise UsageError(f"cannot write to {out}: {error.strerror}.") from None
-    saved.write_text(json.dumps(config.to_json(), indent=2) + "\n")
 
 
-def _history_path(out: pathlib.Path, encoding: str) -> pathlib.Path:
-    return out / "history" / f"{encoding}.json"
+def _write_atomically(path: pathlib.Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _read_json(path: pathlib.Path, what: str, advice: str):
+    """Reads a JSON file; raises OutputError naming it if it cannot."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        reason = getattr(error, "strerror", None) or str(error)
+        raise OutputError(
+            f"{path} (the {what}) is damaged or unreadable: {reason}. {advice}"
+        ) from None
+
+
+# -- checkpoints ---------------------------------------------------------------
+
+
+def checkpoint_dir(out: pathlib.Path, encoding: str) -> pathlib.Path:
+    return out / "checkpoints" / encoding
+
+
+def saved_steps(directory: pathlib.Path) -> list[int]:
+    """The committed checkpoint steps in ``directory``, ascending."""
+    if not directory.is_dir():
+        return []
+    return sorted(
+        int(p.name) for p in directory.iterdir() if p.name.isdigit() and p.is_dir()
+    )
+
+
+def saved_progress(
+    out: pathlib.Path, encodings: tuple[str, ...] | None = None
+) -> dict[str, int]:
+    """The step of each encoding's latest committed checkpoint (0: none).
+
+    ``encodings`` defaults to every encoding with a checkpoint folder.
+    """
+    if encodings is None:
+        root = out / "checkpoints"
+        encodings = sorted(p.name for p in root.iterdir()) if root.is_dir() else ()
+    return {
+        encoding: max(saved_steps(checkpoint_dir(out, encoding)), default=0)
+        for encoding in encodings
+    }
+
+
+def _check_checkpoints(directory: pathlib.Path, seeds: int) -> None:
+    """Raises OutputError if ``directory`` or its latest checkpoint is damaged,
+    as far as can be told without restoring the state."""
+    if directory.exists() and not directory.is_dir():
+        raise OutputError(
+            f"{directory} should be the checkpoint folder of {directory.name} but "
+            "is a file; move it away or train again into a new --out."
+        )
+    step = max(saved_steps(directory), default=0)
+    if step:
+        _read_history(directory, step, seeds)
+        state = directory / str(step) / STATE_DIR
+        if not state.is_dir():
+            raise OutputError(
+                f"the checkpoint {state} is missing. "
+                + _checkpoint_advice(directory, step)
+            )
+
+
+def _checkpoint_advice(directory: pathlib.Path, step: int) -> str:
+    return (
+        f"Move {directory / str(step)} away to train {directory.name} again from "
+        "step 0, or train again into a new --out."
+    )
+
+
+def _read_history(directory: pathlib.Path, step: int, seeds: int) -> dict:
+    path = directory / str(step) / HISTORY_FILE
+    advice = _checkpoint_advice(directory, step)
+    history = _read_json(path, "learning curve of the checkpoint", advice)
+    if not _history_is_valid(history, step, seeds):
+        raise OutputError(
+            f"{path} (the learning curve of the checkpoint) is damaged: it does "
+            f"not run up to step {step}. {advice}"
+        )
+    return history
+
+
+def _remove_leftovers(directory: pathlib.Path) -> None:
+    """Removes what an interrupted save or deletion left behind, nothing else."""
+    if not directory.is_dir():
+        return
+    for path in directory.iterdir():
+        if path.name.endswith((_SAVING, _DELETING)):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _interrupts_held() -> Iterator[None]:
+    """Holds a first Ctrl-C (SIGINT) back until the block is done, then raises
+    KeyboardInterrupt; a second Ctrl-C stops the block at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending = []
+
+    def hold(signum, frame):
+        if pending:
+            raise KeyboardInterrupt
+        pending.append(signum)
+
+    previous = signal.signal(signal.SIGINT, hold)
+    try:
+        yield
+    finally:
+        signal.signal(
+            signal.SIGINT,
+            signal.default_int_handler if previous is None else previous,
+        )
+    if pending:
+        raise KeyboardInterrupt
+
+
+def _save(directory: pathlib.Path, state: train.State, history: dict) -> None:
+    """Commits ``state`` and ``history`` as one checkpoint; then drops older ones.
+
+    Synchronous: when it returns the checkpoint is on disk, and no thread is
+    left writing. Interrupted, it leaves the earlier checkpoints as they were.
+    """
+    step = int(state.step[0])
+    final = directory / str(step)
+    tmp = directory / f"{step}{_SAVING}"
+    if not final.is_dir():  # else committed already, before an interrupt
+        try:
+            with _interrupts_held():
+                if tmp.exists():
+                    shutil.rmtree(tmp)
+                tmp.mkdir(parents=True)
+                checkpointer = ocp.Checkpointer(ocp.StandardCheckpointHandler())
+                checkpointer.save(
+                    (tmp / STATE_DIR).absolute(), ocp.args.StandardSave(state)
+                )
+                checkpointer.close()
+                (tmp / HISTORY_FILE).write_text(json.dumps(history) + "\n")
+                os.rename(tmp, final)  # the commit
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    for older in saved_steps(directory):
+        if older < step:
+            doomed = directory / f"{older}{_DELETING}"
+            os.rename(directory / str(older), doomed)
+            shutil.rmtree(doomed, ignore_errors=True)
+
+
+def _restore(
+    directory: pathlib.Path, step: int, template: train.State
+) -> tuple[train.State, dict]:
+    """Reads checkpoint ``step``; raises OutputError naming what is damaged."""
+    history = _read_history(directory, step, template.step.shape[0])
+    folder = directory / str(step)
+    advice = _checkpoint_advice(directory, step)
+    try:
+        checkpointer = ocp.Checkpointer(ocp.StandardCheckpointHandler())
+        state = checkpointer.restore(
+            (folder / STATE_DIR).absolute(), ocp.args.StandardRestore(template)
+        )
+        checkpointer.close()
+    except Exception as error:  # whatever orbax or tensorstore raise
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise OutputError(
+            f"the checkpoint {folder / STATE_DIR} is damaged or unreadable "
+            f"({type(error).__name__}: {reason[:200]}). {advice}"
+        ) from None
+    if np.asarray(state.step).tolist() != [step] * template.step.shape[0]:
+        raise OutputError(
+            f"the checkpoint {folder / STATE_DIR} holds step "
+            f"{np.asarray(state.step).tolist()}, not {step}. {advice}"
+        )
+    return state, history
+
+
+def _history_is_valid(history, step: int, seeds: int) -> bool:
+    if not isinstance(history, dict):
+        return False
+    try:
+        steps, loss, accuracy = (history[k] for k in ("step", "loss", "accuracy"))
+        return (
+            len(steps) == len(loss) == len(accuracy) > 0
+            and steps[-1] == step
+            and all(len(row) == seeds for row in (*loss, *accuracy))
+        )
+    except (KeyError, TypeError):
+        return False
+
+
+def _extended(history: dict, step: int, loss: np.ndarray, accuracy: np.ndarray):
+    """A new history with one more point (the old one is left as it was)."""
+    return {
+        "step": [*history["step"], step],
+        "loss": [*history["loss"], loss[:, -1].tolist()],
+        "accuracy": [*history["accuracy"], accuracy[:, -1].tolist()],
+    }
 
 
 def train_encoding(
@@ -87,36 +325,38 @@ def train_encoding(
     out: pathlib.Path,
     checkpoint_every: int,
     on_progress: Callable[[int, float, float, float], None] | None = None,
+    on_resume: Callable[[int], None] | None = None,
 ) -> tuple[train.Trainer, train.State, dict, float]:
     """Trains one encoding over its seeds, resuming from ``out`` if it can.
 
+    ``on_resume(step)`` is told the step training starts from (0: no
+    checkpoint). On KeyboardInterrupt the last completed chunk is checkpointed
+    (unless it already is) before the interrupt goes on.
+
     Returns the trainer, the final state, the learning-curve history and the
     training seconds (of this process, compilation included).
+
+    Raises:
+        OutputError: the checkpoint folder is damaged.
     """
+    directory = checkpoint_dir(out, config.encoding)
+    _check_checkpoints(directory, config.seeds)
+    _remove_leftovers(directory)
     trainer = train.Trainer(config)
-    manager = ocp.CheckpointManager(
-        (out / "checkpoints" / config.encoding).absolute(),
-        options=ocp.CheckpointManagerOptions(max_to_keep=1),
-    )
     state = trainer.init_seeds(list(range(config.seeds)))
     history = {"step": [], "loss": [], "accuracy": []}
-    latest = manager.latest_step()
-    if latest is not None:
-        state = manager.restore(latest, args=ocp.args.StandardRestore(state))
-        history = json.loads(_history_path(out, config.encoding).read_text())
-
-    def save(state):
-        step = int(state.step[0])
-        if manager.latest_step() == step:
-            return
-        manager.save(step, args=ocp.args.StandardSave(state))
-        manager.wait_until_finished()
-        path = _history_path(out, config.encoding)
-        path.parent.mkdir(exist_ok=True)
-        path.write_text(json.dumps(history) + "\n")
+    saved = max(saved_steps(directory), default=0)
+    if saved:
+        state, history = _restore(directory, saved, state)
+    if on_resume:
+        on_resume(saved)
+    # One name for the last completed (state, history) pair: rebinding it is
+    # a single store, so an interrupt never sees a state with the history of
+    # another step.
+    current = (state, history)
 
     start = time.perf_counter()
-    step = int(state.step[0])
+    step = saved
     try:
         while step < config.steps:
             # Chunks end on multiples of steps_per_call, so a resumed run
@@ -126,24 +366,24 @@ def train_encoding(
                 config.steps - step,
             )
             tick = time.perf_counter()
-            new_state, (loss, accuracy) = trainer.train(state, chunk)
+            new_state, (loss, accuracy) = trainer.train(current[0], chunk)
             loss, accuracy = np.asarray(loss), np.asarray(accuracy)  # waits
-            state, step = new_state, step + chunk
-            history["step"].append(step)
-            history["loss"].append(loss[:, -1].tolist())
-            history["accuracy"].append(accuracy[:, -1].tolist())
+            current = (new_state, _extended(current[1], step + chunk, loss, accuracy))
+            step += chunk
             if on_progress:
                 rate = chunk / (time.perf_counter() - tick)
                 on_progress(
                     step, float(loss[:, -1].mean()), float(accuracy[:, -1].mean()), rate
                 )
             if step % checkpoint_every == 0 or step == config.steps:
-                save(state)
+                _save(directory, *current)
+                saved = step
     except KeyboardInterrupt:
-        save(state)  # the last completed chunk: a usable checkpoint
-        manager.close()
+        # Keep the last completed chunk: a usable checkpoint.
+        if int(current[0].step[0]) > saved:
+            _save(directory, *current)
         raise
-    manager.close()
+    state, history = current
     return trainer, state, history, time.perf_counter() - start
 
 
@@ -173,17 +413,23 @@ def summarize(
 def run(
     config: RunConfig,
     out: pathlib.Path,
-    on_start: Callable[[str], None] | None = None,
+    on_start: Callable[[str, int], None] | None = None,
     on_progress: Callable[[int, float, float, float], None] | None = None,
 ) -> dict:
-    """Trains and evaluates every encoding; writes results.json; returns it."""
+    """Trains and evaluates every encoding; writes results.json; returns it.
+
+    ``on_start(encoding, step)`` is called as each encoding starts training
+    from ``step`` (0, or the step of its checkpoint in ``out``).
+    """
     results, histories = [], {}
     for encoding in config.encodings:
-        if on_start:
-            on_start(encoding)
         train_config = config.for_encoding(encoding)
         trainer, state, history, seconds = train_encoding(
-            train_config, out, config.checkpoint_every, on_progress
+            train_config,
+            out,
+            config.checkpoint_every,
+            on_progress,
+            on_resume=functools.partial(on_start, encoding) if on_start else None,
         )
         accuracy = trainer.evaluate(state)
         results.extend(summarize(train_config, accuracy, seconds))
@@ -195,7 +441,5 @@ def run(
         "devices": [str(d) for d in jax.devices()],
         "results": results,
     }
-    tmp = out / "results.json.tmp"
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    os.replace(tmp, out / "results.json")
+    _write_atomically(out / "results.json", json.dumps(report, indent=2) + "\n")
     return {"report": report, "histories": histories}

@@ -144,6 +144,10 @@ def _fails(args, capsys, monkeypatch):
         ({"seeds": "0"}, ["--seeds"]),
         ({"train_length": "0"}, ["--train-length"]),
         ({"checkpoint_every": "0"}, ["--checkpoint-every"]),
+        ({"learning_rate": "nan"}, ["--learning-rate", "nan"]),
+        ({"learning_rate": "inf"}, ["--learning-rate", "inf"]),
+        ({"learning_rate": "0"}, ["--learning-rate", "0"]),
+        ({"learning_rate": "-0.001"}, ["--learning-rate", "-0.001"]),
     ],
     ids=lambda v: (
         ",".join(f"{k}={x}" for k, x in v.items()) if isinstance(v, dict) else None

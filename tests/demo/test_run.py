@@ -56,7 +56,7 @@ def resumed(tmp_path_factory):
     result["checkpoints"] = sorted(
         p.name for p in (out / "checkpoints" / config.encoding).iterdir()
     )
-    history = out / "history" / f"{config.encoding}.json"
+    history = out / "checkpoints" / config.encoding / str(STOP) / run.HISTORY_FILE
     result["history_at_interrupt"] = json.loads(history.read_text())
     result["second"] = run.train_encoding(
         config, out, EVERY, _recorder(result["second_steps"])
