@@ -3,7 +3,7 @@
 Times ``--steps`` training steps after a first chunk that includes compilation,
 for one seed and for ``--seeds`` seeds trained together by vmap, in the same
 process. Prints the measured seconds, steps/s, the compile-inclusive time of
-a 3000-step run projected from them, and the K-seed / 1-seed time ratio.
+a run of the default number of steps projected from them, and the K-seed / 1-seed time ratio.
 
     python benchmarks/demo_speed.py [--encoding sinusoidal] [--steps 500] [--seeds 4]
 """
@@ -56,12 +56,12 @@ def main() -> None:
     for seeds in (1, args.seeds):
         first, seconds = measure(config, seeds, args.steps)
         rate = args.steps / seconds
-        projected = first + (3000 - config.steps_per_call) / rate
+        projected = first + (config.steps - config.steps_per_call) / rate
         times[seeds] = seconds
         print(
             f"seeds {seeds}: first chunk (compile + {config.steps_per_call} steps) "
             f"{first:.1f} s; {args.steps} steps {seconds:.1f} s = {rate:.1f} steps/s; "
-            f"3000-step run projected {projected:.0f} s"
+            f"{config.steps}-step run projected {projected:.0f} s"
         )
     print(
         f"{args.seeds} vmapped seeds / 1 seed, time per step: "

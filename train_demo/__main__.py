@@ -37,22 +37,22 @@ def parser() -> argparse.ArgumentParser:
         default=DEFAULT_ENCODINGS,
         help=f"comma-separated, from {', '.join(model.ENCODINGS)}",
     )
-    p.add_argument("--steps", type=int, default=1000)
+    p.add_argument("--steps", type=int, default=500)
     p.add_argument("--seeds", type=int, default=1, help="seeds trained together (vmap)")
     p.add_argument("--train-length", type=int, default=20)
     p.add_argument("--test-length", type=int, default=60)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--learning-rate", type=float, default=1e-3)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--learning-rate", type=float, default=3e-3)
     p.add_argument(
         "--schedule",
         choices=("constant", "cosine"),
-        default="constant",
-        help="constant learning rate, or linear warm-up then cosine decay to 0",
+        default="cosine",
+        help="after the warm-up: a constant learning rate, or a cosine decay to 0",
     )
     p.add_argument(
         "--warmup-steps",
         type=int,
-        default=0,
+        default=50,
         help="steps of linear warm-up from 0 before either schedule",
     )
     p.add_argument("--layers", type=int, default=3)

@@ -21,14 +21,14 @@ class TrainConfig:
 
     task: str = "bucket_sort"
     encoding: str = "sinusoidal"
-    steps: int = 3000
+    steps: int = 500
     seeds: int = 1
-    batch_size: int = 128
-    learning_rate: float = 1e-3
+    batch_size: int = 64
+    learning_rate: float = 3e-3
     # A linear warm-up over ``warmup_steps``, then "constant", or "cosine"
     # (a cosine decay to zero at ``steps``).
-    schedule: str = "constant"
-    warmup_steps: int = 0
+    schedule: str = "cosine"
+    warmup_steps: int = 50
     clip_norm: float = 1.0
     train_length: int = 20
     test_length: int = 60

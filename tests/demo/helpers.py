@@ -50,6 +50,9 @@ def tiny(**overrides) -> train.TrainConfig:
         features=16,
         num_heads=2,
         steps_per_call=2,
+        # Tests take a few steps: no warm-up, no decay.
+        schedule="constant",
+        warmup_steps=0,
     )
     return dataclasses.replace(config, **overrides)
 

@@ -11,6 +11,8 @@ import struct
 import pytest
 
 from tests.demo.helpers import ISSUE_ENCODINGS, RESULT_ROW_KEYS
+from train_demo import __main__ as demo_main
+from train_demo import train
 from train_demo.__main__ import main
 
 TINY = {
@@ -236,3 +238,10 @@ def test_nnx_api_runs_end_to_end(tmp_path, monkeypatch):
     assert code == 0, buffer.getvalue()
     results = strict_json((out / "results.json").read_text())
     assert results["config"]["api"] == "nnx"
+
+
+def test_command_line_defaults_are_the_train_config_defaults():
+    # One set of defaults: `python -m train_demo` with no flags trains what
+    # TrainConfig() describes (the plots' titles list flags against both).
+    args = demo_main.parser().parse_args([])
+    assert demo_main.config_from_args(args).base == train.TrainConfig()
