@@ -38,7 +38,8 @@ def attention_mask(
       and no query attends a padding key.
 
     Args:
-      q_positions: integer ``[..., q]``.
+      q_positions: integer ``[..., q]``, any integer dtype, values in the int32
+        range (checked unless traced); distances are exact for all of them.
       k_positions: integer ``[..., k]``, leading axes broadcastable with
         ``q_positions``'.
       causal: keys at later positions are masked.
@@ -66,8 +67,8 @@ def attention_mask(
              [0, 1, 1, 0],
              [0, 0, 1, 1]], dtype=int32)
     """
-    q_positions = _validation.integer_array("q_positions", q_positions)
-    k_positions = _validation.integer_array("k_positions", k_positions)
+    q_positions = _validation.position_array("q_positions", q_positions)
+    k_positions = _validation.position_array("k_positions", k_positions)
     for name, value in (("q_positions", q_positions), ("k_positions", k_positions)):
         if value.ndim < 1:
             raise ValueError(f"{name} must be [..., seq], got a scalar.")
@@ -79,8 +80,9 @@ def attention_mask(
         mask &= k <= q
     if sliding_window is not None:
         window = _validation.check_int("sliding_window", sliding_window, minimum=1)
-        distance = q - k if causal else jnp.abs(q - k)
-        mask &= distance < window
+        if window < 2**32:  # every distance of int32 positions is below 2**32
+            # Exact |q - k| (for causal, q - k on the entries it allows).
+            mask &= _validation.abs_distance(q, k) < jnp.uint32(window)
     if q_segments is None and k_segments is not None:
         raise ValueError("k_segments needs q_segments (the queries' segment ids).")
     if q_segments is not None:

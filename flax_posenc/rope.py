@@ -811,7 +811,10 @@ def apply_rope(
       x: ``[..., seq, heads, head_dim]`` queries or keys.
       positions: integer ``[..., seq]``, broadcastable against ``x.shape[:-2]``:
         per-row offsets when decoding, restarting positions in packed rows;
-        ``[..., seq, A]`` with ``mrope_section``.
+        ``[..., seq, A]`` with ``mrope_section``. Any integer dtype; positions
+        are computed in int32, so values must lie in ``[-2**31, 2**31)``.
+        Concrete values outside it raise ``ValueError``; traced ones of a wider
+        dtype (int64, uint32) cannot be checked and wrap modulo 2**32.
       base: frequency base (``rope_theta``); None reads the dict's, else 10000.
       layout: ``"halves"`` or ``"interleaved"``.
       rotary_dim: number of leading features to rotate (even); default all, or
@@ -838,7 +841,7 @@ def apply_rope(
         that do not broadcast, ``frequencies`` of the wrong length or with
         other frequency arguments, an ``mrope_section`` that does not sum to
         ``rotary_dim / 2`` or disagrees with the dict's, and as
-        `rope_frequencies`.
+        `rope_frequencies`; concrete positions outside the int32 range.
       TypeError: ``x`` not floating, ``positions`` not integer.
 
     Examples:
@@ -861,7 +864,7 @@ def apply_rope(
       the World at Any Resolution", 2024. https://arxiv.org/abs/2409.12191
     """
     x = _check_x(x)
-    positions = _validation.integer_array("positions", positions)
+    positions = _validation.position_array("positions", positions)
     _validation.check_choice("layout", layout, LAYOUTS)
     head_dim = x.shape[-1]
     if frequencies is not None:
@@ -1021,7 +1024,7 @@ def apply_axial_rope(
       https://arxiv.org/abs/2403.13298
     """
     x = _check_x(x)
-    positions = _validation.integer_array("positions", positions)
+    positions = _validation.position_array("positions", positions)
     if positions.ndim < 2:
         raise ValueError(
             f"positions must be [..., seq, axes], got shape {positions.shape}."
