@@ -41,8 +41,8 @@ def check_choice(name: str, value: object, allowed: Sequence[str]) -> str:
 
 def check_positive(name: str, value: float) -> float:
     """Raises ValueError unless ``value`` is a finite number > 0."""
-    value = float(value)
-    if not (value > 0.0 and value < float("inf")):
+    value = check_real(name, value)
+    if not value > 0.0:
         raise ValueError(f"{name} must be a finite number > 0, got {value!r}.")
     return value
 
@@ -165,6 +165,15 @@ def floating_dtype(name: str, dtype: DTypeLike) -> jnp.dtype:
     return result
 
 
+def module_dtypes(dtype: DTypeLike | None, param_dtype: DTypeLike) -> jnp.dtype:
+    """A module's output dtype (default ``param_dtype``), both checked floating.
+
+    An integer ``dtype`` would truncate the learned values, most to 0.
+    """
+    param_dtype = floating_dtype("param_dtype", param_dtype)
+    return param_dtype if dtype is None else floating_dtype("dtype", dtype)
+
+
 def compute_dtype(dtype: DTypeLike) -> jnp.dtype:
     """The dtype for angles and statistics: ``dtype`` promoted to at least float32."""
     return jnp.promote_types(dtype, jnp.float32)
@@ -185,6 +194,22 @@ def default_positions(
             f"positions {positions.shape} and x {x.shape}."
         )
     return positions
+
+
+def check_module(name: str, value: object, *, optional: bool = True) -> None:
+    """Raises TypeError unless ``value`` is a callable module (or None if optional).
+
+    Catches a scheme's name given where its module is expected, e.g.
+    ``position="sinusoidal"`` instead of ``SinusoidalPositionEmbedding()``.
+    """
+    if value is None and optional:
+        return
+    if not callable(value):
+        allowed = "a module (or None)" if optional else "a module"
+        raise TypeError(
+            f"{name} must be {allowed}, called on arrays; got "
+            f"{type(value).__name__} {value!r}."
+        )
 
 
 def accepts_keyword(module: object, name: str) -> bool:

@@ -163,8 +163,8 @@ def dot_product_attention(
         `attention_mask`).
       bias: broadcastable to ``[..., heads, q, k]``, added to the logits after
         soft-capping (`alibi_bias`, `relative_position_bias`).
-      scale: multiplies ``q k^T``; T5 uses 1, Gemma 2 ``query_pre_attn_scalar
-        ** -0.5``.
+      scale: multiplies ``q k^T``, a finite real number; T5 uses 1, Gemma 2
+        ``query_pre_attn_scalar ** -0.5``.
       softcap: the soft-capping bound (Gemma 2: 50), or None.
       dropout_rate: dropout on the attention weights (kept ones scaled by
         ``1 / (1 - rate)``); needs ``dropout_rng``.
@@ -176,9 +176,11 @@ def dot_product_attention(
 
     Raises:
       ValueError: ranks, head counts or sizes that do not fit, a mask or bias
-        that does not broadcast, a non-positive softcap, an unknown
-        implementation, ``"jax"`` with a softcap.
-      TypeError: non-floating inputs, a non-boolean mask.
+        that does not broadcast, a non-positive softcap, a non-finite scale,
+        ``dropout_rate`` outside ``[0, 1)``, an unknown implementation,
+        ``"jax"`` with a softcap.
+      TypeError: non-floating inputs, a non-boolean mask, a ``scale`` or
+        ``softcap`` that is not a real number (complex, string).
 
     Examples:
       >>> import jax.numpy as jnp
@@ -234,12 +236,10 @@ def dot_product_attention(
     if bias is not None:
         bias = _validation.floating_array("bias", bias)
         _check_broadcasts("bias", bias, logits_shape)
-    scale = head_dim**-0.5 if scale is None else float(scale)
+    scale = head_dim**-0.5 if scale is None else _validation.check_real("scale", scale)
     if softcap is not None:
         softcap = _validation.check_positive("softcap", softcap)
-    dropout_rate = float(dropout_rate)
-    if not 0.0 <= dropout_rate < 1.0:
-        raise ValueError(f"dropout_rate must be in [0, 1), got {dropout_rate}.")
+    dropout_rate = _validation.check_rate("dropout_rate", dropout_rate)
     dropout = dropout_rate if dropout_rng is not None else 0.0
     if implementation is None:
         fits = dropout == 0.0 and _jax_fits(q, k, v, softcap)

@@ -91,6 +91,15 @@ def check_buckets(
     return num_buckets, max_distance
 
 
+def check_bias_module(
+    num_heads, num_buckets, max_distance, bidirectional, dtype, param_dtype
+):
+    """The relative-bias modules' checks (linen and NNX); returns the dtype."""
+    _validation.check_int("num_heads", num_heads, minimum=1)
+    check_buckets(num_buckets, max_distance, bidirectional=bidirectional)
+    return _validation.module_dtypes(dtype, param_dtype)
+
+
 def _bucket(after, distance, *, bidirectional, num_buckets, max_distance):
     """The bucket from the direction (key after query) and the uint32 distance."""
     num_buckets, max_distance = check_buckets(
