@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import inspect
+import math
+import numbers
 import operator
 from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.typing import DTypeLike
+
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 
 
 def check_int(name: str, value: object, *, minimum: int) -> int:
@@ -36,10 +41,45 @@ def check_choice(name: str, value: object, allowed: Sequence[str]) -> str:
 
 def check_positive(name: str, value: float) -> float:
     """Raises ValueError unless ``value`` is a finite number > 0."""
-    value = float(value)
-    if not (value > 0.0 and value < float("inf")):
+    value = check_real(name, value)
+    if not value > 0.0:
         raise ValueError(f"{name} must be a finite number > 0, got {value!r}.")
     return value
+
+
+def check_real(name: str, value: object) -> float:
+    """Returns ``value`` as a float, or raises unless it is a finite real number.
+
+    Rejects strings, bools, complex numbers (whose imaginary part ``float``
+    would drop) and arrays of more than one element.
+    """
+    if isinstance(value, (str, bytes, bool, np.bool_)) or not isinstance(
+        value, (numbers.Real, np.ndarray, jax.Array)
+    ):
+        raise TypeError(
+            f"{name} must be a real number, got {type(value).__name__} {value!r}."
+        )
+    if isinstance(value, (np.ndarray, jax.Array)):
+        if value.shape != () or not (
+            jnp.issubdtype(value.dtype, jnp.floating)
+            or jnp.issubdtype(value.dtype, jnp.integer)
+        ):
+            raise TypeError(
+                f"{name} must be a real number, got an array of dtype {value.dtype} "
+                f"and shape {value.shape}."
+            )
+    result = float(value)
+    if not math.isfinite(result):
+        raise ValueError(f"{name} must be a finite number, got {result!r}.")
+    return result
+
+
+def check_rate(name: str, value: object) -> float:
+    """Returns a dropout rate as a float, or raises unless it lies in [0, 1)."""
+    rate = check_real(name, value)
+    if not 0.0 <= rate < 1.0:
+        raise ValueError(f"{name} must be in [0, 1), got {rate!r}.")
+    return rate
 
 
 def integer_array(name: str, value: jax.typing.ArrayLike) -> jax.Array:
@@ -51,6 +91,62 @@ def integer_array(name: str, value: jax.typing.ArrayLike) -> jax.Array:
             f"Cast with .astype(jnp.int32) if the values are whole numbers."
         )
     return array
+
+
+def position_array(name: str, value: jax.typing.ArrayLike) -> jax.Array:
+    """Integer positions as int32, the type every position computation uses.
+
+    Any integer dtype is accepted. Concrete values (NumPy arrays, Python lists,
+    JAX arrays outside ``jit``) must lie in the int32 range
+    ``[-2**31, 2**31)``: checked here, before a conversion could wrap them.
+    Traced values can only be checked for their dtype; wider ones (int64,
+    uint32, uint64) are converted to int32, which wraps values outside that
+    range.
+    """
+    if not isinstance(value, (jax.Array, np.ndarray)):
+        value = np.asarray(value)  # Python ints keep their size: no wrap yet
+    if not jnp.issubdtype(value.dtype, jnp.integer):
+        raise TypeError(
+            f"{name} must have an integer dtype, got {value.dtype}. "
+            f"Cast with .astype(jnp.int32) if the values are whole numbers."
+        )
+    info = np.iinfo(value.dtype)
+    wide = info.min < INT32_MIN or info.max > INT32_MAX
+    if wide and value.size and not isinstance(value, jax.core.Tracer):
+        low, high = int(value.min()), int(value.max())
+        if low < INT32_MIN or high > INT32_MAX:
+            raise ValueError(
+                f"{name} must lie in the int32 range [-2**31, 2**31); got values "
+                f"from {low} to {high} (dtype {value.dtype})."
+            )
+    return jnp.asarray(value).astype(jnp.int32)
+
+
+def abs_distance(a: jax.Array, b: jax.Array) -> jax.Array:
+    """``|a - b|`` of int32 arrays as uint32, exact for every pair of int32 values.
+
+    ``a - b`` in int32 overflows once the positions span more than 2**31; in
+    uint32 arithmetic (modulo 2**32) the larger minus the smaller is exact.
+    """
+    a_bits = jax.lax.bitcast_convert_type(a, jnp.uint32)
+    b_bits = jax.lax.bitcast_convert_type(b, jnp.uint32)
+    return jnp.where(a >= b, a_bits - b_bits, b_bits - a_bits)
+
+
+def check_query_key_positions(q_positions: jax.Array, k_positions: jax.Array) -> None:
+    """Query and key positions ``[..., q]``, ``[..., k]``: leading axes broadcast."""
+    if q_positions.ndim == 0 or k_positions.ndim == 0:
+        raise ValueError(
+            f"q_positions and k_positions must be [..., length]; got shapes "
+            f"{q_positions.shape} and {k_positions.shape}."
+        )
+    try:
+        np.broadcast_shapes(q_positions.shape[:-1], k_positions.shape[:-1])
+    except ValueError:
+        raise ValueError(
+            f"the leading axes of q_positions {q_positions.shape} and k_positions "
+            f"{k_positions.shape} must broadcast."
+        ) from None
 
 
 def floating_array(name: str, value: jax.typing.ArrayLike) -> jax.Array:
@@ -67,6 +163,15 @@ def floating_dtype(name: str, dtype: DTypeLike) -> jnp.dtype:
     if not jnp.issubdtype(result, jnp.floating):
         raise TypeError(f"{name} must be a floating dtype, got {result}.")
     return result
+
+
+def module_dtypes(dtype: DTypeLike | None, param_dtype: DTypeLike) -> jnp.dtype:
+    """A module's output dtype (default ``param_dtype``), both checked floating.
+
+    An integer ``dtype`` would truncate the learned values, most to 0.
+    """
+    param_dtype = floating_dtype("param_dtype", param_dtype)
+    return param_dtype if dtype is None else floating_dtype("dtype", dtype)
 
 
 def compute_dtype(dtype: DTypeLike) -> jnp.dtype:
@@ -89,6 +194,22 @@ def default_positions(
             f"positions {positions.shape} and x {x.shape}."
         )
     return positions
+
+
+def check_module(name: str, value: object, *, optional: bool = True) -> None:
+    """Raises TypeError unless ``value`` is a callable module (or None if optional).
+
+    Catches a scheme's name given where its module is expected, e.g.
+    ``position="sinusoidal"`` instead of ``SinusoidalPositionEmbedding()``.
+    """
+    if value is None and optional:
+        return
+    if not callable(value):
+        allowed = "a module (or None)" if optional else "a module"
+        raise TypeError(
+            f"{name} must be {allowed}, called on arrays; got "
+            f"{type(value).__name__} {value!r}."
+        )
 
 
 def accepts_keyword(module: object, name: str) -> bool:

@@ -65,18 +65,21 @@ def alibi_bias(
     bidirectional attention the symmetric distance is used as is.
 
     Args:
-      q_positions: integer ``[..., q_len]``.
+      q_positions: integer ``[..., q_len]``, any integer dtype, values in the
+        int32 range (checked unless traced; see `apply_rope`).
       k_positions: integer ``[..., k_len]``; leading axes broadcast with the
         queries'.
       num_heads: number of heads; slopes from `alibi_slopes`.
-      dtype: floating output dtype (distances are exact integers first).
+      dtype: floating output dtype (distances are exact integers first, for
+        every pair of int32 positions).
 
     Returns:
       ``[..., num_heads, q_len, k_len]`` array of ``dtype``.
 
     Raises:
       TypeError: positions not integer, ``dtype`` not floating.
-      ValueError: as `alibi_slopes`; positions of rank 0.
+      ValueError: as `alibi_slopes`; positions of rank 0, leading axes that
+        do not broadcast, concrete positions outside the int32 range.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -87,12 +90,13 @@ def alibi_bias(
       >>> bias[0].tolist()
       [[0.0, -0.0625, -0.125], [-0.0625, 0.0, -0.0625], [-0.125, -0.0625, 0.0]]
     """
-    q_positions = _validation.integer_array("q_positions", q_positions)
-    k_positions = _validation.integer_array("k_positions", k_positions)
+    q_positions = _validation.position_array("q_positions", q_positions)
+    k_positions = _validation.position_array("k_positions", k_positions)
     dtype = _validation.floating_dtype("dtype", dtype)
-    if q_positions.ndim == 0 or k_positions.ndim == 0:
-        raise ValueError("q_positions and k_positions must be [..., length].")
+    _validation.check_query_key_positions(q_positions, k_positions)
     slopes = jnp.asarray(alibi_slopes(num_heads), jnp.float32)
-    distance = jnp.abs(q_positions[..., :, None] - k_positions[..., None, :])
-    negated = (-distance)[..., None, :, :].astype(jnp.float32)  # 0 stays +0
+    distance = _validation.abs_distance(
+        q_positions[..., :, None], k_positions[..., None, :]
+    )
+    negated = 0.0 - distance[..., None, :, :].astype(jnp.float32)  # 0 stays +0
     return (slopes[:, None, None] * negated).astype(dtype)

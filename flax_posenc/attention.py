@@ -38,7 +38,8 @@ def attention_mask(
       and no query attends a padding key.
 
     Args:
-      q_positions: integer ``[..., q]``.
+      q_positions: integer ``[..., q]``, any integer dtype, values in the int32
+        range (checked unless traced); distances are exact for all of them.
       k_positions: integer ``[..., k]``, leading axes broadcastable with
         ``q_positions``'.
       causal: keys at later positions are masked.
@@ -66,8 +67,8 @@ def attention_mask(
              [0, 1, 1, 0],
              [0, 0, 1, 1]], dtype=int32)
     """
-    q_positions = _validation.integer_array("q_positions", q_positions)
-    k_positions = _validation.integer_array("k_positions", k_positions)
+    q_positions = _validation.position_array("q_positions", q_positions)
+    k_positions = _validation.position_array("k_positions", k_positions)
     for name, value in (("q_positions", q_positions), ("k_positions", k_positions)):
         if value.ndim < 1:
             raise ValueError(f"{name} must be [..., seq], got a scalar.")
@@ -79,8 +80,9 @@ def attention_mask(
         mask &= k <= q
     if sliding_window is not None:
         window = _validation.check_int("sliding_window", sliding_window, minimum=1)
-        distance = q - k if causal else jnp.abs(q - k)
-        mask &= distance < window
+        if window < 2**32:  # every distance of int32 positions is below 2**32
+            # Exact |q - k| (for causal, q - k on the entries it allows).
+            mask &= _validation.abs_distance(q, k) < jnp.uint32(window)
     if q_segments is None and k_segments is not None:
         raise ValueError("k_segments needs q_segments (the queries' segment ids).")
     if q_segments is not None:
@@ -161,8 +163,8 @@ def dot_product_attention(
         `attention_mask`).
       bias: broadcastable to ``[..., heads, q, k]``, added to the logits after
         soft-capping (`alibi_bias`, `relative_position_bias`).
-      scale: multiplies ``q k^T``; T5 uses 1, Gemma 2 ``query_pre_attn_scalar
-        ** -0.5``.
+      scale: multiplies ``q k^T``, a finite real number; T5 uses 1, Gemma 2
+        ``query_pre_attn_scalar ** -0.5``.
       softcap: the soft-capping bound (Gemma 2: 50), or None.
       dropout_rate: dropout on the attention weights (kept ones scaled by
         ``1 / (1 - rate)``); needs ``dropout_rng``.
@@ -174,9 +176,11 @@ def dot_product_attention(
 
     Raises:
       ValueError: ranks, head counts or sizes that do not fit, a mask or bias
-        that does not broadcast, a non-positive softcap, an unknown
-        implementation, ``"jax"`` with a softcap.
-      TypeError: non-floating inputs, a non-boolean mask.
+        that does not broadcast, a non-positive softcap, a non-finite scale,
+        ``dropout_rate`` outside ``[0, 1)``, an unknown implementation,
+        ``"jax"`` with a softcap.
+      TypeError: non-floating inputs, a non-boolean mask, a ``scale`` or
+        ``softcap`` that is not a real number (complex, string).
 
     Examples:
       >>> import jax.numpy as jnp
@@ -232,12 +236,10 @@ def dot_product_attention(
     if bias is not None:
         bias = _validation.floating_array("bias", bias)
         _check_broadcasts("bias", bias, logits_shape)
-    scale = head_dim**-0.5 if scale is None else float(scale)
+    scale = head_dim**-0.5 if scale is None else _validation.check_real("scale", scale)
     if softcap is not None:
         softcap = _validation.check_positive("softcap", softcap)
-    dropout_rate = float(dropout_rate)
-    if not 0.0 <= dropout_rate < 1.0:
-        raise ValueError(f"dropout_rate must be in [0, 1), got {dropout_rate}.")
+    dropout_rate = _validation.check_rate("dropout_rate", dropout_rate)
     dropout = dropout_rate if dropout_rng is not None else 0.0
     if implementation is None:
         fits = dropout == 0.0 and _jax_fits(q, k, v, softcap)

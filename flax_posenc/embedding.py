@@ -27,7 +27,8 @@ def embedding_lookup(
 
     Args:
       table: floating array ``[num_rows, features]``.
-      ids: integer array ``[...]``.
+      ids: integer array ``[...]``, any integer dtype, read as int32: concrete
+        ids outside the int32 range raise ``ValueError`` (they would wrap).
       checked: add a ``checkify`` check that every id is in range.
 
     Returns:
@@ -35,7 +36,8 @@ def embedding_lookup(
 
     Raises:
       TypeError: ``ids`` not integer, ``table`` not floating.
-      ValueError: ``table`` not 2-D.
+      ValueError: ``table`` not 2-D, or without rows; concrete ``ids`` outside
+        the int32 range.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -49,14 +51,18 @@ def embedding_lookup(
       https://arxiv.org/abs/1706.03762
     """
     table = _validation.floating_array("table", table)
-    ids = _validation.integer_array("ids", ids)
+    ids = _validation.position_array("ids", ids)
     if table.ndim != 2:
         raise ValueError(
             f"table must be [num_rows, features], got shape {table.shape}."
         )
     num_rows = table.shape[0]
+    if num_rows == 0:
+        raise ValueError(
+            f"table has no rows (shape {table.shape}): no id can be looked up."
+        )
     valid = (ids >= 0) & (ids < num_rows)
-    if checked:
+    if checked and ids.size:  # no ids, nothing to check (and no min or max)
         checkify.check(
             jnp.all(valid),
             f"embedding_lookup: ids must lie in [0, {num_rows}); "

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.typing import ArrayLike, DTypeLike
 
 from flax_posenc import _validation
@@ -33,7 +34,7 @@ def index_encoding(
     Raises:
       TypeError: ``positions`` not integer, ``dim`` not an int, ``dtype`` not
         floating.
-      ValueError: ``dim < 1``.
+      ValueError: ``dim < 1``; concrete positions outside the int32 range.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -46,7 +47,7 @@ def index_encoding(
       fixed sinusoids these baselines are compared with).
       https://arxiv.org/abs/1706.03762
     """
-    positions = _validation.integer_array("positions", positions)
+    positions = _validation.position_array("positions", positions)
     dim = _validation.check_int("dim", dim, minimum=1)
     dtype = _validation.floating_dtype("dtype", dtype)
     values = positions.astype(dtype)[..., None]
@@ -68,8 +69,10 @@ def fraction_encoding(
     Args:
       positions: integer array ``[..., seq]``.
       dim: number of features (>= 1).
-      length: ``L``, an int or an integer array ``[...]`` with one length per row
-        (padded batches); default ``positions.shape[-1]``.
+      length: ``L >= 0``, an int or an integer array ``[...]`` with one length
+        per row (padded batches), broadcastable to ``positions.shape[:-1]``;
+        default ``positions.shape[-1]``. Negative values are rejected when
+        concrete (not traced).
       dtype: floating output dtype; the division is done in at least float32.
 
     Returns:
@@ -78,7 +81,9 @@ def fraction_encoding(
     Raises:
       TypeError: ``positions`` or ``length`` not integer, ``dim`` not an int,
         ``dtype`` not floating.
-      ValueError: ``dim < 1``; ``positions`` is a scalar and ``length`` is None.
+      ValueError: ``dim < 1``; ``positions`` is a scalar and ``length`` is None;
+        ``length`` of another shape, or negative; concrete positions outside
+        the int32 range.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -91,14 +96,29 @@ def fraction_encoding(
       fixed sinusoids these baselines are compared with).
       https://arxiv.org/abs/1706.03762
     """
-    positions = _validation.integer_array("positions", positions)
+    positions = _validation.position_array("positions", positions)
     dim = _validation.check_int("dim", dim, minimum=1)
     dtype = _validation.floating_dtype("dtype", dtype)
     if length is None:
         if positions.ndim == 0:
             raise ValueError("length is required when positions is a scalar.")
         length = positions.shape[-1]
-    length = _validation.integer_array("length", length)
+    length = _validation.position_array("length", length)
+    rows = positions.shape[:-1]
+    try:
+        fits = np.broadcast_shapes(length.shape, rows) == rows
+    except ValueError:
+        fits = False
+    if not fits:
+        raise ValueError(
+            f"length must be an int or have one value per row of positions "
+            f"{positions.shape}, a shape that broadcasts to {rows}; got "
+            f"{length.shape}."
+        )
+    if not isinstance(length, jax.core.Tracer) and length.size:
+        shortest = int(length.min())
+        if shortest < 0:
+            raise ValueError(f"length must be >= 0, got {shortest}.")
     work = _validation.compute_dtype(dtype)
     denominator = jnp.maximum(length.astype(work) - 1, 1)[..., None]
     values = (positions.astype(work) / denominator).astype(dtype)[..., None]

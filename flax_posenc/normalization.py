@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import functools
+import operator
 from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.ad_checkpoint import checkpoint_name
 from jax.typing import ArrayLike, DTypeLike
 
@@ -14,13 +16,26 @@ from flax_posenc import _validation
 
 
 def _axes(ndim: int, axis: int | Sequence[int]) -> tuple[int, ...]:
-    """Normalizes ``axis`` to a sorted tuple of non-negative, distinct axes."""
-    requested = (axis,) if isinstance(axis, int) else tuple(axis)
+    """Normalizes ``axis`` to a sorted tuple of non-negative, distinct axes.
+
+    ``axis`` is an int (NumPy integers too) or a sequence of them.
+    """
+    if isinstance(axis, (str, bytes)) or not isinstance(axis, Sequence):
+        axis = (axis,)
+    requested = tuple(axis)
     if not requested:
         raise ValueError("axis must name at least one axis, got ().")
     axes = []
     for a in requested:
-        if isinstance(a, bool) or not isinstance(a, int) or not -ndim <= a < ndim:
+        if isinstance(a, (bool, np.bool_)):
+            raise TypeError(f"axis must be an int or ints, got {a!r}.")
+        try:
+            a = operator.index(a)
+        except TypeError:
+            raise TypeError(
+                f"axis must be an int or ints, got {type(a).__name__} {a!r}."
+            ) from None
+        if not -ndim <= a < ndim:
             raise ValueError(f"axis {a!r} is out of range for an input of rank {ndim}.")
         axes.append(a % ndim)
     if len(set(axes)) != len(axes):
@@ -35,6 +50,11 @@ def _broadcastable(
     if param is None:
         return None
     param = jnp.asarray(param)
+    if not (
+        jnp.issubdtype(param.dtype, jnp.floating)
+        or jnp.issubdtype(param.dtype, jnp.integer)
+    ):
+        raise TypeError(f"{name} must be real (floating), got dtype {param.dtype}.")
     expected = tuple(x.shape[a] for a in axes)
     if param.shape != expected:
         raise ValueError(
@@ -48,7 +68,12 @@ def _broadcastable(
 def _prepare(x, axis, eps, dtype):
     x = _validation.floating_array("x", x)
     axes = _axes(x.ndim, axis)
-    if not eps >= 0.0:
+    if isinstance(eps, jax.core.Tracer):  # a traced eps: only its type is known
+        if eps.shape != () or not jnp.issubdtype(eps.dtype, jnp.floating):
+            raise TypeError(
+                f"eps must be a real scalar, got a traced {eps.dtype}{list(eps.shape)}."
+            )
+    elif _validation.check_real("eps", eps) < 0.0:
         raise ValueError(f"eps must be >= 0, got {eps!r}.")
     out_dtype = x.dtype if dtype is None else _validation.floating_dtype("dtype", dtype)
     return x, axes, out_dtype, _validation.compute_dtype(x.dtype)
@@ -78,22 +103,23 @@ def _statistics(x, axes, eps):
     return checkpoint_name(mean + residual, _STATS), checkpoint_name(rstd, _STATS)
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2))
-def _standardize(x: jax.Array, axes: tuple[int, ...], eps: float) -> jax.Array:
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
+def _standardize(x: jax.Array, eps: jax.Array, axes: tuple[int, ...]) -> jax.Array:
     """``(x - mean) / sqrt(var + eps)`` over ``axes``."""
     mean, rstd = _statistics(x, axes, eps)
     return (x - mean) * rstd
 
 
 @_standardize.defjvp
-def _standardize_jvp(axes, eps, primals, tangents):
+def _standardize_jvp(axes, primals, tangents):
     # The derivative in closed form: d xhat = rstd * (dx - mean(dx) - xhat *
-    # mean(xhat * dx)). Its transpose, the backward pass, needs two row sums
-    # and one elementwise pass.
-    (x,), (dx,) = primals, tangents
+    # mean(xhat * dx)) - xhat * rstd**2 * d eps / 2. Its transpose, the
+    # backward pass, needs two row sums and one elementwise pass.
+    (x, eps), (dx, deps) = primals, tangents
     mean, rstd = _statistics(x, axes, eps)
     xhat = (x - mean) * rstd
-    return xhat, rstd * (dx - _mean(dx, axes) - xhat * _mean(xhat * dx, axes))
+    dxhat = rstd * (dx - _mean(dx, axes) - xhat * _mean(xhat * dx, axes))
+    return xhat, dxhat - 0.5 * xhat * jnp.square(rstd) * deps
 
 
 def layer_norm(
@@ -124,8 +150,14 @@ def layer_norm(
       x: floating array.
       scale: optional multiplier with the shape of the normalized axes.
       bias: optional offset with the shape of the normalized axes.
-      axis: axis or axes to normalize over (default the last).
-      eps: small constant added to the variance (>= 0).
+      axis: axis or axes to normalize over (default the last): ints, NumPy
+        integers included.
+      eps: small constant added to the variance (>= 0): a real number, or a
+        traced float scalar (then not checked, and differentiable). With
+        ``eps=0`` a row of zero variance (constant, e.g. all zeros) divides
+        0 by 0: its outputs and gradients are NaN. That is left as is, not
+        patched: the gradient there is unbounded. Use ``eps > 0`` where such
+        rows can occur (padding).
       dtype: output dtype; default ``x.dtype``. Scale and bias are applied in the
         computation dtype (at least float32) before the cast.
 
@@ -133,9 +165,10 @@ def layer_norm(
       Array of ``x``'s shape and ``dtype``.
 
     Raises:
-      TypeError: ``x`` or ``dtype`` not floating.
-      ValueError: a bad ``axis``, negative ``eps``, or ``scale``/``bias`` of the
-        wrong shape.
+      TypeError: ``x`` or ``dtype`` not floating, ``scale``/``bias`` complex,
+        ``axis`` not ints, ``eps`` not a real number.
+      ValueError: an ``axis`` out of range or repeated, a negative or
+        non-finite ``eps``, or ``scale``/``bias`` of the wrong shape.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -150,8 +183,8 @@ def layer_norm(
     x, axes, out_dtype, work = _prepare(x, axis, eps, dtype)
     scale = _broadcastable("scale", scale, x, axes)
     bias = _broadcastable("bias", bias, x, axes)
-    y = jax.checkpoint(lambda v: _standardize(v, axes, eps), policy=_SAVE_STATS)(
-        x.astype(work)
+    y = jax.checkpoint(lambda v, e: _standardize(v, e, axes), policy=_SAVE_STATS)(
+        x.astype(work), jnp.asarray(eps, work)
     )
     if scale is not None:
         y = y * scale.astype(work)
@@ -183,8 +216,13 @@ def rms_norm(
     Args:
       x: floating array.
       scale: optional multiplier with the shape of the normalized axes.
-      axis: axis or axes to normalize over (default the last).
-      eps: small constant added to the mean square (>= 0).
+      axis: axis or axes to normalize over (default the last): ints, NumPy
+        integers included.
+      eps: small constant added to the mean square (>= 0): a real number, or
+        a traced float scalar (then not checked). With ``eps=0`` an all-zero
+        row divides 0 by 0: its outputs and gradients are NaN (left as is: the
+        gradient there is unbounded). Use ``eps > 0`` where such rows can
+        occur (padding).
       unit_offset: multiply by ``1 + scale`` instead of ``scale``.
       dtype: output dtype; default ``x.dtype``.
 
@@ -192,9 +230,11 @@ def rms_norm(
       Array of ``x``'s shape and ``dtype``.
 
     Raises:
-      TypeError: ``x`` or ``dtype`` not floating.
-      ValueError: a bad ``axis``, negative ``eps``, ``scale`` of the wrong shape,
-        or ``unit_offset=True`` without ``scale``.
+      TypeError: ``x`` or ``dtype`` not floating, ``scale`` complex, ``axis``
+        not ints, ``eps`` not a real number.
+      ValueError: an ``axis`` out of range or repeated, a negative or
+        non-finite ``eps``, ``scale`` of the wrong shape, or
+        ``unit_offset=True`` without ``scale``.
 
     Examples:
       >>> import jax.numpy as jnp

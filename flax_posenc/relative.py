@@ -28,8 +28,13 @@ def relative_position_bucket(
     capped at ``B - 1`` (``D = max_distance``). The logarithm is computed in
     float32, as in Mesh TensorFlow and Hugging Face T5.
 
+    Distances are exact for every int32 ``relative_position`` (``-2**31``
+    included); positions, here and in `relative_position_bias`, follow the
+    int32 rule of `apply_rope`.
+
     Args:
-      relative_position: integer array, ``key_position - query_position``.
+      relative_position: integer array, ``key_position - query_position``, in
+        the int32 range (checked unless traced).
       bidirectional: encoder-style (both directions) or causal buckets.
       num_buckets: total number of buckets (even when bidirectional).
       max_distance: distance from which every position shares the last bucket.
@@ -40,7 +45,8 @@ def relative_position_bucket(
 
     Raises:
       TypeError: ``relative_position`` not integer.
-      ValueError: bucket counts or distances too small for the construction.
+      ValueError: bucket counts or distances too small for the construction,
+        concrete values outside the int32 range.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -55,8 +61,22 @@ def relative_position_bucket(
       Raffel et al., "Exploring the Limits of Transfer Learning with a Unified
       Text-to-Text Transformer", 2020. https://arxiv.org/abs/1910.10683
     """
-    relative = _validation.integer_array("relative_position", relative_position)
-    relative = relative.astype(jnp.int32)
+    relative = _validation.position_array("relative_position", relative_position)
+    bits = jax.lax.bitcast_convert_type(relative, jnp.uint32)
+    distance = jnp.where(relative >= 0, bits, jnp.uint32(0) - bits)  # exact |r|
+    return _bucket(
+        relative > 0,
+        distance,
+        bidirectional=bidirectional,
+        num_buckets=num_buckets,
+        max_distance=max_distance,
+    )
+
+
+def check_buckets(
+    num_buckets: int, max_distance: int, *, bidirectional: bool
+) -> tuple[int, int]:
+    """``(buckets per direction, max_distance)``, checked (also for the modules)."""
     num_buckets = _validation.check_int("num_buckets", num_buckets, minimum=2)
     if bidirectional:
         if num_buckets % 2 or num_buckets < 4:
@@ -65,23 +85,42 @@ def relative_position_bucket(
                 f"{num_buckets}."
             )
         num_buckets //= 2
-        offset = jnp.where(relative > 0, num_buckets, 0)
-        distance = jnp.abs(relative)
+    max_distance = _validation.check_int(
+        "max_distance", max_distance, minimum=num_buckets // 2 + 1
+    )
+    return num_buckets, max_distance
+
+
+def check_bias_module(
+    num_heads, num_buckets, max_distance, bidirectional, dtype, param_dtype
+):
+    """The relative-bias modules' checks (linen and NNX); returns the dtype."""
+    _validation.check_int("num_heads", num_heads, minimum=1)
+    check_buckets(num_buckets, max_distance, bidirectional=bidirectional)
+    return _validation.module_dtypes(dtype, param_dtype)
+
+
+def _bucket(after, distance, *, bidirectional, num_buckets, max_distance):
+    """The bucket from the direction (key after query) and the uint32 distance."""
+    num_buckets, max_distance = check_buckets(
+        num_buckets, max_distance, bidirectional=bidirectional
+    )
+    if bidirectional:
+        offset = jnp.where(after, num_buckets, 0)
     else:
         offset = 0
-        distance = jnp.maximum(-relative, 0)
+        distance = jnp.where(after, jnp.uint32(0), distance)  # max(-r, 0)
     max_exact = num_buckets // 2
-    max_distance = _validation.check_int(
-        "max_distance", max_distance, minimum=max_exact + 1
-    )
     # Same float32 operations in the same order as the reference, so that
     # truncation lands in the same bucket. Distances below max_exact take the
     # other branch; the max() only keeps the logarithm finite for them.
-    ratio = jnp.maximum(distance, max_exact).astype(jnp.float32) / max_exact
+    ratio = jnp.maximum(distance, jnp.uint32(max_exact)).astype(jnp.float32)
+    ratio = ratio / max_exact
     log_ratio = jnp.log(ratio) / jnp.float32(math.log(max_distance / max_exact))
     large = max_exact + (log_ratio * (num_buckets - max_exact)).astype(jnp.int32)
     large = jnp.minimum(large, num_buckets - 1)
-    return offset + jnp.where(distance < max_exact, distance, large)
+    exact = distance < jnp.uint32(max_exact)
+    return offset + jnp.where(exact, distance.astype(jnp.int32), large)
 
 
 def relative_position_bias(
@@ -96,7 +135,7 @@ def relative_position_bias(
 
     Args:
       table: learned biases ``[heads, num_buckets]``.
-      q_positions: integer ``[..., q_len]``.
+      q_positions: integer ``[..., q_len]`` (int32 range; distances exact).
       k_positions: integer ``[..., k_len]``; leading axes broadcast.
       bidirectional: see `relative_position_bucket`.
       max_distance: see `relative_position_bucket`.
@@ -106,9 +145,9 @@ def relative_position_bias(
       attention logits.
 
     Raises:
-      ValueError: ``table`` not 2-D, positions of rank 0, and as
-        `relative_position_bucket`.
-      TypeError: positions not integer.
+      ValueError: ``table`` not 2-D, positions of rank 0 or whose leading axes
+        do not broadcast, and as `relative_position_bucket`.
+      TypeError: positions not integer, ``table`` not floating.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -125,15 +164,16 @@ def relative_position_bias(
       Text-to-Text Transformer", 2020.
       https://arxiv.org/abs/1910.10683
     """
-    table = jnp.asarray(table)
-    q_positions = _validation.integer_array("q_positions", q_positions)
-    k_positions = _validation.integer_array("k_positions", k_positions)
+    table = _validation.floating_array("table", table)
+    q_positions = _validation.position_array("q_positions", q_positions)
+    k_positions = _validation.position_array("k_positions", k_positions)
     if table.ndim != 2:
         raise ValueError(f"table must be [heads, num_buckets], got {table.shape}.")
-    if q_positions.ndim == 0 or k_positions.ndim == 0:
-        raise ValueError("q_positions and k_positions must be [..., length].")
-    buckets = relative_position_bucket(
-        k_positions[..., None, :] - q_positions[..., :, None],
+    _validation.check_query_key_positions(q_positions, k_positions)
+    q, k = q_positions[..., :, None], k_positions[..., None, :]
+    buckets = _bucket(
+        k > q,
+        _validation.abs_distance(q, k),
         bidirectional=bidirectional,
         num_buckets=table.shape[1],
         max_distance=max_distance,

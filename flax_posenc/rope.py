@@ -399,7 +399,7 @@ def _typed_scaling(
 
 
 def _check_factor(factor: float) -> float:
-    factor = float(factor)
+    factor = _validation.check_real("scaling factor", factor)
     if not factor >= 1.0:
         raise ValueError(f"scaling factor must be >= 1, got {factor!r}.")
     return factor
@@ -480,9 +480,11 @@ def rope_frequencies(
     Raises:
       ValueError: odd or too small ``dim``, bad ``base`` or one that disagrees
         with ``rope_theta``, an unknown scaling type, a missing value,
-        ``factor < 1``, ``"dynamic"`` with ``dim == 2``, LongRoPE factor lists
-        of the wrong length, a per-layer-type dict.
-      TypeError: ``scaling`` of another type.
+        ``factor < 1`` or infinite, ``"dynamic"`` with ``dim == 2``, LongRoPE
+        factor lists of the wrong length, YaRN ``beta_fast``/``beta_slow`` not
+        finite and > 0 or ``base <= 1``, llama3 frequency factors not finite
+        and > 0, a per-layer-type dict.
+      TypeError: ``scaling`` of another type, a number that is not real.
 
     Examples:
       >>> import flax_posenc as fp
@@ -572,12 +574,12 @@ def _longrope(inv_freq, dim, config: LongRopeScaling, seq_len):
                 f"longrope {name} must have dim // 2 = {dim // 2} values (one per "
                 f"frequency), got {len(values)}."
             )
-        if not all(v > 0 for v in values):
-            raise ValueError(f"longrope {name} must be > 0, got {values}.")
+        if not all(0 < v < math.inf for v in values):
+            raise ValueError(f"longrope {name} must be > 0 and finite, got {values}.")
     long = seq_len is not None and seq_len > original
     factors = np.asarray(config.long_factor if long else config.short_factor)
     if config.attention_factor is not None:
-        attention = float(config.attention_factor)
+        attention = _validation.check_real("attention_factor", config.attention_factor)
     else:
         factor = float(config.factor) if config.factor is not None else 1.0
         attention = (
@@ -594,8 +596,14 @@ def _yarn(inv_freq, dim, base, factor, original, config: YarnScaling):
             dim * math.log(original / (rotations * 2 * math.pi)) / (2 * math.log(base))
         )
 
-    low = correction_dim(config.beta_fast)
-    high = correction_dim(config.beta_slow)
+    if not base > 1.0:
+        raise ValueError(
+            f"yarn scaling needs base > 1 (it divides by ln base), got {base!r}."
+        )
+    low = correction_dim(_validation.check_positive("yarn beta_fast", config.beta_fast))
+    high = correction_dim(
+        _validation.check_positive("yarn beta_slow", config.beta_slow)
+    )
     if config.truncate:
         low, high = math.floor(low), math.ceil(high)
     low, high = max(low, 0), min(high, dim - 1)
@@ -604,7 +612,7 @@ def _yarn(inv_freq, dim, base, factor, original, config: YarnScaling):
     ramp = np.clip((np.arange(dim // 2) - low) / (high - low), 0.0, 1.0)
     blended = (inv_freq / factor) * ramp + inv_freq * (1.0 - ramp)
     if config.attention_factor is not None:
-        attention = float(config.attention_factor)
+        attention = _validation.check_real("attention_factor", config.attention_factor)
     elif config.mscale and config.mscale_all_dim:
         attention = _yarn_mscale(factor, config.mscale) / _yarn_mscale(
             factor, config.mscale_all_dim
@@ -615,7 +623,10 @@ def _yarn(inv_freq, dim, base, factor, original, config: YarnScaling):
 
 
 def _llama3(inv_freq, factor, original, config: Llama3Scaling):
-    low, high = float(config.low_freq_factor), float(config.high_freq_factor)
+    low = _validation.check_positive("llama3 low_freq_factor", config.low_freq_factor)
+    high = _validation.check_positive(
+        "llama3 high_freq_factor", config.high_freq_factor
+    )
     if high < low:
         raise ValueError(
             f"llama3 scaling needs high_freq_factor >= low_freq_factor; got {high} "
@@ -811,7 +822,10 @@ def apply_rope(
       x: ``[..., seq, heads, head_dim]`` queries or keys.
       positions: integer ``[..., seq]``, broadcastable against ``x.shape[:-2]``:
         per-row offsets when decoding, restarting positions in packed rows;
-        ``[..., seq, A]`` with ``mrope_section``.
+        ``[..., seq, A]`` with ``mrope_section``. Any integer dtype; positions
+        are computed in int32, so values must lie in ``[-2**31, 2**31)``.
+        Concrete values outside it raise ``ValueError``; traced ones of a wider
+        dtype (int64, uint32) cannot be checked and wrap modulo 2**32.
       base: frequency base (``rope_theta``); None reads the dict's, else 10000.
       layout: ``"halves"`` or ``"interleaved"``.
       rotary_dim: number of leading features to rotate (even); default all, or
@@ -838,7 +852,7 @@ def apply_rope(
         that do not broadcast, ``frequencies`` of the wrong length or with
         other frequency arguments, an ``mrope_section`` that does not sum to
         ``rotary_dim / 2`` or disagrees with the dict's, and as
-        `rope_frequencies`.
+        `rope_frequencies`; concrete positions outside the int32 range.
       TypeError: ``x`` not floating, ``positions`` not integer.
 
     Examples:
@@ -861,7 +875,7 @@ def apply_rope(
       the World at Any Resolution", 2024. https://arxiv.org/abs/2409.12191
     """
     x = _check_x(x)
-    positions = _validation.integer_array("positions", positions)
+    positions = _validation.position_array("positions", positions)
     _validation.check_choice("layout", layout, LAYOUTS)
     head_dim = x.shape[-1]
     if frequencies is not None:
@@ -889,14 +903,24 @@ def apply_rope(
     if pair_axes is not None and positions.shape[-1] == 1:
         positions, pair_axes = positions[..., 0], None  # all axes equal
     if frequencies is not None:
-        inv_freq = np.asarray(frequencies[0], dtype=np.float64)
+        inv_freq = np.asarray(frequencies[0])
+        if not np.issubdtype(inv_freq.dtype, np.number) or np.iscomplexobj(inv_freq):
+            raise TypeError(
+                f"frequencies[0] must be real numbers, got dtype {inv_freq.dtype}."
+            )
+        inv_freq = inv_freq.astype(np.float64)
+        if not np.isfinite(inv_freq).all():
+            raise ValueError(f"frequencies[0] must be finite, got {inv_freq}.")
         if inv_freq.shape != (rotary_dim // 2,):
             raise ValueError(
                 f"frequencies[0] must have shape ({rotary_dim // 2},) (rotary_dim / "
                 f"2), got {inv_freq.shape}."
             )
         sin, cos = _scaled_sin_cos(
-            positions, inv_freq, float(frequencies[1]), pair_axes
+            positions,
+            inv_freq,
+            _validation.check_real("frequencies[1]", frequencies[1]),
+            pair_axes,
         )
     elif isinstance(parsed.scaling, LongRopeScaling) and seq_len is None:
         sin, cos = _longrope_sin_cos(positions, rotary_dim, parsed, pair_axes)
@@ -1021,7 +1045,7 @@ def apply_axial_rope(
       https://arxiv.org/abs/2403.13298
     """
     x = _check_x(x)
-    positions = _validation.integer_array("positions", positions)
+    positions = _validation.position_array("positions", positions)
     if positions.ndim < 2:
         raise ValueError(
             f"positions must be [..., seq, axes], got shape {positions.shape}."
@@ -1057,7 +1081,7 @@ def rotary_positions(
     equal). `apply_rope` checks the rest.
     """
     for name, x in (("q", q), ("k", k)):
-        shape = jnp.shape(x)
+        shape = np.shape(x)  # lists too
         if head_dim is not None and shape and shape[-1] != head_dim:
             raise ValueError(
                 f"{name} has head_dim {shape[-1]}, but this rotary embedding is "
@@ -1065,11 +1089,11 @@ def rotary_positions(
             )
     if positions is not None:
         return positions
-    if jnp.ndim(q) < 3:
+    if np.ndim(q) < 3:
         raise ValueError(
-            f"q must be [..., seq, heads, head_dim], got shape {jnp.shape(q)}."
+            f"q must be [..., seq, heads, head_dim], got shape {np.shape(q)}."
         )
-    positions = jnp.arange(jnp.shape(q)[-3])
+    positions = jnp.arange(np.shape(q)[-3])
     return positions if mrope_section is None else positions[:, None]
 
 

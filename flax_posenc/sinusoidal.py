@@ -123,7 +123,8 @@ def sinusoidal_encoding(
     ``sin(p * w)`` is off by 1.2e-4 at ``p = 4096``).
 
     Args:
-      positions: integer array ``[..., seq]`` (any shape; values must fit int32).
+      positions: integer array ``[..., seq]`` (any shape, any integer dtype;
+        values must lie in the int32 range, checked unless traced).
       dim: number of features (>= 2).
       layout: ``"interleaved"`` or ``"halves"``.
       base: see `sinusoidal_frequencies`.
@@ -139,7 +140,8 @@ def sinusoidal_encoding(
     Raises:
       TypeError: ``positions`` not integer, ``dim`` not an int, ``dtype`` not
         floating.
-      ValueError: ``dim < 2``, an unknown ``layout`` or ``spacing``, bad timescales.
+      ValueError: ``dim < 2``, an unknown ``layout`` or ``spacing``, bad
+        timescales, concrete positions outside the int32 range.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -154,7 +156,7 @@ def sinusoidal_encoding(
       Vaswani et al., "Attention Is All You Need", 2017.
       https://arxiv.org/abs/1706.03762
     """
-    positions = _validation.integer_array("positions", positions)
+    positions = _validation.position_array("positions", positions)
     _validation.check_choice("layout", layout, LAYOUTS)
     dtype = _validation.floating_dtype("dtype", dtype)
     inv_freq = sinusoidal_frequencies(
@@ -165,8 +167,9 @@ def sinusoidal_encoding(
         max_timescale=max_timescale,
     )
     sin, cos = _angles.sin_cos(positions, inv_freq)
+    n = len(inv_freq)
     if layout == "interleaved":
-        table = jnp.stack([sin, cos], axis=-1).reshape(*sin.shape[:-1], -1)
+        table = jnp.stack([sin, cos], axis=-1).reshape(*sin.shape[:-1], 2 * n)
     else:
         table = jnp.concatenate([sin, cos], axis=-1)
     if dim % 2:

@@ -16,7 +16,7 @@ def dropout(
     Call from inside a compact method: the Dropout becomes a child of the caller.
     With ``rate == 0`` nothing happens and ``deterministic`` is not needed.
     """
-    if rate == 0.0:
+    if _validation.check_rate("dropout_rate", rate) == 0.0:
         return x
     deterministic = _validation.dropout_deterministic(field, call)
     return nn.Dropout(rate)(x, deterministic=deterministic)

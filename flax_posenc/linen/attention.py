@@ -126,6 +126,8 @@ class MultiHeadAttention(nn.Module):
         """
         heads = self.num_heads
         kv_heads = attention.check_heads(heads, self.head_dim, self.num_kv_heads)
+        for name in ("qk_norm", "rotary", "position_bias"):
+            _validation.check_module(name, getattr(self, name))
         x = _validation.floating_array("x", x)
         if x.ndim < 2:
             raise ValueError(f"x must be [..., seq, features], got shape {x.shape}.")
@@ -155,7 +157,7 @@ class MultiHeadAttention(nn.Module):
         bias = None
         if self.position_bias is not None:
             bias = self.position_bias(positions, k_positions)
-        rate = float(self.dropout_rate)
+        rate = _validation.check_rate("dropout_rate", self.dropout_rate)
         rng = None
         if rate > 0.0:
             deterministic = nn.merge_param(

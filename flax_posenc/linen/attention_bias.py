@@ -87,6 +87,14 @@ class RelativePositionBias(nn.Module):
         self, q_positions: ArrayLike, k_positions: ArrayLike | None = None
     ) -> jax.Array:
         """Biases ``[..., heads, q_len, k_len]``; ``k_positions`` default: same."""
+        dtype = relative.check_bias_module(
+            self.num_heads,
+            self.num_buckets,
+            self.max_distance,
+            self.bidirectional,
+            self.dtype,
+            self.param_dtype,
+        )
         table = self.param(
             "rel_embedding",
             nn.with_logical_partitioning(self.embedding_init, self.embedding_axes),
@@ -101,4 +109,4 @@ class RelativePositionBias(nn.Module):
             bidirectional=self.bidirectional,
             max_distance=self.max_distance,
         )
-        return bias.astype(self.dtype or self.param_dtype)
+        return bias.astype(dtype)

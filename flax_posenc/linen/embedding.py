@@ -105,6 +105,7 @@ class TokenEmbedding(nn.Module):
     def setup(self):
         _validation.check_int("vocab_size", self.vocab_size, minimum=1)
         _validation.check_int("features", self.features, minimum=1)
+        _validation.module_dtypes(self.dtype, self.param_dtype)
         self.embedding = self.param(
             "embedding",
             nn.with_logical_partitioning(self.embedding_init, self.embedding_axes),
@@ -199,6 +200,9 @@ class InputEmbedding(nn.Module):
 
     def setup(self):
         _validation.check_choice("combine", self.combine, COMBINES)
+        _validation.check_rate("dropout_rate", self.dropout_rate)
+        _validation.check_module("position", self.position)
+        _validation.check_module("norm", self.norm)
         self.token = self._table(
             self.vocab_size, self.embedding_axes, self.scale_by_sqrt_features
         )

@@ -58,7 +58,9 @@ class LayerNorm(nn.Module):
       epsilon: added to the variance inside the square root; 1e-6 as Flax's
         LayerNorm. PyTorch's ``nn.LayerNorm`` and so BERT, GPT-2 and GPT-NeoX
         checkpoints use 1e-5 (``layer_norm_eps`` / ``layer_norm_epsilon`` in
-        their configs): set it from the config when porting.
+        their configs): set it from the config when porting. ``epsilon=0``
+        gives NaN values and gradients on constant rows (see
+        `flax_posenc.layer_norm`).
       use_scale: learn a multiplier.
       use_bias: learn an offset.
       axis: axis or axes normalized over.
@@ -82,6 +84,8 @@ class LayerNorm(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         """Normalizes ``x``; returns its shape in ``dtype`` (default ``x.dtype``)."""
+        x = jnp.asarray(x)
+        _validation.check_real("epsilon", self.epsilon)
         shape = _param_shape(x, self.axis, self.param_axes)
         scale = bias = None
         if self.use_scale:
@@ -113,6 +117,8 @@ class RMSNorm(nn.Module):
       epsilon: added to the mean square inside the square root; 1e-6 as
         Flax's RMSNorm, Gemma and Qwen. Llama 2 and 3 configs give
         ``rms_norm_eps`` 1e-5 or 1e-6: set it from the config when porting.
+        ``epsilon=0`` gives NaN values and gradients on all-zero rows (see
+        `flax_posenc.rms_norm`).
       use_scale: learn a multiplier.
       unit_offset: multiply by ``1 + scale`` (Gemma) instead of ``scale``.
       axis: axis or axes normalized over.
@@ -135,6 +141,8 @@ class RMSNorm(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         """Normalizes ``x``; returns its shape in ``dtype`` (default ``x.dtype``)."""
+        x = jnp.asarray(x)
+        _validation.check_real("epsilon", self.epsilon)
         if self.unit_offset and not self.use_scale:
             raise ValueError("unit_offset=True needs use_scale=True.")
         shape = _param_shape(x, self.axis, self.param_axes)
@@ -218,6 +226,9 @@ class Residual(nn.Module):
     ) -> jax.Array | tuple[Any, ...]:
         """The residual sum ``y`` (or ``(y, *extra)``); see the class docstring."""
         position = normalization.check_residual(self.norm_position, self.parallel)
+        _validation.check_module("sublayer", self.sublayer, optional=False)
+        for name in ("norm", "post_norm", "parallel", "parallel_norm"):
+            _validation.check_module(name, getattr(self, name))
         norm = self.norm if self.norm is not None else LayerNorm(name="norm")
         extras: list[Any] = []
 

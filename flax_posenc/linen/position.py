@@ -49,6 +49,7 @@ class SinusoidalPositionEmbedding(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, *, positions: ArrayLike | None = None):
         """Position embeddings ``[..., seq, features]`` for ``x`` ``[..., seq, _]``."""
+        x = jnp.asarray(x)
         positions = _validation.default_positions(x, positions)
         return sinusoidal.sinusoidal_encoding(
             positions,
@@ -107,8 +108,10 @@ class LearnedPositionEmbedding(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, *, positions: ArrayLike | None = None):
         """Position embeddings ``[..., seq, features]`` for ``x`` ``[..., seq, _]``."""
+        x = jnp.asarray(x)
         _validation.check_int("max_length", self.max_length, minimum=1)
         _validation.check_int("features", self.features, minimum=1)
+        dtype = _validation.module_dtypes(self.dtype, self.param_dtype)
         if positions is None and x.ndim >= 2 and x.shape[-2] > self.max_length:
             raise ValueError(
                 f"sequence length {x.shape[-2]} exceeds max_length "
@@ -122,4 +125,4 @@ class LearnedPositionEmbedding(nn.Module):
             self.param_dtype,
         )
         rows = embedding.embedding_lookup(table, positions, checked=self.checked)
-        return rows.astype(self.dtype or self.param_dtype)
+        return rows.astype(dtype)

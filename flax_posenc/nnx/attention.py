@@ -99,11 +99,18 @@ class MultiHeadAttention(nnx.Module):
         rngs: nnx.Rngs,
     ):
         kv_heads = attention.check_heads(num_heads, head_dim, num_kv_heads)
+        for name, module in (
+            ("qk_norm", qk_norm),
+            ("rotary", rotary),
+            ("position_bias", position_bias),
+        ):
+            _validation.check_module(name, module)
         in_features = _validation.check_int("in_features", in_features, minimum=1)
         self.num_heads, self.num_kv_heads, self.head_dim = num_heads, kv_heads, head_dim
         self.causal, self.sliding_window = causal, sliding_window
         self.softcap, self.scale = softcap, scale
-        self.dropout_rate, self.deterministic = float(dropout_rate), deterministic
+        self.dropout_rate = _validation.check_rate("dropout_rate", dropout_rate)
+        self.deterministic = deterministic
 
         def projection(
             heads, axes, use_bias, in_shape=in_features, axis=-1, out_shape=None

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 from flax import nnx
 from jax.typing import ArrayLike, DTypeLike
 
-from flax_posenc import _validation, alibi, relative
+from flax_posenc import alibi, relative
 from flax_posenc.nnx import _params
 
 # As T5 (and the linen twin): variance scaling, fan-avg, uniform.
@@ -82,10 +82,10 @@ class RelativePositionBias(nnx.Module):
         embedding_axes: tuple[str | None, ...] = ("heads", "relpos_buckets"),
         rngs: nnx.Rngs,
     ):
-        _validation.check_int("num_heads", num_heads, minimum=1)
-        _validation.check_int("num_buckets", num_buckets, minimum=1)
+        self.dtype = relative.check_bias_module(
+            num_heads, num_buckets, max_distance, bidirectional, dtype, param_dtype
+        )
         self.max_distance, self.bidirectional = max_distance, bidirectional
-        self.dtype = dtype or param_dtype
         self.rel_embedding = _params.param(
             embedding_init, rngs, (num_heads, num_buckets), param_dtype, embedding_axes
         )

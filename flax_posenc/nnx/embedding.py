@@ -65,7 +65,7 @@ class TokenEmbedding(nnx.Module):
         self.features = features
         self.scale_by_sqrt_features = scale_by_sqrt_features
         self.checked = checked
-        self.dtype = dtype or param_dtype
+        self.dtype = _validation.module_dtypes(dtype, param_dtype)
         self.embedding = _params.param(
             embedding_init, rngs, (vocab_size, features), param_dtype, embedding_axes
         )
@@ -141,7 +141,10 @@ class InputEmbedding(nnx.Module):
         rngs: nnx.Rngs,
     ):
         _validation.check_choice("combine", combine, embedding.COMBINES)
-        self.combine, self.dropout_rate = combine, float(dropout_rate)
+        self.combine = combine
+        _validation.check_module("position", position)
+        _validation.check_module("norm", norm)
+        self.dropout_rate = _validation.check_rate("dropout_rate", dropout_rate)
 
         def table(size, axes, scale):
             return TokenEmbedding(

@@ -44,7 +44,8 @@ class LayerNorm(nnx.Module):
     Args:
       num_features: size of the normalized axis (a tuple for several axes).
       epsilon: added to the variance; 1e-6 (PyTorch's and so BERT's, GPT-2's
-        1e-5: set it from the checkpoint's config).
+        1e-5: set it from the checkpoint's config). ``epsilon=0`` gives NaN
+        values and gradients on constant rows (see `flax_posenc.layer_norm`).
       use_scale: learn a multiplier.
       use_bias: learn an offset.
       axis: axis or axes normalized over.
@@ -72,6 +73,7 @@ class LayerNorm(nnx.Module):
         rngs: nnx.Rngs,
     ):
         shape = _feature_shape(num_features, param_axes)
+        _validation.check_real("epsilon", epsilon)
         self.epsilon, self.axis, self.dtype = epsilon, axis, dtype
         self.scale = (
             _params.param(scale_init, rngs, shape, param_dtype, param_axes)
@@ -113,7 +115,8 @@ class RMSNorm(nnx.Module):
     Args:
       num_features: size of the normalized axis (a tuple for several axes).
       epsilon: added to the mean square; 1e-6 (Llama configs give 1e-5 or
-        1e-6 as ``rms_norm_eps``).
+        1e-6 as ``rms_norm_eps``). ``epsilon=0`` gives NaN values and
+        gradients on all-zero rows (see `flax_posenc.rms_norm`).
       use_scale: learn a multiplier.
       unit_offset: multiply by ``1 + scale`` (Gemma); the scale starts at 0.
       axis: axis or axes normalized over.
@@ -142,6 +145,7 @@ class RMSNorm(nnx.Module):
         if unit_offset and not use_scale:
             raise ValueError("unit_offset=True needs use_scale=True.")
         shape = _feature_shape(num_features, param_axes)
+        _validation.check_real("epsilon", epsilon)
         self.epsilon, self.axis, self.dtype = epsilon, axis, dtype
         self.unit_offset = unit_offset
         init = scale_init or (
@@ -213,6 +217,14 @@ class Residual(nnx.Module):
         rngs: nnx.Rngs | None = None,
     ):
         normalization.check_residual(norm_position, parallel)
+        _validation.check_module("sublayer", sublayer, optional=False)
+        _validation.check_module("norm", norm, optional=False)
+        for name, module in (
+            ("post_norm", post_norm),
+            ("parallel", parallel),
+            ("parallel_norm", parallel_norm),
+        ):
+            _validation.check_module(name, module)
         if norm_position == "sandwich" and post_norm is None:
             raise ValueError("norm_position='sandwich' needs post_norm.")
         if norm_position == "parallel" and not share_norm and parallel_norm is None:
@@ -222,7 +234,7 @@ class Residual(nnx.Module):
         self.sublayer, self.norm, self.norm_position = sublayer, norm, norm_position
         self.post_norm, self.parallel = post_norm, parallel
         self.parallel_norm, self.share_norm = parallel_norm, share_norm
-        self.dropout_rate = float(dropout_rate)
+        self.dropout_rate = _validation.check_rate("dropout_rate", dropout_rate)
         self.dropout = (
             nnx.Dropout(self.dropout_rate, deterministic=deterministic, rngs=rngs)
             if self.dropout_rate > 0.0

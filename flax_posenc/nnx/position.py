@@ -59,6 +59,7 @@ class SinusoidalPositionEmbedding(nnx.Module):
 
     def __call__(self, x: jax.Array, *, positions: ArrayLike | None = None):
         """Position embeddings ``[..., seq, features]`` for ``x`` ``[..., seq, _]``."""
+        x = jnp.asarray(x)
         positions = _validation.default_positions(x, positions)
         return sinusoidal.sinusoidal_encoding(
             positions,
@@ -112,13 +113,14 @@ class LearnedPositionEmbedding(nnx.Module):
         _validation.check_int("max_length", max_length, minimum=1)
         _validation.check_int("features", features, minimum=1)
         self.max_length, self.checked = max_length, checked
-        self.dtype = dtype or param_dtype
+        self.dtype = _validation.module_dtypes(dtype, param_dtype)
         self.embedding = _params.param(
             embedding_init, rngs, (max_length, features), param_dtype, embedding_axes
         )
 
     def __call__(self, x: jax.Array, *, positions: ArrayLike | None = None):
         """Position embeddings ``[..., seq, features]`` for ``x`` ``[..., seq, _]``."""
+        x = jnp.asarray(x)
         if positions is None and x.ndim >= 2 and x.shape[-2] > self.max_length:
             raise ValueError(
                 f"sequence length {x.shape[-2]} exceeds max_length "
