@@ -251,7 +251,10 @@ def test_rows_unique_bounded_and_deterministic(dim, length, layout, spacing):
     # p and p + 710 are only 6e-5 apart (710 / 2 pi is within 1e-5 of 113), so
     # the bound is 1e-5: twenty times the float32 error of the table, and far
     # from the 0 that a wrapped or clamped position would give.
-    distances = np.linalg.norm(table[:, None] - table[None], axis=-1)
-    assert (distances + np.eye(length) * 1e9).min() > 1e-5
+    # |a - b|^2 = |a|^2 + |b|^2 - 2 a.b, in float64: its rounding (about 1e-14
+    # for |a|^2 <= 64) is far below the bound's square, 1e-10.
+    squared = (table**2).sum(-1)
+    distances2 = squared[:, None] + squared[None] - 2 * table @ table.T
+    assert (distances2 + np.eye(length) * 1e9).min() > 1e-10
     again = np.asarray(fp.sinusoidal_table(length, dim, **kwargs), np.float64)
     np.testing.assert_array_equal(table, again)

@@ -52,8 +52,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--warmup-steps",
         type=int,
-        default=50,
-        help="steps of linear warm-up from 0 before either schedule",
+        default=None,
+        help="steps of linear warm-up from 0 before either schedule "
+        "(default: a tenth of --steps)",
     )
     p.add_argument("--layers", type=int, default=3)
     p.add_argument("--features", type=int, default=64)
@@ -107,7 +108,7 @@ def config_from_args(args: argparse.Namespace) -> run.RunConfig:
     ):
         if getattr(args, name) < 1:
             raise run.UsageError(f"--{name.replace('_', '-')} must be >= 1.")
-    if not 0 <= args.warmup_steps < args.steps:
+    if args.warmup_steps is not None and not 0 <= args.warmup_steps < args.steps:
         raise run.UsageError(
             f"--warmup-steps {args.warmup_steps} must be >= 0 and < --steps "
             f"{args.steps}."

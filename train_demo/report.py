@@ -56,9 +56,20 @@ def table(report: dict) -> Table:
     return result
 
 
-# Weight of the past in the learning curves' moving average: a curve point
-# averages about 1 / (1 - SMOOTHING) = 5 chunks of steps_per_call steps.
+# Most weight of the past in the learning curves' moving average: a curve
+# point averages at most about 1 / (1 - SMOOTHING) = 5 points.
 SMOOTHING = 0.8
+
+
+def smoothing_weight(points: int) -> float:
+    """The moving average's weight for a curve of ``points`` points.
+
+    A point averages about a tenth of the curve, ``1 / (1 - w) = points / 10``
+    (no smoothing at 10 points or fewer), at most ``SMOOTHING``'s 5 points: a
+    short run's curve is not dragged behind its own points.
+    """
+    return min(SMOOTHING, max(0.0, 1.0 - 10.0 / points)) if points else 0.0
+
 
 # Flags whose configuration key has another name.
 _CONFIG_KEYS = {"layers": "num_layers", "heads": "num_heads"}
@@ -184,7 +195,7 @@ def accuracy_figure(report: dict) -> Figure:
 
 
 def learning_curves_figure(report: dict, histories: dict) -> Figure:
-    """Training loss and accuracy per encoding: raw (faint) and smoothed."""
+    """Training loss and accuracy per encoding: per chunk (faint) and smoothed."""
     fig = Figure(figsize=(12, 4.8))
     loss_ax, acc_ax = fig.subplots(1, 2)
     for encoding, history in histories.items():
@@ -195,7 +206,8 @@ def learning_curves_figure(report: dict, histories: dict) -> Figure:
             ax.plot(steps, raw, alpha=0.25, linewidth=0.8, **line)
             # A marker, or a history of one chunk would draw nothing.
             marker = "o" if len(steps) < 3 else None
-            ax.plot(steps, smooth(raw), label=encoding, lw=1.6, marker=marker, **line)
+            smoothed = smooth(raw, smoothing_weight(len(steps)))
+            ax.plot(steps, smoothed, label=encoding, lw=1.6, marker=marker, **line)
     loss_ax.set_xlabel("step")
     loss_ax.set_ylabel("training loss")
     loss_ax.set_yscale("log")
@@ -205,8 +217,9 @@ def learning_curves_figure(report: dict, histories: dict) -> Figure:
     fig.suptitle(
         title(
             report,
-            f"learning curves (faint: each chunk's last step; bold: moving "
-            f"average, weight {SMOOTHING})",
+            f"learning curves on training batches (faint: mean of each chunk "
+            f"of {report['config'].get('steps_per_call', '?')} steps; bold: "
+            "moving average over about a tenth of the run)",
             120,
         ),
         fontsize="medium",

@@ -312,11 +312,12 @@ def _history_is_valid(history, step: int, seeds: int) -> bool:
 
 
 def _extended(history: dict, step: int, loss: np.ndarray, accuracy: np.ndarray):
-    """A new history with one more point (the old one is left as it was)."""
+    """A new history with one more point (the old one is left as it was): the
+    chunk's loss and training-batch accuracy per seed, averaged over its steps."""
     return {
         "step": [*history["step"], step],
-        "loss": [*history["loss"], loss[:, -1].tolist()],
-        "accuracy": [*history["accuracy"], accuracy[:, -1].tolist()],
+        "loss": [*history["loss"], loss.mean(axis=1).tolist()],
+        "accuracy": [*history["accuracy"], accuracy.mean(axis=1).tolist()],
     }
 
 
@@ -342,7 +343,7 @@ def train_encoding(
     directory = checkpoint_dir(out, config.encoding)
     _check_checkpoints(directory, config.seeds)
     _remove_leftovers(directory)
-    trainer = train.Trainer(config)
+    trainer = train.trainer(config)
     state = trainer.init_seeds(list(range(config.seeds)))
     history = {"step": [], "loss": [], "accuracy": []}
     saved = max(saved_steps(directory), default=0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, NamedTuple
 
 import jax
@@ -25,10 +26,10 @@ class TrainConfig:
     seeds: int = 1
     batch_size: int = 64
     learning_rate: float = 3e-3
-    # A linear warm-up over ``warmup_steps``, then "constant", or "cosine"
-    # (a cosine decay to zero at ``steps``).
+    # A linear warm-up over ``warmup_steps`` (None: a tenth of ``steps``), then
+    # "constant", or "cosine" (a cosine decay to zero at ``steps``).
     schedule: str = "cosine"
-    warmup_steps: int = 50
+    warmup_steps: int | None = None
     clip_norm: float = 1.0
     train_length: int = 20
     test_length: int = 60
@@ -41,6 +42,13 @@ class TrainConfig:
     combine: str = "add"
     steps_per_call: int = 50
     api: str = "linen"  # the encoder built from the linen modules or their NNX twins
+
+    @property
+    def warmup(self) -> int:
+        """Steps of warm-up: ``warmup_steps``, or a tenth of ``steps``."""
+        if self.warmup_steps is None:
+            return self.steps // 10
+        return self.warmup_steps
 
     @property
     def task_spec(self) -> tasks.Task:
@@ -89,20 +97,21 @@ def check_divisible(config: TrainConfig, devices: int) -> None:
 
 def learning_rate(config: TrainConfig) -> float | optax.Schedule:
     """The learning rate, or its schedule over steps, of a configuration."""
+    warmup = config.warmup
     if config.schedule == "constant":
-        if not config.warmup_steps:
+        if not warmup:
             return config.learning_rate
         return optax.warmup_constant_schedule(
             init_value=0.0,
             peak_value=config.learning_rate,
-            warmup_steps=config.warmup_steps,
+            warmup_steps=warmup,
         )
     if config.schedule == "cosine":
         return optax.warmup_cosine_decay_schedule(
             init_value=0.0,
             peak_value=config.learning_rate,
-            warmup_steps=config.warmup_steps,
-            decay_steps=max(config.steps, config.warmup_steps + 1),
+            warmup_steps=warmup,
+            decay_steps=max(config.steps, warmup + 1),
         )
     raise ValueError(
         f"schedule {config.schedule!r} is not one of 'constant', 'cosine'."
@@ -147,6 +156,16 @@ def randomize_positions(
     return batch._replace(positions=jnp.where(batch.valid, positions, 0))
 
 
+@functools.cache
+def trainer(config: TrainConfig) -> Trainer:
+    """The `Trainer` of ``config`` on all devices, built once per process.
+
+    Its jitted programs depend on nothing but the configuration, so runs of one
+    configuration in one process (a resumed run, the tests) compile once.
+    """
+    return Trainer(config)
+
+
 class Trainer:
     """Builds the jitted functions of one (task, encoding) run."""
 
@@ -175,6 +194,7 @@ class Trainer:
         self._evaluate = jax.jit(
             jax.vmap(self._evaluate_one), in_shardings=self.replicated
         )
+        self._init_seeds = jax.jit(jax.vmap(self._init), out_shardings=self.replicated)
 
     # -- data ------------------------------------------------------------------
     def _shard(self, batch: tasks.Batch) -> tasks.Batch:
@@ -235,9 +255,7 @@ class Trainer:
         same numbers as :meth:`init` one seed at a time, at a fraction of the
         start-up time of initializing op by op.
         """
-        keys = jnp.stack([jax.random.key(seed) for seed in seeds])
-        init = jax.jit(jax.vmap(self._init), out_shardings=self.replicated)
-        return init(keys)
+        return self._init_seeds(jnp.stack([jax.random.key(seed) for seed in seeds]))
 
     # -- training --------------------------------------------------------------
     def train_batch(self, key: jax.Array) -> tasks.Batch:

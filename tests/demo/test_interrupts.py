@@ -19,12 +19,11 @@ import shutil
 import signal
 import sys
 
-import jax
 import orbax.checkpoint as ocp
 import pytest
 
 import train_demo.__main__ as cli
-from train_demo import report, run, train
+from train_demo import report, run
 
 ENCODINGS = ("none", "alibi")
 STEPS = 4
@@ -51,39 +50,19 @@ def argv(out, *extra):
 
 @pytest.fixture(scope="module")
 def fast(tmp_path_factory):
-    """Two chunks of two steps per encoding, compiled once for the module.
-
-    The trainers are cached by configuration (their jitted programs are pure),
-    and the plots are skipped: what is tested is the run's bookkeeping.
+    """Two chunks of two steps per encoding; the plots are skipped: what is
+    tested is the run's bookkeeping. (Runs of one configuration share their
+    compiled programs: `train.trainer` builds one Trainer per configuration.)
     """
-    real_config_from_args, real_trainer = cli.config_from_args, train.Trainer
-    trainers = {}
+    real_config_from_args = cli.config_from_args
 
     def config_from_args(args):
         config = real_config_from_args(args)
         base = dataclasses.replace(config.base, steps_per_call=2, eval_batch=2)
         return dataclasses.replace(config, base=base)
 
-    def trainer(config, mesh=None):
-        if config not in trainers:
-            made = trainers[config] = real_trainer(config, mesh)
-            # One compiled program instead of many eager ones; jax arrays are
-            # immutable, so every run may start from the same initial state.
-            initial = {}
-            init_seeds = made.init_seeds
-
-            def cached_init(seeds):
-                key = tuple(seeds)
-                if key not in initial:
-                    initial[key] = jax.jit(lambda: init_seeds(list(key)))()
-                return initial[key]
-
-            made.init_seeds = cached_init
-        return trainers[config]
-
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(cli, "config_from_args", config_from_args)
-        mp.setattr(train, "Trainer", trainer)
         mp.setattr(report, "plots", lambda report, histories, out: [])
         mp.delenv("COLUMNS", raising=False)
         yield tmp_path_factory

@@ -184,12 +184,21 @@ def test_learning_curves_are_smoothed_over_faint_raw_curves(synthetic):
         np.testing.assert_array_equal(raw.get_ydata(), mean)
         assert raw.get_alpha() < 0.5 and raw.get_label().startswith("_")
         np.testing.assert_allclose(
-            smoothed.get_ydata(), _smooth_reference(mean, report.SMOOTHING), rtol=1e-12
+            smoothed.get_ydata(), _smooth_reference(mean, 0.5), rtol=1e-12
         )
         assert smoothed.get_label() == "none" and smoothed.get_alpha() is None
         assert raw.get_color() == smoothed.get_color()
     labels = [t.get_text() for t in acc_ax.get_legend().get_texts()]
     assert labels == ["none", "randomized_rope"]
+
+
+@pytest.mark.parametrize(
+    ("points", "weight"),
+    [(0, 0.0), (1, 0.0), (10, 0.0), (20, 0.5), (40, 0.75), (60, 0.8)],
+)
+def test_smoothing_window_is_a_tenth_of_the_curve_at_most_five_points(points, weight):
+    # 1 / (1 - w) points averaged: points / 10, capped at 5 (w = 0.8).
+    assert report.smoothing_weight(points) == pytest.approx(weight)
 
 
 def test_nine_encodings_get_nine_distinct_styles():

@@ -123,3 +123,12 @@ def test_summarize_train_length_equal_to_test_length_is_valid_json():
     rows = run.summarize(config, np.array([[1.0, 0.5, 0.25]]), 1.0)
     assert rows[0]["iid_accuracy"] == pytest.approx(1.75 / 3)
     json.dumps(rows, allow_nan=False)
+
+
+def test_history_point_is_the_chunk_mean_per_seed():
+    # The learning curves read training-batch loss and accuracy averaged over
+    # each chunk's steps, one value per seed.
+    loss = np.array([[1.0, 2.0, 6.0], [0.5, 0.5, 2.0]])
+    accuracy = np.array([[0.0, 0.5, 1.0], [0.25, 0.25, 1.0]])
+    history = run._extended({"step": [], "loss": [], "accuracy": []}, 3, loss, accuracy)
+    assert history == {"step": [3], "loss": [[3.0, 1.0]], "accuracy": [[0.5, 0.5]]}

@@ -266,19 +266,20 @@ def test_evaluation_packs_lengths_in_pairs_and_scores_each_alone(test_length):
     config = tiny(encoding="rope", train_length=3, test_length=test_length)
     trainer = train.Trainer(config)
     state = trainer.init_seeds([0])
-    state, _ = trainer.train(state, 2)  # not at its symmetric start
     got = trainer.evaluate(state)[0]
 
     params = jax.tree.map(lambda a: a[0], state.params)
     eval_key = jax.random.fold_in(jax.random.wrap_key_data(state.key[0]), 2**31 - 1)
+    make_batch = jax.jit(trainer.batch, static_argnums=2)
+    logits = jax.jit(trainer._logits)
     hits = collections.Counter()
     scored = collections.Counter()
     for short in range(1, (test_length + 1) // 2 + 1):
         keys = jax.random.split(jax.random.fold_in(eval_key, short))
         for key, length in zip(keys, (short, test_length + 1 - short), strict=True):
             lengths = jnp.full((config.eval_batch,), length)
-            batch = trainer.batch(key, lengths, test_length)
-            right = trainer._logits(params, batch).argmax(-1) == batch.targets
+            batch = make_batch(key, lengths, test_length)
+            right = logits(params, batch).argmax(-1) == batch.targets
             hits[length] += int((right & batch.loss_mask).sum())
             scored[length] += int(batch.loss_mask.sum())
     want = [hits[n] / scored[n] for n in range(1, test_length + 1)]
