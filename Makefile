@@ -15,10 +15,16 @@ $(VENV)/.installed-%: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[$*]"
 	touch $@
 
-# Tests run in parallel, one worker per core (pytest-xdist): 0.63x the time of
-# one process on the 2-core CI machine.
+# Tests run in parallel, one worker per core (pytest-xdist), a test module's
+# tests on one worker (its module-level fixtures are built once), and share
+# compiled programs through JAX's persistent cache in .venv: a program one
+# worker compiled, the other loads (and a second run loads them all).
+JAX_CACHE := JAX_COMPILATION_CACHE_DIR=$(CURDIR)/$(VENV)/jax-cache \
+	JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0 \
+	JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES=0
+
 test: $(VENV)/.installed-test
-	$(BIN)/python -m pytest -n auto
+	$(JAX_CACHE) $(BIN)/python -m pytest -n auto --dist loadscope
 
 # A fresh output folder each time: a run never overwrites an earlier one.
 DEMO_OUT ?= runs/demo-$(shell date +%Y%m%d-%H%M%S)

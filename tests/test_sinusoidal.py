@@ -165,11 +165,20 @@ def test_rows_are_unique_and_bounded():
     assert np.abs(_TABLE).max() <= 1.0
 
 
+# The property tests below draw many shapes: compiled whole, a new shape costs
+# one compilation instead of one per operation (about 5x less time).
+_jit_table = jax.jit(
+    fp.sinusoidal_table,
+    static_argnums=(0, 1),
+    static_argnames=("layout", "spacing"),
+)
+
+
 @settings(max_examples=20, deadline=None)
 @given(short=st.integers(1, 64), extra=st.integers(1, 64))
 def test_independent_of_sequence_length(short, extra):
-    long_table = fp.sinusoidal_table(short + extra, 16)
-    np.testing.assert_array_equal(long_table[:short], fp.sinusoidal_table(short, 16))
+    long_table = _jit_table(short + extra, 16)
+    np.testing.assert_array_equal(long_table[:short], _jit_table(short, 16))
 
 
 # Errors -----------------------------------------------------------------------
@@ -245,7 +254,7 @@ def test_shift_is_a_block_rotation_in_every_layout_and_spacing(
 )
 def test_rows_unique_bounded_and_deterministic(dim, length, layout, spacing):
     kwargs = {"layout": layout, "spacing": spacing}
-    table = np.asarray(fp.sinusoidal_table(length, dim, **kwargs), np.float64)
+    table = np.asarray(_jit_table(length, dim, **kwargs), np.float64)
     assert np.abs(table).max() <= 1.0
     # Every row differs from every other. With one frequency (dim 2 or 3) rows
     # p and p + 710 are only 6e-5 apart (710 / 2 pi is within 1e-5 of 113), so
@@ -256,5 +265,5 @@ def test_rows_unique_bounded_and_deterministic(dim, length, layout, spacing):
     squared = (table**2).sum(-1)
     distances2 = squared[:, None] + squared[None] - 2 * table @ table.T
     assert (distances2 + np.eye(length) * 1e9).min() > 1e-10
-    again = np.asarray(fp.sinusoidal_table(length, dim, **kwargs), np.float64)
+    again = np.asarray(_jit_table(length, dim, **kwargs), np.float64)
     np.testing.assert_array_equal(table, again)

@@ -47,7 +47,7 @@ def is_randomized(encoding: str) -> bool:
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    """Sizes of the encoder; the defaults follow the demo's issue."""
+    """Sizes of the encoder (the defaults are the demo's: 3 layers, d = 64, 4 heads)."""
 
     vocab_size: int
     num_outputs: int

@@ -11,8 +11,9 @@ import jax
 
 from train_demo import train
 
-# The nine encodings the issue names, written out independently of the code.
-ISSUE_ENCODINGS = (
+# The nine encodings the README and the demo page name, written out
+# independently of the code.
+DOCUMENTED_ENCODINGS = (
     "none",
     "sinusoidal",
     "learned",
@@ -24,7 +25,7 @@ ISSUE_ENCODINGS = (
     "randomized_learned",
 )
 
-# The keys of a results.json row, as the issue lists them.
+# The keys of a results.json row, as the demo page lists them.
 RESULT_ROW_KEYS = {
     "encoding",
     "seed",

@@ -10,7 +10,7 @@ import struct
 
 import pytest
 
-from tests.demo.helpers import ISSUE_ENCODINGS, RESULT_ROW_KEYS
+from tests.demo.helpers import DOCUMENTED_ENCODINGS, RESULT_ROW_KEYS
 from train_demo import __main__ as demo_main
 from train_demo import train
 from train_demo.__main__ import main
@@ -136,8 +136,8 @@ def _fails(args, capsys, monkeypatch):
     ("changes", "expected"),
     [
         ({"task": "sorting"}, ["'sorting'", "bucket_sort", "reverse_string"]),
-        ({"encodings": "none,fourier"}, ["'fourier'", *ISSUE_ENCODINGS]),
-        ({"encodings": ","}, list(ISSUE_ENCODINGS)),
+        ({"encodings": "none,fourier"}, ["'fourier'", *DOCUMENTED_ENCODINGS]),
+        ({"encodings": ","}, list(DOCUMENTED_ENCODINGS)),
         ({"encodings": "rope,rope"}, ["rope,rope"]),
         ({"train_length": "6", "test_length": "5"}, ["train-length 6", "5"]),
         ({"features": "16", "heads": "3"}, ["features 16", "heads 3"]),

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from tests.demo.helpers import ISSUE_ENCODINGS
+from tests.demo.helpers import DOCUMENTED_ENCODINGS
 from train_demo import report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -202,7 +202,7 @@ def test_smoothing_window_is_a_tenth_of_the_curve_at_most_five_points(points, we
 
 
 def test_nine_encodings_get_nine_distinct_styles():
-    styles = [report.style(e) for e in ISSUE_ENCODINGS]
+    styles = [report.style(e) for e in DOCUMENTED_ENCODINGS]
     assert len({s["color"] for s in styles}) == 9
     assert (
         report.style("randomized_rope")["linestyle"]

@@ -14,7 +14,7 @@ import pytest
 from tests.demo.helpers import count_compiles
 from train_demo import tasks, train
 
-# From the issue: Bucket Sort over 5 symbols, Reverse String over a binary one.
+# As the demo page says: Bucket Sort over 5 symbols, Reverse String over a binary one.
 NUM_SYMBOLS = {"bucket_sort": 5, "reverse_string": 2}
 ANSWER = {"bucket_sort": sorted, "reverse_string": lambda xs: list(reversed(xs))}
 
