@@ -3,7 +3,8 @@
 Times ``--steps`` training steps after a first chunk that includes compilation,
 for one seed and for ``--seeds`` seeds trained together by vmap, in the same
 process. Prints the measured seconds, steps/s, the compile-inclusive time of
-a run of the default number of steps projected from them, and the K-seed / 1-seed time ratio.
+a run of the default number of steps projected from them, and the K-seed /
+1-seed time ratio.
 
     python benchmarks/demo_speed.py [--encoding sinusoidal] [--steps 500] [--seeds 4]
 """
