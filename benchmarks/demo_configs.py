@@ -28,10 +28,10 @@ import subprocess
 import sys
 import time
 
-import numpy as np
-
 sys.path.insert(0, os.path.dirname(__file__))
 import _timing
+
+from train_demo import report
 
 # name: (description, flags). "default" is what `make demo` runs.
 CONFIGS = {
@@ -69,17 +69,11 @@ def demo(flags: str, out: pathlib.Path) -> float:
 
 def cells(results: dict) -> dict[str, str]:
     """``encoding -> "iid / beyond"``, each mean ± standard deviation over seeds."""
-    by_encoding: dict[str, list[dict]] = {}
-    for row in results["results"]:
-        by_encoding.setdefault(row["encoding"], []).append(row)
-    out = {}
-    for encoding, rows in by_encoding.items():
-        iid = np.array([r["iid_accuracy"] for r in rows])
-        ood = np.array([r["ood_accuracy"] for r in rows])
-        out[encoding] = (
-            f"{iid.mean():.3f} ± {iid.std():.3f} / {ood.mean():.3f} ± {ood.std():.3f}"
-        )
-    return out
+    return {
+        encoding: f"{report.mean_spread([r['iid_accuracy'] for r in rows])} / "
+        f"{report.mean_spread([r['ood_accuracy'] for r in rows])}"
+        for encoding, rows in report.by_encoding(results).items()
+    }
 
 
 def main() -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import functools
 import operator
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -260,6 +261,55 @@ def rms_norm(
 
 
 NORM_POSITIONS = ("post", "pre", "sandwich", "parallel")
+
+
+def call_sublayer(
+    module: Any,
+    inputs: Any,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    deterministic: bool | None,
+) -> tuple[Any, list[Any]]:
+    """A residual sublayer's call (linen and NNX twins): ``(out, extras)``.
+
+    ``deterministic`` is passed on when set and ``module.__call__`` takes it;
+    a tuple output ``(out, *extras)`` is split.
+    """
+    call_kwargs = dict(kwargs)
+    if deterministic is not None and _validation.accepts_keyword(
+        module, "deterministic"
+    ):
+        call_kwargs["deterministic"] = deterministic
+    out = module(inputs, *args, **call_kwargs)
+    if isinstance(out, tuple):
+        out, *extras = out
+        return out, extras
+    return out, []
+
+
+def residual_sum(
+    x: Any,
+    run: Callable[[Any, Any], Any],
+    norm_position: str,
+    sublayer: Any,
+    norm: Callable[[Any], Any],
+    *,
+    post_norm: Callable[[Any], Any] | None = None,
+    parallel: Any = None,
+    parallel_norm: Callable[[Any], Any] | None = None,
+) -> Any:
+    """The four residual forms (linen and NNX twins); ``run(module, inputs)``
+    applies a sublayer (with its dropout). ``parallel_norm=None`` in the
+    parallel form shares ``norm`` (GPT-J)."""
+    if norm_position == "post":
+        return norm(x + run(sublayer, x))
+    if norm_position == "pre":
+        return x + run(sublayer, norm(x))
+    if norm_position == "sandwich":
+        return x + post_norm(run(sublayer, norm(x)))
+    normed = norm(x)
+    second = normed if parallel_norm is None else parallel_norm(x)
+    return x + run(sublayer, normed) + run(parallel, second)
 
 
 def check_residual(norm_position: str, parallel: object | None) -> str:

@@ -1150,6 +1150,10 @@ def text_positions(rotary, positions):
     return jnp.asarray(positions)[..., None]
 
 
-def apply_rope_qk(q, k, positions, **kwargs) -> tuple[jax.Array, jax.Array]:
-    """`apply_rope` with the same arguments on queries and keys (the modules)."""
+def apply_rope_qk(
+    q, k, positions, *, head_dim: int | None = None, **kwargs
+) -> tuple[jax.Array, jax.Array]:
+    """`apply_rope` with the same arguments on queries and keys (the modules),
+    after `rotary_positions`' checks and default positions."""
+    positions = rotary_positions(q, k, positions, head_dim, kwargs.get("mrope_section"))
     return apply_rope(q, positions, **kwargs), apply_rope(k, positions, **kwargs)

@@ -13,14 +13,16 @@ from rich.table import Table
 from train_demo import model
 
 
-def _by_encoding(report: dict) -> dict[str, list[dict]]:
+def by_encoding(report: dict) -> dict[str, list[dict]]:
+    """A report's result rows (one per seed), grouped by encoding."""
     rows: dict[str, list[dict]] = {}
     for row in report["results"]:
         rows.setdefault(row["encoding"], []).append(row)
     return rows
 
 
-def _mean_spread(values: list[float | None]) -> str:
+def mean_spread(values: list[float | None]) -> str:
+    """``mean ± standard deviation`` of per-seed values (one seed: the value)."""
     if any(v is None for v in values):
         return "-"  # no lengths beyond the training range
     values = np.asarray(values)
@@ -46,11 +48,11 @@ def table(report: dict) -> Table:
         f"beyond {config['train_length'] + 1}..{config['test_length']}", justify="right"
     )
     result.add_column("train s", justify="right")
-    for encoding, rows in _by_encoding(report).items():
+    for encoding, rows in by_encoding(report).items():
         result.add_row(
             encoding,
-            _mean_spread([r["iid_accuracy"] for r in rows]),
-            _mean_spread([r["ood_accuracy"] for r in rows]),
+            mean_spread([r["iid_accuracy"] for r in rows]),
+            mean_spread([r["ood_accuracy"] for r in rows]),
             f"{np.mean([r['train_seconds'] for r in rows]):.0f}",
         )
     return result
@@ -175,7 +177,7 @@ def accuracy_figure(report: dict) -> Figure:
     fig = Figure(figsize=(9, 4.8))
     ax = fig.add_subplot()
     ax.axvspan(0.5, config["train_length"] + 0.5, color="0.9", label="training lengths")
-    for encoding, rows in _by_encoding(report).items():
+    for encoding, rows in by_encoding(report).items():
         lengths = [int(k) for k in rows[0]["accuracy_by_length"]]
         accuracy = np.mean(
             [[r["accuracy_by_length"][str(n)] for n in lengths] for r in rows], axis=0

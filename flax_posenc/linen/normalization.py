@@ -233,40 +233,32 @@ class Residual(nn.Module):
         extras: list[Any] = []
 
         def run(module, inputs):
-            call_kwargs = dict(kwargs)
-            if deterministic is not None and _validation.accepts_keyword(
-                module, "deterministic"
-            ):
-                call_kwargs["deterministic"] = deterministic
-            out = module(inputs, *args, **call_kwargs)
-            if isinstance(out, tuple):
-                out, *more = out
-                extras.extend(more)
+            out, more = normalization.call_sublayer(
+                module, inputs, args, kwargs, deterministic
+            )
+            extras.extend(more)
             return _dropout.dropout(
                 out, self.dropout_rate, self.deterministic, deterministic
             )
 
-        if position == "post":
-            y = norm(x + run(self.sublayer, x))
-        elif position == "pre":
-            y = x + run(self.sublayer, norm(x))
-        elif position == "sandwich":
-            post = (
-                self.post_norm
-                if self.post_norm is not None
-                else LayerNorm(name="post_norm")
-            )
-            y = x + post(run(self.sublayer, norm(x)))
-        else:
-            normed = norm(x)
-            if self.share_norm:
-                second = normed
-            else:
-                parallel_norm = (
-                    self.parallel_norm
-                    if self.parallel_norm is not None
-                    else LayerNorm(name="parallel_norm")
-                )
-                second = parallel_norm(x)
-            y = x + run(self.sublayer, normed) + run(self.parallel, second)
+        # Default norms are made only for the forms that use them.
+        post_norm = parallel_norm = None
+        if position == "sandwich":
+            post_norm = self.post_norm
+            if post_norm is None:
+                post_norm = LayerNorm(name="post_norm")
+        if position == "parallel" and not self.share_norm:
+            parallel_norm = self.parallel_norm
+            if parallel_norm is None:
+                parallel_norm = LayerNorm(name="parallel_norm")
+        y = normalization.residual_sum(
+            x,
+            run,
+            position,
+            self.sublayer,
+            norm,
+            post_norm=post_norm,
+            parallel=self.parallel,
+            parallel_norm=parallel_norm,
+        )
         return (y, *extras) if extras else y

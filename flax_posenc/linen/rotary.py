@@ -102,14 +102,11 @@ class RotaryEmbedding(nn.Module):
 
         ``seq_len`` (static) drives ``"dynamic"`` and ``"longrope"`` scaling.
         """
-        positions = rope.rotary_positions(
-            q, k, positions, self.head_dim, self.mrope_section
-        )
-
         return rope.apply_rope_qk(
             q,
             k,
             positions,
+            head_dim=self.head_dim,
             base=self.base,
             layout=self.layout,
             rotary_dim=self.rotary_dim,

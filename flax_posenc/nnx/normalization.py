@@ -246,27 +246,22 @@ class Residual(nnx.Module):
         extras = []
 
         def run(module, inputs):
-            call_kwargs = dict(kwargs)
-            if deterministic is not None and _validation.accepts_keyword(
-                module, "deterministic"
-            ):
-                call_kwargs["deterministic"] = deterministic
-            out = module(inputs, *args, **call_kwargs)
-            if isinstance(out, tuple):
-                out, *more = out
-                extras.extend(more)
+            out, more = normalization.call_sublayer(
+                module, inputs, args, kwargs, deterministic
+            )
+            extras.extend(more)
             if self.dropout is None:
                 return out
             return self.dropout(out, deterministic=deterministic)
 
-        if self.norm_position == "post":
-            y = self.norm(x + run(self.sublayer, x))
-        elif self.norm_position == "pre":
-            y = x + run(self.sublayer, self.norm(x))
-        elif self.norm_position == "sandwich":
-            y = x + self.post_norm(run(self.sublayer, self.norm(x)))
-        else:
-            normed = self.norm(x)
-            second = normed if self.share_norm else self.parallel_norm(x)
-            y = x + run(self.sublayer, normed) + run(self.parallel, second)
+        y = normalization.residual_sum(
+            x,
+            run,
+            self.norm_position,
+            self.sublayer,
+            self.norm,
+            post_norm=self.post_norm,
+            parallel=self.parallel,
+            parallel_norm=None if self.share_norm else self.parallel_norm,
+        )
         return (y, *extras) if extras else y

@@ -86,14 +86,11 @@ class RotaryEmbedding(nnx.Module):
         seq_len: int | None = None,
     ) -> tuple[jax.Array, jax.Array]:
         """Rotated ``(q, k)``, each ``[..., seq, heads, head_dim]``."""
-        positions = rope.rotary_positions(
-            q, k, positions, self.head_dim, self.mrope_section
-        )
-
         return rope.apply_rope_qk(
             q,
             k,
             positions,
+            head_dim=self.head_dim,
             base=self.base,
             layout=self.layout,
             rotary_dim=self.rotary_dim,
