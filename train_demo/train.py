@@ -59,6 +59,19 @@ class TrainConfig:
         """Range of randomized positions: 4x the longest test sequence."""
         return 4 * 2 * self.test_length
 
+    @property
+    def data(self) -> DataConfig:
+        """What this run's batches depend on (encodings that agree share them)."""
+        randomized = model.is_randomized(self.encoding)
+        return DataConfig(
+            task=self.task,
+            batch_size=self.batch_size,
+            train_length=self.train_length,
+            test_length=self.test_length,
+            eval_batch=self.eval_batch,
+            max_position=self.max_position if randomized else None,
+        )
+
     def model_config(self) -> model.ModelConfig:
         spec = self.task_spec
         randomized = model.is_randomized(self.encoding)
@@ -75,6 +88,28 @@ class TrainConfig:
             norm_position=self.norm_position,
             combine=self.combine,
         )
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Everything the training and evaluation batches of a run depend on.
+
+    Six of the nine encodings read the same batches (positions ``0..2n-1``),
+    the three randomized ones another set: `batches` draws each set with one
+    compiled program, whichever encoding asks.
+    """
+
+    task: str
+    batch_size: int
+    train_length: int
+    test_length: int
+    eval_batch: int
+    # Range of randomized positions (Ruoss et al. 2023); None: 0..2n-1.
+    max_position: int | None
+
+    @property
+    def task_spec(self) -> tasks.Task:
+        return tasks.TASKS[self.task]
 
 
 def check_divisible(config: TrainConfig, devices: int) -> None:
@@ -156,6 +191,110 @@ def randomize_positions(
     return batch._replace(positions=jnp.where(batch.valid, positions, 0))
 
 
+def make_batch(
+    data: DataConfig, key: jax.Array, lengths: jax.Array, max_len: int
+) -> tasks.Batch:
+    """Examples of the given lengths (`tasks.make_batch`), with randomized
+    positions where ``data`` asks for them."""
+    data_key, position_key = jax.random.split(key)
+    batch = tasks.make_batch(data.task_spec, data_key, lengths, max_len)
+    if data.max_position is not None:
+        batch = randomize_positions(position_key, batch, data.max_position)
+    return batch
+
+
+def train_batch(data: DataConfig, key: jax.Array) -> tasks.Batch:
+    """``batch_size`` examples of lengths uniform on ``1..train_length``,
+    packed two to a row (`tasks.pack_pairs`): ``[batch_size / 2,
+    2 (train_length + 1)]``."""
+    length_key, first_key, second_key = jax.random.split(key, 3)
+    max_len = data.train_length
+    lengths = tasks.random_lengths(length_key, data.batch_size // 2, max_len)
+    first = make_batch(data, first_key, lengths, max_len)
+    second = make_batch(data, second_key, max_len + 1 - lengths, max_len)
+    return tasks.pack_pairs(first, second, 2 * (max_len + 1))
+
+
+def eval_shorts(test_length: int) -> np.ndarray:
+    """The shorter length ``a`` of each evaluation row, which packs lengths
+    ``a`` and ``test_length + 1 - a``: ``1..ceil(test_length / 2)``."""
+    return np.arange(1, (test_length + 1) // 2 + 1)
+
+
+def eval_batches(data: DataConfig, key: jax.Array) -> tasks.Batch:
+    """The evaluation batches ``[rows, eval_batch, 2 (test_length + 1)]``.
+
+    Row ``i`` packs ``eval_batch`` examples of length ``a = eval_shorts[i]``
+    with as many of length ``test_length + 1 - a``, as in training: no padding,
+    about half the slots of padding each length to ``test_length``.
+    """
+    max_len = data.test_length
+
+    def pair(short):
+        first_key, second_key = jax.random.split(jax.random.fold_in(key, short))
+        lengths = jnp.full((data.eval_batch,), short)
+        first = make_batch(data, first_key, lengths, max_len)
+        second = make_batch(data, second_key, max_len + 1 - lengths, max_len)
+        return tasks.pack_pairs(first, second, 2 * (max_len + 1))
+
+    return jax.vmap(pair)(jnp.asarray(eval_shorts(max_len)))
+
+
+class Batches:
+    """The compiled programs that draw a run's batches, for every seed at once.
+
+    They take a seed's raw key data (`State.key`) and return batches with a
+    leading seed axis, their rows split over the mesh's ``"data"`` axis. Kept
+    apart from the model's programs, so that the encodings that read the same
+    batches share one program (`batches`).
+    """
+
+    def __init__(self, data: DataConfig, mesh: Mesh):
+        self.data = data
+        replicated = NamedSharding(mesh, PartitionSpec())
+        # [seeds, steps or evaluation rows, rows, slots]
+        self.sharding = NamedSharding(mesh, PartitionSpec(None, None, "data"))
+        self._train = jax.jit(
+            jax.vmap(self._draw_train),
+            in_shardings=replicated,
+            out_shardings=self.sharding,
+        )
+        self._evaluation = jax.jit(
+            jax.vmap(self._draw_evaluation),
+            in_shardings=replicated,
+            out_shardings=self.sharding,
+        )
+
+    def _draw_train(self, key, step, steps):
+        # Step s trains on the batch of the run's key folded with s.
+        key = jax.random.wrap_key_data(key)
+        at = step + jnp.arange(steps.shape[0], dtype=step.dtype)
+        return jax.vmap(lambda s: train_batch(self.data, jax.random.fold_in(key, s)))(
+            at
+        )
+
+    def _draw_evaluation(self, key):
+        # A key of its own, apart from every training step's.
+        key = jax.random.fold_in(jax.random.wrap_key_data(key), 2**31 - 1)
+        return eval_batches(self.data, key)
+
+    def train(self, state: State, steps: int) -> tasks.Batch:
+        """The batches of the next ``steps`` steps of every seed of ``state``:
+        ``[seeds, steps, batch_size / 2, 2 (train_length + 1)]``."""
+        seeds = state.step.shape[0]
+        return self._train(state.key, state.step, jnp.zeros((seeds, steps)))
+
+    def evaluation(self, state: State) -> tasks.Batch:
+        """Every seed's evaluation batches (`eval_batches`)."""
+        return self._evaluation(state.key)
+
+
+@functools.cache
+def batches(data: DataConfig, mesh: Mesh) -> Batches:
+    """The `Batches` of ``data`` on ``mesh``, built once per process."""
+    return Batches(data, mesh)
+
+
 @functools.cache
 def trainer(config: TrainConfig) -> Trainer:
     """The `Trainer` of ``config`` on all devices, built once per process.
@@ -182,17 +321,19 @@ class Trainer:
         )
         self.mesh = mesh or Mesh(np.array(jax.devices()), ("data",))
         check_divisible(config, self.mesh.devices.size)
+        self.batches = batches(config.data, self.mesh)
         # States live replicated on the mesh, going in and coming out, so a
         # state fresh from init_seeds, one restored from a checkpoint and one
         # returned by train all match one compiled program.
         self.replicated = NamedSharding(self.mesh, PartitionSpec())
         self._train = jax.jit(
             jax.vmap(self._train_chunk),
-            in_shardings=self.replicated,
+            in_shardings=(self.replicated, self.batches.sharding),
             out_shardings=self.replicated,
         )
         self._evaluate = jax.jit(
-            jax.vmap(self._evaluate_one), in_shardings=self.replicated
+            jax.vmap(self._evaluate_one),
+            in_shardings=(self.replicated, self.batches.sharding),
         )
         self._init_seeds = jax.jit(jax.vmap(self._init), out_shardings=self.replicated)
 
@@ -202,11 +343,12 @@ class Trainer:
         return jax.tree.map(lambda a: jax.lax.with_sharding_constraint(a, spec), batch)
 
     def batch(self, key: jax.Array, lengths: jax.Array, max_len: int) -> tasks.Batch:
-        data_key, position_key = jax.random.split(key)
-        batch = tasks.make_batch(self.task, data_key, lengths, max_len)
-        if model.is_randomized(self.config.encoding):
-            batch = randomize_positions(position_key, batch, self.config.max_position)
-        return batch
+        """Examples of the given lengths, as this run draws them (`make_batch`)."""
+        return make_batch(self.config.data, key, lengths, max_len)
+
+    def train_batch(self, key: jax.Array) -> tasks.Batch:
+        """One training batch, as this run draws it (`train_batch`)."""
+        return train_batch(self.config.data, key)
 
     # -- model -----------------------------------------------------------------
     def _logits(self, params, batch):
@@ -233,7 +375,11 @@ class Trainer:
     def _init(self, key: jax.Array) -> State:
         init_key, run_key = jax.random.split(key)
         max_len = self.config.train_length
-        dummy = self.batch(init_key, jnp.full((2,), max_len), max_len)
+        # Parameters depend on the input's shapes only: zeros of a batch's
+        # shapes stand for one.
+        lengths = jnp.full((2,), max_len)
+        shapes = jax.eval_shape(lambda: self.batch(init_key, lengths, max_len))
+        dummy = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), shapes)
         params = self.net.init(
             init_key,
             dummy.tokens,
@@ -258,20 +404,8 @@ class Trainer:
         return self._init_seeds(jnp.stack([jax.random.key(seed) for seed in seeds]))
 
     # -- training --------------------------------------------------------------
-    def train_batch(self, key: jax.Array) -> tasks.Batch:
-        """``batch_size`` examples of lengths uniform on ``1..train_length``,
-        packed two to a row (`tasks.pack_pairs`): ``[batch_size / 2,
-        2 (train_length + 1)]``."""
-        length_key, first_key, second_key = jax.random.split(key, 3)
-        max_len = self.config.train_length
-        lengths = tasks.random_lengths(length_key, self.config.batch_size // 2, max_len)
-        first = self.batch(first_key, lengths, max_len)
-        second = self.batch(second_key, max_len + 1 - lengths, max_len)
-        return tasks.pack_pairs(first, second, 2 * (max_len + 1))
-
-    def _train_step(self, state: State, _):
-        key = jax.random.fold_in(jax.random.wrap_key_data(state.key), state.step)
-        batch = self._shard(self.train_batch(key))
+    def _train_step(self, state: State, batch: tasks.Batch):
+        batch = self._shard(batch)
         (loss, accuracy), grads = jax.value_and_grad(self._loss, has_aux=True)(
             state.params, batch
         )
@@ -280,49 +414,38 @@ class Trainer:
         new_state = State(state.step + 1, params, opt_state, state.key)
         return new_state, (loss, accuracy)
 
-    def _train_chunk(self, state: State, steps: jax.Array):
-        # ``steps`` is a dummy [chunk] array: its length is the number of steps.
-        return jax.lax.scan(self._train_step, state, steps)
+    def _train_chunk(self, state: State, batches: tasks.Batch):
+        # ``batches`` [chunk, ...]: one step per batch.
+        return jax.lax.scan(self._train_step, state, batches)
 
     def train(self, state: State, steps: int) -> tuple[State, tuple[jax.Array, ...]]:
         """Runs ``steps`` steps on every seed; returns per-step loss and accuracy.
 
-        The steps run in one compiled scan, so call this with the same ``steps``
-        each time to compile once.
+        The batches are drawn by one compiled program (`Batches.train`), the
+        steps run in another, one scan; call this with the same ``steps`` each
+        time to compile once.
         """
-        seeds = state.step.shape[0]
-        return self._train(state, jnp.zeros((seeds, steps)))
+        return self._train(state, self.batches.train(state, steps))
 
     # -- evaluation ------------------------------------------------------------
-    def _evaluate_one(self, params, key):
-        # Lengths a and test_length + 1 - a share a row (``pack_pairs``), as in
-        # training: every row is 2 (test_length + 1) slots with no padding,
-        # about half the work of padding each length to test_length.
+    def _evaluate_one(self, params, batches: tasks.Batch):
+        # ``batches`` from eval_batches: row i packs lengths a = shorts[i] and
+        # test_length + 1 - a.
         max_len = self.config.test_length
-        key = jax.random.wrap_key_data(key)
-        width = 2 * (max_len + 1)
 
-        def pair(short):
-            first_key, second_key = jax.random.split(jax.random.fold_in(key, short))
-            long = max_len + 1 - short
-            first = self.batch(
-                first_key, jnp.full((self.config.eval_batch,), short), max_len
-            )
-            second = self.batch(
-                second_key, jnp.full((self.config.eval_batch,), long), max_len
-            )
-            batch = self._shard(tasks.pack_pairs(first, second, width))
+        def pair(batch):
+            batch = self._shard(batch)
             logits = self._logits(params, batch)
             correct = (logits.argmax(-1) == batch.targets) & batch.loss_mask
 
             def by_example(mask):  # [2]: counts in the short and the long one
                 return jnp.stack([(mask & (batch.segments == s)).sum() for s in (0, 1)])
 
-            return by_example(correct), by_example(batch.loss_mask), (short, long)
+            return by_example(correct), by_example(batch.loss_mask)
 
-        shorts = jnp.arange(1, (max_len + 1) // 2 + 1)
-        correct, scored, lengths = jax.lax.map(pair, shorts)
-        lengths = jnp.stack(lengths, axis=-1)
+        correct, scored = jax.lax.map(pair, batches)
+        shorts = eval_shorts(max_len)
+        lengths = jnp.asarray(np.stack([shorts, max_len + 1 - shorts], axis=-1))
         # An odd test_length pairs its middle length with itself: both halves
         # count for it.
         by_length = jnp.zeros(max_len + 1, jnp.float32)
@@ -332,9 +455,4 @@ class Trainer:
 
     def evaluate(self, state: State) -> np.ndarray:
         """Per-token accuracy ``[seeds, test_length]`` at lengths ``1..test_length``."""
-        eval_keys = jax.vmap(
-            lambda k: jax.random.key_data(
-                jax.random.fold_in(jax.random.wrap_key_data(k), 2**31 - 1)
-            )
-        )(state.key)
-        return np.asarray(self._evaluate(state.params, eval_keys))
+        return np.asarray(self._evaluate(state.params, self.batches.evaluation(state)))
