@@ -1,7 +1,7 @@
-"""The package surface: exports, import hygiene, and the README snippet."""
+"""The package surface: exports and import hygiene (the README's snippets run in
+test_docs.py, which also checks what they print)."""
 
 import pathlib
-import re
 import subprocess
 import sys
 
@@ -39,11 +39,3 @@ def test_nnx_is_reachable_from_the_package():
     # every linen module has its twin; the initializer serves both
     linen_modules = set(fpl.__all__) - {"pretrained_init"}
     assert set(fpn.__all__) == linen_modules | {"from_linen", "to_linen"}
-
-
-def test_readme_python_blocks_run():
-    readme = (ROOT / "README.md").read_text()
-    blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
-    assert blocks
-    for block in blocks:
-        exec(compile(block, "README.md", "exec"), {})

@@ -26,7 +26,7 @@ def test_encoding_names_are_the_documented_ones():
 
 @pytest.mark.parametrize("encoding", DOCUMENTED_ENCODINGS)
 def test_every_encoding_trains_without_nan(encoding):
-    trainer = train.Trainer(tiny(encoding=encoding))
+    trainer = train.trainer(tiny(encoding=encoding))
     state = trainer.init_seeds([0])
     before = _leaves(state.params)
     state, (loss, accuracy) = trainer.train(state, 2)
@@ -65,8 +65,8 @@ def test_train_batch_packs_two_examples_of_uniform_lengths_per_row():
 )
 def test_packing_is_invisible_to_the_model(encoding):
     # A packed row's logits are those of its two examples processed alone.
-    max_len = 5
-    trainer = train.Trainer(tiny(encoding=encoding, train_length=max_len))
+    trainer = train.trainer(tiny(encoding=encoding))
+    max_len = trainer.config.train_length
     params = jax.tree.map(lambda a: a[0], trainer.init_seeds([0]).params)
     lengths = jnp.arange(1, max_len + 1)
     keys = jax.random.split(jax.random.key(3), 2)
@@ -263,8 +263,8 @@ def test_evaluation_packs_lengths_in_pairs_and_scores_each_alone(test_length):
     """Evaluation packs lengths a and test_length + 1 - a into one row; each
     length's accuracy equals scoring its examples alone, unpacked (an odd
     test_length's middle length gets both halves of its row)."""
-    config = tiny(encoding="rope", train_length=3, test_length=test_length)
-    trainer = train.Trainer(config)
+    config = tiny(encoding="rope", test_length=test_length)
+    trainer = train.trainer(config)
     state = trainer.init_seeds([0])
     got = trainer.evaluate(state)[0]
 
