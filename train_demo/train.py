@@ -237,7 +237,7 @@ def eval_batches(data: DataConfig, key: jax.Array) -> tasks.Batch:
         second = make_batch(data, second_key, max_len + 1 - lengths, max_len)
         return tasks.pack_pairs(first, second, 2 * (max_len + 1))
 
-    return jax.vmap(pair)(jnp.asarray(eval_shorts(max_len)))
+    return jax.lax.map(pair, jnp.asarray(eval_shorts(max_len)))
 
 
 class Batches:
@@ -269,8 +269,8 @@ class Batches:
         # Step s trains on the batch of the run's key folded with s.
         key = jax.random.wrap_key_data(key)
         at = step + jnp.arange(steps.shape[0], dtype=step.dtype)
-        return jax.vmap(lambda s: train_batch(self.data, jax.random.fold_in(key, s)))(
-            at
+        return jax.lax.map(
+            lambda s: train_batch(self.data, jax.random.fold_in(key, s)), at
         )
 
     def _draw_evaluation(self, key):
