@@ -50,6 +50,7 @@ bench: $(VENV)/.installed-demo
 	$(BIN)/python benchmarks/rope.py
 	$(BIN)/python benchmarks/attention.py
 	$(BIN)/python benchmarks/demo_speed.py
+	$(BIN)/python benchmarks/demo_compile.py
 
 # The site, built strictly: any warning (a broken link, a bad docstring) fails.
 docs: $(VENV)/.installed-docs
