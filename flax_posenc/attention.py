@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -73,16 +74,11 @@ def attention_mask(
         if value.ndim < 1:
             raise ValueError(f"{name} must be [..., seq], got a scalar.")
     _check_leading("q_positions", q_positions, "k_positions", k_positions)
-    q = q_positions[..., :, None]
-    k = k_positions[..., None, :]
-    mask = jnp.ones(jnp.broadcast_shapes(q.shape, k.shape), dtype=bool)
-    if causal:
-        mask &= k <= q
+    window = None
     if sliding_window is not None:
         window = _validation.check_int("sliding_window", sliding_window, minimum=1)
-        if window < 2**32:  # every distance of int32 positions is below 2**32
-            # Exact |q - k| (for causal, q - k on the entries it allows).
-            mask &= _validation.abs_distance(q, k) < jnp.uint32(window)
+        if window >= 2**32:  # every distance of int32 positions is below 2**32
+            window = None
     if q_segments is None and k_segments is not None:
         raise ValueError("k_segments needs q_segments (the queries' segment ids).")
     if q_segments is not None:
@@ -101,6 +97,24 @@ def attention_mask(
                     f"{name} {seg.shape} must have the length of its positions "
                     f"{pos.shape}."
                 )
+    return _mask(
+        q_positions, k_positions, q_segments, k_segments, causal=causal, window=window
+    )
+
+
+@functools.partial(jax.jit, static_argnames=("causal", "window"))
+def _mask(q_positions, k_positions, q_segments, k_segments, *, causal, window):
+    # One compiled program per call signature, not one per operation when
+    # called eagerly.
+    q = q_positions[..., :, None]
+    k = k_positions[..., None, :]
+    mask = jnp.ones(jnp.broadcast_shapes(q.shape, k.shape), dtype=bool)
+    if causal:
+        mask &= k <= q
+    if window is not None:
+        # Exact |q - k| (for causal, q - k on the entries it allows).
+        mask &= _validation.abs_distance(q, k) < jnp.uint32(window)
+    if q_segments is not None:
         qs, ks = q_segments[..., :, None], k_segments[..., None, :]
         mask &= (qs == ks) & (qs > 0)
     return mask[..., None, :, :]
@@ -245,16 +259,33 @@ def dot_product_attention(
         fits = dropout == 0.0 and _jax_fits(q, k, v, softcap)
         implementation = "jax" if fits else "xla"
     _validation.check_choice("implementation", implementation, IMPLEMENTATIONS)
-    if implementation == "jax":
-        if softcap is not None or dropout:
-            raise ValueError(
-                "implementation='jax' has no soft-capping or dropout; use 'xla'."
-            )
-        out = _jax_attention(q, k, v, mask, bias, scale, batch, logits_shape)
-    else:
+    if implementation == "jax" and (softcap is not None or dropout):
+        raise ValueError(
+            "implementation='jax' has no soft-capping or dropout; use 'xla'."
+        )
+    if dropout:
         out = _xla_attention(
             q, k, v, mask, bias, scale, softcap, batch, dropout, dropout_rng
         )
+        return _zero_unattended(out, mask, logits_shape)
+    # One compiled program per call signature: called op by op (eagerly), the
+    # math above would compile each of its dozens of operations on its own.
+    return _attend(
+        q, k, v, mask, bias, scale, softcap, batch=batch, implementation=implementation
+    )
+
+
+@functools.partial(jax.jit, static_argnames=("batch", "implementation"))
+def _attend(q, k, v, mask, bias, scale, softcap, *, batch, implementation):
+    logits_shape = (*batch, q.shape[-2], q.shape[-3], k.shape[-3])
+    if implementation == "jax":
+        out = _jax_attention(q, k, v, mask, bias, scale, batch, logits_shape)
+    else:
+        out = _xla_attention(q, k, v, mask, bias, scale, softcap, batch, 0.0, None)
+    return _zero_unattended(out, mask, logits_shape)
+
+
+def _zero_unattended(out, mask, logits_shape):
     if mask is not None:
         # A row with no key to attend returns zeros rather than an average.
         # Reduced before broadcasting: a mask shared by heads and rows is small.

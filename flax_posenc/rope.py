@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import warnings
 from collections.abc import Mapping, Sequence
@@ -928,7 +929,31 @@ def apply_rope(
         inv_freq, attention = _frequencies(
             rotary_dim, parsed.base, parsed.scaling, seq_len
         )
+        if not isinstance(attention, jax.core.Tracer):
+            return _rope(
+                x,
+                positions,
+                inv_freq=tuple(np.asarray(inv_freq, np.float64).tolist()),
+                attention=float(attention),
+                pair_axes=None if pair_axes is None else tuple(pair_axes.tolist()),
+                layout=layout,
+                rotary_dim=rotary_dim,
+            )
         sin, cos = _scaled_sin_cos(positions, inv_freq, attention, pair_axes)
+    return _rotate(x, sin, cos, layout, rotary_dim)
+
+
+@functools.partial(
+    jax.jit,
+    static_argnames=("inv_freq", "attention", "pair_axes", "layout", "rotary_dim"),
+)
+def _rope(x, positions, *, inv_freq, attention, pair_axes, layout, rotary_dim):
+    """The rotation as one compiled program per call signature (called op by
+    op, eagerly, each of its operations would compile on its own). The
+    frequencies are static: the angles read them in float64 at trace time."""
+    pair_axes = None if pair_axes is None else np.asarray(pair_axes)
+    inv_freq = np.asarray(inv_freq, np.float64)
+    sin, cos = _scaled_sin_cos(positions, inv_freq, attention, pair_axes)
     return _rotate(x, sin, cos, layout, rotary_dim)
 
 

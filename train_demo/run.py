@@ -248,6 +248,7 @@ def _save(directory: pathlib.Path, state: train.State, history: dict) -> None:
     final = directory / str(step)
     tmp = directory / f"{step}{_SAVING}"
     if not final.is_dir():  # else committed already, before an interrupt
+        threads = set(threading.enumerate())
         try:
             with _interrupts_held():
                 if tmp.exists():
@@ -261,6 +262,13 @@ def _save(directory: pathlib.Path, state: train.State, history: dict) -> None:
                 (tmp / HISTORY_FILE).write_text(json.dumps(history) + "\n")
                 os.rename(tmp, final)  # the commit
         except BaseException:
+            # Stopped inside orbax, the save may have worker threads still
+            # creating its folders (its event loop shuts them down without
+            # waiting): let them finish before the folder goes, or they
+            # recreate it under a later save.
+            deadline = time.monotonic() + 10.0
+            for thread in set(threading.enumerate()) - threads:
+                thread.join(max(0.0, deadline - time.monotonic()))
             shutil.rmtree(tmp, ignore_errors=True)
             raise
     for older in saved_steps(directory):
