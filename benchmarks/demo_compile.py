@@ -24,7 +24,6 @@ import time
 
 import jax
 import jax.numpy as jnp
-import optax
 
 sys.path.insert(0, os.path.dirname(__file__))
 import _timing
@@ -43,15 +42,7 @@ def fused_chunk(trainer: train.Trainer):
 
     def step(state, _):
         key = jax.random.fold_in(jax.random.wrap_key_data(state.key), state.step)
-        batch = trainer._shard(trainer.train_batch(key))
-        (loss, _), grads = jax.value_and_grad(trainer._loss, has_aux=True)(
-            state.params, batch
-        )
-        updates, opt_state = trainer.optimizer.update(
-            grads, state.opt_state, state.params
-        )
-        params = optax.apply_updates(state.params, updates)
-        return train.State(state.step + 1, params, opt_state, state.key), loss
+        return trainer._train_step(state, trainer.train_batch(key))
 
     return lambda state, steps: jax.lax.scan(step, state, steps)
 

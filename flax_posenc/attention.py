@@ -263,29 +263,46 @@ def dot_product_attention(
         raise ValueError(
             "implementation='jax' has no soft-capping or dropout; use 'xla'."
         )
-    if dropout:
-        out = _xla_attention(
-            q, k, v, mask, bias, scale, softcap, batch, dropout, dropout_rng
-        )
-        return _zero_unattended(out, mask, logits_shape)
     # One compiled program per call signature: called op by op (eagerly), the
-    # math above would compile each of its dozens of operations on its own.
+    # math below would compile each of its dozens of operations on its own.
     return _attend(
-        q, k, v, mask, bias, scale, softcap, batch=batch, implementation=implementation
+        q,
+        k,
+        v,
+        mask,
+        bias,
+        scale,
+        softcap,
+        dropout_rng if dropout else None,
+        batch=batch,
+        logits_shape=logits_shape,
+        dropout=dropout,
+        implementation=implementation,
     )
 
 
-@functools.partial(jax.jit, static_argnames=("batch", "implementation"))
-def _attend(q, k, v, mask, bias, scale, softcap, *, batch, implementation):
-    logits_shape = (*batch, q.shape[-2], q.shape[-3], k.shape[-3])
+@functools.partial(
+    jax.jit, static_argnames=("batch", "logits_shape", "dropout", "implementation")
+)
+def _attend(
+    q,
+    k,
+    v,
+    mask,
+    bias,
+    scale,
+    softcap,
+    rng,
+    *,
+    batch,
+    logits_shape,
+    dropout,
+    implementation,
+):
     if implementation == "jax":
         out = _jax_attention(q, k, v, mask, bias, scale, batch, logits_shape)
     else:
-        out = _xla_attention(q, k, v, mask, bias, scale, softcap, batch, 0.0, None)
-    return _zero_unattended(out, mask, logits_shape)
-
-
-def _zero_unattended(out, mask, logits_shape):
+        out = _xla_attention(q, k, v, mask, bias, scale, softcap, batch, dropout, rng)
     if mask is not None:
         # A row with no key to attend returns zeros rather than an average.
         # Reduced before broadcasting: a mask shared by heads and rows is small.

@@ -203,16 +203,25 @@ def make_batch(
     return batch
 
 
+def packed_pairs(
+    data: DataConfig, keys: jax.Array, lengths: jax.Array, max_len: int
+) -> tasks.Batch:
+    """Row ``b`` packs an example of length ``lengths[b]`` (drawn with
+    ``keys[0]``) and one of ``max_len + 1 - lengths[b]`` (``keys[1]``):
+    ``2 (max_len + 1)`` slots, no padding (`tasks.pack_pairs`)."""
+    first = make_batch(data, keys[0], lengths, max_len)
+    second = make_batch(data, keys[1], max_len + 1 - lengths, max_len)
+    return tasks.pack_pairs(first, second, 2 * (max_len + 1))
+
+
 def train_batch(data: DataConfig, key: jax.Array) -> tasks.Batch:
     """``batch_size`` examples of lengths uniform on ``1..train_length``,
-    packed two to a row (`tasks.pack_pairs`): ``[batch_size / 2,
+    packed two to a row (`packed_pairs`): ``[batch_size / 2,
     2 (train_length + 1)]``."""
-    length_key, first_key, second_key = jax.random.split(key, 3)
+    length_key, *keys = jax.random.split(key, 3)
     max_len = data.train_length
     lengths = tasks.random_lengths(length_key, data.batch_size // 2, max_len)
-    first = make_batch(data, first_key, lengths, max_len)
-    second = make_batch(data, second_key, max_len + 1 - lengths, max_len)
-    return tasks.pack_pairs(first, second, 2 * (max_len + 1))
+    return packed_pairs(data, keys, lengths, max_len)
 
 
 def eval_shorts(test_length: int) -> np.ndarray:
@@ -231,11 +240,9 @@ def eval_batches(data: DataConfig, key: jax.Array) -> tasks.Batch:
     max_len = data.test_length
 
     def pair(short):
-        first_key, second_key = jax.random.split(jax.random.fold_in(key, short))
+        keys = jax.random.split(jax.random.fold_in(key, short))
         lengths = jnp.full((data.eval_batch,), short)
-        first = make_batch(data, first_key, lengths, max_len)
-        second = make_batch(data, second_key, max_len + 1 - lengths, max_len)
-        return tasks.pack_pairs(first, second, 2 * (max_len + 1))
+        return packed_pairs(data, keys, lengths, max_len)
 
     return jax.lax.map(pair, jnp.asarray(eval_shorts(max_len)))
 
