@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -94,7 +95,15 @@ def alibi_bias(
     k_positions = _validation.position_array("k_positions", k_positions)
     dtype = _validation.floating_dtype("dtype", dtype)
     _validation.check_query_key_positions(q_positions, k_positions)
-    slopes = jnp.asarray(alibi_slopes(num_heads), jnp.float32)
+    slopes = tuple(alibi_slopes(num_heads).tolist())
+    return _bias(q_positions, k_positions, slopes=slopes, dtype=dtype)
+
+
+@functools.partial(jax.jit, static_argnames=("slopes", "dtype"))
+def _bias(q_positions, k_positions, *, slopes, dtype):
+    # One compiled program per call signature, not one per operation when
+    # called eagerly.
+    slopes = np.asarray(slopes, np.float64).astype(np.float32)
     distance = _validation.abs_distance(
         q_positions[..., :, None], k_positions[..., None, :]
     )

@@ -184,8 +184,18 @@ def layer_norm(
     x, axes, out_dtype, work = _prepare(x, axis, eps, dtype)
     scale = _broadcastable("scale", scale, x, axes)
     bias = _broadcastable("bias", bias, x, axes)
+    return _layer_norm(
+        x, jnp.asarray(eps, work), scale, bias, axes=axes, out_dtype=out_dtype
+    )
+
+
+# The public functions check their arguments, then run one compiled program
+# per call signature (called eagerly, each operation would compile on its own).
+@functools.partial(jax.jit, static_argnames=("axes", "out_dtype"))
+def _layer_norm(x, eps, scale, bias, *, axes, out_dtype):
+    work = eps.dtype
     y = jax.checkpoint(lambda v, e: _standardize(v, e, axes), policy=_SAVE_STATS)(
-        x.astype(work), jnp.asarray(eps, work)
+        x.astype(work), eps
     )
     if scale is not None:
         y = y * scale.astype(work)
@@ -252,6 +262,19 @@ def rms_norm(
     scale = _broadcastable("scale", scale, x, axes)
     if unit_offset and scale is None:
         raise ValueError("unit_offset=True multiplies by 1 + scale; pass a scale.")
+    return _rms_norm(
+        x,
+        jnp.asarray(eps, work),
+        scale,
+        axes=axes,
+        unit_offset=bool(unit_offset),
+        out_dtype=out_dtype,
+    )
+
+
+@functools.partial(jax.jit, static_argnames=("axes", "unit_offset", "out_dtype"))
+def _rms_norm(x, eps, scale, *, axes, unit_offset, out_dtype):
+    work = eps.dtype
     xw = x.astype(work)
     y = xw * jax.lax.rsqrt(_mean(jnp.square(xw), axes) + eps)
     if scale is not None:

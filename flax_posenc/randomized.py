@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 
@@ -59,5 +61,12 @@ def randomized_positions(key: jax.Array, length: int, max_position: int) -> jax.
             f"cannot draw {length} distinct positions from [0, {max_position}): "
             "length must be <= max_position."
         )
+    return _draw(key, length=length, max_position=max_position)
+
+
+@functools.partial(jax.jit, static_argnames=("length", "max_position"))
+def _draw(key, *, length, max_position):
+    # One compiled program per call signature, not one per operation when
+    # called eagerly.
     chosen = jax.random.choice(key, max_position, (length,), replace=False)
     return jnp.sort(chosen).astype(jnp.int32)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -62,6 +63,21 @@ def relative_position_bucket(
       Text-to-Text Transformer", 2020. https://arxiv.org/abs/1910.10683
     """
     relative = _validation.position_array("relative_position", relative_position)
+    check_buckets(num_buckets, max_distance, bidirectional=bidirectional)
+    return _relative_bucket(
+        relative,
+        bidirectional=bool(bidirectional),
+        num_buckets=num_buckets,
+        max_distance=max_distance,
+    )
+
+
+# The public functions check their arguments, then run one compiled program
+# per call signature (called eagerly, each operation would compile on its own).
+@functools.partial(
+    jax.jit, static_argnames=("bidirectional", "num_buckets", "max_distance")
+)
+def _relative_bucket(relative, *, bidirectional, num_buckets, max_distance):
     bits = jax.lax.bitcast_convert_type(relative, jnp.uint32)
     distance = jnp.where(relative >= 0, bits, jnp.uint32(0) - bits)  # exact |r|
     return _bucket(
@@ -170,6 +186,18 @@ def relative_position_bias(
     if table.ndim != 2:
         raise ValueError(f"table must be [heads, num_buckets], got {table.shape}.")
     _validation.check_query_key_positions(q_positions, k_positions)
+    check_buckets(table.shape[1], max_distance, bidirectional=bidirectional)
+    return _table_bias(
+        table,
+        q_positions,
+        k_positions,
+        bidirectional=bool(bidirectional),
+        max_distance=max_distance,
+    )
+
+
+@functools.partial(jax.jit, static_argnames=("bidirectional", "max_distance"))
+def _table_bias(table, q_positions, k_positions, *, bidirectional, max_distance):
     q, k = q_positions[..., :, None], k_positions[..., None, :]
     buckets = _bucket(
         k > q,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
@@ -166,13 +167,28 @@ def sinusoidal_encoding(
         min_timescale=min_timescale,
         max_timescale=max_timescale,
     )
-    sin, cos = _angles.sin_cos(positions, inv_freq)
-    n = len(inv_freq)
+    return _encode(
+        positions,
+        inv_freq=tuple(inv_freq.tolist()),
+        layout=layout,
+        pad=bool(dim % 2),
+        dtype=dtype,
+    )
+
+
+@functools.partial(jax.jit, static_argnames=("inv_freq", "layout", "pad", "dtype"))
+def _encode(positions, *, inv_freq, layout, pad, dtype):
+    # One compiled program per call signature, not one per operation when
+    # called eagerly. The frequencies are static float64 values, read at trace
+    # time by the angle reduction.
+    sin, cos = _angles.sin_cos(positions, np.asarray(inv_freq, np.float64))
     if layout == "interleaved":
-        table = jnp.stack([sin, cos], axis=-1).reshape(*sin.shape[:-1], 2 * n)
+        table = jnp.stack([sin, cos], axis=-1).reshape(
+            *sin.shape[:-1], 2 * len(inv_freq)
+        )
     else:
         table = jnp.concatenate([sin, cos], axis=-1)
-    if dim % 2:
+    if pad:
         table = jnp.pad(table, [(0, 0)] * (table.ndim - 1) + [(0, 1)])
     return table.astype(dtype)
 
