@@ -15,17 +15,22 @@ from train_demo import __main__ as demo_main
 from train_demo import train
 from train_demo.__main__ import main
 
+# The sizes and schedule of tests/demo/helpers.tiny: the run's programs (one
+# 4-step chunk of 2 seeds) are those of test_sharding's one-device run, and
+# JAX's persistent cache shares them.
 TINY = {
     "--task": "bucket_sort",
     "--encodings": "rope",
     "--steps": "4",
     "--seeds": "2",
-    "--train-length": "3",
-    "--test-length": "5",
+    "--train-length": "4",
+    "--test-length": "6",
     "--batch-size": "8",
     "--layers": "1",
     "--features": "16",
     "--heads": "2",
+    "--schedule": "constant",
+    "--warmup-steps": "0",
     "--checkpoint-every": "2",
 }
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -82,19 +87,20 @@ def test_full_run_writes_results_and_plots(finished):
     assert {"task", "config", "results"} <= set(report)
     assert report["task"] == "bucket_sort"
     config = report["config"]
-    assert config["train_length"] == 3 and config["test_length"] == 5
+    assert config["train_length"] == 4 and config["test_length"] == 6
     assert config["steps"] == 4 and config["seeds"] == 2
     assert config["encodings"] == ["rope"]
+    assert config["schedule"] == "constant" and config["warmup_steps"] == 0
     rows = report["results"]
     assert [(r["encoding"], r["seed"]) for r in rows] == [("rope", 0), ("rope", 1)]
     for row in rows:
         assert set(row) == RESULT_ROW_KEYS
         by_length = row["accuracy_by_length"]
-        assert list(by_length) == ["1", "2", "3", "4", "5"]
+        assert list(by_length) == ["1", "2", "3", "4", "5", "6"]
         values = list(by_length.values())
         assert all(0 <= a <= 1 for a in values)
-        assert row["iid_accuracy"] == pytest.approx(sum(values[:3]) / 3)
-        assert row["ood_accuracy"] == pytest.approx(sum(values[3:]) / 2)
+        assert row["iid_accuracy"] == pytest.approx(sum(values[:4]) / 4)
+        assert row["ood_accuracy"] == pytest.approx(sum(values[4:]) / 2)
         assert row["train_seconds"] > 0
     for name in ("accuracy_vs_length.png", "learning_curves.png"):
         width, height = png_size(out / name)
@@ -229,15 +235,19 @@ def test_resume_on_a_missing_dir(tmp_path, capsys, monkeypatch):
 
 
 def test_nnx_api_runs_end_to_end(tmp_path, monkeypatch):
-    """--api nnx: the encoder of NNX twins trains, evaluates and says so."""
+    """--api nnx: the encoder of NNX twins trains, evaluates and says so (with
+    a one-step warm-up, then the default cosine decay)."""
     monkeypatch.setenv("COLUMNS", "200")
     out = tmp_path / "nnx"
     buffer = io.StringIO()
+    changes = {"api": "nnx", "seeds": "1", "checkpoint_every": "4"}
+    changes |= {"schedule": "cosine", "warmup_steps": "1"}
     with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer):
-        code = main(argv(out, api="nnx", seeds="1", checkpoint_every="4"))
+        code = main(argv(out, **changes))
     assert code == 0, buffer.getvalue()
-    results = strict_json((out / "results.json").read_text())
-    assert results["config"]["api"] == "nnx"
+    config = strict_json((out / "results.json").read_text())["config"]
+    assert config["api"] == "nnx"
+    assert config["schedule"] == "cosine" and config["warmup_steps"] == 1
 
 
 def test_command_line_defaults_are_the_train_config_defaults():

@@ -32,12 +32,14 @@ ARGS = {
     "--encodings": ",".join(ENCODINGS),
     "--steps": str(STEPS),
     "--seeds": "1",
-    "--train-length": "2",
-    "--test-length": "3",
-    "--batch-size": "4",
+    "--train-length": "4",
+    "--test-length": "6",
+    "--batch-size": "8",
     "--layers": "1",
-    "--features": "8",
+    "--features": "16",
     "--heads": "2",
+    "--schedule": "constant",
+    "--warmup-steps": "0",
     "--checkpoint-every": "2",
 }
 RUN_FILES = {run.__file__, cli.__file__}
@@ -52,13 +54,15 @@ def argv(out, *extra):
 def fast(tmp_path_factory):
     """Two chunks of two steps per encoding; the plots are skipped: what is
     tested is the run's bookkeeping. (Runs of one configuration share their
-    compiled programs: `train.trainer` builds one Trainer per configuration.)
+    compiled programs: `train.trainer` builds one Trainer per configuration.
+    The sizes, schedule and chunks are those of tests/demo/helpers.tiny, whose
+    programs test_train compiles too: JAX's persistent cache shares them.)
     """
     real_config_from_args = cli.config_from_args
 
     def config_from_args(args):
         config = real_config_from_args(args)
-        base = dataclasses.replace(config.base, steps_per_call=2, eval_batch=2)
+        base = dataclasses.replace(config.base, steps_per_call=2, eval_batch=4)
         return dataclasses.replace(config, base=base)
 
     with pytest.MonkeyPatch.context() as mp:

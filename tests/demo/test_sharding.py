@@ -28,9 +28,10 @@ import numpy as np
 from tests.demo.helpers import tiny
 from train_demo import train
 
+# On one device, the programs of test_cli's run (the same sizes, one 4-step
+# chunk): JAX's persistent cache shares them.
 trainer = train.Trainer(tiny(encoding="rope", batch_size=8, eval_batch=4))
-# One jit program for the initial state: eager init costs seconds per process.
-state = jax.jit(lambda: trainer.init_seeds([0, 1]))()
+state = trainer.init_seeds([0, 1])
 state, (loss, _) = trainer.train(state, 4)
 batch = jax.jit(
     lambda key: trainer._shard(trainer.batch(key, jnp.full((8,), 3), 4))
