@@ -29,8 +29,9 @@ from tests.demo.helpers import tiny
 from train_demo import train
 
 # On one device, the programs of test_cli's run (the same sizes, one 4-step
-# chunk): JAX's persistent cache shares them.
-trainer = train.Trainer(tiny(encoding="rope", batch_size=8, eval_batch=4))
+# chunk, the command line's 64 evaluation rows): JAX's persistent cache
+# shares them.
+trainer = train.Trainer(tiny(encoding="rope", batch_size=8, eval_batch=64))
 state = trainer.init_seeds([0, 1])
 state, (loss, _) = trainer.train(state, 4)
 batch = jax.jit(
