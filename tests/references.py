@@ -9,6 +9,16 @@ import jax.numpy as jnp
 import numpy as np
 
 
+def normal(seed: int, shape) -> jax.Array:
+    """Standard normal float32 test inputs, drawn by NumPy.
+
+    ``jax.random.normal`` outside ``jit`` compiles a program per shape (about
+    half a second each on CPU); inputs need no JAX randomness.
+    """
+    draws = np.random.default_rng(seed).standard_normal(shape)
+    return jnp.asarray(draws, jnp.float32)
+
+
 def f64(a) -> np.ndarray:
     """A float64 NumPy copy of ``a``; JAX arrays (bf16/f16 too) go via float32."""
     if isinstance(a, jax.Array):

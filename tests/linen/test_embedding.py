@@ -23,7 +23,7 @@ from flax_posenc.linen import (
     TokenEmbedding,
     pretrained_init,
 )
-from tests.references import f64
+from tests.references import f64, normal
 from tests.references import layer_norm as layer_norm_ref
 from tests.references import paper_sinusoidal as sinusoid_ref
 
@@ -93,7 +93,7 @@ def test_token_embedding_scale_by_sqrt_features(transform):
 def test_token_embedding_attend_is_query_times_table_transposed(transform):
     module = TokenEmbedding(VOCAB, FEATURES)
     variables = init_tokens(module)
-    query = jax.random.normal(jax.random.key(1), (2, 3, FEATURES))
+    query = normal(1, (2, 3, FEATURES))
 
     def attend(v, q):
         return module.apply(v, q, method=TokenEmbedding.attend)
@@ -106,9 +106,7 @@ def test_token_embedding_attend_is_query_times_table_transposed(transform):
 
 
 def test_pretrained_init_gives_exactly_the_array():
-    array = np.asarray(
-        jax.random.normal(jax.random.key(3), (VOCAB, FEATURES)), dtype=np.float32
-    )
+    array = np.asarray(normal(3, (VOCAB, FEATURES)))
     module = TokenEmbedding(VOCAB, FEATURES, embedding_init=pretrained_init(array))
     variables = init_tokens(module)
     table = nn.meta.unbox(variables)["params"]["embedding"]

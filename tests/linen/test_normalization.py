@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from jax.sharding import PartitionSpec
 
 from flax_posenc.linen import LayerNorm, Residual, RMSNorm
-from tests.references import f64
+from tests.references import f64, normal
 from tests.references import layer_norm as layer_norm_ref
 from tests.references import rms_norm as rms_norm_ref
 
@@ -23,14 +23,12 @@ TRANSFORMS = [
 ]
 
 SHAPE = (2, 3, 8)
-X = jax.random.normal(jax.random.key(0), SHAPE) * 2.0 + 0.5
+X = normal(0, SHAPE) * 2.0 + 0.5
 
 
-def random_params(key, shape, names):
-    keys = jax.random.split(key, len(names))
+def random_params(seed, shape, names):
     return {
-        name: 1.0 + 0.5 * jax.random.normal(k, shape)
-        for name, k in zip(names, keys, strict=True)
+        name: 1.0 + 0.5 * normal(seed + 1000 * i, shape) for i, name in enumerate(names)
     }
 
 
@@ -65,7 +63,7 @@ def test_layer_norm_optional_params(use_scale, use_bias, names):
 
 @pytest.mark.parametrize("transform", TRANSFORMS)
 def test_layer_norm_matches_reference(transform):
-    params = random_params(jax.random.key(1), (8,), ["scale", "bias"])
+    params = random_params(1, (8,), ["scale", "bias"])
     out = transform(LayerNorm().apply)({"params": params}, X)
     chex.assert_shape(out, SHAPE)
     chex.assert_type(out, jnp.float32)
@@ -79,7 +77,7 @@ def test_layer_norm_multiple_axes_and_epsilon(transform):
     variables = module.init(jax.random.key(0), X)
     spec = nn.get_partition_spec(variables)["params"]
     assert spec["scale"] == PartitionSpec("seq", "embed")
-    params = random_params(jax.random.key(2), (3, 8), ["scale", "bias"])
+    params = random_params(2, (3, 8), ["scale", "bias"])
     out = transform(module.apply)({"params": params}, X)
     expected = layer_norm_ref(
         X, params["scale"], params["bias"], eps=0.5, axis=(-2, -1)
@@ -95,8 +93,8 @@ def test_layer_norm_axis_names_must_match_axes():
 @pytest.mark.parametrize("transform", TRANSFORMS)
 def test_layer_norm_large_mean_float32(transform):
     # DESIGN: on 1e4 + N(0, 1) in float32, within 1e-3 of a float64 reference.
-    x = 1e4 + jax.random.normal(jax.random.key(3), (4, 64))
-    params = random_params(jax.random.key(4), (64,), ["scale", "bias"])
+    x = 1e4 + normal(3, (4, 64))
+    params = random_params(4, (64,), ["scale", "bias"])
     out = transform(LayerNorm().apply)({"params": params}, x)
     expected = layer_norm_ref(x, params["scale"], params["bias"])
     chex.assert_trees_all_close(f64(out), expected, atol=1e-3)
@@ -142,7 +140,7 @@ def test_norm_param_dtype(module):
 
 @pytest.mark.parametrize("module", [LayerNorm(), RMSNorm()], ids=["ln", "rms"])
 def test_norm_bf16_large_values_finite(module):
-    x = (1e4 + jax.random.normal(jax.random.key(5), (4, 32))).astype(jnp.bfloat16)
+    x = (1e4 + normal(5, (4, 32))).astype(jnp.bfloat16)
     variables = module.init(jax.random.key(0), x)
     out = jax.jit(module.apply)(variables, x)
     chex.assert_type(out, jnp.bfloat16)
@@ -153,7 +151,7 @@ def test_norm_bf16_large_values_finite(module):
 
 
 _LN0_APPLY = jax.jit(LayerNorm(epsilon=0.0).apply)
-_LN0_VARIABLES = {"params": random_params(jax.random.key(6), (8,), ["scale", "bias"])}
+_LN0_VARIABLES = {"params": random_params(6, (8,), ["scale", "bias"])}
 
 
 @settings(max_examples=15, deadline=None)
@@ -182,9 +180,9 @@ def numerical_grad(fun, x: np.ndarray, step: float = 1e-6) -> np.ndarray:
 @pytest.mark.parametrize("transform", TRANSFORMS)
 @pytest.mark.parametrize("mean", [0.0, 1e4], ids=["centred", "large_mean"])
 def test_layer_norm_gradients_match_finite_differences(transform, mean):
-    x = mean + jax.random.normal(jax.random.key(10), (2, 8))
-    weights = jax.random.normal(jax.random.key(11), (2, 8))
-    params = random_params(jax.random.key(12), (8,), ["scale", "bias"])
+    x = mean + normal(10, (2, 8))
+    weights = normal(11, (2, 8))
+    params = random_params(12, (8,), ["scale", "bias"])
     module = LayerNorm()
 
     def loss(p, x):
@@ -210,9 +208,9 @@ def test_layer_norm_gradients_match_finite_differences(transform, mean):
 @pytest.mark.parametrize("transform", TRANSFORMS)
 @pytest.mark.parametrize("unit_offset", [False, True])
 def test_rms_norm_gradients_match_finite_differences(transform, unit_offset):
-    x = jax.random.normal(jax.random.key(13), (2, 8))
-    weights = jax.random.normal(jax.random.key(14), (2, 8))
-    params = random_params(jax.random.key(15), (8,), ["scale"])
+    x = normal(13, (2, 8))
+    weights = normal(14, (2, 8))
+    params = random_params(15, (8,), ["scale"])
     module = RMSNorm(unit_offset=unit_offset)
 
     def loss(p, x):
@@ -267,7 +265,7 @@ def test_rms_norm_no_scale():
 @pytest.mark.parametrize("transform", TRANSFORMS)
 @pytest.mark.parametrize("unit_offset", [False, True])
 def test_rms_norm_matches_reference(transform, unit_offset):
-    params = random_params(jax.random.key(7), (8,), ["scale"])
+    params = random_params(7, (8,), ["scale"])
     module = RMSNorm(unit_offset=unit_offset)
     out = transform(module.apply)({"params": params}, X)
     chex.assert_shape(out, SHAPE)
@@ -279,7 +277,7 @@ def test_rms_norm_matches_reference(transform, unit_offset):
 @pytest.mark.parametrize("transform", TRANSFORMS)
 def test_rms_norm_multiple_axes_and_epsilon(transform):
     module = RMSNorm(axis=(-2, -1), param_axes=(None, "embed"), epsilon=0.25)
-    params = random_params(jax.random.key(8), (3, 8), ["scale"])
+    params = random_params(8, (3, 8), ["scale"])
     out = transform(module.apply)({"params": params}, X)
     expected = rms_norm_ref(X, params["scale"], eps=0.25, axis=(-2, -1))
     chex.assert_trees_all_close(f64(out), expected, atol=1e-5, rtol=1e-5)
@@ -293,16 +291,15 @@ def test_rms_norm_unit_offset_without_scale_raises():
 # --------------------------------------------------------------------- Residual
 
 
-def _residual_params(key, features=8):
-    k1, k2, k3, k4 = jax.random.split(key, 4)
+def _residual_params(seed, features=8):
     return {
         "sublayer": {
-            "kernel": jax.random.normal(k1, (features, features)) * 0.5,
-            "bias": jax.random.normal(k2, (features,)),
+            "kernel": normal(seed, (features, features)) * 0.5,
+            "bias": normal(seed + 1, (features,)),
         },
         "norm": {
-            "scale": 1.0 + 0.5 * jax.random.normal(k3, (features,)),
-            "bias": jax.random.normal(k4, (features,)),
+            "scale": 1.0 + 0.5 * normal(seed + 2, (features,)),
+            "bias": normal(seed + 3, (features,)),
         },
     }
 
@@ -321,7 +318,7 @@ def test_residual_param_tree():
 
 @pytest.mark.parametrize("transform", TRANSFORMS)
 def test_residual_post_ln(transform):
-    params = _residual_params(jax.random.key(1))
+    params = _residual_params(1)
     block = Residual(nn.Dense(8), norm_position="post")
     out = transform(block.apply)({"params": params}, X)
     chex.assert_shape(out, SHAPE)
@@ -333,7 +330,7 @@ def test_residual_post_ln(transform):
 
 @pytest.mark.parametrize("transform", TRANSFORMS)
 def test_residual_pre_ln(transform):
-    params = _residual_params(jax.random.key(2))
+    params = _residual_params(2)
     block = Residual(nn.Dense(8), norm_position="pre")
     out = transform(block.apply)({"params": params}, X)
     chex.assert_shape(out, SHAPE)
@@ -344,7 +341,7 @@ def test_residual_pre_ln(transform):
 
 
 def test_residual_default_is_post_ln():
-    params = _residual_params(jax.random.key(3))
+    params = _residual_params(3)
     post = Residual(nn.Dense(8), norm_position="post").apply({"params": params}, X)
     default = Residual(nn.Dense(8)).apply({"params": params}, X)
     chex.assert_trees_all_close(default, post, atol=0.0)
@@ -467,10 +464,10 @@ class _DenseWithExtras(nn.Module):
 @pytest.mark.parametrize("norm_position", ["post", "pre"])
 def test_residual_passes_extra_args_to_sublayer(transform, norm_position):
     block = Residual(_DenseWithExtras(), norm_position=norm_position)
-    other = jax.random.normal(jax.random.key(9), SHAPE)
+    other = normal(9, SHAPE)
     variables = block.init(jax.random.key(0), X, other, factor=3.0)
     params = nn.meta.unbox(variables)["params"]
-    params["norm"] = _residual_params(jax.random.key(4))["norm"]
+    params["norm"] = _residual_params(4)["norm"]
 
     def apply(v, x, o):
         return block.apply(v, x, o, factor=3.0)
@@ -492,7 +489,7 @@ def test_residual_passes_extra_args_to_sublayer(transform, norm_position):
 @pytest.mark.parametrize("transform", TRANSFORMS)
 def test_residual_dropout(transform):
     rate = 0.5
-    params = _residual_params(jax.random.key(5))
+    params = _residual_params(5)
     block = Residual(nn.Dense(8), norm_position="pre", dropout_rate=rate)
     plain = Residual(nn.Dense(8), norm_position="pre")
     reference = plain.apply({"params": params}, X)
@@ -528,7 +525,7 @@ def test_residual_dropout_needs_deterministic():
 
 
 def test_residual_deterministic_field():
-    params = _residual_params(jax.random.key(6))
+    params = _residual_params(6)
     block = Residual(nn.Dense(8), dropout_rate=0.5, deterministic=True)
     plain = Residual(nn.Dense(8))
     chex.assert_trees_all_close(
@@ -541,7 +538,7 @@ def test_residual_deterministic_field():
 def test_residual_deterministic_overridden_in_call():
     # The docstring: "deterministic: disable dropout; may be overridden in the
     # call." A call-time deterministic=False must then turn dropout on.
-    params = _residual_params(jax.random.key(7))
+    params = _residual_params(7)
     block = Residual(
         nn.Dense(8), norm_position="pre", dropout_rate=0.5, deterministic=True
     )

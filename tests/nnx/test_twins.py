@@ -10,6 +10,7 @@ from flax import nnx
 
 from flax_posenc import linen
 from flax_posenc import nnx as pnnx
+from tests.references import normal
 
 X = jnp.asarray(np.random.default_rng(0).standard_normal((2, 5, 8)), jnp.float32)
 IDS = jnp.array([[1, 2, 3, 9, 0], [4, 4, 7, 1, 2]])
@@ -20,13 +21,8 @@ QK = jnp.asarray(np.random.default_rng(1).standard_normal((2, 5, 2, 8)), jnp.flo
 def _bump(tree):
     """Non-trivial parameter values (ones and zeros hide mistakes)."""
     leaves, treedef = jax.tree.flatten(tree)
-    keys = jax.random.split(jax.random.key(7), len(leaves))
     return jax.tree.unflatten(
-        treedef,
-        [
-            a + 0.1 * jax.random.normal(k, a.shape)
-            for a, k in zip(leaves, keys, strict=True)
-        ],
+        treedef, [a + 0.1 * normal(7 + i, a.shape) for i, a in enumerate(leaves)]
     )
 
 
