@@ -19,6 +19,10 @@ NUM_SYMBOLS = {"bucket_sort": 5, "reverse_string": 2}
 ANSWER = {"bucket_sort": sorted, "reverse_string": lambda xs: list(reversed(xs))}
 
 
+# Compiled whole: called op by op, each new shape would compile every operation.
+make_batch = jax.jit(tasks.make_batch, static_argnums=(0, 3))
+
+
 def reference_batch(task, inputs, lengths, max_len):
     """The documented layout, built example by example in plain Python.
 
@@ -60,7 +64,7 @@ def test_task_vocabularies():
 def test_make_batch_matches_reference(name, max_len):
     task = tasks.TASKS[name]
     lengths = np.array([1, max_len, *range(1, max_len + 1)] * 4)
-    batch = tasks.make_batch(task, jax.random.key(max_len), lengths, max_len)
+    batch = make_batch(task, jax.random.key(max_len), lengths, max_len)
     arrays = {k: np.asarray(v) for k, v in batch._asdict().items()}
     for k, a in arrays.items():
         assert a.shape == (len(lengths), 2 * max_len), k
@@ -84,8 +88,8 @@ def test_make_batch_matches_reference(name, max_len):
 def test_make_batch_draws_every_symbol_and_depends_on_key(name):
     task = tasks.TASKS[name]
     lengths = np.full(200, 10)
-    one = tasks.make_batch(task, jax.random.key(0), lengths, 10)
-    two = tasks.make_batch(task, jax.random.key(1), lengths, 10)
+    one = make_batch(task, jax.random.key(0), lengths, 10)
+    two = make_batch(task, jax.random.key(1), lengths, 10)
     inputs = np.asarray(one.tokens[:, :10])
     counts = np.bincount(inputs.ravel(), minlength=task.num_symbols)
     assert len(counts) == task.num_symbols
@@ -108,8 +112,8 @@ def test_make_batch_one_program_for_every_length():
 def test_pack_pairs_matches_reference(max_len):
     task = tasks.TASKS["bucket_sort"]
     lengths = np.arange(1, max_len + 1)
-    first = tasks.make_batch(task, jax.random.key(0), lengths, max_len)
-    second = tasks.make_batch(task, jax.random.key(1), max_len + 1 - lengths, max_len)
+    first = make_batch(task, jax.random.key(0), lengths, max_len)
+    second = make_batch(task, jax.random.key(1), max_len + 1 - lengths, max_len)
     width = 2 * (max_len + 1)
     packed = jax.jit(tasks.pack_pairs, static_argnums=2)(first, second, width)
     for field in tasks.Batch._fields:
@@ -148,7 +152,7 @@ def test_random_lengths_cover_one_to_max_len(max_len):
 
 
 def _randomized(max_len, lengths, max_position, seed=0):
-    batch = tasks.make_batch(
+    batch = make_batch(
         tasks.TASKS["bucket_sort"], jax.random.key(seed), jnp.asarray(lengths), max_len
     )
     out = jax.jit(train.randomize_positions, static_argnums=2)(
