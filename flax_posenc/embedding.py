@@ -61,30 +61,24 @@ def embedding_lookup(
         raise ValueError(
             f"table has no rows (shape {table.shape}): no id can be looked up."
         )
-    if not checked:
-        return _lookup(table, ids)
-    valid = (ids >= 0) & (ids < num_rows)
-    if ids.size:  # no ids, nothing to check (and no min or max)
+    if checked and ids.size:  # no ids, nothing to check (and no min or max)
         checkify.check(
-            jnp.all(valid),
+            jnp.all((ids >= 0) & (ids < num_rows)),
             f"embedding_lookup: ids must lie in [0, {num_rows}); "
             "got min {lo}, max {hi}",
             lo=jnp.min(ids),
             hi=jnp.max(ids),
         )
-    return _rows(table, ids, valid)
-
-
-def _rows(table, ids, valid):
-    rows = jnp.take(table, jnp.where(valid, ids, 0), axis=0)
-    return jnp.where(valid[..., None], rows, jnp.nan)
+    return _lookup(table, ids)
 
 
 @jax.jit
 def _lookup(table, ids):
     # One compiled program per call signature, not one per operation when
-    # called eagerly (the checked lookup stays as it is, for checkify).
-    return _rows(table, ids, (ids >= 0) & (ids < table.shape[0]))
+    # called eagerly.
+    valid = (ids >= 0) & (ids < table.shape[0])
+    rows = jnp.take(table, jnp.where(valid, ids, 0), axis=0)
+    return jnp.where(valid[..., None], rows, jnp.nan)
 
 
 def embedding_attend(query: ArrayLike, table: ArrayLike) -> jax.Array:

@@ -63,11 +63,13 @@ def relative_position_bucket(
       Text-to-Text Transformer", 2020. https://arxiv.org/abs/1910.10683
     """
     relative = _validation.position_array("relative_position", relative_position)
-    check_buckets(num_buckets, max_distance, bidirectional=bidirectional)
+    buckets, max_distance = check_buckets(
+        num_buckets, max_distance, bidirectional=bidirectional
+    )
     return _relative_bucket(
         relative,
         bidirectional=bool(bidirectional),
-        num_buckets=num_buckets,
+        buckets=buckets,
         max_distance=max_distance,
     )
 
@@ -75,16 +77,16 @@ def relative_position_bucket(
 # The public functions check their arguments, then run one compiled program
 # per call signature (called eagerly, each operation would compile on its own).
 @functools.partial(
-    jax.jit, static_argnames=("bidirectional", "num_buckets", "max_distance")
+    jax.jit, static_argnames=("bidirectional", "buckets", "max_distance")
 )
-def _relative_bucket(relative, *, bidirectional, num_buckets, max_distance):
+def _relative_bucket(relative, *, bidirectional, buckets, max_distance):
     bits = jax.lax.bitcast_convert_type(relative, jnp.uint32)
     distance = jnp.where(relative >= 0, bits, jnp.uint32(0) - bits)  # exact |r|
     return _bucket(
         relative > 0,
         distance,
         bidirectional=bidirectional,
-        num_buckets=num_buckets,
+        buckets=buckets,
         max_distance=max_distance,
     )
 
@@ -116,25 +118,23 @@ def check_bias_module(
     return _validation.module_dtypes(dtype, param_dtype)
 
 
-def _bucket(after, distance, *, bidirectional, num_buckets, max_distance):
-    """The bucket from the direction (key after query) and the uint32 distance."""
-    num_buckets, max_distance = check_buckets(
-        num_buckets, max_distance, bidirectional=bidirectional
-    )
+def _bucket(after, distance, *, bidirectional, buckets, max_distance):
+    """The bucket from the direction (key after query) and the uint32 distance;
+    ``buckets`` per direction and ``max_distance`` as `check_buckets` returns."""
     if bidirectional:
-        offset = jnp.where(after, num_buckets, 0)
+        offset = jnp.where(after, buckets, 0)
     else:
         offset = 0
         distance = jnp.where(after, jnp.uint32(0), distance)  # max(-r, 0)
-    max_exact = num_buckets // 2
+    max_exact = buckets // 2
     # Same float32 operations in the same order as the reference, so that
     # truncation lands in the same bucket. Distances below max_exact take the
     # other branch; the max() only keeps the logarithm finite for them.
     ratio = jnp.maximum(distance, jnp.uint32(max_exact)).astype(jnp.float32)
     ratio = ratio / max_exact
     log_ratio = jnp.log(ratio) / jnp.float32(math.log(max_distance / max_exact))
-    large = max_exact + (log_ratio * (num_buckets - max_exact)).astype(jnp.int32)
-    large = jnp.minimum(large, num_buckets - 1)
+    large = max_exact + (log_ratio * (buckets - max_exact)).astype(jnp.int32)
+    large = jnp.minimum(large, buckets - 1)
     exact = distance < jnp.uint32(max_exact)
     return offset + jnp.where(exact, distance.astype(jnp.int32), large)
 
@@ -186,24 +186,31 @@ def relative_position_bias(
     if table.ndim != 2:
         raise ValueError(f"table must be [heads, num_buckets], got {table.shape}.")
     _validation.check_query_key_positions(q_positions, k_positions)
-    check_buckets(table.shape[1], max_distance, bidirectional=bidirectional)
+    buckets, max_distance = check_buckets(
+        table.shape[1], max_distance, bidirectional=bidirectional
+    )
     return _table_bias(
         table,
         q_positions,
         k_positions,
         bidirectional=bool(bidirectional),
+        buckets=buckets,
         max_distance=max_distance,
     )
 
 
-@functools.partial(jax.jit, static_argnames=("bidirectional", "max_distance"))
-def _table_bias(table, q_positions, k_positions, *, bidirectional, max_distance):
+@functools.partial(
+    jax.jit, static_argnames=("bidirectional", "buckets", "max_distance")
+)
+def _table_bias(
+    table, q_positions, k_positions, *, bidirectional, buckets, max_distance
+):
     q, k = q_positions[..., :, None], k_positions[..., None, :]
-    buckets = _bucket(
+    index = _bucket(
         k > q,
         _validation.abs_distance(q, k),
         bidirectional=bidirectional,
-        num_buckets=table.shape[1],
+        buckets=buckets,
         max_distance=max_distance,
     )
-    return jnp.moveaxis(table[:, buckets], 0, -3)
+    return jnp.moveaxis(table[:, index], 0, -3)

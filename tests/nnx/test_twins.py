@@ -4,7 +4,6 @@ import chex
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 import pytest
 from flax import nnx
 
@@ -12,10 +11,10 @@ from flax_posenc import linen
 from flax_posenc import nnx as pnnx
 from tests.references import normal
 
-X = jnp.asarray(np.random.default_rng(0).standard_normal((2, 5, 8)), jnp.float32)
+X = normal(0, (2, 5, 8))
 IDS = jnp.array([[1, 2, 3, 9, 0], [4, 4, 7, 1, 2]])
 POS = jnp.array([[0, 1, 2, 3, 4], [3, 4, 5, 6, 7]])
-QK = jnp.asarray(np.random.default_rng(1).standard_normal((2, 5, 2, 8)), jnp.float32)
+QK = normal(1, (2, 5, 2, 8))
 
 
 def _bump(tree):
@@ -215,7 +214,7 @@ def test_transforms_split_merge_vmap_scan_remat():
 
 # ---------------------------------------------------------- MultiHeadAttention
 
-ATTN_X = jnp.asarray(np.random.default_rng(5).standard_normal((2, 7, 16)), jnp.float32)
+ATTN_X = normal(5, (2, 7, 16))
 ATTN_POS = jnp.array([[0, 1, 2, 3, 4, 5, 6], [0, 1, 2, 0, 1, 2, 3]])
 ATTN_SEG = jnp.array([[1] * 7, [1, 1, 1, 2, 2, 2, 0]])
 
