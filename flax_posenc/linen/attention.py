@@ -32,8 +32,16 @@ class MultiHeadAttention(nn.Module):
     batch: padding tokens with segment 0 and their rows' positions starting
     at 0 after the padding). A prefill of many tokens and then steps of one
     equal the same tokens in one forward pass. The cache keeps every token
-    (no ring buffer): a sliding window is applied by the mask, and writing
-    past ``max_length`` is not checked (XLA clamps the slot).
+    (no ring buffer): a sliding window is applied by the mask.
+
+    Nothing is clamped. ``decode=True`` without a cache, an input whose batch
+    differs from the cache's, and more tokens than the cache has slots left
+    raise ``ValueError`` when that is known: always for shapes, and for the
+    slots left when ``apply`` runs eagerly. Under ``jit`` the slots left are
+    traced: with ``checked=True`` an overflow is a ``checkify`` error (wrap
+    the step in ``jax.experimental.checkify.checkify``), without it the step
+    returns NaN and leaves the cached keys as they were (as
+    `flax_posenc.embedding_lookup` does with ids out of range).
 
     Examples:
       >>> import jax, jax.numpy as jnp
@@ -71,6 +79,7 @@ class MultiHeadAttention(nn.Module):
         ``query_pre_attn_scalar ** -0.5``).
       dropout_rate: dropout on the attention weights.
       deterministic: disable dropout; the call's value wins when given.
+      checked: emit a ``checkify`` check that a decoding step fits the cache.
       dtype: computation dtype; default the input's.
       param_dtype: parameter dtype.
       kernel_init: projection kernels' initializer (LeCun normal, as Flax's
@@ -93,6 +102,7 @@ class MultiHeadAttention(nn.Module):
     scale: float | None = None
     dropout_rate: float = 0.0
     deterministic: bool | None = None
+    checked: bool = False
     dtype: DTypeLike | None = None
     param_dtype: DTypeLike = jnp.float32
     kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
@@ -150,8 +160,9 @@ class MultiHeadAttention(nn.Module):
             )
 
         k_positions, q_segments, k_segments = positions, segments, segments
+        fits = None
         if decode:
-            k, v, k_positions, q_segments, k_segments = self._update_cache(
+            k, v, k_positions, q_segments, k_segments, fits = self._update_cache(
                 k, v, positions, segments
             )
         bias = None
@@ -180,6 +191,7 @@ class MultiHeadAttention(nn.Module):
             softcap=self.softcap,
             dropout_rate=rate,
             dropout_rng=rng,
+            fits=fits,
         )
         return nn.DenseGeneral(
             self.out_features or x.shape[-1],
@@ -197,6 +209,12 @@ class MultiHeadAttention(nn.Module):
     def _update_cache(self, k, v, positions, segments):
         """Writes the new keys at the next slots; returns what to attend over."""
         initialized = self.has_variable("cache", "cached_key")
+        if not initialized and not self.is_initializing():
+            raise ValueError(
+                "decode=True needs a cache: create it with init(..., decode=True) "
+                "on a [batch, max_length, features] input, and pass it in apply "
+                "with mutable=['cache']."
+            )
         seq_shape = (*k.shape[:-2],)
         variables = {
             "cached_key": self.variable(
@@ -218,9 +236,11 @@ class MultiHeadAttention(nn.Module):
         if not initialized:
             # init on [batch, max_length, features]: the cache is created
             # empty, and this call attends over its own tokens.
-            return k, v, positions, segments, segments
+            return k, v, positions, segments, segments, None
         cache = {name: variable.value for name, variable in variables.items()}
-        cache, *attend_over = attention.write_cache(cache, k, v, positions, segments)
+        cache, *attend_over = attention.write_cache(
+            cache, k, v, positions, segments, checked=self.checked
+        )
         for name, variable in variables.items():
             variable.value = cache[name]
         return tuple(attend_over)

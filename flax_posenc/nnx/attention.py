@@ -32,6 +32,15 @@ class MultiHeadAttention(nnx.Module):
     variables with the linen twin's names; then ``model(x, decode=True)``
     writes ``x``'s keys at the next slots and attends over the cache.
 
+    Nothing is clamped. ``decode=True`` without a cache, an input whose batch
+    differs from the cache's, and more tokens than the cache has slots left
+    raise ``ValueError`` when that is known: always for shapes, and for the
+    slots left in eager calls. Under ``nnx.jit`` the slots left are traced:
+    with ``checked=True`` an overflow is a ``checkify`` error (wrap the step
+    in ``jax.experimental.checkify.checkify``), without it the step returns
+    NaN and leaves the cached keys as they were (as
+    `flax_posenc.embedding_lookup` does with ids out of range).
+
     Examples:
       >>> import jax.numpy as jnp
       >>> from flax import nnx
@@ -66,6 +75,7 @@ class MultiHeadAttention(nnx.Module):
       dropout_rate: dropout on the attention weights (draws from the
         ``dropout`` stream of ``rngs``).
       deterministic: disable dropout; the call's value wins when given.
+      checked: emit a ``checkify`` check that a decoding step fits the cache.
       dtype: computation dtype; default the input's.
       param_dtype: parameter dtype.
       kernel_init: projection kernels' initializer (LeCun normal).
@@ -92,6 +102,7 @@ class MultiHeadAttention(nnx.Module):
         scale: float | None = None,
         dropout_rate: float = 0.0,
         deterministic: bool | None = None,
+        checked: bool = False,
         dtype: DTypeLike | None = None,
         param_dtype: DTypeLike = jnp.float32,
         kernel_init: nnx.Initializer = KERNEL_INIT,
@@ -110,7 +121,8 @@ class MultiHeadAttention(nnx.Module):
         self.causal, self.sliding_window = causal, sliding_window
         self.softcap, self.scale = softcap, scale
         self.dropout_rate = _validation.check_rate("dropout_rate", dropout_rate)
-        self.deterministic = deterministic
+        self.deterministic, self.checked = deterministic, checked
+        self.dtype, self.param_dtype = dtype, param_dtype
 
         def projection(
             heads, axes, use_bias, in_shape=in_features, axis=-1, out_shape=None
@@ -150,9 +162,25 @@ class MultiHeadAttention(nnx.Module):
         for name in _CACHE_NAMES:
             setattr(self, name, nnx.data(None))
 
-    def init_cache(self, input_shape: Sequence[int], dtype: DTypeLike = jnp.float32):
-        """Creates an empty cache for inputs ``[batch..., max_length, features]``."""
-        *batch, max_length, _ = input_shape
+    def init_cache(self, input_shape: Sequence[int], dtype: DTypeLike | None = None):
+        """Creates an empty cache for inputs ``[batch..., max_length, features]``.
+
+        ``dtype``: the cached keys' and values'; None takes the module's
+        ``dtype``, else its ``param_dtype`` (what the projections compute in
+        for inputs of that dtype).
+        """
+        shape = tuple(input_shape)
+        if len(shape) < 2:
+            raise ValueError(
+                "init_cache needs input_shape [batch..., max_length, features], "
+                f"got {shape}."
+            )
+        for size in shape:
+            _validation.check_int("init_cache input_shape", size, minimum=1)
+        *batch, max_length, _ = shape
+        if dtype is None:
+            dtype = self.param_dtype if self.dtype is None else self.dtype
+        dtype = _validation.floating_dtype("init_cache dtype", dtype)
         kv_shape = (*batch, max_length, self.num_kv_heads, self.head_dim)
         self.cached_key = nnx.Cache(jnp.zeros(kv_shape, dtype))
         self.cached_value = nnx.Cache(jnp.zeros(kv_shape, dtype))
@@ -187,10 +215,13 @@ class MultiHeadAttention(nnx.Module):
                 q, k, positions=rope.text_positions(self.rotary, positions)
             )
         k_positions, q_segments, k_segments = positions, segments, segments
+        fits = None
         if decode:
             cache = {name: getattr(self, name)[...] for name in _CACHE_NAMES}
-            cache, k, v, k_positions, q_segments, k_segments = attention.write_cache(
-                cache, k, v, positions, segments
+            cache, k, v, k_positions, q_segments, k_segments, fits = (
+                attention.write_cache(
+                    cache, k, v, positions, segments, checked=self.checked
+                )
             )
             for name in _CACHE_NAMES:
                 getattr(self, name)[...] = cache[name]
@@ -216,5 +247,6 @@ class MultiHeadAttention(nnx.Module):
             softcap=self.softcap,
             dropout_rate=self.dropout_rate,
             dropout_rng=rng,
+            fits=fits,
         )
         return self.out(out)
