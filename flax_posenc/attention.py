@@ -154,9 +154,15 @@ def dot_product_attention(
     key/value head ``h // (heads // kv_heads)``, as transformers groups them:
     multi-head (``kv_heads == heads``), grouped-query and multi-query
     (``kv_heads == 1``) attention, without copying keys. Logits and softmax are
-    computed in at least float32; the output has ``q``'s dtype. A query row
-    with nothing to attend to returns zeros (not NaN, not an average of masked
-    values) and has finite gradients.
+    computed in at least float32; the output has ``q``'s dtype.
+
+    A key is excluded from a query's softmax by ``mask`` False or by a bias
+    of ``-inf``; the two agree. A query row with every key excluded returns
+    zeros (not NaN, not an average of excluded values) and has finite
+    gradients. Excluded keys must still be finite: a NaN or infinite value
+    in ``v`` at an excluded key makes the outputs NaN (its weight 0 times
+    NaN), and one in ``k`` makes the query gradients NaN though the outputs
+    are finite. (An empty cache slot holds zeros.)
 
     Two paths compute the same thing:
 
@@ -246,7 +252,10 @@ def dot_product_attention(
     if mask is not None:
         mask = jnp.asarray(mask)
         if mask.dtype != jnp.bool_:
-            raise TypeError(f"mask must be boolean, got {mask.dtype}.")
+            raise TypeError(
+                f"mask must be boolean (True attends), got {mask.dtype}; pass "
+                "additive float values as bias= instead."
+            )
         _check_broadcasts("mask", mask, logits_shape)
     if bias is not None:
         bias = _validation.floating_array("bias", bias)
@@ -301,17 +310,8 @@ def _attend(
     implementation,
 ):
     if implementation == "jax":
-        out = _jax_attention(q, k, v, mask, bias, scale, batch, logits_shape)
-    else:
-        out = _xla_attention(q, k, v, mask, bias, scale, softcap, batch, dropout, rng)
-    if mask is not None:
-        # A row with no key to attend returns zeros rather than an average.
-        # Reduced before broadcasting: a mask shared by heads and rows is small.
-        anything = jnp.any(mask, axis=-1, keepdims=True)  # [..., heads or 1, q, 1]
-        anything = jnp.broadcast_to(anything, (*logits_shape[:-1], 1))
-        anything = jnp.moveaxis(anything[..., 0], -1, -2)[..., None]
-        out = jnp.where(anything, out, jnp.zeros((), out.dtype))
-    return out
+        return _jax_attention(q, k, v, mask, bias, scale, batch, logits_shape)
+    return _xla_attention(q, k, v, mask, bias, scale, softcap, batch, dropout, rng)
 
 
 def _check_broadcasts(name, value, shape):
@@ -351,15 +351,33 @@ def _jax_attention(q, k, v, mask, bias, scale, batch, logits_shape):
         t = jnp.broadcast_to(t, (*batch, n, *logits_shape[-2:]))
         return t.reshape(size, n, *logits_shape[-2:])
 
+    # jax.nn fills masked logits with a large finite number, which outranks a
+    # -inf bias: a key is excluded here by either, and a row with nothing
+    # left attends everywhere (finite) before its output is zeroed.
+    keep = mask
+    if bias is not None:
+        bias = bias.astype(jnp.float32)
+        finite = bias != -jnp.inf
+        keep = finite if keep is None else keep & finite
+        bias = jnp.where(keep, bias, 0.0)
+    anything = None
+    if keep is not None:
+        anything = jnp.any(keep, axis=-1, keepdims=True)  # [..., heads or 1, q, 1]
+        keep = keep | ~anything
     out = jax.nn.dot_product_attention(
         _flat_batch(q, batch),
         _flat_batch(k, batch),
         _flat_batch(v, batch),
-        bias=None if bias is None else flat_logits(bias).astype(jnp.float32),
-        mask=None if mask is None else flat_logits(mask),
+        bias=None if bias is None else flat_logits(bias),
+        mask=None if keep is None else flat_logits(keep),
         scale=scale,
     )
-    return out.reshape(*batch, *out.shape[-3:])
+    out = out.reshape(*batch, *out.shape[-3:])
+    if anything is not None:
+        anything = jnp.broadcast_to(anything, (*logits_shape[:-1], 1))
+        anything = jnp.moveaxis(anything[..., 0], -1, -2)[..., None]
+        out = jnp.where(anything, out, jnp.zeros((), out.dtype))
+    return out
 
 
 def _xla_attention(q, k, v, mask, bias, scale, softcap, batch, dropout, rng):
@@ -405,8 +423,16 @@ def _xla_attention(q, k, v, mask, bias, scale, softcap, batch, dropout, rng):
     if bias is not None:
         logits = logits + fold(bias).astype(work)
     if mask is not None:
-        logits = jnp.where(fold(mask), logits, jnp.finfo(work).min)
-    probs = jax.nn.softmax(logits, axis=-1)
+        # -inf, as a -inf bias: either excludes a key, and they agree.
+        logits = jnp.where(fold(mask), logits, -jnp.inf)
+    if mask is not None or bias is not None:
+        # A row with every key excluded attends nothing: zeros, and finite
+        # gradients (its softmax runs on zeros, then its weights are zeroed).
+        empty = jnp.max(logits, axis=-1, keepdims=True) == -jnp.inf
+        probs = jax.nn.softmax(jnp.where(empty, 0.0, logits), axis=-1)
+        probs = jnp.where(empty, 0.0, probs)
+    else:
+        probs = jax.nn.softmax(logits, axis=-1)
     if dropout:
         keep = jax.random.bernoulli(rng, 1.0 - dropout, probs.shape)
         probs = jnp.where(keep, probs / (1.0 - dropout), 0.0)

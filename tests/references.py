@@ -436,8 +436,8 @@ def attention(q, k, v, mask=None, bias=None, scale=None, softcap=None) -> np.nda
     """Softmax attention in float64 from the formula, one query head at a time.
 
     q [..., q, H, d], k [..., k, K, d], v [..., k, K, e]; head h reads kv head
-    h // (H // K). mask/bias broadcast to [..., H, q, k]. Rows with nothing
-    to attend are zeros.
+    h // (H // K). mask/bias broadcast to [..., H, q, k]. A key is excluded
+    by mask False or a bias of -inf; rows with nothing to attend are zeros.
     """
     q, k, v = f64(q), f64(k), f64(v)
     heads, kv_heads, d = q.shape[-2], k.shape[-2], q.shape[-1]
@@ -459,11 +459,10 @@ def attention(q, k, v, mask=None, bias=None, scale=None, softcap=None) -> np.nda
                 np.asarray(mask), (*logits.shape[:-2], heads, *logits.shape[-2:])
             )[..., h, :, :]
             logits = np.where(m, logits, -np.inf)
-            any_key = m.any(-1, keepdims=True)
-            logits = np.where(any_key, logits, 0.0)
+        any_key = (logits > -np.inf).any(-1, keepdims=True)
+        logits = np.where(any_key, logits, 0.0)
         weights = np.exp(logits - logits.max(-1, keepdims=True))
         weights = weights / weights.sum(-1, keepdims=True)
-        if mask is not None:
-            weights = np.where(any_key, weights, 0.0)
+        weights = np.where(any_key, weights, 0.0)
         outs.append(np.einsum("...ij,...je->...ie", weights, v[..., kh, :]))
     return np.stack(outs, axis=-2)

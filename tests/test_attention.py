@@ -177,6 +177,50 @@ def test_rows_with_nothing_to_attend_are_zero_with_finite_gradients(implementati
     np.testing.assert_array_equal(np.asarray(grads[0])[0, 1], 0.0)
 
 
+# A causal mask, and a padding bias of -inf on the first two keys: query 0
+# sees only padding (every key it may attend is -inf, the rest masked).
+PAD_BIAS = np.array([-np.inf, -np.inf, 0.0, 0.0])[None, None, None, :]
+
+
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+@pytest.mark.parametrize(
+    "bias",
+    [
+        pytest.param(PAD_BIAS, id="padding-bias-and-causal-mask"),
+        pytest.param(np.full((1, 1, 4, 4), -np.inf), id="all-minus-inf"),
+    ],
+)
+def test_a_minus_inf_bias_excludes_a_key_as_the_mask_does(implementation, bias):
+    q, k, v = (
+        _random((1, 4, 2, 4), 21),
+        _random((1, 4, 1, 4), 22),
+        _random((1, 4, 1, 4), 23),
+    )
+    mask = references.attention_mask(np.arange(4), np.arange(4), causal=True)
+    mask = mask if bias is PAD_BIAS else None
+
+    def loss(q, bias):
+        out = fp.dot_product_attention(
+            q, k, v, mask=mask, bias=bias, implementation=implementation
+        )
+        return jnp.sum(jnp.sin(out)), out
+
+    (_, out), grads = jax.jit(jax.value_and_grad(loss, argnums=(0, 1), has_aux=True))(
+        q, bias
+    )
+    expected = references.attention(q, k, v, mask, bias)
+    np.testing.assert_allclose(f64(out), expected, atol=1e-6)
+    np.testing.assert_array_equal(np.asarray(out)[0, 0], 0.0)  # nothing to attend
+    for grad in grads:
+        assert np.isfinite(np.asarray(grad)).all()
+
+
+def test_a_float_mask_points_to_bias():
+    q = _random((1, 2, 1, 4))
+    with pytest.raises(TypeError, match=r"mask must be boolean.*bias="):
+        fp.dot_product_attention(q, q, q, mask=np.ones((2, 2)))
+
+
 @pytest.mark.parametrize("transform", TRANSFORMS)
 @pytest.mark.parametrize(("dtype", "atol"), [(jnp.bfloat16, 3e-2), (jnp.float16, 4e-3)])
 def test_low_precision_inputs(transform, dtype, atol):
