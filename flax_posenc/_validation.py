@@ -31,6 +31,40 @@ def check_int(name: str, value: object, *, minimum: int) -> int:
     return as_int
 
 
+def check_bool(name: str, value: object) -> bool:
+    """Returns ``value`` if it is a bool, or raises TypeError (``"false"`` is not)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(
+            f"{name} must be true or false (a bool), got {type(value).__name__} "
+            f"{value!r}."
+        )
+    return bool(value)
+
+
+def one_edit_away(word: str, known: Sequence[str]) -> str | None:
+    """The entry of ``known`` one edit from ``word`` (a typo of it), or None.
+
+    One edit: a character inserted, deleted or replaced, or two neighbours
+    swapped.
+    """
+    for candidate in known:
+        if candidate == word or abs(len(candidate) - len(word)) > 1:
+            continue
+        short, long = sorted((word, candidate), key=len)
+        i = 0
+        while i < len(short) and short[i] == long[i]:
+            i += 1
+        if len(short) < len(long):
+            if short[i:] == long[i + 1 :]:
+                return candidate
+        elif short[i + 1 :] == long[i + 1 :] or (
+            short[i + 2 :] == long[i + 2 :]
+            and short[i : i + 2] == long[i : i + 2][::-1]
+        ):
+            return candidate
+    return None
+
+
 def check_choice(name: str, value: object, allowed: Sequence[str]) -> str:
     """Raises ValueError naming the allowed values if ``value`` is not one of them."""
     if value not in allowed:

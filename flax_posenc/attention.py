@@ -474,6 +474,20 @@ def module_positions(x, positions, segments, start, decode):
     return positions, segments
 
 
+def rotary_length(rotary, x, positions, decode: bool, seq_len: int | None) -> dict:
+    """The static ``seq_len`` an attention module hands its rotary embedding.
+
+    The call's, else, for default positions outside decoding, the sequence
+    length (their largest + 1, what dynamic NTK and LongRoPE read); else
+    none, and `apply_rope` reads it from the positions.
+    """
+    if seq_len is None and positions is None and not decode:
+        seq_len = x.shape[-2] or None
+    if seq_len is None or not _validation.accepts_keyword(rotary, "seq_len"):
+        return {}
+    return {"seq_len": _validation.check_int("seq_len", seq_len, minimum=1)}
+
+
 def write_cache(cache: dict, k, v, positions, segments, *, checked: bool = False):
     """Writes new keys at a KV cache's next slots (pure; linen and NNX).
 

@@ -50,8 +50,11 @@ class DynamicNTKScaling:
     ``seq_len`` = largest position so far + 1: the prompt length when
     prefilling, the cache length after the new token at each decoding step.
     In both, keys already in a KV cache keep the rotation they were written
-    with. With ``seq_len=None`` the frequencies are unscaled, as transformers'
-    are at start-up.
+    with. `apply_rope` with ``seq_len=None`` reads it as transformers does,
+    ``max(positions) + 1``, from concrete positions; traced ones (under
+    ``jit``) cannot give a static length, and are an error unless
+    ``seq_len`` is passed. (`rope_frequencies` with ``seq_len=None``: the
+    unscaled frequencies.)
 
     Attributes:
       factor: the scale ``s >= 1``.
@@ -152,7 +155,10 @@ class LongRopeScaling:
             value = getattr(self, name)
             if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
                 raise TypeError(f"{name} must be a sequence of numbers, got {value!r}.")
-            object.__setattr__(self, name, tuple(float(v) for v in value))
+            numbers = tuple(
+                _validation.check_real(f"{name}[{i}]", v) for i, v in enumerate(value)
+            )
+            object.__setattr__(self, name, numbers)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -298,46 +304,87 @@ def _parse(
                 f"{', '.join(repr(k) for k in ('default', *SCALING_TYPES))}."
             )
         kind = "default"
-    kind = _TYPE_ALIASES.get(kind, kind)
+    if isinstance(kind, str):
+        kind = _TYPE_ALIASES.get(kind, kind)
     _validation.check_choice(
         "the rope dict's 'rope_type'", kind, ("default", *SCALING_TYPES)
     )
-    unknown = sorted(set(config) - _COMMON_KEYS - _TYPE_KEYS[kind])
+    known = _COMMON_KEYS | _TYPE_KEYS[kind]
+    unknown = sorted(set(config) - known)
+    for key in unknown:
+        meant = _validation.one_edit_away(key, sorted(known))
+        if meant is not None:
+            raise ValueError(
+                f"rope dict of type {kind!r}: unknown key {key!r}; did you mean "
+                f"{meant!r}? (Without it, {meant!r} would take its default.)"
+            )
     if unknown:
         warnings.warn(
             f"rope dict of type {kind!r}: ignoring unknown keys {unknown}; known "
-            f"keys are {sorted(_COMMON_KEYS | _TYPE_KEYS[kind])}.",
+            f"keys are {sorted(known)}.",
             stacklevel=3,
         )
-    theta = config.get("rope_theta")
-    if base is not None and theta is not None and float(base) != float(theta):
+    values = _dict_values(config)
+    theta = values.get("rope_theta")
+    if base is not None and theta is not None and float(base) != theta:
         raise ValueError(
             f"base={base!r} disagrees with the rope dict's rope_theta={theta!r}; "
             "pass one of them (base=None reads rope_theta)."
         )
     resolved = base if base is not None else theta if theta is not None else 1e4
-    partial = config.get("partial_rotary_factor")
-    if partial is not None:
-        partial = float(partial)
-        if not 0.0 < partial <= 1.0:
-            raise ValueError(
-                f"partial_rotary_factor must be in (0, 1], got {partial!r}."
-            )
-    section = config.get("mrope_section")
-    if section is not None:
-        section = tuple(
-            _validation.check_int("mrope_section", s, minimum=0) for s in section
-        )
-    typed = _typed_scaling(kind, config, max_position_embeddings)
+    partial = values.get("partial_rotary_factor")
+    if partial is not None and not 0.0 < partial <= 1.0:
+        raise ValueError(f"partial_rotary_factor must be in (0, 1], got {partial!r}.")
+    typed = _typed_scaling(kind, values, max_position_embeddings)
     if kind == "proportional":
         partial = None  # consumed by the scaling: the pairs span the whole head
     return _Parsed(
         base=_validation.check_positive("base", resolved),
         scaling=typed,
         partial_rotary_factor=partial,
-        mrope_section=section,
-        mrope_interleaved=bool(config.get("mrope_interleaved", False)),
+        mrope_section=values.get("mrope_section"),
+        mrope_interleaved=values.get("mrope_interleaved", False),
     )
+
+
+# How a rope dict's values are read: JSON numbers (no strings, no bools),
+# whole numbers for lengths, bools for switches, lists of numbers.
+_INT_KEYS = frozenset({"original_max_position_embeddings"})
+_BOOL_KEYS = frozenset({"truncate", "mrope_interleaved"})
+_LIST_KEYS = frozenset({"short_factor", "long_factor"})
+
+
+def _dict_values(config: dict[str, Any]) -> dict[str, Any]:
+    """A rope dict's values checked for their type (its None values dropped)."""
+    values = {}
+    for key, value in config.items():
+        name = f"the rope dict's {key!r}"
+        if key in ("rope_type", "type"):
+            values[key] = value
+        elif key in _INT_KEYS:
+            values[key] = _validation.check_int(name, value, minimum=1)
+        elif key in _BOOL_KEYS:
+            values[key] = _validation.check_bool(name, value)
+        elif key == "mrope_section" or key in _LIST_KEYS:
+            if isinstance(value, (str, bytes, Mapping)) or not isinstance(
+                value, Sequence
+            ):
+                raise TypeError(f"{name} must be a list of numbers, got {value!r}.")
+            if key == "mrope_section":
+                values[key] = tuple(
+                    _validation.check_int(f"{name}[{i}]", v, minimum=0)
+                    for i, v in enumerate(value)
+                )
+            else:
+                values[key] = tuple(
+                    _validation.check_real(f"{name}[{i}]", v)
+                    for i, v in enumerate(value)
+                )
+        elif key in _COMMON_KEYS or any(key in keys for keys in _TYPE_KEYS.values()):
+            values[key] = _validation.check_real(name, value)
+        else:
+            values[key] = value  # unknown: warned about, not read
+    return values
 
 
 def _typed_scaling(
@@ -378,8 +425,6 @@ def _typed_scaling(
         given["factor"] = max_position_embeddings / given.get(
             "original_max_position_embeddings", max_position_embeddings
         )
-    if kind == "proportional" and "partial_rotary_factor" in given:
-        given["partial_rotary_factor"] = float(given["partial_rotary_factor"])
     cls = SCALING_TYPES[kind]
     values = {}
     for field in dataclasses.fields(cls):
@@ -836,6 +881,8 @@ def apply_rope(
         dict is read whole (``rope_theta``, ``partial_rotary_factor``,
         ``mrope_section``, ``mrope_interleaved``).
       seq_len: static sequence length for ``"dynamic"`` and ``"longrope"``.
+        None: for ``"dynamic"``, ``max(positions) + 1`` of concrete positions
+        (traced positions need it); for ``"longrope"``, see above.
       max_position_embeddings: see `rope_frequencies`.
       frequencies: ``(inv_freq, attention_factor)`` computed elsewhere (a new
         scheme needs only its frequency function): a static ``[rotary_dim / 2]``
@@ -895,6 +942,8 @@ def apply_rope(
         parsed = _parse(scaling, base, max_position_embeddings)
         if seq_len is not None:
             seq_len = _validation.check_int("seq_len", seq_len, minimum=1)
+        elif isinstance(parsed.scaling, DynamicNTKScaling):
+            seq_len = _length_from_positions(positions)
     rotary_dim = _rotary_dim(head_dim, rotary_dim, parsed.partial_rotary_factor)
     section, interleaved = _multi_axis(parsed, mrope_section, mrope_interleaved)
     pair_axes = (
@@ -957,9 +1006,26 @@ def _rope(x, positions, *, inv_freq, attention, pair_axes, layout, rotary_dim):
     return _rotate(x, sin, cos, layout, rotary_dim)
 
 
+def _length_from_positions(positions: jax.Array) -> int | None:
+    """Dynamic NTK's static length: ``max(positions) + 1``, as transformers."""
+    if isinstance(positions, jax.core.Tracer):
+        raise ValueError(
+            "dynamic NTK scaling grows the base with the sequence length, "
+            "max(positions) + 1, which traced positions (under jit) cannot give "
+            "statically: pass seq_len= (the largest position so far + 1)."
+        )
+    return max(int(jnp.max(positions)) + 1, 1) if positions.size else None
+
+
 def _multi_axis(parsed: _Parsed, section, interleaved):
     """The M-RoPE section and assignment from the arguments and the dict."""
     if section is not None:
+        if isinstance(section, (str, bytes, Mapping)) or not isinstance(
+            section, Sequence
+        ):
+            raise TypeError(
+                f"mrope_section must be a sequence of ints, got {section!r}."
+            )
         section = tuple(
             _validation.check_int("mrope_section", s, minimum=0) for s in section
         )
@@ -1179,6 +1245,9 @@ def apply_rope_qk(
     q, k, positions, *, head_dim: int | None = None, **kwargs
 ) -> tuple[jax.Array, jax.Array]:
     """`apply_rope` with the same arguments on queries and keys (the modules),
-    after `rotary_positions`' checks and default positions."""
+    after `rotary_positions`' checks and default positions (whose largest + 1,
+    the sequence length, is a static ``seq_len`` when none is given)."""
+    if positions is None and kwargs.get("seq_len") is None and np.ndim(q) >= 3:
+        kwargs["seq_len"] = np.shape(q)[-3] or None
     positions = rotary_positions(q, k, positions, head_dim, kwargs.get("mrope_section"))
     return apply_rope(q, positions, **kwargs), apply_rope(k, positions, **kwargs)

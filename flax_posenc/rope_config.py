@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+import warnings
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from flax_posenc import rope
+from flax_posenc import _validation, rope
 
 # Model types whose transformers implementation pairs features (2i, 2i + 1).
 # DeepSeek-V2/V3 rotate interleaved pairs but return them de-interleaved (see
-# rope_config_from_hf); every other family pairs (i, i + r/2).
+# rope_config_from_hf); DeepSeek-V3 with rope_interleave false pairs halves.
 _INTERLEAVED = frozenset(
     {
         "gptj",
@@ -20,9 +21,100 @@ _INTERLEAVED = frozenset(
         "kimi_k2",
         "cohere",
         "cohere2",
+        "cohere2_moe",
         "glm",
         "glm4",
+        "helium",
+        "ernie4_5",
+        "ernie4_5_moe",
     }
+)
+# Model types whose config's rope_interleave (default true) chooses the layout.
+_ROPE_INTERLEAVE = frozenset({"deepseek_v3", "kimi_k2"})
+# Model types known to pair halves (i, i + r/2), as transformers' rotate_half.
+# Any other model type is read as halves too, with a warning naming the layout.
+_HALVES = frozenset(
+    {
+        "apertus",
+        "arcee",
+        "bitnet",
+        "dbrx",
+        "dots1",
+        "exaone4",
+        "falcon",
+        "gemma",
+        "gemma2",
+        "gemma3_text",
+        "gemma4_text",
+        "glm4_moe",
+        "gpt_neox",
+        "granite",
+        "hunyuan_v1_dense",
+        "hunyuan_v1_moe",
+        "jetmoe",
+        "lfm2",
+        "llama",
+        "minimax",
+        "ministral",
+        "mistral",
+        "mixtral",
+        "nemotron",
+        "olmo",
+        "olmo2",
+        "olmo3",
+        "olmoe",
+        "persimmon",
+        "phi",
+        "phi3",
+        "phimoe",
+        "qwen2",
+        "qwen2_moe",
+        "qwen2_vl",
+        "qwen2_vl_text",
+        "qwen2_5_vl",
+        "qwen2_5_vl_text",
+        "qwen3",
+        "qwen3_moe",
+        "qwen3_next",
+        "qwen3_vl_text",
+        "seed_oss",
+        "smollm3",
+        "stablelm",
+        "starcoder2",
+    }
+)
+# Families whose layers without RoPE (NoPE) are named by a layer type.
+_NOPE_LAYER_TYPES = {
+    "llama4_text": (
+        "full_attention",
+        "Llama 4's full_attention layers (every no_rope_layer_interval-th layer, 0 "
+        "in no_rope_layers) use no rotary embedding (NoPE); its chunked_attention "
+        "layers rotate.",
+    ),
+    "cohere2": (
+        "full_attention",
+        "Cohere2's full_attention layers use no rotary embedding (NoPE); its "
+        "sliding_attention layers rotate.",
+    ),
+}
+# Top-level keys whose values change the rotation: a config key one edit from
+# one of them (when it is absent) is a typo, not another setting.
+_READ_KEYS = (
+    "rope_theta",
+    "rope_scaling",
+    "rope_parameters",
+    "rope_local_base_freq",
+    "rope_interleave",
+    "rotary_emb_base",
+    "rotary_pct",
+    "partial_rotary_factor",
+    "max_position_embeddings",
+    "original_max_position_embeddings",
+    "qk_rope_head_dim",
+    "global_head_dim",
+    "mrope_section",
+    "no_rope_layers",
+    "num_attention_heads",
 )
 
 # Values transformers' config classes fill in when a config.json leaves them
@@ -78,8 +170,9 @@ _TEXT_MODEL_TYPES = {
     "qwen3_vl": "qwen3_vl_text",
 }
 # Families whose RoPE differs per layer type even when the config does not nest
-# it (Gemma 3 in transformers 4: rope_local_base_freq for sliding layers).
-_PER_LAYER_FAMILIES = frozenset({"gemma3_text", "gemma4_text"})
+# it (Gemma 3 in transformers 4: rope_local_base_freq for sliding layers;
+# Cohere2: NoPE full-attention layers).
+_PER_LAYER_FAMILIES = frozenset({"gemma3_text", "gemma4_text", "cohere2"})
 # Layer type names transformers uses, for configs that list none.
 _LAYER_TYPES = ("full_attention", "sliding_attention", "chunked_attention")
 # Qwen3-VL assigns M-RoPE bands interleaved whatever its config says.
@@ -135,10 +228,12 @@ class RopeConfig:
 
 def _text_config(config: Mapping[str, Any]) -> dict[str, Any]:
     """The text model's config, with transformers' defaults for what it omits."""
+    if not isinstance(config, Mapping) and callable(getattr(config, "to_dict", None)):
+        config = config.to_dict()  # a transformers PretrainedConfig
     if not isinstance(config, Mapping):
         raise TypeError(
-            "config must be a dict (a parsed config.json), got "
-            f"{type(config).__name__}."
+            "config must be a dict (a parsed config.json) or have to_dict() (a "
+            f"transformers PretrainedConfig), got {type(config).__name__}."
         )
     text = config.get("text_config")
     if isinstance(text, Mapping):
@@ -149,26 +244,44 @@ def _text_config(config: Mapping[str, Any]) -> dict[str, Any]:
         text = dict(config)
         kind = text.get("model_type")
         text["model_type"] = _TEXT_MODEL_TYPES.get(kind, kind)
+    _check_typos(text)
     for key, value in _DEFAULTS.get(text.get("model_type"), {}).items():
         if key != "mrope_section" and text.get(key) is None:
             text[key] = value
     return text
 
 
-def _first(config: Mapping[str, Any], *keys: str) -> Any:
-    for key in keys:
-        if config.get(key) is not None:
-            return config[key]
-    return None
+def _check_typos(config: Mapping[str, Any]) -> None:
+    for key in config:
+        meant = _validation.one_edit_away(key, _READ_KEYS)
+        if meant is not None and meant not in config:
+            raise ValueError(
+                f"config key {key!r} is not one the rotation reads; did you mean "
+                f"{meant!r}? (Without it, {meant!r} would take its default.)"
+            )
+
+
+def _int(config: Mapping[str, Any], key: str, minimum: int = 1) -> int | None:
+    """A whole-number config value (not a string, bool or 64.5), or None."""
+    value = config.get(key)
+    if value is None:
+        return None
+    return _validation.check_int(f"config key {key!r}", value, minimum=minimum)
+
+
+def _real(config: Mapping[str, Any], key: str) -> float | None:
+    """A real-number config value (not a string or bool), or None."""
+    value = config.get(key)
+    if value is None:
+        return None
+    return _validation.check_real(f"config key {key!r}", value)
 
 
 def _rope_dict(
     config: dict[str, Any], layer_type: str | None
 ) -> tuple[dict[str, Any], str | None]:
     """The rope dict for ``layer_type``, in transformers-5 form, and the type used."""
-    # transformers reads rope_scaling first when a config has both.
-    params = config.get("rope_scaling") or config.get("rope_parameters")
-    params = dict(params) if isinstance(params, Mapping) else {}
+    params = _scaling_dict(config)
     model_type = config.get("model_type")
     layer_types = list(dict.fromkeys(config.get("layer_types") or ()))
     nested = rope._is_nested(params)
@@ -191,12 +304,10 @@ def _rope_dict(
             f"layer_type {layer_type!r} is not in this config; it has "
             f"{available or 'no layer types'}."
         )
-    if model_type == "llama4_text" and layer_type == "full_attention":
-        raise ValueError(
-            "Llama 4's full_attention layers (every no_rope_layer_interval-th "
-            "layer, 0 in no_rope_layers) use no rotary embedding (NoPE); its "
-            "chunked_attention layers rotate."
-        )
+    nope = _NOPE_LAYER_TYPES.get(model_type)
+    if nope is not None and layer_type == nope[0]:
+        raise ValueError(nope[1])
+    _check_no_rope_layers(config)
     if nested:
         chosen = params.get(layer_type)
         if chosen is None:
@@ -211,14 +322,17 @@ def _rope_dict(
     if params.get("rope_type") is None and params.get("type") is not None:
         params["rope_type"] = params.pop("type")
     params.setdefault("rope_type", "default")
-    theta = _first(config, "rotary_emb_base", "rope_theta")
+    theta = _first_real(config, "rotary_emb_base", "rope_theta")
     if model_type == "gemma3_text" and layer_type == "sliding_attention":
-        theta = config.get("rope_local_base_freq")
+        theta = _real(config, "rope_local_base_freq")
     if params.get("rope_theta") is None and theta is not None:
         params["rope_theta"] = theta
-    partial = _first(config, "rotary_pct", "partial_rotary_factor")
+    partial = _first_real(config, "rotary_pct", "partial_rotary_factor")
     if params.get("partial_rotary_factor") is None and partial is not None:
         params["partial_rotary_factor"] = partial
+    kind = params["rope_type"]
+    if not isinstance(kind, str):
+        raise TypeError(f"the rope dict's 'rope_type' must be a string, got {kind!r}.")
     if model_type == "phi3" and params["rope_type"] in ("su", "yarn"):
         # Phi-3's config reads both of its early spellings as LongRoPE.
         params["rope_type"] = "longrope"
@@ -230,31 +344,118 @@ def _rope_dict(
         params["mrope_interleaved"] = True
     if kind in ("llama3", "yarn", "longrope"):
         # Phi-3 keeps the pretraining length outside the dict, and it wins.
-        top = config.get("original_max_position_embeddings")
+        top = _int(config, "original_max_position_embeddings")
         if top is not None:
             params["original_max_position_embeddings"] = top
     return params, layer_type
 
 
+def _scaling_dict(config: Mapping[str, Any]) -> dict[str, Any]:
+    """``rope_scaling`` and ``rope_parameters`` as one dict (they must agree)."""
+    found = {}
+    for key in ("rope_scaling", "rope_parameters"):
+        value = config.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, Mapping):
+            raise TypeError(
+                f"config key {key!r} must be a dict (e.g. {{'rope_type': 'linear', "
+                f"'factor': 2.0}}) or null, got {type(value).__name__} {value!r}."
+            )
+        value = dict(value)
+        if value.get("rope_type") is None and value.get("type") is not None:
+            value["rope_type"] = value.pop("type")
+        found[key] = value
+    if len(found) < 2:
+        return next(iter(found.values()), {})
+    old, new = found["rope_scaling"], found["rope_parameters"]
+    differ = sorted(k for k in set(old) & set(new) if old[k] != new[k])
+    if differ:
+        raise ValueError(
+            f"the config's rope_scaling {old} and rope_parameters {new} disagree "
+            f"on {differ}; give one of them (transformers 5 reads rope_parameters, "
+            "transformers 4 rope_scaling)."
+        )
+    return {**new, **old}
+
+
+def _check_no_rope_layers(config: Mapping[str, Any]) -> None:
+    """SmolLM3-style NoPE layers: one rotation for every layer would be wrong."""
+    flags = config.get("no_rope_layers")
+    if flags is None and config.get("model_type") == "smollm3":
+        layers = _int(config, "num_hidden_layers")
+        interval = _int(config, "no_rope_layer_interval") or 4
+        if layers is not None:  # transformers' default: every interval-th layer
+            flags = [int((i + 1) % interval != 0) for i in range(layers)]
+    if flags is None or config.get("model_type") in _NOPE_LAYER_TYPES:
+        return
+    if isinstance(flags, (str, bytes)) or not isinstance(flags, Sequence):
+        raise TypeError(f"config key 'no_rope_layers' must be a list, got {flags!r}.")
+    nope = [i for i, flag in enumerate(flags) if not flag]
+    if nope:
+        raise ValueError(
+            f"this config's layers {nope} use no rotary embedding (0 in "
+            "no_rope_layers) and the others rotate, but a RopeConfig is one "
+            "rotation for every layer. For the layers that rotate, read the config "
+            "with no_rope_layers all ones: rope_config_from_hf({**config, "
+            "'no_rope_layers': [1] * len(config['no_rope_layers'])}); give the "
+            "others no rotary embedding."
+        )
+
+
+def _first_real(config: Mapping[str, Any], *keys: str) -> float | None:
+    for key in keys:
+        if config.get(key) is not None:
+            return _real(config, key)
+    return None
+
+
 def _head_dim(config: dict[str, Any], layer_type: str | None) -> int:
     model_type = config.get("model_type")
     if model_type in ("deepseek_v2", "deepseek_v3", "kimi_k2"):
-        value = config.get("qk_rope_head_dim")
+        value = _int(config, "qk_rope_head_dim")
         if value is None:
             raise ValueError(f"a {model_type} config needs 'qk_rope_head_dim'.")
-        return int(value)
+        return value
     if layer_type == "full_attention" and config.get("global_head_dim") is not None:
-        return int(config["global_head_dim"])  # Gemma 4's full-attention layers
+        return _int(config, "global_head_dim")  # Gemma 4's full-attention layers
     if config.get("head_dim") is not None:
-        return int(config["head_dim"])
-    hidden = _first(config, "hidden_size", "n_embd", "d_model")
-    heads = _first(config, "num_attention_heads", "n_head")
+        return _int(config, "head_dim")
+    hidden = next(
+        (k for k in ("hidden_size", "n_embd", "d_model") if config.get(k) is not None),
+        None,
+    )
+    heads = next(
+        (k for k in ("num_attention_heads", "n_head") if config.get(k) is not None),
+        None,
+    )
     if hidden is None or heads is None:
         raise ValueError(
             "the config gives no head dimension: it needs 'head_dim', or "
             "'hidden_size' and 'num_attention_heads' (GPT-J: 'n_embd' and 'n_head')."
         )
-    return int(hidden) // int(heads)
+    return _int(config, hidden) // _int(config, heads)
+
+
+def _layout(config: Mapping[str, Any]) -> str:
+    """The layout transformers rotates this model type's pairs in."""
+    model_type = config.get("model_type")
+    if model_type in _ROPE_INTERLEAVE and config.get("rope_interleave") is not None:
+        interleave = _validation.check_bool(
+            "config key 'rope_interleave'", config["rope_interleave"]
+        )
+        return "interleaved" if interleave else "halves"
+    if model_type in _INTERLEAVED:
+        return "interleaved"
+    if model_type not in _HALVES:
+        known = "no model_type" if model_type is None else f"model_type {model_type!r}"
+        warnings.warn(
+            f"this config has {known}, which flax_posenc does not know: reading it "
+            "with layout 'halves' (pairs (i, i + rotary_dim/2), as Llama). Pass "
+            "layout='interleaved' if its transformers code pairs (2i, 2i + 1).",
+            stacklevel=3,
+        )
+    return "halves"
 
 
 def rope_config_from_hf(
@@ -288,18 +489,33 @@ def rope_config_from_hf(
     leaves out take transformers' defaults for that model type where the
     rotation depends on them (Gemma 3).
 
-    **Layout.** ``"interleaved"`` for GPT-J, Llama 4 and DeepSeek-V2/V3,
-    ``"halves"`` for every other model type; ``layout=`` overrides it.
+    **Nothing is coerced or dropped.** Numbers must be JSON numbers (a string
+    such as ``"10000"`` or a bool is an error), sizes whole numbers;
+    ``rope_scaling`` and ``rope_parameters`` must be dicts, and when a config
+    has both they must agree on every key they share. A key one edit from
+    one the rotation reads (``original_max_positon_embeddings``,
+    ``rope_thetta``) is an error naming the key it resembles; other unknown
+    keys of the rope dict are warned about. Layers without RoPE are an
+    error, never a rotation: Llama 4's and Cohere2's ``full_attention``
+    layers, and SmolLM3's ``no_rope_layers``.
+
+    **Layout.** ``"interleaved"`` for GPT-J, Llama 4, DeepSeek-V2/V3 (V3 and
+    Kimi K2: unless ``rope_interleave`` is false, then ``"halves"``), Cohere,
+    GLM, GLM-4, Helium and ERNIE 4.5; ``"halves"`` for the other model types,
+    with a warning naming the layout when the ``model_type`` is missing or
+    not one known to pair halves. ``layout=`` overrides it.
     transformers' DeepSeek-V3 rotates interleaved pairs and returns them
     de-interleaved: its output is ours permuted by ``perm = [0, 2, ..., r - 2,
     1, 3, ..., r - 1]`` (``theirs = ours[..., perm]``), applied to both ``q`` and
     ``k``, so attention scores are equal.
 
     Args:
-      config: the parsed ``config.json``.
+      config: the parsed ``config.json``, or an object with ``to_dict()`` (a
+        transformers ``PretrainedConfig``).
       layer_type: for configs whose RoPE differs per layer type (Gemma 3 and
-        4: ``"full_attention"``, ``"sliding_attention"``), which one; required
-        there, and must be one of the config's layer types elsewhere.
+        4, Cohere2, Llama 4: ``"full_attention"``, ``"sliding_attention"``,
+        ``"chunked_attention"``), which one; required there, and must be one
+        of the config's layer types elsewhere.
       layout: overrides the model type's layout.
 
     Returns:
@@ -307,8 +523,15 @@ def rope_config_from_hf(
 
     Raises:
       ValueError: a missing head dimension, a missing or unknown
-        ``layer_type``, and as `apply_rope` for the rope dict.
-      TypeError: ``config`` not a dict.
+        ``layer_type``, a layer without RoPE, ``rope_scaling`` and
+        ``rope_parameters`` that disagree, a key one edit from a known one,
+        sizes that are not whole numbers >= 1, and as `apply_rope` for the
+        rope dict.
+      TypeError: ``config`` not a dict; a value of the wrong type (a string
+        for a number, a number for a dict).
+
+    Warns:
+      UserWarning: a missing or unknown ``model_type`` (read as halves).
 
     Examples:
       >>> import flax_posenc as fp
@@ -325,15 +548,18 @@ def rope_config_from_hf(
     params, layer_type = _rope_dict(text, layer_type)
     model_type = text.get("model_type")
     head_dim = _head_dim(text, layer_type)
-    max_positions = _first(text, "max_position_embeddings", "n_positions")
+    max_key = next(
+        (k for k in ("max_position_embeddings", "n_positions") if k in text), None
+    )
+    max_positions = None if max_key is None else _int(text, max_key)
     parsed = rope._parse(params, None, max_positions)
     if model_type == "gptj" and text.get("rotary_dim") is not None:
-        rotary_dim = int(text["rotary_dim"])
+        rotary_dim = _int(text, "rotary_dim")
     else:
         rotary_dim = rope._rotary_dim(head_dim, None, parsed.partial_rotary_factor)
     if layout is None:
-        layout = "interleaved" if model_type in _INTERLEAVED else "halves"
-    rope._validation.check_choice("layout", layout, rope.LAYOUTS)
+        layout = _layout(text)
+    _validation.check_choice("layout", layout, rope.LAYOUTS)
     scaling = parsed.scaling
     # Check the frequencies now (lengths of LongRoPE lists, factors, sections).
     rope._frequencies(rope._check_dim(rotary_dim), parsed.base, scaling, None)

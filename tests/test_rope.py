@@ -392,6 +392,25 @@ rope_jit = jax.jit(
 )
 
 
+def test_dynamic_without_seq_len_reads_it_from_concrete_positions():
+    x = _random(SHAPE, seed=4)
+    dynamic = {"rope_type": "dynamic", "factor": 2.0}
+    positions = np.arange(SHAPE[-3]) + 90  # largest + 1 = seq_len
+    seq_len = int(positions.max()) + 1
+    out = fp.apply_rope(
+        jnp.asarray(x), positions, scaling=dynamic, max_position_embeddings=16
+    )
+    grown = references.rope_dynamic_base(8, 10_000.0, 2.0, 16, seq_len)
+    expected = references.rope(x, positions, references.paper_frequencies(8, grown))
+    chex.assert_trees_all_close(f64(out), expected, atol=3e-6)
+    with pytest.raises(ValueError, match=r"traced positions.*pass seq_len="):
+        jax.jit(
+            lambda x, p: fp.apply_rope(
+                x, p, scaling=dynamic, max_position_embeddings=16
+            )
+        )(jnp.asarray(x), positions)
+
+
 @pytest.mark.parametrize("transform", TRANSFORMS)
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize(

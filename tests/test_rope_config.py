@@ -6,6 +6,7 @@ float64 formula of its rope type (tests/references.py).
 """
 
 import copy
+import warnings
 
 import chex
 import jax
@@ -246,6 +247,7 @@ PUBLISHED = {
 }
 
 
+@pytest.mark.filterwarnings("error")  # a published config reads without a warning
 @pytest.mark.parametrize("name", list(PUBLISHED))
 def test_published_config(name):
     config, layer_type, seq_len, dims, reference, mrope = PUBLISHED[name]
@@ -343,13 +345,19 @@ def test_phi3_top_level_original_length_wins():
     assert found.scaling.original_max_position_embeddings == 4096
 
 
-def test_rope_scaling_is_read_before_rope_parameters():
+def test_rope_scaling_and_rope_parameters_must_agree():
     config = {
         **pub.MISTRAL_7B_V0_1,
         "rope_scaling": {"rope_type": "linear", "factor": 2.0},
         "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0},
     }
-    assert fp.rope_config_from_hf(config).scaling == fp.LinearScaling(factor=2.0)
+    with pytest.raises(ValueError, match=r"rope_scaling .* rope_parameters .*"):
+        fp.rope_config_from_hf(config)
+    # Agreeing on the keys they share (and "type" is "rope_type"): read as one.
+    config["rope_scaling"] = {"type": "linear", "factor": 2.0}
+    config["rope_parameters"] = {"rope_type": "linear", "rope_theta": 5e5}
+    found = fp.rope_config_from_hf(config)
+    assert (found.base, found.scaling) == (5e5, fp.LinearScaling(factor=2.0))
 
 
 def test_layout_override():
@@ -513,3 +521,232 @@ def test_phi3_early_type_spellings_are_longrope(spelling):
     assert fp.rope_config_from_hf(config) == fp.rope_config_from_hf(
         pub.PHI_3_5_MINI_INSTRUCT
     )
+
+
+# -- nothing coerced or dropped ------------------------------------------------
+
+MISTRAL = pub.MISTRAL_7B_V0_1
+NO_HEAD_DIM = {k: v for k, v in MISTRAL.items() if k != "head_dim"}
+
+
+def _with_rope_scaling(**values):
+    return {**MISTRAL, "rope_scaling": values}
+
+
+def _phi35_short_factor(value):
+    config = copy.deepcopy(pub.PHI_3_5_MINI_INSTRUCT)
+    config["rope_scaling"]["short_factor"][3] = value
+    return config
+
+
+@pytest.mark.parametrize(
+    ("config", "error", "match"),
+    [
+        ({**MISTRAL, "rope_scaling": "linear"}, TypeError, "'rope_scaling' must be"),
+        (
+            {**MISTRAL, "rope_scaling": ["linear", 2.0]},
+            TypeError,
+            "'rope_scaling' must be",
+        ),
+        ({**MISTRAL, "rope_scaling": 2.0}, TypeError, "'rope_scaling' must be"),
+        ({**MISTRAL, "rope_parameters": "default"}, TypeError, "'rope_parameters'"),
+        ({**MISTRAL, "head_dim": 64.5}, TypeError, "'head_dim' must be an int"),
+        ({**MISTRAL, "head_dim": "128"}, TypeError, "'head_dim' must be an int"),
+        (
+            {**MISTRAL, "partial_rotary_factor": True},
+            TypeError,
+            "'partial_rotary_factor' must be a real number, got bool",
+        ),
+        (
+            {**NO_HEAD_DIM, "num_attention_heads": 0},
+            ValueError,
+            "'num_attention_heads' must be >= 1",
+        ),
+        (_phi35_short_factor(None), TypeError, r"'short_factor'\[3\] must be a real"),
+        (_phi35_short_factor("1.0"), TypeError, r"'short_factor'\[3\] must be a real"),
+        (
+            {**pub.QWEN2_VL_7B_INSTRUCT, "rope_scaling": {"mrope_section": 64}},
+            TypeError,
+            "'mrope_section' must be a list",
+        ),
+        # Numbers spelled as strings: refused in every field, one rule.
+        ({**MISTRAL, "rope_theta": "10000"}, TypeError, "'rope_theta' must be a real"),
+        (
+            _with_rope_scaling(rope_type="linear", factor="2.0"),
+            TypeError,
+            "'factor' must be a real number, got str",
+        ),
+        (
+            _with_rope_scaling(rope_type="default", rope_theta="10000"),
+            TypeError,
+            "'rope_theta' must be a real number, got str",
+        ),
+        (
+            _with_rope_scaling(rope_type="yarn", factor=4.0, beta_fast="32"),
+            TypeError,
+            "'beta_fast' must be a real number, got str",
+        ),
+        (
+            _with_rope_scaling(
+                rope_type="yarn", factor=4.0, original_max_position_embeddings="4096"
+            ),
+            TypeError,
+            "'original_max_position_embeddings' must be an int",
+        ),
+        (
+            {**MISTRAL, "max_position_embeddings": "32768"},
+            TypeError,
+            "'max_position_embeddings' must be an int",
+        ),
+        # A switch spelled "false" is not false.
+        (
+            _with_rope_scaling(rope_type="yarn", factor=4.0, truncate="false"),
+            TypeError,
+            "'truncate' must be true or false",
+        ),
+        (
+            {
+                **pub.QWEN2_VL_7B_INSTRUCT,
+                "rope_scaling": {
+                    "type": "mrope",
+                    "mrope_section": [16, 24, 24],
+                    "mrope_interleaved": "false",
+                },
+            },
+            TypeError,
+            "'mrope_interleaved' must be true or false",
+        ),
+        ({**pub.DEEPSEEK_V3, "rope_interleave": "false"}, TypeError, "rope_interleave"),
+        # One edit from a key the rotation reads: a typo, not a default.
+        (
+            _with_rope_scaling(
+                rope_type="yarn", factor=4.0, original_max_positon_embeddings=4096
+            ),
+            ValueError,
+            "did you mean 'original_max_position_embeddings'",
+        ),
+        (
+            _with_rope_scaling(rope_type="linear", facter=2.0),
+            ValueError,
+            "did you mean 'factor'",
+        ),
+        (
+            {
+                **{k: v for k, v in MISTRAL.items() if k != "rope_theta"},
+                "rope_thetta": 1e6,
+            },
+            ValueError,
+            "'rope_thetta'.*did you mean 'rope_theta'",
+        ),
+    ],
+)
+def test_bad_config_values_are_refused_by_name(config, error, match):
+    with pytest.raises(error, match=match):
+        fp.rope_config_from_hf(config)
+
+
+@pytest.mark.parametrize("model_type", [None, "my_new_model"])
+def test_an_unknown_model_type_warns_naming_the_layout(model_type):
+    config = {k: v for k, v in MISTRAL.items() if k != "model_type"}
+    if model_type is not None:
+        config["model_type"] = model_type
+    with pytest.warns(UserWarning, match="layout 'halves'"):
+        found = fp.rope_config_from_hf(config)
+    assert found.layout == "halves"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an explicit layout is a choice: no warning
+        fp.rope_config_from_hf(config, layout="interleaved")
+
+
+# -- published configs read as transformers reads them -------------------------
+
+
+@pytest.mark.parametrize(
+    ("interleave", "layout"), [(True, "interleaved"), (False, "halves")]
+)
+def test_deepseek_v3_rope_interleave_chooses_the_layout(interleave, layout):
+    config = {**pub.DEEPSEEK_V3, "rope_interleave": interleave}
+    found = fp.rope_config_from_hf(config)
+    assert found.layout == layout
+    # With rope_interleave false, transformers rotates halves (rotate_half) and
+    # does not permute: its output is the halves formula's.
+    x = np.random.default_rng(1).standard_normal((1, 3, 2, 64)).astype(np.float32)
+    positions = np.array([[0, 5, 900]])
+    got = fp.apply_rope(jnp.asarray(x), positions, **found.kwargs)
+    if not interleave:
+        inv_freq, attention = fp.rope_frequencies(
+            64,
+            base=found.base,
+            scaling=found.scaling,
+            max_position_embeddings=found.max_position_embeddings,
+        )
+        want = references.rope(x, positions, inv_freq, "halves", 64, attention)
+        chex.assert_trees_all_close(f64(got), want, atol=5e-6)
+
+
+@pytest.mark.parametrize(
+    "model_type", ["helium", "ernie4_5", "ernie4_5_moe", "cohere2_moe"]
+)
+def test_families_whose_rotate_half_pairs_neighbours_are_interleaved(model_type):
+    config = {"model_type": model_type, "hidden_size": 512, "num_attention_heads": 8}
+    assert fp.rope_config_from_hf(config).layout == "interleaved"
+
+
+SMOLLM3 = {
+    "model_type": "smollm3",
+    "hidden_size": 2048,
+    "num_attention_heads": 16,
+    "num_hidden_layers": 8,
+    "rope_theta": 5e6,
+    "no_rope_layers": [1, 1, 1, 0, 1, 1, 1, 0],
+}
+
+
+def test_smollm3_layers_without_rope_are_refused():
+    with pytest.raises(ValueError, match=r"layers \[3, 7\] use no rotary embedding"):
+        fp.rope_config_from_hf(SMOLLM3)
+    with pytest.raises(ValueError, match="no rotary embedding"):
+        RotaryEmbedding.from_hf_config(SMOLLM3)
+    # Without the list, transformers' default: every 4th layer has none.
+    default = {k: v for k, v in SMOLLM3.items() if k != "no_rope_layers"}
+    with pytest.raises(ValueError, match=r"layers \[3, 7\]"):
+        fp.rope_config_from_hf(default)
+    # The rotating layers' embedding, as the message says to build it.
+    found = fp.rope_config_from_hf({**SMOLLM3, "no_rope_layers": [1] * 8})
+    assert (found.head_dim, found.base, found.layout) == (128, 5e6, "halves")
+
+
+COHERE2 = {
+    "model_type": "cohere2",
+    "hidden_size": 4096,
+    "num_attention_heads": 32,
+    "layer_types": ["sliding_attention"] * 3 + ["full_attention"],
+}
+
+
+def test_cohere2_full_attention_layers_have_no_rope():
+    with pytest.raises(ValueError, match="pass layer_type="):
+        fp.rope_config_from_hf(COHERE2)
+    with pytest.raises(ValueError, match="full_attention layers use no rotary"):
+        fp.rope_config_from_hf(COHERE2, layer_type="full_attention")
+    sliding = fp.rope_config_from_hf(COHERE2, layer_type="sliding_attention")
+    assert (sliding.head_dim, sliding.layout) == (128, "interleaved")
+
+
+class _PretrainedConfig:
+    """Stands in for transformers.PretrainedConfig: a to_dict() method."""
+
+    def __init__(self, config):
+        self._config = config
+
+    def to_dict(self):
+        return copy.deepcopy(self._config)
+
+
+@pytest.mark.parametrize("config", [pub.LLAMA_3_1_8B, pub.QWEN3_VL_8B_INSTRUCT])
+def test_an_object_with_to_dict_reads_as_its_dict(config):
+    assert fp.rope_config_from_hf(_PretrainedConfig(config)) == fp.rope_config_from_hf(
+        config
+    )
+    rotary = RotaryEmbedding.from_hf_config(_PretrainedConfig(config))
+    assert rotary == RotaryEmbedding.from_hf_config(config)

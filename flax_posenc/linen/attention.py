@@ -128,11 +128,16 @@ class MultiHeadAttention(nn.Module):
         segments: ArrayLike | None = None,
         decode: bool = False,
         deterministic: bool | None = None,
+        seq_len: int | None = None,
     ) -> jax.Array:
         """Attention over ``x [..., seq, features]``; returns ``[..., seq, out]``.
 
         ``positions`` and ``segments``: integer ``[..., seq]`` (default
         ``arange(seq)``, or the next cache slots when decoding; no segments).
+        ``seq_len``: the static length the rotary's dynamic NTK (or LongRoPE)
+        scaling reads, the largest position + 1; default the sequence length
+        for default positions, else read from concrete positions (traced
+        ones, as when decoding under ``jit`` with dynamic NTK, need it).
         """
         heads = self.num_heads
         kv_heads = attention.check_heads(heads, self.head_dim, self.num_kv_heads)
@@ -151,12 +156,16 @@ class MultiHeadAttention(nn.Module):
         start = 0
         if decode and self.has_variable("cache", "cache_index"):
             start = self.get_variable("cache", "cache_index")
+        given = positions
         positions, segments = attention.module_positions(
             x, positions, segments, start, decode
         )
         if self.rotary is not None:
             q, k = self.rotary(
-                q, k, positions=rope.text_positions(self.rotary, positions)
+                q,
+                k,
+                positions=rope.text_positions(self.rotary, positions),
+                **attention.rotary_length(self.rotary, x, given, decode, seq_len),
             )
 
         k_positions, q_segments, k_segments = positions, segments, segments

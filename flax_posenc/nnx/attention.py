@@ -196,8 +196,17 @@ class MultiHeadAttention(nnx.Module):
         segments: ArrayLike | None = None,
         decode: bool = False,
         deterministic: bool | None = None,
+        seq_len: int | None = None,
     ) -> jax.Array:
-        """Attention over ``x [..., seq, features]``; returns ``[..., seq, out]``."""
+        """Attention over ``x [..., seq, features]``; returns ``[..., seq, out]``.
+
+        ``positions`` and ``segments``: integer ``[..., seq]`` (default
+        ``arange(seq)``, or the next cache slots when decoding; no segments).
+        ``seq_len``: the static length the rotary's dynamic NTK (or LongRoPE)
+        scaling reads, the largest position + 1; default the sequence length
+        for default positions, else read from concrete positions (traced
+        ones, as when decoding under ``jit`` with dynamic NTK, need it).
+        """
         x = _validation.floating_array("x", x)
         if x.ndim < 2:
             raise ValueError(f"x must be [..., seq, features], got shape {x.shape}.")
@@ -207,12 +216,16 @@ class MultiHeadAttention(nnx.Module):
         if self.query_norm is not None:
             q, k = self.query_norm(q), self.key_norm(k)
         start = self.cache_index[...] if decode else 0
+        given = positions
         positions, segments = attention.module_positions(
             x, positions, segments, start, decode
         )
         if self.rotary is not None:
             q, k = self.rotary(
-                q, k, positions=rope.text_positions(self.rotary, positions)
+                q,
+                k,
+                positions=rope.text_positions(self.rotary, positions),
+                **attention.rotary_length(self.rotary, x, given, decode, seq_len),
             )
         k_positions, q_segments, k_segments = positions, segments, segments
         fits = None

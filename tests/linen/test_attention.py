@@ -6,7 +6,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 
+from flax_posenc import nnx as pnnx
 from flax_posenc.linen import ALiBiBias, MultiHeadAttention, RMSNorm, RotaryEmbedding
 from tests import references
 from tests.references import f64
@@ -33,6 +35,7 @@ def _reference(
     alibi=False,
     qk_norm=False,
     softcap=None,
+    rotary_base=10_000.0,
 ):
     """The block in float64 from its parameters, written from the formulas."""
     p = jax.tree.map(f64, nn.meta.unbox(params))
@@ -45,7 +48,7 @@ def _reference(
         k = references.rms_norm(k, p["key_norm"]["scale"])
     positions = np.broadcast_to(np.asarray(positions), x.shape[:-1])
     if rotary:
-        inv_freq = references.paper_frequencies(q.shape[-1])
+        inv_freq = references.paper_frequencies(q.shape[-1], rotary_base)
         q = references.rope(q, positions, inv_freq)
         k = references.rope(k, positions, inv_freq)
     mask = references.attention_mask(positions, positions, causal, window, segments)
@@ -113,6 +116,77 @@ def test_forward_matches_reference(transform, options):
         softcap=options.get("softcap"),
     )
     chex.assert_trees_all_close(f64(out), expected, atol=3e-5)
+
+
+DYNAMIC = {"rope_type": "dynamic", "factor": 2.0, "original_max_position_embeddings": 4}
+
+
+@pytest.mark.parametrize("twin", ["linen", "nnx"])
+@pytest.mark.parametrize("transform", TRANSFORMS)
+def test_dynamic_ntk_rotary_grows_its_base_with_the_sequence(transform, twin):
+    module = MultiHeadAttention(
+        num_heads=2, head_dim=8, causal=True, rotary=RotaryEmbedding(scaling=DYNAMIC)
+    )
+    x = _x((2, 7, FEATURES), seed=5)
+    variables = module.init(jax.random.key(0), x)
+    if twin == "linen":
+        out = transform(lambda v, x: module.apply(v, x))(variables, x)
+    else:
+        nnx_module = pnnx.MultiHeadAttention(
+            2,
+            8,
+            FEATURES,
+            causal=True,
+            rotary=pnnx.RotaryEmbedding(scaling=DYNAMIC),
+            rngs=nnx.Rngs(0),
+        )
+        pnnx.from_linen(nnx_module, variables)
+        out = (nnx.jit if transform is jax.jit else lambda f: f)(lambda m, x: m(x))(
+            nnx_module, x
+        )
+    # transformers' rule: the base grows with max(positions) + 1 = 7 > 4.
+    grown = references.rope_dynamic_base(8, 10_000.0, 2.0, 4, 7)
+    expected = _reference(
+        variables["params"],
+        x,
+        np.arange(7),
+        heads=2,
+        kv_heads=2,
+        causal=True,
+        rotary=True,
+        rotary_base=grown,
+    )
+    chex.assert_trees_all_close(f64(out), expected, atol=3e-5)
+
+
+def test_dynamic_ntk_rotary_with_traced_positions_needs_seq_len():
+    module = MultiHeadAttention(
+        num_heads=2, head_dim=8, causal=True, rotary=RotaryEmbedding(scaling=DYNAMIC)
+    )
+    x = _x((1, 7, FEATURES), seed=5)
+    variables = module.init(jax.random.key(0), x)
+    positions = jnp.arange(7)[None] + 3  # largest 9: seq_len 10
+    call = jax.jit(
+        lambda v, x, p, seq_len=None: module.apply(v, x, positions=p, seq_len=seq_len),
+        static_argnames="seq_len",
+    )
+    with pytest.raises(ValueError, match="pass seq_len="):
+        call(variables, x, positions)
+    grown = references.rope_dynamic_base(8, 10_000.0, 2.0, 4, 10)
+    expected = _reference(
+        variables["params"],
+        x,
+        np.asarray(positions),
+        heads=2,
+        kv_heads=2,
+        causal=True,
+        rotary=True,
+        rotary_base=grown,
+    )
+    out = call(variables, x, positions, seq_len=10)
+    chex.assert_trees_all_close(f64(out), expected, atol=3e-5)
+    eager = module.apply(variables, x, positions=positions)  # concrete: max + 1
+    chex.assert_trees_all_close(f64(eager), expected, atol=3e-5)
 
 
 def test_parameters_and_logical_axes():
