@@ -16,6 +16,22 @@ from jax.typing import DTypeLike
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 
 
+def check_factory(name: str, value: object, module_type: type) -> None:
+    """Raises TypeError unless ``value`` is None or makes modules (NNX norms).
+
+    A built ``module_type`` instance is refused: it would be called with the
+    factory's arguments.
+    """
+    if value is None:
+        return
+    if isinstance(value, module_type) or not callable(value):
+        raise TypeError(
+            f"{name} must make a module when called as {name}(features, rngs=rngs) "
+            f"(e.g. RMSNorm, or functools.partial(RMSNorm, epsilon=1e-6)), not a "
+            f"built {type(value).__name__}."
+        )
+
+
 def check_int(name: str, value: object, *, minimum: int) -> int:
     """Returns ``value`` as an int, or raises if it is not an integer >= minimum."""
     if isinstance(value, bool):
@@ -32,13 +48,30 @@ def check_int(name: str, value: object, *, minimum: int) -> int:
 
 
 def check_bool(name: str, value: object) -> bool:
-    """Returns ``value`` if it is a bool, or raises TypeError (``"false"`` is not)."""
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(
-            f"{name} must be true or false (a bool), got {type(value).__name__} "
-            f"{value!r}."
-        )
-    return bool(value)
+    """Returns ``value`` as a Python bool, or raises TypeError unless it is one.
+
+    ``"false"`` and ``0`` are not bools; a concrete boolean scalar array is.
+    A traced one is refused: the option is static (it changes the program).
+    """
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (np.ndarray, jax.Array)) and value.dtype == np.bool_:
+        if isinstance(value, jax.core.Tracer):
+            raise TypeError(
+                f"{name} must be a Python bool: it is static (it chooses the "
+                "computation), so it cannot be a traced value."
+            )
+        if value.shape == ():
+            return bool(value)
+    raise TypeError(
+        f"{name} must be true or false (a bool), got {type(value).__name__} {value!r}."
+    )
+
+
+def check_bools(**flags: object) -> None:
+    """`check_bool` on each of a module's switches, by name."""
+    for name, value in flags.items():
+        check_bool(name, value)
 
 
 def one_edit_away(word: str, known: Sequence[str]) -> str | None:
@@ -81,7 +114,7 @@ def check_positive(name: str, value: float) -> float:
     return value
 
 
-def check_real(name: str, value: object) -> float:
+def check_real(name: str, value: object, *, finite: bool = True) -> float:
     """Returns ``value`` as a float, or raises unless it is a finite real number.
 
     Rejects strings, bools, complex numbers (whose imaginary part ``float``
@@ -103,9 +136,24 @@ def check_real(name: str, value: object) -> float:
                 f"and shape {value.shape}."
             )
     result = float(value)
-    if not math.isfinite(result):
+    if finite and not math.isfinite(result):
         raise ValueError(f"{name} must be a finite number, got {result!r}.")
     return result
+
+
+def check_real_or_traced(name: str, value: object) -> float | jax.Array:
+    """`check_real`, or a traced real scalar as it is (checked for its type only)."""
+    if isinstance(value, jax.core.Tracer):
+        if value.shape != () or not (
+            jnp.issubdtype(value.dtype, jnp.floating)
+            or jnp.issubdtype(value.dtype, jnp.integer)
+        ):
+            raise TypeError(
+                f"{name} must be a real number, got a traced array of dtype "
+                f"{value.dtype} and shape {value.shape}."
+            )
+        return value
+    return check_real(name, value)
 
 
 def check_rate(name: str, value: object) -> float:
@@ -234,10 +282,16 @@ def check_module(name: str, value: object, *, optional: bool = True) -> None:
     """Raises TypeError unless ``value`` is a callable module (or None if optional).
 
     Catches a scheme's name given where its module is expected, e.g.
-    ``position="sinusoidal"`` instead of ``SinusoidalPositionEmbedding()``.
+    ``position="sinusoidal"`` instead of ``SinusoidalPositionEmbedding()``,
+    and a module class given where an instance is (``norm=LayerNorm``).
     """
     if value is None and optional:
         return
+    if isinstance(value, type):
+        raise TypeError(
+            f"{name} must be a module instance, got the class {value.__name__}: "
+            f"pass {value.__name__}(...)."
+        )
     if not callable(value):
         allowed = "a module (or None)" if optional else "a module"
         raise TypeError(
@@ -263,6 +317,9 @@ def dropout_deterministic(field: bool | None, call: bool | None) -> bool:
     Only asked for when there is dropout, so ``None`` in both is an error.
     """
     deterministic = call if call is not None else field
+    if deterministic is not None:
+        which = "the call's deterministic" if call is not None else "deterministic"
+        deterministic = check_bool(which, deterministic)
     if deterministic is None:
         raise ValueError(
             "dropout_rate > 0 needs `deterministic`: set the module field or "

@@ -11,7 +11,7 @@ import numpy as np
 from jax.experimental import checkify
 from jax.typing import ArrayLike
 
-from flax_posenc import _validation
+from flax_posenc import _validation, rope
 
 IMPLEMENTATIONS = ("xla", "jax")
 
@@ -36,12 +36,13 @@ def attention_mask(
     - ``sliding_window=w``: $q_i - k_j < w$ when causal (the query and the
       $w - 1$ keys before it), $|q_i - k_j| < w$ otherwise.
     - segments (packing): equal segment ids, and both nonzero. Id 0 marks
-      padding; real tokens have ids >= 1, so a padding query attends nothing
-      and no query attends a padding key.
+      padding, so a padding query attends nothing and no query attends a
+      padding key; every other id (negative ones too) is a segment.
 
     Args:
       q_positions: integer ``[..., q]``, any integer dtype, values in the int32
         range (checked unless traced); distances are exact for all of them.
+        When both are uint32, every uint32 value works, traced or not.
       k_positions: integer ``[..., k]``, leading axes broadcastable with
         ``q_positions``'.
       causal: keys at later positions are masked.
@@ -69,12 +70,12 @@ def attention_mask(
              [0, 1, 1, 0],
              [0, 0, 1, 1]], dtype=int32)
     """
-    q_positions = _validation.position_array("q_positions", q_positions)
-    k_positions = _validation.position_array("k_positions", k_positions)
+    q_positions, k_positions = _mask_positions(q_positions, k_positions)
     for name, value in (("q_positions", q_positions), ("k_positions", k_positions)):
         if value.ndim < 1:
             raise ValueError(f"{name} must be [..., seq], got a scalar.")
     _check_leading("q_positions", q_positions, "k_positions", k_positions)
+    causal = _validation.check_bool("causal", causal)
     window = None
     if sliding_window is not None:
         window = _validation.check_int("sliding_window", sliding_window, minimum=1)
@@ -103,6 +104,29 @@ def attention_mask(
     )
 
 
+def _mask_positions(q_positions, k_positions):
+    """int32 positions with the order and distances of the given ones.
+
+    uint32 pairs are shifted by ``-2**31`` (the sign bit flipped), which keeps
+    every uint32 value's order and distances in int32: a traced uint32
+    position at or above ``2**31`` would wrap in a plain conversion.
+    """
+    q, k = (
+        x if isinstance(x, (jax.Array, np.ndarray)) else np.asarray(x)
+        for x in (q_positions, k_positions)
+    )
+    if q.dtype == k.dtype == np.uint32:
+        return _flip_sign(jnp.asarray(q)), _flip_sign(jnp.asarray(k))
+    return (
+        _validation.position_array("q_positions", q),
+        _validation.position_array("k_positions", k),
+    )
+
+
+def _flip_sign(x):
+    return jax.lax.bitcast_convert_type(x ^ jnp.uint32(2**31), jnp.int32)
+
+
 @functools.partial(jax.jit, static_argnames=("causal", "window"))
 def _mask(q_positions, k_positions, q_segments, k_segments, *, causal, window):
     # One compiled program per call signature, not one per operation when
@@ -117,7 +141,7 @@ def _mask(q_positions, k_positions, q_segments, k_segments, *, causal, window):
         mask &= _validation.abs_distance(q, k) < jnp.uint32(window)
     if q_segments is not None:
         qs, ks = q_segments[..., :, None], k_segments[..., None, :]
-        mask &= (qs == ks) & (qs > 0)
+        mask &= (qs == ks) & (qs != 0)
     return mask[..., None, :, :]
 
 
@@ -260,9 +284,14 @@ def dot_product_attention(
     if bias is not None:
         bias = _validation.floating_array("bias", bias)
         _check_broadcasts("bias", bias, logits_shape)
-    scale = head_dim**-0.5 if scale is None else _validation.check_real("scale", scale)
+    if scale is None:
+        scale = head_dim**-0.5
+    else:
+        scale = _validation.check_real_or_traced("scale", scale)
     if softcap is not None:
-        softcap = _validation.check_positive("softcap", softcap)
+        softcap = _validation.check_real_or_traced("softcap", softcap)
+        if not isinstance(softcap, jax.Array):
+            softcap = _validation.check_positive("softcap", softcap)
     dropout_rate = _validation.check_rate("dropout_rate", dropout_rate)
     dropout = dropout_rate if dropout_rng is not None else 0.0
     if implementation is None:
@@ -273,6 +302,10 @@ def dot_product_attention(
         raise ValueError(
             "implementation='jax' has no soft-capping or dropout; use 'xla'."
         )
+    if q.shape[-3] == 0 or k.shape[-3] == 0:
+        # No queries, or no keys: every query attends nothing.
+        out_shape = (*batch, q.shape[-3], heads, v.shape[-1])
+        return jnp.zeros(out_shape, q.dtype)
     # One compiled program per call signature: called op by op (eagerly), the
     # math below would compile each of its dozens of operations on its own.
     return _attend(
@@ -447,10 +480,42 @@ def check_heads(num_heads: int, head_dim: int, num_kv_heads: int | None) -> int:
     """The attention modules' size checks (linen and NNX); returns ``kv_heads``."""
     heads = _validation.check_int("num_heads", num_heads, minimum=1)
     _validation.check_int("head_dim", head_dim, minimum=1)
-    kv_heads = _validation.check_int("num_kv_heads", num_kv_heads or heads, minimum=1)
+    kv_heads = _validation.check_int(
+        "num_kv_heads", heads if num_kv_heads is None else num_kv_heads, minimum=1
+    )
     if heads % kv_heads:
         raise ValueError(f"num_kv_heads {kv_heads} must divide num_heads {heads}.")
     return kv_heads
+
+
+def check_rotary_head_dim(rotary, head_dim: int) -> None:
+    """An attention module's rotary must fit its ``head_dim`` (at construction).
+
+    Its own ``head_dim`` (when set) must be the module's, and the features it
+    rotates (its ``rotary_dim``, else the dict's ``partial_rotary_factor`` of
+    the head, else all) an even number <= ``head_dim``.
+    """
+    if rotary is None:
+        return
+    own = getattr(rotary, "head_dim", None)
+    if own is not None and own != head_dim:
+        raise ValueError(
+            f"the rotary embedding is for head_dim {own}, but this attention "
+            f"module's head_dim is {head_dim}."
+        )
+    rope.check_rotary_dim(
+        head_dim, getattr(rotary, "rotary_dim", None), getattr(rotary, "scaling", None)
+    )
+
+
+def check_qk_norm_output(name: str, before: jax.Array, after: jax.Array) -> None:
+    """``qk_norm`` normalizes: it must keep the queries' and keys' shape."""
+    if not isinstance(after, jax.Array) or after.shape != before.shape:
+        shape = getattr(after, "shape", type(after).__name__)
+        raise ValueError(
+            f"qk_norm must return its input's shape (a normalization per head), "
+            f"but {name} {before.shape} became {shape}."
+        )
 
 
 def module_positions(x, positions, segments, start, decode):

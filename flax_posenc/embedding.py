@@ -56,6 +56,7 @@ def embedding_lookup(
         raise ValueError(
             f"table must be [num_rows, features], got shape {table.shape}."
         )
+    checked = _validation.check_bool("checked", checked)
     num_rows = table.shape[0]
     if num_rows == 0:
         raise ValueError(

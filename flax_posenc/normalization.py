@@ -260,6 +260,7 @@ def rms_norm(
     """
     x, axes, out_dtype, work = _prepare(x, axis, eps, dtype)
     scale = _broadcastable("scale", scale, x, axes)
+    unit_offset = _validation.check_bool("unit_offset", unit_offset)
     if unit_offset and scale is None:
         raise ValueError("unit_offset=True multiplies by 1 + scale; pass a scale.")
     return _rms_norm(
@@ -304,10 +305,20 @@ def call_sublayer(
     ):
         call_kwargs["deterministic"] = deterministic
     out = module(inputs, *args, **call_kwargs)
+    extras = []
     if isinstance(out, tuple):
         out, *extras = out
-        return out, extras
-    return out, []
+    if not isinstance(out, (jax.Array, np.ndarray)):
+        raise TypeError(
+            f"a residual sublayer must return an array (or a tuple (out, *extras)), "
+            f"got {type(out).__name__}."
+        )
+    if out.shape != inputs.shape:
+        raise ValueError(
+            f"a residual sublayer must return its input's shape {inputs.shape} "
+            f"(it is added to it), got {out.shape}."
+        )
+    return out, extras
 
 
 def residual_sum(
@@ -335,14 +346,38 @@ def residual_sum(
     return x + run(sublayer, normed) + run(parallel, second)
 
 
-def check_residual(norm_position: str, parallel: object | None) -> str:
-    """The residual modules' form check (linen and NNX twins)."""
+def check_residual(
+    norm_position: str,
+    parallel: object | None,
+    post_norm: object | None = None,
+    parallel_norm: object | None = None,
+    share_norm: bool = False,
+) -> str:
+    """The residual modules' form check (linen and NNX twins).
+
+    A module or option the form does not use is an error, not ignored.
+    """
     _validation.check_choice("norm_position", norm_position, NORM_POSITIONS)
+    share_norm = _validation.check_bool("share_norm", share_norm)
     if (norm_position == "parallel") != (parallel is not None):
         raise ValueError(
             "norm_position='parallel' needs the second sublayer `parallel`, "
             "and `parallel` needs norm_position='parallel'; got "
             f"norm_position={norm_position!r}, parallel="
             f"{type(parallel).__name__ if parallel is not None else None}."
+        )
+    unused = []
+    if post_norm is not None and norm_position != "sandwich":
+        unused.append("post_norm (used by norm_position='sandwich')")
+    if parallel_norm is not None and (norm_position != "parallel" or share_norm):
+        unused.append(
+            "parallel_norm (used by norm_position='parallel' without share_norm)"
+        )
+    if share_norm and norm_position != "parallel":
+        unused.append("share_norm (used by norm_position='parallel')")
+    if unused:
+        raise ValueError(
+            f"norm_position={norm_position!r} does not use {'; '.join(unused)}: "
+            "leave it out."
         )
     return norm_position

@@ -96,7 +96,7 @@ def check_buckets(
 ) -> tuple[int, int]:
     """``(buckets per direction, max_distance)``, checked (also for the modules)."""
     num_buckets = _validation.check_int("num_buckets", num_buckets, minimum=2)
-    if bidirectional:
+    if _validation.check_bool("bidirectional", bidirectional):
         if num_buckets % 2 or num_buckets < 4:
             raise ValueError(
                 f"bidirectional buckets need an even num_buckets >= 4, got "

@@ -156,8 +156,9 @@ class LongRopeScaling:
             if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
                 raise TypeError(f"{name} must be a sequence of numbers, got {value!r}.")
             numbers = tuple(
-                _validation.check_real(f"{name}[{i}]", v) for i, v in enumerate(value)
-            )
+                _validation.check_real(f"{name}[{i}]", v, finite=False)
+                for i, v in enumerate(value)
+            )  # finiteness: checked with the lengths, in rope_frequencies
             object.__setattr__(self, name, numbers)
 
 
@@ -791,6 +792,23 @@ def _check_positions_fit(positions, x, axes: int | None) -> None:
             f"positions {positions.shape} must broadcast to x's {what} "
             f"{target} (x has shape {x.shape})."
         )
+    if axes is not None and positions.shape[-1] != 1:
+        # Could these be [..., seq] positions of text, missing the axes axis?
+        try:
+            text = np.broadcast_shapes(positions.shape[:-1], x.shape[:-3]) == tuple(
+                x.shape[:-3]
+            )
+        except ValueError:
+            text = False
+        if text and positions.shape[-1] == x.shape[-3]:
+            raise ValueError(
+                f"positions {positions.shape} are ambiguous for x {x.shape}: "
+                f"[..., seq, {axes}] (one position per axis) or [..., seq] (text, "
+                f"without the axes axis). Give them x's leading axes, "
+                f"[batch..., seq, {axes}] ({x.ndim - 1} axes): e.g. positions[None] "
+                "for positions shared by the batch, or positions[..., None] for "
+                "text (every axis equal)."
+            )
 
 
 def _rotary_dim(
@@ -806,13 +824,37 @@ def _rotary_dim(
                 f"{partial_rotary_factor}) = {from_factor}); pass one of them."
             )
         rotary_dim = from_factor
-    rotary_dim = head_dim if rotary_dim is None else rotary_dim
+    if rotary_dim is None:
+        if head_dim % 2:
+            raise ValueError(
+                f"head_dim {head_dim} is odd, but RoPE rotates every feature in "
+                "pairs: use an even head_dim, or pass an even rotary_dim < "
+                f"{head_dim} to rotate part of it."
+            )
+        rotary_dim = head_dim
     rotary_dim = _validation.check_int("rotary_dim", rotary_dim, minimum=2)
     if rotary_dim > head_dim or rotary_dim % 2:
         raise ValueError(
             f"rotary_dim must be even and <= head_dim {head_dim}, got {rotary_dim}."
         )
     return rotary_dim
+
+
+def check_rotary_dim(
+    head_dim: int,
+    rotary_dim: int | None,
+    scaling: RopeScaling | Mapping[str, Any] | None,
+) -> int:
+    """The rotary dimension `apply_rope` will use on ``head_dim`` features,
+    checked before any call (a rotary module's fields)."""
+    partial = None
+    if isinstance(scaling, Mapping) and not _is_nested(scaling):
+        kind = scaling.get("rope_type", scaling.get("type"))
+        if kind != "proportional" and scaling.get("partial_rotary_factor") is not None:
+            partial = _validation.check_real(
+                "partial_rotary_factor", scaling["partial_rotary_factor"]
+            )
+    return _rotary_dim(head_dim, rotary_dim, partial)
 
 
 def apply_rope(
@@ -1037,7 +1079,7 @@ def _multi_axis(parsed: _Parsed, section, interleaved):
     section = section if section is not None else parsed.mrope_section
     if interleaved is None:
         interleaved = parsed.mrope_interleaved
-    return section, bool(interleaved)
+    return section, _validation.check_bool("mrope_interleaved", interleaved)
 
 
 def _scaled_sin_cos(positions, inv_freq, attention, pair_axes):

@@ -111,6 +111,13 @@ POSITION_FUNCTIONS = {
     ids=["2**31", "-2**31-1", "int64", "uint32", "list"],
 )
 def test_positions_beyond_int32_raise(name, positions):
+    if name == "attention_mask" and getattr(positions, "dtype", None) == np.uint32:
+        # The mask reads uint32 pairs exactly (order and distances need no
+        # int32 values): beyond int32 is no error there.
+        got = POSITION_FUNCTIONS[name](positions)
+        expected = references.attention_mask(positions, positions, causal=True)
+        np.testing.assert_array_equal(np.asarray(got)[0], expected)
+        return
     with pytest.raises(ValueError, match=r"int32 range.*got values from"):
         POSITION_FUNCTIONS[name](positions)
 
@@ -361,3 +368,121 @@ def test_wide_integers_that_would_wrap_rejected(call):
 def test_apply_rope_given_frequencies_checked(frequencies, error):
     with pytest.raises(error, match="frequencies"):
         fp.apply_rope(X[..., :2], jnp.arange(2), frequencies=frequencies)
+
+
+# ---------------------------------------- static options, traced numbers, ids
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda: fp.attention_mask(POS3, POS3, causal="false"), "causal must be"),
+        (lambda: fp.attention_mask(POS3, POS3, causal=1), "causal must be"),
+        (
+            lambda: fp.relative_position_bucket(POS3, bidirectional="no"),
+            "bidirectional must be",
+        ),
+        (
+            lambda: fp.rms_norm(jnp.ones((2, 4)), jnp.ones(4), unit_offset="yes"),
+            "unit_offset must be",
+        ),
+        (
+            lambda: fp.apply_rope(
+                jnp.ones((1, 3, 1, 4)),
+                np.zeros((3, 2), int),
+                mrope_section=(1, 1),
+                mrope_interleaved="false",
+            ),
+            "mrope_interleaved must be",
+        ),
+        (
+            lambda: fp.embedding_lookup(jnp.ones((3, 2)), POS3, checked="false"),
+            "checked must be",
+        ),
+        (
+            lambda: jax.jit(lambda c: fp.attention_mask(POS3, POS3, causal=c))(True),
+            "static",
+        ),
+    ],
+    ids=[
+        "causal-string",
+        "causal-int",
+        "bidirectional",
+        "unit-offset",
+        "mrope-interleaved",
+        "checked",
+        "causal-traced",
+    ],
+)
+def test_switches_must_be_bools(call, match):
+    with pytest.raises(TypeError, match=match):
+        call()
+
+
+POS3 = np.arange(3)
+
+
+def test_a_concrete_boolean_array_is_a_bool():
+    got = fp.attention_mask(POS3, POS3, causal=jnp.array(True))
+    np.testing.assert_array_equal(
+        np.asarray(got)[0], references.attention_mask(POS3, POS3, causal=True)
+    )
+
+
+QKV = references.normal(30, (1, 4, 2, 8))
+
+
+def test_traced_scale_and_softcap():
+    expected = references.attention(QKV, QKV, QKV, scale=0.3, softcap=2.0)
+    got = jax.jit(
+        lambda s, c: fp.dot_product_attention(QKV, QKV, QKV, scale=s, softcap=c)
+    )(0.3, 2.0)
+    np.testing.assert_allclose(f64(got), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("implementation", ["jax", "xla"])
+@pytest.mark.parametrize(("q_len", "k_len"), [(0, 4), (4, 0), (0, 0)])
+def test_empty_queries_or_keys(implementation, q_len, k_len):
+    q, kv = QKV[:, :q_len], QKV[:, :k_len]
+    got = fp.dot_product_attention(q, kv, kv, implementation=implementation)
+    assert got.shape == (1, q_len, 2, 8)
+    np.testing.assert_array_equal(np.asarray(got), 0.0)
+
+
+def test_negative_segment_ids_are_segments():
+    # The rule: equal ids, both nonzero. -1 is a segment, only 0 is padding.
+    segments = np.array([-1, -1, 0, 2])
+    got = fp.attention_mask(np.arange(4), np.arange(4), q_segments=segments)
+    expected = references.attention_mask(
+        np.arange(4), np.arange(4), q_segments=segments
+    )
+    np.testing.assert_array_equal(np.asarray(got)[0], expected)
+    assert expected[0, 1] and not expected[2].any()
+
+
+@pytest.mark.parametrize("window", [None, 3])
+def test_traced_uint32_positions_past_int32_in_the_mask(window):
+    q = np.array([2**31 - 2, 2**31 - 1, 2**31, 2**31 + 1, 2**32 - 1], np.int64)
+    k = np.array([0, 2**31 - 1, 2**31 + 1, 2**32 - 2], np.int64)
+    got = jax.jit(
+        lambda q, k: fp.attention_mask(q, k, causal=True, sliding_window=window)
+    )(jnp.asarray(q, jnp.uint32), jnp.asarray(k, jnp.uint32))
+    expected = references.attention_mask(q, k, causal=True, window=window)
+    np.testing.assert_array_equal(np.asarray(got)[0], expected)
+
+
+def test_mrope_positions_that_could_be_text_positions_are_ambiguous():
+    # batch == seq == axes: [3, 3] reads as [seq, axes] or [batch, seq].
+    x = jnp.ones((3, 3, 1, 12))
+    positions = np.arange(9).reshape(3, 3)
+    with pytest.raises(ValueError, match=r"ambiguous.*positions\[None\]"):
+        fp.apply_rope(x, positions, mrope_section=(2, 2, 2))
+    # Either explicit form is read as it says.
+    shared = fp.apply_rope(x, positions[None], mrope_section=(2, 2, 2))
+    text = fp.apply_rope(x, positions[..., None], mrope_section=(2, 2, 2))
+    np.testing.assert_allclose(
+        f64(text),
+        references.rope(x, positions, references.paper_frequencies(12)),
+        atol=1e-6,
+    )
+    assert not np.allclose(f64(shared), f64(text))

@@ -143,6 +143,14 @@ class MultiHeadAttention(nn.Module):
         kv_heads = attention.check_heads(heads, self.head_dim, self.num_kv_heads)
         for name in ("qk_norm", "rotary", "position_bias"):
             _validation.check_module(name, getattr(self, name))
+        attention.check_rotary_head_dim(self.rotary, self.head_dim)
+        _validation.check_bools(
+            qkv_bias=self.qkv_bias,
+            out_bias=self.out_bias,
+            causal=self.causal,
+            checked=self.checked,
+            decode=decode,
+        )
         x = _validation.floating_array("x", x)
         if x.ndim < 2:
             raise ValueError(f"x must be [..., seq, features], got shape {x.shape}.")
@@ -150,8 +158,11 @@ class MultiHeadAttention(nn.Module):
         k = self._projection(kv_heads, ("embed", "kv_heads", "kv"), "key")(x)
         v = self._projection(kv_heads, ("embed", "kv_heads", "kv"), "value")(x)
         if self.qk_norm is not None:
-            q = self.qk_norm.clone(name="query_norm", parent=self)(q)
-            k = self.qk_norm.clone(name="key_norm", parent=self)(k)
+            normed_q = self.qk_norm.clone(name="query_norm", parent=self)(q)
+            normed_k = self.qk_norm.clone(name="key_norm", parent=self)(k)
+            attention.check_qk_norm_output("q", q, normed_q)
+            attention.check_qk_norm_output("k", k, normed_k)
+            q, k = normed_q, normed_k
 
         start = 0
         if decode and self.has_variable("cache", "cache_index"):
@@ -180,10 +191,7 @@ class MultiHeadAttention(nn.Module):
         rate = _validation.check_rate("dropout_rate", self.dropout_rate)
         rng = None
         if rate > 0.0:
-            deterministic = nn.merge_param(
-                "deterministic", self.deterministic, deterministic
-            )
-            if not deterministic:
+            if not _validation.dropout_deterministic(self.deterministic, deterministic):
                 rng = self.make_rng("dropout")
         out = attention.attend(
             q,

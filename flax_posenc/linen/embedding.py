@@ -116,6 +116,7 @@ class TokenEmbedding(nn.Module):
     def __call__(self, ids: ArrayLike) -> jax.Array:
         """Embeddings ``[..., seq, features]`` of token ids ``[..., seq]``."""
         dtype = self.dtype or self.param_dtype
+        _validation.check_bools(scale_by_sqrt_features=self.scale_by_sqrt_features)
         rows = embedding.embedding_lookup(self.embedding, ids, checked=self.checked)
         if self.scale_by_sqrt_features:
             rows = rows * math.sqrt(self.features)

@@ -86,6 +86,7 @@ class LayerNorm(nn.Module):
         """Normalizes ``x``; returns its shape in ``dtype`` (default ``x.dtype``)."""
         x = jnp.asarray(x)
         _validation.check_real("epsilon", self.epsilon)
+        _validation.check_bools(use_scale=self.use_scale, use_bias=self.use_bias)
         shape = _param_shape(x, self.axis, self.param_axes)
         scale = bias = None
         if self.use_scale:
@@ -143,6 +144,7 @@ class RMSNorm(nn.Module):
         """Normalizes ``x``; returns its shape in ``dtype`` (default ``x.dtype``)."""
         x = jnp.asarray(x)
         _validation.check_real("epsilon", self.epsilon)
+        _validation.check_bools(use_scale=self.use_scale, unit_offset=self.unit_offset)
         if self.unit_offset and not self.use_scale:
             raise ValueError("unit_offset=True needs use_scale=True.")
         shape = _param_shape(x, self.axis, self.param_axes)
@@ -225,7 +227,13 @@ class Residual(nn.Module):
         self, x: jax.Array, *args: Any, deterministic: bool | None = None, **kwargs
     ) -> jax.Array | tuple[Any, ...]:
         """The residual sum ``y`` (or ``(y, *extra)``); see the class docstring."""
-        position = normalization.check_residual(self.norm_position, self.parallel)
+        position = normalization.check_residual(
+            self.norm_position,
+            self.parallel,
+            self.post_norm,
+            self.parallel_norm,
+            self.share_norm,
+        )
         _validation.check_module("sublayer", self.sublayer, optional=False)
         for name in ("norm", "post_norm", "parallel", "parallel_norm"):
             _validation.check_module(name, getattr(self, name))

@@ -26,3 +26,23 @@ def param(
         out_sharding=tuple(axes),
         eager_sharding=False,
     )
+
+
+def dropout_stream(rngs: nnx.Rngs | None) -> nnx.RngStream:
+    """The ``dropout`` stream of ``rngs`` (forked), or a ValueError naming it.
+
+    Without a ``dropout`` stream, ``nnx.Rngs`` falls back on ``default``
+    (``nnx.Rngs(0)``); ``nnx.Rngs(params=0)`` has neither.
+    """
+    if rngs is None:
+        raise ValueError(
+            "dropout_rate > 0 needs rngs with a 'dropout' stream, e.g. "
+            "rngs=nnx.Rngs(params=0, dropout=1) or nnx.Rngs(0); got rngs=None."
+        )
+    if "dropout" not in rngs and "default" not in rngs:
+        raise ValueError(
+            "dropout_rate > 0 needs a 'dropout' stream in rngs, e.g. "
+            "nnx.Rngs(params=0, dropout=1), or nnx.Rngs(0) for one default stream; "
+            f"this one has {sorted(rngs)}."
+        )
+    return rngs["dropout"].fork()

@@ -10,6 +10,7 @@ from flax import nnx
 from jax.typing import ArrayLike, DTypeLike
 
 from flax_posenc import _validation, attention, rope
+from flax_posenc.nnx import _params
 
 KERNEL_INIT = nnx.initializers.lecun_normal()
 BIAS_INIT = nnx.initializers.zeros_init()
@@ -110,13 +111,15 @@ class MultiHeadAttention(nnx.Module):
         rngs: nnx.Rngs,
     ):
         kv_heads = attention.check_heads(num_heads, head_dim, num_kv_heads)
-        for name, module in (
-            ("qk_norm", qk_norm),
-            ("rotary", rotary),
-            ("position_bias", position_bias),
-        ):
+        _validation.check_factory("qk_norm", qk_norm, nnx.Module)
+        for name, module in (("rotary", rotary), ("position_bias", position_bias)):
             _validation.check_module(name, module)
+        attention.check_rotary_head_dim(rotary, head_dim)
+        _validation.check_bools(
+            qkv_bias=qkv_bias, out_bias=out_bias, causal=causal, checked=checked
+        )
         in_features = _validation.check_int("in_features", in_features, minimum=1)
+        self.in_features = in_features
         self.num_heads, self.num_kv_heads, self.head_dim = num_heads, kv_heads, head_dim
         self.causal, self.sliding_window = causal, sliding_window
         self.softcap, self.scale = softcap, scale
@@ -158,7 +161,9 @@ class MultiHeadAttention(nnx.Module):
         self.query_norm = qk_norm(head_dim, rngs=rngs) if qk_norm else None
         self.key_norm = qk_norm(head_dim, rngs=rngs) if qk_norm else None
         self.rotary, self.position_bias = rotary, position_bias
-        self.dropout_rngs = rngs["dropout"].fork() if self.dropout_rate > 0.0 else None
+        self.dropout_rngs = (
+            _params.dropout_stream(rngs) if self.dropout_rate > 0.0 else None
+        )
         for name in _CACHE_NAMES:
             setattr(self, name, nnx.data(None))
 
@@ -210,11 +215,19 @@ class MultiHeadAttention(nnx.Module):
         x = _validation.floating_array("x", x)
         if x.ndim < 2:
             raise ValueError(f"x must be [..., seq, features], got shape {x.shape}.")
-        if decode and self.cache_index is None:
+        if x.shape[-1] != self.in_features:
+            raise ValueError(
+                f"x has {x.shape[-1]} features (shape {x.shape}), but this module "
+                f"was built for in_features={self.in_features}."
+            )
+        if _validation.check_bool("decode", decode) and self.cache_index is None:
             raise ValueError("decode=True needs a cache: call init_cache first.")
         q, k, v = self.query(x), self.key(x), self.value(x)
         if self.query_norm is not None:
-            q, k = self.query_norm(q), self.key_norm(k)
+            normed_q, normed_k = self.query_norm(q), self.key_norm(k)
+            attention.check_qk_norm_output("q", q, normed_q)
+            attention.check_qk_norm_output("k", k, normed_k)
+            q, k = normed_q, normed_k
         start = self.cache_index[...] if decode else 0
         given = positions
         positions, segments = attention.module_positions(

@@ -32,6 +32,7 @@ def from_linen(module: nnx.Module, variables: Mapping[str, Any]) -> nnx.Module:
 
     Raises:
       ValueError: names or shapes that differ from the module's parameters.
+      TypeError: ``module`` not an NNX module, ``variables`` not a dict.
 
     Examples:
       >>> import jax, jax.numpy as jnp
@@ -43,12 +44,23 @@ def from_linen(module: nnx.Module, variables: Mapping[str, Any]) -> nnx.Module:
       ...     variables, jnp.ones((2, 8)))).all())
       True
     """
-    params = (
-        variables.get("params", variables)
-        if isinstance(variables, Mapping)
-        else variables
-    )
-    params = nn.meta.unbox(params)
+    if not isinstance(module, nnx.Module):
+        raise TypeError(
+            f"module must be an NNX module, got {type(module).__name__}; "
+            "from_linen(module, variables) loads variables into it."
+        )
+    if not isinstance(variables, Mapping):
+        raise TypeError(
+            "variables must be the linen variables {'params': ...} (a dict, as "
+            f"linen_module.init returns) or the params alone, got "
+            f"{type(variables).__name__}."
+        )
+    params = nn.meta.unbox(variables.get("params", variables))
+    if not isinstance(params, Mapping):
+        raise TypeError(
+            f"variables['params'] must be a dict of parameters, got "
+            f"{type(params).__name__}."
+        )
     state = nnx.state(module, nnx.Param)
     want = _nested(state)
     got = jax.tree.map(lambda a: a, dict(params))
@@ -71,9 +83,15 @@ def to_linen(module: nnx.Module) -> dict[str, Any]:
     computes what ``model(...)`` does.
 
     Args:
-      module: an NNX twin (or a module built from them).
+      module: an NNX twin (or a module built from them), or its state (such
+        as the gradients ``nnx.grad`` returns).
 
     Returns:
       ``{"params": nested dict of arrays}`` (without logical-axis boxes).
     """
+    if not isinstance(module, (nnx.Module, nnx.State)):
+        raise TypeError(
+            f"module must be an NNX module (or its state, e.g. gradients from "
+            f"nnx.grad), got {type(module).__name__}."
+        )
     return {"params": _nested(nnx.state(module, nnx.Param))}

@@ -62,6 +62,9 @@ class TokenEmbedding(nnx.Module):
     ):
         _validation.check_int("vocab_size", vocab_size, minimum=1)
         _validation.check_int("features", features, minimum=1)
+        _validation.check_bools(
+            scale_by_sqrt_features=scale_by_sqrt_features, checked=checked
+        )
         self.features = features
         self.scale_by_sqrt_features = scale_by_sqrt_features
         self.checked = checked
@@ -171,7 +174,11 @@ class InputEmbedding(nnx.Module):
         )
         self.position, self.norm = position, norm
         self.dropout = (
-            nnx.Dropout(self.dropout_rate, deterministic=deterministic, rngs=rngs)
+            nnx.Dropout(
+                self.dropout_rate,
+                deterministic=deterministic,
+                rngs=_params.dropout_stream(rngs),
+            )
             if self.dropout_rate > 0.0
             else None
         )

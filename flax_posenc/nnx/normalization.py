@@ -74,6 +74,7 @@ class LayerNorm(nnx.Module):
     ):
         shape = _feature_shape(num_features, param_axes)
         _validation.check_real("epsilon", epsilon)
+        _validation.check_bools(use_scale=use_scale, use_bias=use_bias)
         self.epsilon, self.axis, self.dtype = epsilon, axis, dtype
         self.scale = (
             _params.param(scale_init, rngs, shape, param_dtype, param_axes)
@@ -142,6 +143,7 @@ class RMSNorm(nnx.Module):
         param_axes: tuple[str | None, ...] = ("embed",),
         rngs: nnx.Rngs,
     ):
+        _validation.check_bools(use_scale=use_scale, unit_offset=unit_offset)
         if unit_offset and not use_scale:
             raise ValueError("unit_offset=True needs use_scale=True.")
         shape = _feature_shape(num_features, param_axes)
@@ -216,7 +218,9 @@ class Residual(nnx.Module):
         deterministic: bool | None = None,
         rngs: nnx.Rngs | None = None,
     ):
-        normalization.check_residual(norm_position, parallel)
+        normalization.check_residual(
+            norm_position, parallel, post_norm, parallel_norm, share_norm
+        )
         _validation.check_module("sublayer", sublayer, optional=False)
         _validation.check_module("norm", norm, optional=False)
         for name, module in (
@@ -236,7 +240,11 @@ class Residual(nnx.Module):
         self.parallel_norm, self.share_norm = parallel_norm, share_norm
         self.dropout_rate = _validation.check_rate("dropout_rate", dropout_rate)
         self.dropout = (
-            nnx.Dropout(self.dropout_rate, deterministic=deterministic, rngs=rngs)
+            nnx.Dropout(
+                self.dropout_rate,
+                deterministic=deterministic,
+                rngs=_params.dropout_stream(rngs),
+            )
             if self.dropout_rate > 0.0
             else None
         )
