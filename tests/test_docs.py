@@ -6,8 +6,11 @@ mkdocs.yml is read with a regular expression.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import re
+import subprocess
 import sys
 import textwrap
 import types
@@ -144,33 +147,64 @@ def test_reader_paths_split_tabs():
     assert _reader_paths("```python\nx = 1\n```\n") == {"all": ["x = 1\n"]}
 
 
+# Pages that set up devices of their own (XLA_FLAGS, before jax is
+# imported) run in a Python process of their own, as a reader runs them.
+OWN_PROCESS = {"sharding.md"}
+
+
+def run_reader_path(page_id: str, path: str) -> None:
+    """Runs one reader path of a page in order in one fresh namespace.
+
+    Each ``# Prints: X`` line must be in what its block printed.
+    """
+    blocks = _reader_paths((DOCS / page_id).read_text())[path]
+    # A real, registered module: dataclasses (and so Flax modules) defined in a
+    # block look their module up in sys.modules.
+    module = types.ModuleType("_docs_page_" + re.sub(r"\W", "_", f"{page_id}_{path}"))
+    sys.modules[module.__name__] = module
+    try:
+        for i, body in enumerate(blocks):
+            where = f"{page_id}[{path} python block {i}]"
+            printed = io.StringIO()
+            with contextlib.redirect_stdout(printed):
+                exec(compile(body, where, "exec"), module.__dict__)
+            sys.stdout.write(printed.getvalue())
+            for text in _announced_prints(body):
+                assert text in printed.getvalue(), (
+                    f"{where} says it prints {text!r}; "
+                    f"it printed {printed.getvalue()!r}"
+                )
+    finally:
+        del sys.modules[module.__name__]
+        if "matplotlib.pyplot" in sys.modules:
+            sys.modules["matplotlib.pyplot"].close("all")
+
+
 @pytest.mark.parametrize(("page", "path"), READER_PATHS)
-def test_python_blocks_run(page, path, tmp_path, monkeypatch, capsys):
+def test_python_blocks_run(page, path, tmp_path, monkeypatch):
     """Every reader path of a page runs in order in one fresh namespace.
 
     A page with linen and NNX tabs is read two ways: the blocks outside the
     tabs with the linen tab's, or with the NNX tab's; each must run without
     the other tab. A ``# Prints: X`` line says what the block prints.
     """
-    blocks = _reader_paths(page.read_text())[path]
     monkeypatch.chdir(tmp_path)  # files a block writes go nowhere near the repo
-    # A real, registered module: dataclasses (and so Flax modules) defined in a
-    # block look their module up in sys.modules.
-    name = "_docs_page_" + re.sub(r"\W", "_", f"{_page_id(page)}_{path}")
-    module = types.ModuleType(name)
-    monkeypatch.setitem(sys.modules, module.__name__, module)
-    try:
-        for i, body in enumerate(blocks):
-            where = f"{_page_id(page)}[{path} python block {i}]"
-            exec(compile(body, where, "exec"), module.__dict__)
-            printed = capsys.readouterr().out
-            for text in _announced_prints(body):
-                assert text in printed, (
-                    f"{where} says it prints {text!r}; it printed {printed!r}"
-                )
-    finally:
-        if "matplotlib.pyplot" in sys.modules:
-            sys.modules["matplotlib.pyplot"].close("all")
+    if _page_id(page) not in OWN_PROCESS:
+        run_reader_path(_page_id(page), path)
+        return
+    program = (
+        "from tests.test_docs import run_reader_path; "
+        f"run_reader_path({_page_id(page)!r}, {path!r})"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", program],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
 
 
 def _announced_prints(block: str) -> list[str]:
