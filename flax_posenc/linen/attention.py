@@ -35,6 +35,13 @@ class MultiHeadAttention(nn.Module):
     (no ring buffer): a sliding window is applied by the mask, and writing
     past ``max_length`` is not checked (XLA clamps the slot).
 
+    Logical axis names: ``query/kernel``: ``("embed", "heads", "kv")``,
+    ``key/kernel``: ``("embed", "kv_heads", "kv")``, ``value/kernel``:
+    ``("embed", "kv_heads", "kv")``, ``out/kernel``: ``("heads", "kv", "embed")``;
+    with ``qkv_bias``, ``query/bias``: ``("heads", "kv")``, ``key/bias``:
+    ``("kv_heads", "kv")``, ``value/bias``: ``("kv_heads", "kv")``; with
+    ``out_bias``, ``out/bias``: ``("embed",)``. A ``qk_norm``'s are its own.
+
     Examples:
       >>> import jax, jax.numpy as jnp
       >>> import flax.linen as nn

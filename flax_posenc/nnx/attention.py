@@ -32,6 +32,13 @@ class MultiHeadAttention(nnx.Module):
     variables with the linen twin's names; then ``model(x, decode=True)``
     writes ``x``'s keys at the next slots and attends over the cache.
 
+    Logical axis names: ``query/kernel``: ``("embed", "heads", "kv")``,
+    ``key/kernel``: ``("embed", "kv_heads", "kv")``, ``value/kernel``:
+    ``("embed", "kv_heads", "kv")``, ``out/kernel``: ``("heads", "kv", "embed")``;
+    with ``qkv_bias``, ``query/bias``: ``("heads", "kv")``, ``key/bias``:
+    ``("kv_heads", "kv")``, ``value/bias``: ``("kv_heads", "kv")``; with
+    ``out_bias``, ``out/bias``: ``("embed",)``. A ``qk_norm``'s are its own.
+
     Examples:
       >>> import jax.numpy as jnp
       >>> from flax import nnx
