@@ -212,3 +212,41 @@ def test_linen_params_carry_the_documented_names(name):
 @pytest.mark.parametrize("name", sorted(NNX))
 def test_nnx_params_carry_the_documented_names(name):
     assert nnx_params(name) == documented()[name]
+
+
+DOCSTRING_NAMES = re.compile(r"Logical axis names:(?P<text>.*?)(?:\n\s*\n|\Z)", re.S)
+DOCSTRING_PAIR = re.compile(r"``(?P<path>[\w/]+)``:\s+``(?P<names>\([^`]*\))``")
+
+
+def docstring_names(cls) -> dict[str, tuple]:
+    """``{parameter path: names}`` from the "Logical axis names:" paragraph."""
+    match = DOCSTRING_NAMES.search(cls.__doc__ or "")
+    assert match, f"{cls.__module__}.{cls.__name__}'s docstring names no axes"
+    return {
+        pair["path"]: ast.literal_eval(pair["names"])
+        for pair in DOCSTRING_PAIR.finditer(match["text"])
+    }
+
+
+def test_docstring_names_are_read():
+    class Documented:
+        """Summary.
+
+        Logical axis names: ``a/kernel``: ``("embed", None)``, ``b``:
+        ``("heads",)``.
+
+        Examples:
+          ``c``: ``("not", "these")``
+        """
+
+    assert docstring_names(Documented) == {
+        "a/kernel": ("embed", None),
+        "b": ("heads",),
+    }
+
+
+@pytest.mark.parametrize("package", [plinen, pnnx], ids=["linen", "nnx"])
+@pytest.mark.parametrize("name", sorted(LINEN))
+def test_docstrings_name_the_documented_axes(package, name):
+    expected = {path: names for path, (_, names) in documented()[name].items()}
+    assert docstring_names(getattr(package, name)) == expected
