@@ -2,19 +2,27 @@
 
 Serves the built site (``site/`` by default) on 127.0.0.1 under the path of
 ``site_url`` (read from the built home page's canonical link), as a host such
-as GitHub Pages would, opens pages
-in headless Chromium (driven by Playwright, using the system's
-``/usr/bin/chromium``) with every request off 127.0.0.1 blocked, saves a
-screenshot of each page it checks and fails when:
+as GitHub Pages would, opens every page in headless Chromium (driven by
+Playwright, using the system's ``/usr/bin/chromium``) with every request off
+127.0.0.1 blocked, saves a screenshot of each (and of each further content
+tab: ``NAME-tab2.png``) and fails when, on any page:
 
+- a request fails, or the page needs one off the site;
 - a page with formulas shows raw TeX (``\\(``, ``\\[``, ``$$`` or a TeX command
   such as ``\\sin`` in the visible text), or has no typeset formula
   (``mjx-container``): the formulas must render from the site alone;
-- an API signature or a table or code block on the benchmarks page is wider
-  than its column at a laptop width of 1280 px (the reader would have to
-  scroll sideways);
-- the 404 page, served for a missing nested URL, fails to load its
-  stylesheet or links to pages that do not exist.
+- a table, code block or API signature is wider than its column at a laptop
+  width of 1280 px (the reader would have to scroll sideways), in every
+  content tab (linen and NNX);
+- an inline code span (an identifier in a table, say) wraps inside a word:
+  two adjacent characters of a name (letters, digits, ``_.-/``) sit on
+  different lines;
+- a code block's copy button covers a character of the code;
+- on the module pages, an "Attributes" or "Parameters" table has no Default
+  column;
+
+and when the 404 page, served for a missing nested URL, fails to load its
+stylesheet or links to pages that do not exist.
 
 Usage: ``python docs/check_site.py [--site site] [--out build/docs-check]``
 (``make docs-check`` builds the site first). Prints one line per check and
@@ -36,17 +44,9 @@ ROOT = Path(__file__).resolve().parent.parent
 WIDTH, HEIGHT = 1280, 800
 # Visible text that means a formula was not typeset.
 RAW_TEX = re.compile(r"\\\(|\\\)|\\\[|\\\]|\$\$|\\[A-Za-z]{2,}")
-# Formulas must render on every page that has them (arithmatex's markup),
-# and that includes this one; blocks must fit on the width pages.
-MATH_PAGE = "concepts/sinusoidal/"
-WIDTH_PAGES = [
-    "",
-    "getting_started/",
-    "api/core/",
-    "api/linen/",
-    "api/nnx/",
-    "benchmarks/",
-]
+# The first page checked: a page with formulas, so a renderer that fails
+# shows at once.
+FIRST_PAGE = "concepts/sinusoidal/"
 # Module pages: every field / constructor argument table shows defaults.
 MODULE_PAGES = ["api/linen/", "api/nnx/"]
 
@@ -86,16 +86,130 @@ NO_DEFAULTS_JS = """() => {
   return {tables, out};
 }"""
 
-# Blocks wider than their column: signatures, tables, code.
+# Blocks wider than their column: signatures, tables, code. Those in a
+# hidden content tab have no width, and are checked when their tab shows.
+# Each check marks what it checked (data-checked): shown again with the next
+# tab, an element is not checked, nor counted, twice.
+BLOCKS = (
+    ".doc-signature pre > code, article .md-typeset__scrollwrap, article pre > code"
+)
 OVERFLOW_JS = """(selector) => {
   const out = [];
+  let visible = 0;
   for (const e of document.querySelectorAll(selector)) {
+    if (!e.getClientRects().length || "checked" in e.dataset) continue;
+    e.dataset.checked = "";
+    visible += 1;
     if (e.scrollWidth > e.clientWidth + 1) {
+      // Code: its longest line; a table: its first row.
+      const lines = e.innerText.split("\\n");
+      const line = e.matches("code") ?
+        lines.reduce((a, b) => (b.length > a.length ? b : a)) : lines[0];
       out.push(`${e.tagName.toLowerCase()} ${e.scrollWidth}px > ` +
-               `${e.clientWidth}px: ${e.innerText.slice(0, 60)}`);
+               `${e.clientWidth}px: ${JSON.stringify(line.slice(0, 100))}`);
+    }
+  }
+  return {count: visible, out};
+}"""
+
+# The characters of an element's text with their boxes and their line
+# numbers in the text, in order.
+CHARS_JS = """
+function chars(element) {
+  const out = [];
+  const walker = document.createTreeWalker(element, NodeFilter.SHOW_TEXT);
+  const range = document.createRange();
+  let line = 0;  // counted at the newlines of the text (a code block's lines)
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    for (let i = 0; i < node.length; i++) {
+      range.setStart(node, i);
+      range.setEnd(node, i + 1);
+      const box = range.getBoundingClientRect();
+      out.push({c: node.data[i], box, line});
+      if (node.data[i] === "\\n") line += 1;
     }
   }
   return out;
+}
+"""
+
+# Inline code spans that wrap inside a word: between two characters of an
+# identifier, a dotted name, a path or a command-line flag (letters, digits,
+# "_", ".", "/", "-"), e.g. `rope_config_fr|om_hf` or `--norm-|position`.
+# A break at a space, or after "=" or ",", is a line break, not a broken word.
+MID_WORD_JS = (
+    "() => {"
+    + CHARS_JS
+    + """
+  const out = [];
+  let spans = 0;
+  for (const code of document.querySelectorAll("article code")) {
+    if (code.closest("pre") || !code.getClientRects().length) continue;
+    if ("checked" in code.dataset) continue;
+    code.dataset.checked = "";
+    spans += 1;
+    if (code.getClientRects().length < 2) continue;
+    const cs = chars(code);
+    for (let i = 1; i < cs.length; i++) {
+      const [a, b] = [cs[i - 1], cs[i]];
+      if (!/[\\w.\\/-]/.test(a.c) || !/[\\w.\\/-]/.test(b.c)) continue;
+      if (!a.box.width || !b.box.width) continue;
+      if (b.box.top > a.box.top + a.box.height / 2) {
+        const text = code.textContent;
+        const where = code.closest("td, th") ? "table cell" : "text";
+        out.push(`${where}: ${JSON.stringify(text.slice(0, i))} | ` +
+                 `${JSON.stringify(text.slice(i))}`);
+        break;
+      }
+    }
+  }
+  return {count: spans, out};
+}"""
+)
+
+# Code blocks whose copy button covers a character. Material puts the button
+# in a box (.md-code__nav, with a background) at the block's top right, and
+# names the code it copies in data-clipboard-target.
+COPY_BUTTON_JS = (
+    "() => {"
+    + CHARS_JS
+    + """
+  const out = [];
+  let buttons = 0;
+  for (const button of document.querySelectorAll("article [data-clipboard-target]")) {
+    const b = (button.closest(".md-code__nav") || button).getBoundingClientRect();
+    const code = document.querySelector(button.dataset.clipboardTarget);
+    if (!b.width || !code || "checked" in button.dataset) continue;
+    button.dataset.checked = "";
+    buttons += 1;
+    const covered = chars(code).filter(({c, box}) => !/\\s/.test(c) &&
+      box.width && box.left < b.right && box.right > b.left &&
+      box.top < b.bottom && box.bottom > b.top);
+    if (covered.length) {
+      const lines = code.textContent.split("\\n");
+      const under = [...new Set(covered.map(({line}) => line))].map((line) => {
+        const text = covered.filter((c) => c.line === line).map(({c}) => c).join("");
+        return `${JSON.stringify(text)} of ${JSON.stringify(lines[line])}`;
+      });
+      out.push(`under the button: ${under.join("; ")}`);
+    }
+  }
+  return {count: buttons, out};
+}"""
+)
+
+# Shows the k-th tab of every set of content tabs that has one; returns how
+# many sets changed.
+SHOW_TAB_JS = """(k) => {
+  let shown = 0;
+  for (const set of document.querySelectorAll(".tabbed-set")) {
+    const inputs = set.querySelectorAll(":scope > input");
+    if (k < inputs.length) {
+      inputs[k].checked = true;
+      shown += 1;
+    }
+  }
+  return shown;
 }"""
 
 
@@ -114,14 +228,13 @@ def site_path_prefix(site: Path) -> str:
     return path if path.endswith("/") else path + "/"
 
 
-def math_pages(site: Path) -> list[str]:
-    """Pages of the built site with formulas, MATH_PAGE first."""
-    pages = {
-        page.parent.relative_to(site).as_posix() + "/"
-        for page in site.rglob("index.html")
-        if 'class="arithmatex"' in page.read_text(encoding="utf-8")
-    }
-    return [MATH_PAGE, *sorted(pages - {MATH_PAGE})]
+def pages(site: Path) -> list[str]:
+    """Every page of the built site, FIRST_PAGE first ("" is the home page)."""
+    found = set()
+    for page in site.rglob("index.html"):
+        folder = page.parent.relative_to(site).as_posix()
+        found.add("" if folder == "." else folder + "/")
+    return [FIRST_PAGE, *sorted(found - {FIRST_PAGE})]
 
 
 class SiteHandler(http.server.SimpleHTTPRequestHandler):
@@ -186,8 +299,7 @@ class Checker:
             " && MathJax.startup.promise, new Promise((r) => setTimeout(r, 20000))])"
         )
         self.page.wait_for_load_state("networkidle")
-        shot = self.out / (path.strip("/").replace("/", "_") or "index")
-        self.page.screenshot(path=f"{shot}.png", full_page=True)
+        self.screenshot(path)
         problems += [f"request failed: {url}" for url in self.failed_requests]
         problems += [
             f"HTTP {code} for {url}"
@@ -196,8 +308,21 @@ class Checker:
         ]
         return problems
 
+    def screenshot(self, path: str, suffix: str = "") -> None:
+        name = path.strip("/").replace("/", "_") or "index"
+        self.page.screenshot(path=f"{self.out / name}{suffix}.png", full_page=True)
+
+    def check_page(self, path: str) -> None:
+        """Every check of one page, which is opened once."""
+        self.report(f"/{path} loads from the site alone", self.open(path))
+        if self.page.locator(".arithmatex").count():
+            self.check_math(path)
+        self.check_layout(path)
+        if path in MODULE_PAGES:
+            self.check_defaults(path)
+
     def check_math(self, path: str) -> None:
-        problems = self.open(path)
+        problems = []
         text = self.page.evaluate(VISIBLE_TEXT_JS)
         for match in list(RAW_TEX.finditer(text))[:5]:
             context = text[max(0, match.start() - 30) : match.end() + 30]
@@ -211,24 +336,39 @@ class Checker:
         )
         if empty:
             problems.append(f"{empty} typeset formulas have zero width")
-        self.report(f"formulas render on {path} ({rendered} formulas)", problems)
+        self.report(f"formulas render on /{path} ({rendered} formulas)", problems)
 
-    def check_width(self, path: str) -> None:
-        problems = self.open(path)
-        # Material wraps each table in a scrolling .md-typeset__scrollwrap.
-        selector = ".doc-signature pre > code, article .md-typeset__scrollwrap"
-        if not path.startswith("api/"):
-            # Code on the API pages is the docstrings' doctests, whose width
-            # the library's line length sets (two are 7 px too wide at 1280).
-            selector += ", article pre > code"
-        problems += self.page.evaluate(OVERFLOW_JS, selector)
-        count = self.page.locator(selector).count()
-        if count == 0 and path:  # the home page may have no table
-            problems.append(f"nothing matches {selector!r}")
-        self.report(f"{count} blocks fit {WIDTH} px on /{path}", problems)
+    def check_layout(self, path: str) -> None:
+        """Widths, mid-word breaks and copy buttons, with each content tab shown.
+
+        The page shows the first tab of every set; then each further tab in
+        turn (the k-th of every set that has k tabs), screenshot as
+        ``NAME-tabK.png``.
+        """
+        checks = {
+            "blocks fit {WIDTH} px": lambda: self.page.evaluate(OVERFLOW_JS, BLOCKS),
+            "code spans unbroken mid-word": lambda: self.page.evaluate(MID_WORD_JS),
+            "copy buttons clear of code": lambda: self.page.evaluate(COPY_BUTTON_JS),
+        }
+        found = {name: {"count": 0, "out": []} for name in checks}
+        tab = 0
+        while True:
+            if tab and not self.page.evaluate(SHOW_TAB_JS, tab):
+                break
+            if tab:
+                self.screenshot(path, f"-tab{tab + 1}")
+            where = f" (tab {tab + 1})" if tab else ""
+            for name, check in checks.items():
+                result = check()
+                found[name]["count"] += result["count"]
+                found[name]["out"] += [problem + where for problem in result["out"]]
+            tab += 1
+        for name, result in found.items():
+            label = name.format(WIDTH=WIDTH)
+            self.report(f"{result['count']} {label} on /{path}", result["out"])
 
     def check_defaults(self, path: str) -> None:
-        problems = self.open(path)
+        problems = []
         found = self.page.evaluate(NO_DEFAULTS_JS)
         problems += found["out"]
         if not found["tables"]:
@@ -267,6 +407,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--site", type=Path, default=ROOT / "site")
     parser.add_argument("--out", type=Path, default=ROOT / "build" / "docs-check")
     parser.add_argument("--chromium", default="/usr/bin/chromium")
+    parser.add_argument(
+        "--page",
+        action="append",
+        help="check only this page (e.g. porting/; repeatable) and the 404 page",
+    )
     args = parser.parse_args(argv)
     if not (args.site / "index.html").is_file():
         print(f"no built site in {args.site}: run `make docs` first")
@@ -315,12 +460,8 @@ def main(argv: list[str] | None = None) -> int:
                     and checker.bad_responses.append((response.status, response.url))
                 ),
             )
-            for path in math_pages(args.site):
-                checker.check_math(path)
-            for path in WIDTH_PAGES:
-                checker.check_width(path)
-            for path in MODULE_PAGES:
-                checker.check_defaults(path)
+            for path in args.page or pages(args.site):
+                checker.check_page(path)
             checker.check_404()
             browser.close()
     finally:

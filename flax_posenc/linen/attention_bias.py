@@ -16,6 +16,8 @@ class ALiBiBias(nn.Module):
     ``https://arxiv.org/abs/2108.12409``. Returns ``[..., heads, q_len, k_len]``
     to add to the attention logits (add a causal mask as well for decoders).
 
+    Logical axis names: none (no parameters).
+
     Examples:
       >>> import jax.numpy as jnp
       >>> from flax_posenc.linen import ALiBiBias
@@ -48,6 +50,9 @@ class RelativePositionBias(nn.Module):
     indexed by `flax_posenc.relative_position_bucket` of ``k - q``.
     Encoders use ``bidirectional=True``, decoders ``False``. T5 shares one such
     module across the layers of a stack.
+
+    Logical axis names: ``rel_embedding``: ``("heads", "relpos_buckets")``
+    (``embedding_axes``).
 
     Examples:
       >>> import jax, jax.numpy as jnp

@@ -65,6 +65,9 @@ class TokenEmbedding(nn.Module):
     ``checked=True`` plus ``jax.experimental.checkify.checkify`` turns them into
     an error.
 
+    Logical axis names: ``embedding``: ``("vocab", "embed")``
+    (``embedding_axes``).
+
     Examples:
       >>> import jax, jax.numpy as jnp
       >>> import flax.linen as nn
@@ -146,6 +149,10 @@ class InputEmbedding(nn.Module):
     (BERT's LayerNorm, BLOOM's ``word_embeddings_layernorm``) normalizes the
     sum; dropout comes last. `attend` gives tied output logits against the
     token table.
+
+    Logical axis names: ``token/embedding``: ``("vocab", "embed")``
+    (``embedding_axes``), ``token_type/embedding``: ``(None, "embed")``
+    (``token_type_axes``); a ``position`` or ``norm`` module's are its own.
 
     Examples:
       >>> import jax, jax.numpy as jnp

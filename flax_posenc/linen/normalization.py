@@ -45,6 +45,9 @@ class LayerNorm(nn.Module):
     corrected two-pass method, accurate where ``flax.linen.LayerNorm``'s default
     fast variance cancels (inputs far from zero mean).
 
+    Logical axis names: ``scale``: ``("embed",)``, ``bias``: ``("embed",)``
+    (``param_axes``: one name per normalized axis).
+
     Examples:
       >>> import jax, jax.numpy as jnp
       >>> import flax.linen as nn
@@ -104,6 +107,9 @@ class RMSNorm(nn.Module):
     ``y = x / sqrt(mean(x**2) + epsilon) * scale``, or ``* (1 + scale)`` with
     ``unit_offset=True`` (Gemma checkpoints; the scale then starts at zero), by
     `flax_posenc.rms_norm`.
+
+    Logical axis names: ``scale``: ``("embed",)`` (``param_axes``: one
+    name per normalized axis).
 
     Examples:
       >>> import jax, jax.numpy as jnp
@@ -181,6 +187,9 @@ class Residual(nn.Module):
     when their ``__call__`` takes it. A sublayer may return a tuple ``(out,
     *extra)`` (e.g. with its attention weights): the residual then returns
     ``(y, *extra)`` (``f``'s extras, then ``g``'s).
+
+    Logical axis names: none of its own; its sublayers' and norms' are
+    theirs.
 
     Examples:
       >>> import jax, jax.numpy as jnp

@@ -17,6 +17,8 @@ class SinusoidalPositionEmbedding(nn.Module):
     (not added to ``x``): `flax_posenc.sinusoidal_encoding` of
     ``positions``, which defaults to ``arange(seq)``. No parameters.
 
+    Logical axis names: none (no parameters).
+
     Examples:
       >>> import jax, jax.numpy as jnp
       >>> from flax_posenc.linen import SinusoidalPositionEmbedding
@@ -74,6 +76,9 @@ class LearnedPositionEmbedding(nn.Module):
     (possibly traced) positions out of range give rows of NaN, the policy of
     `flax_posenc.embedding_lookup`; set ``checked=True`` and wrap the call
     in ``jax.experimental.checkify.checkify`` to get an error instead.
+
+    Logical axis names: ``embedding``: ``("position", "embed")``
+    (``embedding_axes``).
 
     Examples:
       >>> import jax, jax.numpy as jnp

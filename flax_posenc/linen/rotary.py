@@ -24,6 +24,8 @@ class RotaryEmbedding(nn.Module):
     `RotaryEmbedding.from_hf_config` builds the module from a published
     model's ``config.json``.
 
+    Logical axis names: none (no parameters).
+
     Examples:
       >>> import jax, jax.numpy as jnp
       >>> from flax_posenc.linen import RotaryEmbedding

@@ -42,6 +42,13 @@ class MultiHeadAttention(nnx.Module):
     NaN and leaves the cached keys as they were (as
     `flax_posenc.embedding_lookup` does with ids out of range).
 
+    Logical axis names: ``query/kernel``: ``("embed", "heads", "kv")``,
+    ``key/kernel``: ``("embed", "kv_heads", "kv")``, ``value/kernel``:
+    ``("embed", "kv_heads", "kv")``, ``out/kernel``: ``("heads", "kv", "embed")``;
+    with ``qkv_bias``, ``query/bias``: ``("heads", "kv")``, ``key/bias``:
+    ``("kv_heads", "kv")``, ``value/bias``: ``("kv_heads", "kv")``; with
+    ``out_bias``, ``out/bias``: ``("embed",)``. A ``qk_norm``'s are its own.
+
     Examples:
       >>> import jax.numpy as jnp
       >>> from flax import nnx

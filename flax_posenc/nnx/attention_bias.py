@@ -19,6 +19,8 @@ class ALiBiBias(nnx.Module):
 
     The twin of `flax_posenc.linen.ALiBiBias`; returns ``[..., heads, q, k]``.
 
+    Logical axis names: none (no parameters).
+
     Examples:
       >>> import jax.numpy as jnp
       >>> from flax_posenc.nnx import ALiBiBias
@@ -49,6 +51,9 @@ class RelativePositionBias(nnx.Module):
     The twin of `flax_posenc.linen.RelativePositionBias`: a
     ``[heads, num_buckets]`` table indexed by
     `flax_posenc.relative_position_bucket` of ``k - q``.
+
+    Logical axis names: ``rel_embedding``: ``("heads", "relpos_buckets")``
+    (``embedding_axes``).
 
     Examples:
       >>> import jax.numpy as jnp

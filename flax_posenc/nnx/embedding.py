@@ -24,6 +24,9 @@ class TokenEmbedding(nnx.Module):
     ``y = table[ids]`` (times ``sqrt(features)`` if
     ``scale_by_sqrt_features``); `attend` gives tied logits ``q @ table.T``.
 
+    Logical axis names: ``embedding``: ``("vocab", "embed")``
+    (``embedding_axes``).
+
     Examples:
       >>> import jax.numpy as jnp
       >>> from flax import nnx
@@ -93,6 +96,10 @@ class InputEmbedding(nnx.Module):
 
     The twin of `flax_posenc.linen.InputEmbedding`: ``tok + pos`` (or
     ``[tok, pos]``), ``+ type_table[token_types]``, ``norm``, dropout.
+
+    Logical axis names: ``token/embedding``: ``("vocab", "embed")``
+    (``embedding_axes``), ``token_type/embedding``: ``(None, "embed")``
+    (``token_type_axes``); a ``position`` or ``norm`` module's are its own.
 
     Examples:
       >>> import jax.numpy as jnp

@@ -33,6 +33,9 @@ class LayerNorm(nnx.Module):
     ``y = (x - mean) / sqrt(var + epsilon) * scale + bias`` over ``axis``
     (`flax_posenc.layer_norm`).
 
+    Logical axis names: ``scale``: ``("embed",)``, ``bias``: ``("embed",)``
+    (``param_axes``: one name per normalized axis).
+
     Examples:
       >>> import jax.numpy as jnp
       >>> from flax import nnx
@@ -105,6 +108,9 @@ class RMSNorm(nnx.Module):
     The twin of `flax_posenc.linen.RMSNorm`.
     ``y = x / sqrt(mean(x**2) + epsilon) * scale`` (``* (1 + scale)`` with
     ``unit_offset``, Gemma), `flax_posenc.rms_norm`.
+
+    Logical axis names: ``scale``: ``("embed",)`` (``param_axes``: one
+    name per normalized axis).
 
     Examples:
       >>> import jax.numpy as jnp
@@ -180,6 +186,9 @@ class Residual(nnx.Module):
     are passed in, built: ``norm`` always, ``post_norm`` for ``"sandwich"``,
     ``parallel`` and (unless ``share_norm``) ``parallel_norm`` for
     ``"parallel"``.
+
+    Logical axis names: none of its own; its sublayers' and norms' are
+    theirs.
 
     Examples:
       >>> import jax.numpy as jnp

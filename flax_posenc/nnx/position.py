@@ -21,6 +21,8 @@ class SinusoidalPositionEmbedding(nnx.Module):
     Returns `flax_posenc.sinusoidal_encoding` of ``positions`` (default
     ``arange(seq)``); no parameters, so no ``rngs``.
 
+    Logical axis names: none (no parameters).
+
     Examples:
       >>> import jax.numpy as jnp
       >>> from flax_posenc.nnx import SinusoidalPositionEmbedding
@@ -79,6 +81,9 @@ class LearnedPositionEmbedding(nnx.Module):
     The NNX twin of `flax_posenc.linen.LearnedPositionEmbedding`.
     Returns ``table[positions]``; out-of-range positions follow
     `flax_posenc.embedding_lookup`'s policy (NaN rows, or ``checked``).
+
+    Logical axis names: ``embedding``: ``("position", "embed")``
+    (``embedding_axes``).
 
     Examples:
       >>> import jax.numpy as jnp

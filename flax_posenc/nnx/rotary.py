@@ -19,6 +19,8 @@ class RotaryEmbedding(nnx.Module):
     with the same ``positions`` on ``q`` and ``k``; no parameters, so no
     ``rngs``. `from_hf_config` builds it from a published ``config.json``.
 
+    Logical axis names: none (no parameters).
+
     Examples:
       >>> import jax.numpy as jnp
       >>> from flax_posenc.nnx import RotaryEmbedding
