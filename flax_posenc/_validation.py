@@ -127,14 +127,7 @@ def check_real(name: str, value: object, *, finite: bool = True) -> float:
             f"{name} must be a real number, got {type(value).__name__} {value!r}."
         )
     if isinstance(value, (np.ndarray, jax.Array)):
-        if value.shape != () or not (
-            jnp.issubdtype(value.dtype, jnp.floating)
-            or jnp.issubdtype(value.dtype, jnp.integer)
-        ):
-            raise TypeError(
-                f"{name} must be a real number, got an array of dtype {value.dtype} "
-                f"and shape {value.shape}."
-            )
+        _check_real_scalar(name, value)
     result = float(value)
     if finite and not math.isfinite(result):
         raise ValueError(f"{name} must be a finite number, got {result!r}.")
@@ -144,16 +137,20 @@ def check_real(name: str, value: object, *, finite: bool = True) -> float:
 def check_real_or_traced(name: str, value: object) -> float | jax.Array:
     """`check_real`, or a traced real scalar as it is (checked for its type only)."""
     if isinstance(value, jax.core.Tracer):
-        if value.shape != () or not (
-            jnp.issubdtype(value.dtype, jnp.floating)
-            or jnp.issubdtype(value.dtype, jnp.integer)
-        ):
-            raise TypeError(
-                f"{name} must be a real number, got a traced array of dtype "
-                f"{value.dtype} and shape {value.shape}."
-            )
+        _check_real_scalar(name, value)
         return value
     return check_real(name, value)
+
+
+def _check_real_scalar(name: str, value: np.ndarray | jax.Array) -> None:
+    if value.shape != () or not (
+        jnp.issubdtype(value.dtype, jnp.floating)
+        or jnp.issubdtype(value.dtype, jnp.integer)
+    ):
+        raise TypeError(
+            f"{name} must be a real number, got an array of dtype {value.dtype} "
+            f"and shape {value.shape}."
+        )
 
 
 def check_rate(name: str, value: object) -> float:
