@@ -10,7 +10,8 @@ import numpy as np
 from matplotlib.figure import Figure
 from rich.table import Table
 
-from train_demo import model
+from train_demo import cli, model
+from train_demo.train import TrainConfig
 
 
 def by_encoding(report: dict) -> dict[str, list[dict]]:
@@ -111,11 +112,7 @@ def settings(config: dict) -> list[str]:
     (``clip_norm``...) are compared with ``TrainConfig``'s and written as
     ``key=value``. Keys the config lacks (results of older runs) are skipped.
     """
-    # Imported here: train_demo.__main__ imports this module.
-    from train_demo.__main__ import parser
-    from train_demo.train import TrainConfig
-
-    flags = vars(parser().parse_args([]))
+    flags = vars(cli.parser().parse_args([]))
     flags["encodings"] = flags["encodings"].split(",")
     result, seen = [], set()
     for flag, default in flags.items():

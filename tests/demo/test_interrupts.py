@@ -1,8 +1,8 @@
 """The command line under Ctrl-C and on damaged output folders.
 
 A Ctrl-C is simulated at many instants of a tiny two-encoding run: at lines
-of run.py and __main__.py, and at calls into orbax (inside a checkpoint save or
-restore). After each, the folder must hold no half-written files, keep every
+of run.py, cli.py and command.py, and at calls into orbax (inside a checkpoint
+save or restore). After each, the folder must hold no half-written files, keep every
 checkpoint committed before the interrupt, and ``--resume`` must finish with
 exactly the results of an uninterrupted run. Damaged files must give one clear
 error naming the file (exit code 2, no traceback) and change nothing.
@@ -15,6 +15,7 @@ import dataclasses
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import sys
@@ -22,8 +23,7 @@ import sys
 import orbax.checkpoint as ocp
 import pytest
 
-import train_demo.__main__ as cli
-from train_demo import report, run
+from train_demo import cli, command, report, run
 
 ENCODINGS = ("none", "alibi")
 STEPS = 4
@@ -42,7 +42,9 @@ ARGS = {
     "--warmup-steps": "0",
     "--checkpoint-every": "2",
 }
-RUN_FILES = {run.__file__, cli.__file__}
+RUN_FILES = {run.__file__, cli.__file__, command.__file__}
+# The handler of an interrupt, and the call that leads to it.
+HANDLERS = {cli.main.__code__, command.main.__code__}
 LEFTOVER_MARKS = (".saving", ".deleting", "orbax-checkpoint-tmp", ".tmp")
 
 
@@ -154,15 +156,31 @@ def test_a_run_writes_one_checkpoint_folder_per_encoding(reference):
     assert leftovers(out) == []
 
 
+def test_progress_lines_off_a_terminal(reference):
+    # Captured output is no terminal: each encoding prints a progress line
+    # about every tenth of its 4 steps, here at each chunk of 2 (and so at the
+    # end), with the step, the loss and the training-batch accuracy.
+    _, output = reference
+    lines = [line for line in output.splitlines() if line.startswith(("training", " "))]
+    expected = []
+    for encoding in ENCODINGS:
+        expected += [f"training {encoding} ...", "step 2/4", "step 4/4"]
+    shown = [
+        re.sub(r"^  (step \d+/\d+): loss [\d.]+ train-batch acc [\d.]+ .*", r"\1", line)
+        for line in lines
+    ]
+    assert shown == expected, output
+
+
 # -- Ctrl-C at many instants ---------------------------------------------------
 
 
 class Interrupt:
     """Counts the instants of a run; raises KeyboardInterrupt at one of them.
 
-    Instants: each line run in run.py or __main__.py, and each call into orbax
-    (in the main thread, where Python delivers Ctrl-C). The lines of ``main``
-    itself are not counted: they are the handler of the interrupt.
+    Instants: each line run in run.py, cli.py or command.py, and each call
+    into orbax (in the main thread, where Python delivers Ctrl-C). The lines
+    of ``main`` itself are not counted: they are the handler of the interrupt.
     """
 
     def __init__(self, out, at=None):
@@ -179,7 +197,7 @@ class Interrupt:
 
     def _call(self, frame, event, arg):
         filename = frame.f_code.co_filename
-        if filename in RUN_FILES and frame.f_code is not cli.main.__code__:
+        if filename in RUN_FILES and frame.f_code not in HANDLERS:
             return self._line
         # (An exception raised in __del__ is dropped, so a Ctrl-C lands after it.)
         if f"{os.sep}orbax{os.sep}" in filename and frame.f_code.co_name != "__del__":
