@@ -16,7 +16,7 @@ import sys
 
 import pytest
 
-from tests.demo.helpers import DOCUMENTED_ENCODINGS, RESULT_ROW_KEYS
+from tests.demo.helpers import DOCUMENTED_ENCODINGS, RESULT_ROW_KEYS, sha256sum_lines
 from train_demo import cli, command, train
 from train_demo.cli import main
 
@@ -129,6 +129,45 @@ def test_resume_of_a_finished_run_reproduces_results(finished, tmp_path, capsys)
         r["accuracy_by_length"] for r in before["results"]
     ]
     assert after["config"] == before["config"]
+
+
+def _demo_process(*args):
+    """``python -m train_demo *args`` in a process of its own."""
+    return subprocess.run(
+        [sys.executable, "-m", "train_demo", *args],
+        cwd=REPO,
+        env={**os.environ, "COLUMNS": "400", "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_resume_of_a_checkpoint_saved_damaged_is_one_line(finished, tmp_path):
+    """``python -m train_demo --resume`` with the manifest of orbax's database
+    (which every read of the state goes through) truncated before its checksum
+    was taken, so that orbax, not the checksums, finds it: orbax's reads fail,
+    and what they leave running prints nothing, up to the process's exit.
+    (Every file, and the checksums' check, are tested in test_interrupts.py.)"""
+    out, code, _ = finished
+    assert code == 0
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    folder = copy / "checkpoints" / "rope" / "4"
+    manifest = folder / "state" / "manifest.ocdbt"
+    manifest.write_bytes(manifest.read_bytes()[: manifest.stat().st_size // 2])
+    (folder / "state.sha256").write_text(sha256sum_lines(folder))
+    before = snapshot(copy)
+    result = _demo_process(*argv(copy), "--resume")
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output
+    assert result.stderr == "", output
+    assert len(output.splitlines()) == 1, output
+    assert output.startswith(f"error: the checkpoint {folder / 'state'} is damaged"), (
+        output
+    )
+    assert f"Move {folder} away" in output and "new --out" in output, output
+    assert snapshot(copy) == before
 
 
 # -- bad input -----------------------------------------------------------------
