@@ -23,25 +23,20 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import hashlib
 import json
-import logging
 import os
 import pathlib
-import re
 import shutil
 import signal
-import sys
 import threading
 import time
-import types
 from collections.abc import Callable, Iterator
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from train_demo import train
+from train_demo import checksums, orbax_leftovers, train
 
 CONFIG_FILE = "config.json"
 HISTORY_FILE = "history.json"
@@ -195,68 +190,41 @@ def _check_checkpoints(directory: pathlib.Path, seeds: int) -> None:
         _check_state_files(directory, step)
 
 
-def _state_checksums(folder: pathlib.Path) -> dict[str, str]:
-    """The SHA-256 of every file under ``folder / STATE_DIR``, by its path
-    relative to ``folder`` (``state/...``, with ``/``)."""
-    return {
-        path.relative_to(folder).as_posix(): hashlib.sha256(
-            path.read_bytes()
-        ).hexdigest()
-        for path in sorted((folder / STATE_DIR).rglob("*"))
-        if not path.is_dir()
-    }
-
-
-_CHECKSUM_LINE = re.compile(r"([0-9a-f]{64})  (state/.+)")
-
-
 def _check_state_files(directory: pathlib.Path, step: int) -> None:
-    """Raises OutputError unless the files of checkpoint ``step`` are exactly
-    those its ``state.sha256`` lists, with the same SHA-256."""
+    """Raises OutputError unless the files of checkpoint ``step``'s state are
+    exactly those its ``state.sha256`` lists, with the same SHA-256."""
     folder = directory / str(step)
     advice = _checkpoint_advice(directory, step)
-    listing = folder / CHECKSUMS_FILE
-    what = f"{listing} (the checksums of the checkpoint's files)"
+    what = f"{folder / CHECKSUMS_FILE} (the checksums of the checkpoint's files)"
     try:
-        text = listing.read_text(encoding="utf-8")
+        listed = checksums.parse((folder / CHECKSUMS_FILE).read_text("utf-8"))
     except FileNotFoundError:
         raise OutputError(f"{what} is missing. {advice}") from None
-    except (OSError, UnicodeDecodeError) as error:
+    except (OSError, UnicodeDecodeError, ValueError) as error:
         reason = getattr(error, "strerror", None) or str(error)
-        raise OutputError(f"{what} is unreadable: {reason}. {advice}") from None
-    if text and not text.endswith("\n"):
-        raise OutputError(f"{what} is damaged: its last line is cut short. {advice}")
-    expected = {}
-    for number, line in enumerate(text.splitlines(), 1):
-        match = _CHECKSUM_LINE.fullmatch(line)
-        if not match:
-            raise OutputError(
-                f"{what} is damaged: line {number} is not '<sha256>  state/<file>'. "
-                + advice
-            )
-        expected[match[2]] = match[1]
-    if not expected:
-        raise OutputError(f"{what} is damaged: it lists no file. {advice}")
+        raise OutputError(
+            f"{what} is damaged or unreadable: {reason}. {advice}"
+        ) from None
     try:
-        actual = _state_checksums(folder)
+        found = checksums.of_files(folder, STATE_DIR)
     except OSError as error:
         raise OutputError(
             f"the checkpoint {folder} is damaged: {error.filename} is unreadable "
             f"({error.strerror}). {advice}"
         ) from None
-    problems = [
-        *(f"{folder / p} is missing" for p in sorted(expected.keys() - actual.keys())),
-        *(
-            f"{folder / p} has changed since it was saved"
-            for p in sorted(expected.keys() & actual.keys())
-            if expected[p] != actual[p]
-        ),
-        *(
-            f"{folder / p} is not listed in {CHECKSUMS_FILE}"
-            for p in sorted(actual.keys() - expected.keys())
-        ),
-    ]
-    if problems:
+    differences = checksums.compare(listed, found)
+    if any(differences):
+        problems = [
+            *(f"{folder / p} is missing" for p in differences.missing),
+            *(
+                f"{folder / p} has changed since it was saved"
+                for p in differences.changed
+            ),
+            *(
+                f"{folder / p} is not listed in {CHECKSUMS_FILE}"
+                for p in differences.unlisted
+            ),
+        ]
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise OutputError(
             f"the checkpoint {folder} is damaged: {problems[0]}{more}. {advice}"
@@ -338,10 +306,8 @@ def _save(directory: pathlib.Path, state: train.State, history: dict) -> None:
                     (tmp / STATE_DIR).absolute(), ocp.args.StandardSave(state)
                 )
                 checkpointer.close()
-                (tmp / CHECKSUMS_FILE).write_text(
-                    "".join(f"{h}  {p}\n" for p, h in _state_checksums(tmp).items()),
-                    encoding="utf-8",
-                )
+                sums = checksums.of_files(tmp, STATE_DIR)
+                (tmp / CHECKSUMS_FILE).write_text(checksums.listing(sums), "utf-8")
                 (tmp / HISTORY_FILE).write_text(json.dumps(history) + "\n")
                 os.rename(tmp, final)  # the commit
         except BaseException:
@@ -368,7 +334,7 @@ def _restore(
     history = _read_history(directory, step, template.step.shape[0])
     folder = directory / str(step)
     advice = _checkpoint_advice(directory, step)
-    _silence_abandoned_reads()
+    orbax_leftovers.silence()
     try:
         checkpointer = ocp.Checkpointer(ocp.StandardCheckpointHandler())
         state = checkpointer.restore(
@@ -391,67 +357,6 @@ def _restore(
             f"{np.asarray(state.step).tolist()}, not {step}. {advice}"
         )
     return state, history
-
-
-_ORBAX_CODE = f"{os.sep}orbax{os.sep}"
-
-
-def _is_left_by_an_abandoned_read(unraisable) -> bool:
-    """Whether an unraisable exception comes from a read that a failed orbax
-    restore left running (see `_silence_abandoned_reads`)."""
-    coroutine = unraisable.object
-    if isinstance(coroutine, types.CoroutineType):
-        return _ORBAX_CODE in coroutine.cr_code.co_filename
-    error = unraisable.exc_value
-    return (
-        coroutine is None
-        and isinstance(error, RuntimeError)
-        and str(error) == "Event loop is closed"
-    )
-
-
-class _AbandonedFutures(logging.Filter):
-    """Drops asyncio's reports on futures and tasks collected unfinished or
-    with an exception nobody read (see `_silence_abandoned_reads`). The demo
-    runs no asyncio code of its own: the futures of its process are orbax's."""
-
-    KINDS = ("exception was never retrieved", "was destroyed but it is pending")
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        first_line = record.getMessage().split("\n", 1)[0]
-        return not any(kind in first_line for kind in self.KINDS)
-
-
-def _silence_abandoned_reads() -> None:
-    """Keeps the reads of a failed orbax restore from printing tracebacks.
-
-    When one read of a restore fails, orbax raises its error and closes its
-    event loop, while tensorstore carries on with the other reads in its own
-    threads. Each then reports to the closed loop (``RuntimeError: Event loop
-    is closed``); each coroutine left waiting raises when it is finalized, as
-    late as the interpreter's exit; and each future or task that failed too
-    is logged by asyncio ("Future exception was never retrieved") when it is
-    collected. Python prints all of them with their tracebacks, hundreds of
-    lines around the one-line error.
-
-    Wraps ``sys.unraisablehook`` in a hook that drops exactly the first two
-    and passes every other exception on, and filters the third out of
-    asyncio's log; both stay, as the leftovers keep coming until the process
-    exits.
-    """
-    asyncio_log = logging.getLogger("asyncio")
-    if not any(isinstance(f, _AbandonedFutures) for f in asyncio_log.filters):
-        asyncio_log.addFilter(_AbandonedFutures())
-    previous = sys.unraisablehook
-    if getattr(previous, "drops_abandoned_reads", False):
-        return
-
-    def hook(unraisable):
-        if not _is_left_by_an_abandoned_read(unraisable):
-            previous(unraisable)
-
-    hook.drops_abandoned_reads = True
-    sys.unraisablehook = hook
 
 
 def _history_is_valid(history, step: int, seeds: int) -> bool:
