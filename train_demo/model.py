@@ -19,20 +19,7 @@ from flax_posenc.linen import (
     RotaryEmbedding,
     SinusoidalPositionEmbedding,
 )
-
-# What each encoding name means: where positions enter the model, and whether
-# they are drawn at random (Ruoss et al. 2023) instead of 0..n-1.
-ENCODINGS = {
-    "none": ("none", False),
-    "sinusoidal": ("sinusoidal", False),
-    "learned": ("learned", False),
-    "rope": ("rope", False),
-    "alibi": ("alibi", False),
-    "relative": ("relative", False),
-    "randomized_sinusoidal": ("sinusoidal", True),
-    "randomized_rope": ("rope", True),
-    "randomized_learned": ("learned", True),
-}
+from train_demo.names import ENCODINGS
 
 
 def scheme(encoding: str) -> str:

@@ -8,9 +8,11 @@ import textwrap
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 from rich.table import Table
 
-from train_demo import model
+from train_demo import cli, model
+from train_demo.train import TrainConfig
 
 
 def by_encoding(report: dict) -> dict[str, list[dict]]:
@@ -111,11 +113,7 @@ def settings(config: dict) -> list[str]:
     (``clip_norm``...) are compared with ``TrainConfig``'s and written as
     ``key=value``. Keys the config lacks (results of older runs) are skipped.
     """
-    # Imported here: train_demo.__main__ imports this module.
-    from train_demo.__main__ import parser
-    from train_demo.train import TrainConfig
-
-    flags = vars(parser().parse_args([]))
+    flags = vars(cli.parser().parse_args([]))
     flags["encodings"] = flags["encodings"].split(",")
     result, seen = [], set()
     for flag, default in flags.items():
@@ -171,18 +169,46 @@ def style(encoding: str) -> dict:
     return {"color": f"C{index % 10}", "linestyle": linestyle}
 
 
+def _mean_with_spread(ax, x, per_seed, line: dict, **plot) -> bool:
+    """Plots the mean over seeds of ``per_seed [points, seeds]`` and, with
+    several seeds, shades mean ± standard deviation around it: the spread the
+    table prints (`mean_spread`), point by point. Returns whether it shaded."""
+    per_seed = np.asarray(per_seed, np.float64)
+    mean = per_seed.mean(axis=1)
+    ax.plot(x, mean, **line, **plot)
+    if per_seed.shape[1] < 2:
+        return False
+    spread = per_seed.std(axis=1)
+    ax.fill_between(
+        x, mean - spread, mean + spread, color=line["color"], alpha=0.15, lw=0
+    )
+    return True
+
+
+def _spread_legend_entry(seeds: int) -> Patch:
+    return Patch(color="0.5", alpha=0.3, label=f"± std over {seeds} seeds")
+
+
 def accuracy_figure(report: dict) -> Figure:
-    """Mean per-token accuracy over seeds at every length, per encoding."""
+    """Mean per-token accuracy over seeds at every length, per encoding; with
+    several seeds, ± their standard deviation shaded."""
     config = report["config"]
     fig = Figure(figsize=(9, 4.8))
     ax = fig.add_subplot()
     ax.axvspan(0.5, config["train_length"] + 0.5, color="0.9", label="training lengths")
+    shaded = 0
     for encoding, rows in by_encoding(report).items():
         lengths = [int(k) for k in rows[0]["accuracy_by_length"]]
-        accuracy = np.mean(
-            [[r["accuracy_by_length"][str(n)] for n in lengths] for r in rows], axis=0
-        )
-        ax.plot(lengths, accuracy, label=encoding, linewidth=1.6, **style(encoding))
+        per_seed = [[r["accuracy_by_length"][str(n)] for n in lengths] for r in rows]
+        if _mean_with_spread(
+            ax,
+            lengths,
+            np.transpose(per_seed),
+            style(encoding),
+            label=encoding,
+            linewidth=1.6,
+        ):
+            shaded = max(shaded, len(rows))
     if "chance" in report:
         ax.axhline(report["chance"], color="0.5", linestyle=":", label="chance")
     ax.set_xlabel("sequence length")
@@ -191,39 +217,66 @@ def accuracy_figure(report: dict) -> Figure:
     ax.set_ylabel(f"per-token accuracy{mean}")
     ax.set_ylim(0, 1.02)
     fig.suptitle(title(report, "accuracy by length", 100), fontsize="medium")
+    handles, _ = ax.get_legend_handles_labels()
+    if shaded:
+        handles.append(_spread_legend_entry(shaded))
     # Beside the axes: inside, it would hide the curves it names.
-    ax.legend(fontsize="small", loc="center left", bbox_to_anchor=(1.01, 0.5))
+    ax.legend(
+        handles=handles, fontsize="small", loc="center left", bbox_to_anchor=(1.01, 0.5)
+    )
     return fig
 
 
 def learning_curves_figure(report: dict, histories: dict) -> Figure:
-    """Training loss and accuracy per encoding: per chunk (faint) and smoothed."""
+    """Training loss and accuracy per encoding, mean over seeds (with several,
+    ± their standard deviation shaded).
+
+    A history point is the mean of a chunk of steps. A curve of more than 10
+    points is drawn faint, and its moving average (`smoothing_weight`) bold
+    over it, the shading around the average; up to 10 points, the moving
+    average would be the points themselves, and only they are drawn.
+    """
     fig = Figure(figsize=(12, 4.8))
     loss_ax, acc_ax = fig.subplots(1, 2)
+    weight = smoothing_weight(
+        max((len(h["step"]) for h in histories.values()), default=0)
+    )
+    shaded = 0
     for encoding, history in histories.items():
         steps = history["step"]
+        line = style(encoding)
+        # A marker, or a history of one chunk would draw nothing.
+        marker = "o" if len(steps) < 3 else None
         for ax, key in ((loss_ax, "loss"), (acc_ax, "accuracy")):
-            raw = np.mean(history[key], axis=1)  # mean over seeds
-            line = style(encoding)
-            ax.plot(steps, raw, alpha=0.25, linewidth=0.8, **line)
-            # A marker, or a history of one chunk would draw nothing.
-            marker = "o" if len(steps) < 3 else None
-            smoothed = smooth(raw, smoothing_weight(len(steps)))
-            ax.plot(steps, smoothed, label=encoding, lw=1.6, marker=marker, **line)
+            per_seed = np.asarray(history[key], np.float64)  # [points, seeds]
+            if weight:
+                ax.plot(steps, per_seed.mean(axis=1), alpha=0.25, linewidth=0.8, **line)
+                per_seed = np.stack([smooth(s, weight) for s in per_seed.T], axis=1)
+            if _mean_with_spread(
+                ax, steps, per_seed, line, label=encoding, lw=1.6, marker=marker
+            ):
+                shaded = max(shaded, per_seed.shape[1])
     loss_ax.set_xlabel("step")
     loss_ax.set_ylabel("training loss")
     loss_ax.set_yscale("log")
     acc_ax.set_xlabel("step")
     acc_ax.set_ylabel("training accuracy")
-    acc_ax.legend(fontsize="small", loc="center left", bbox_to_anchor=(1.01, 0.5))
+    handles, _ = acc_ax.get_legend_handles_labels()
+    if shaded:
+        handles.append(_spread_legend_entry(shaded))
+    acc_ax.legend(
+        handles=handles, fontsize="small", loc="center left", bbox_to_anchor=(1.01, 0.5)
+    )
+    chunk = f"{report['config'].get('steps_per_call', '?')} steps"
+    if weight:
+        what = (
+            f"faint: the mean of each chunk of {chunk}; bold: their moving average "
+            f"over about {1 / (1 - weight):.0f} chunks"
+        )
+    else:
+        what = f"each point: the mean of a chunk of {chunk}"
     fig.suptitle(
-        title(
-            report,
-            f"learning curves on training batches (faint: mean of each chunk "
-            f"of {report['config'].get('steps_per_call', '?')} steps; bold: "
-            "moving average over about a tenth of the run)",
-            120,
-        ),
+        title(report, f"learning curves on training batches ({what})", 120),
         fontsize="medium",
     )
     return fig

@@ -5,13 +5,17 @@ Output folder layout::
     config.json                       the run's configuration (resume checks it)
     checkpoints/<encoding>/<step>/    one committed checkpoint:
         state/                        the training state (orbax)
+        state.sha256                  the SHA-256 of every file in state/
         history.json                  the learning curve up to <step>
     results.json                      written once every encoding is evaluated
 
 A checkpoint is written into ``<step>.saving`` and committed by renaming that
 folder to ``<step>``, so a checkpoint and its history appear together or not
 at all. Leftovers of an interrupted save or deletion (``*.saving``,
-``*.deleting``) are removed on the next start.
+``*.deleting``) are removed on the next start. Before a checkpoint is
+restored, its files are checked against ``state.sha256`` (the format of
+``sha256sum``; ``sha256sum -c state.sha256`` in the step's folder checks it
+too): a file damaged, emptied or deleted since the save is one clear error.
 """
 
 from __future__ import annotations
@@ -32,11 +36,12 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from train_demo import train
+from train_demo import checksums, orbax_leftovers, train
 
 CONFIG_FILE = "config.json"
 HISTORY_FILE = "history.json"
 STATE_DIR = "state"
+CHECKSUMS_FILE = "state.sha256"
 _SAVING, _DELETING = ".saving", ".deleting"
 
 
@@ -182,6 +187,48 @@ def _check_checkpoints(directory: pathlib.Path, seeds: int) -> None:
                 f"the checkpoint {state} is missing. "
                 + _checkpoint_advice(directory, step)
             )
+        _check_state_files(directory, step)
+
+
+def _check_state_files(directory: pathlib.Path, step: int) -> None:
+    """Raises OutputError unless the files of checkpoint ``step``'s state are
+    exactly those its ``state.sha256`` lists, with the same SHA-256."""
+    folder = directory / str(step)
+    advice = _checkpoint_advice(directory, step)
+    what = f"{folder / CHECKSUMS_FILE} (the checksums of the checkpoint's files)"
+    try:
+        listed = checksums.parse((folder / CHECKSUMS_FILE).read_text("utf-8"))
+    except FileNotFoundError:
+        raise OutputError(f"{what} is missing. {advice}") from None
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        reason = getattr(error, "strerror", None) or str(error)
+        raise OutputError(
+            f"{what} is damaged or unreadable: {reason}. {advice}"
+        ) from None
+    try:
+        found = checksums.of_files(folder, STATE_DIR)
+    except OSError as error:
+        raise OutputError(
+            f"the checkpoint {folder} is damaged: {error.filename} is unreadable "
+            f"({error.strerror}). {advice}"
+        ) from None
+    differences = checksums.compare(listed, found)
+    if any(differences):
+        problems = [
+            *(f"{folder / p} is missing" for p in differences.missing),
+            *(
+                f"{folder / p} has changed since it was saved"
+                for p in differences.changed
+            ),
+            *(
+                f"{folder / p} is not listed in {CHECKSUMS_FILE}"
+                for p in differences.unlisted
+            ),
+        ]
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise OutputError(
+            f"the checkpoint {folder} is damaged: {problems[0]}{more}. {advice}"
+        )
 
 
 def _checkpoint_advice(directory: pathlib.Path, step: int) -> str:
@@ -259,6 +306,8 @@ def _save(directory: pathlib.Path, state: train.State, history: dict) -> None:
                     (tmp / STATE_DIR).absolute(), ocp.args.StandardSave(state)
                 )
                 checkpointer.close()
+                sums = checksums.of_files(tmp, STATE_DIR)
+                (tmp / CHECKSUMS_FILE).write_text(checksums.listing(sums), "utf-8")
                 (tmp / HISTORY_FILE).write_text(json.dumps(history) + "\n")
                 os.rename(tmp, final)  # the commit
         except BaseException:
@@ -285,6 +334,7 @@ def _restore(
     history = _read_history(directory, step, template.step.shape[0])
     folder = directory / str(step)
     advice = _checkpoint_advice(directory, step)
+    orbax_leftovers.silence()
     try:
         checkpointer = ocp.Checkpointer(ocp.StandardCheckpointHandler())
         state = checkpointer.restore(
@@ -292,10 +342,14 @@ def _restore(
         )
         checkpointer.close()
     except Exception as error:  # whatever orbax or tensorstore raise
+        while error.__cause__ is not None:  # the root cause says most
+            error = error.__cause__
         reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        if len(reason) > 200:
+            reason = reason[:197] + "..."
         raise OutputError(
             f"the checkpoint {folder / STATE_DIR} is damaged or unreadable "
-            f"({type(error).__name__}: {reason[:200]}). {advice}"
+            f"({type(error).__name__}: {reason}). {advice}"
         ) from None
     if np.asarray(state.step).tolist() != [step] * template.step.shape[0]:
         raise OutputError(

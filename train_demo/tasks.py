@@ -29,6 +29,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from train_demo import names
+
 
 @dataclasses.dataclass(frozen=True)
 class Task:
@@ -55,10 +57,7 @@ class Task:
         return 1.0 / self.num_symbols
 
 
-TASKS = {
-    "bucket_sort": Task("bucket_sort", num_symbols=5),
-    "reverse_string": Task("reverse_string", num_symbols=2),
-}
+TASKS = {name: Task(name, symbols) for name, symbols in names.TASK_SYMBOLS.items()}
 
 
 class Batch(NamedTuple):

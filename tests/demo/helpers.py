@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import logging
 import re
 
@@ -80,3 +81,13 @@ def count_compiles(name: str):
             yield handler
     finally:
         logger.removeHandler(handler)
+
+
+def sha256sum_lines(folder):
+    """What ``sha256sum`` prints for every file under ``folder/state``."""
+    files = sorted(p for p in (folder / "state").rglob("*") if p.is_file())
+    assert files
+    return "".join(
+        f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.relative_to(folder)}\n"
+        for p in files
+    )

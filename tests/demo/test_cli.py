@@ -1,19 +1,26 @@
-"""The command line: a tiny full run, --resume, and every bad-input path."""
+"""The command line: a tiny full run, --resume, every bad-input path, --help
+and the progress lines."""
 
 from __future__ import annotations
 
 import contextlib
 import io
 import json
+import os
+import pathlib
+import re
 import shutil
 import struct
+import subprocess
+import sys
 
 import pytest
 
-from tests.demo.helpers import DOCUMENTED_ENCODINGS, RESULT_ROW_KEYS
-from train_demo import __main__ as demo_main
-from train_demo import train
-from train_demo.__main__ import main
+from tests.demo.helpers import DOCUMENTED_ENCODINGS, RESULT_ROW_KEYS, sha256sum_lines
+from train_demo import cli, command, train
+from train_demo.cli import main
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
 
 # The sizes and schedule of tests/demo/helpers.tiny: the run's programs (one
 # 4-step chunk of 2 seeds) are those of test_sharding's one-device run, and
@@ -124,6 +131,45 @@ def test_resume_of_a_finished_run_reproduces_results(finished, tmp_path, capsys)
     assert after["config"] == before["config"]
 
 
+def _demo_process(*args):
+    """``python -m train_demo *args`` in a process of its own."""
+    return subprocess.run(
+        [sys.executable, "-m", "train_demo", *args],
+        cwd=REPO,
+        env={**os.environ, "COLUMNS": "400", "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_resume_of_a_checkpoint_saved_damaged_is_one_line(finished, tmp_path):
+    """``python -m train_demo --resume`` with the manifest of orbax's database
+    (which every read of the state goes through) truncated before its checksum
+    was taken, so that orbax, not the checksums, finds it: orbax's reads fail,
+    and what they leave running prints nothing, up to the process's exit.
+    (Every file, and the checksums' check, are tested in test_interrupts.py.)"""
+    out, code, _ = finished
+    assert code == 0
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    folder = copy / "checkpoints" / "rope" / "4"
+    manifest = folder / "state" / "manifest.ocdbt"
+    manifest.write_bytes(manifest.read_bytes()[: manifest.stat().st_size // 2])
+    (folder / "state.sha256").write_text(sha256sum_lines(folder))
+    before = snapshot(copy)
+    result = _demo_process(*argv(copy), "--resume")
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output
+    assert result.stderr == "", output
+    assert len(output.splitlines()) == 1, output
+    assert output.startswith(f"error: the checkpoint {folder / 'state'} is damaged"), (
+        output
+    )
+    assert f"Move {folder} away" in output and "new --out" in output, output
+    assert snapshot(copy) == before
+
+
 # -- bad input -----------------------------------------------------------------
 
 
@@ -141,7 +187,6 @@ def _fails(args, capsys, monkeypatch):
 @pytest.mark.parametrize(
     ("changes", "expected"),
     [
-        ({"task": "sorting"}, ["'sorting'", "bucket_sort", "reverse_string"]),
         ({"encodings": "none,fourier"}, ["'fourier'", *DOCUMENTED_ENCODINGS]),
         ({"encodings": ","}, list(DOCUMENTED_ENCODINGS)),
         ({"encodings": "rope,rope"}, ["rope,rope"]),
@@ -168,6 +213,19 @@ def test_bad_arguments(changes, expected, tmp_path, capsys, monkeypatch):
         assert fragment in text, (fragment, text)
     assert not out.exists()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_unknown_task_is_refused_by_the_parser(tmp_path, capsys):
+    # --task is a list of choices: argparse refuses another name, with the
+    # usage line, exit code 2, before anything is imported or created.
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit) as exit_:
+        main(argv(out, task="sorting"))
+    assert exit_.value.code == 2
+    text = " ".join(capsys.readouterr().err.split())
+    assert "--task: invalid choice: 'sorting'" in text, text
+    assert "bucket_sort" in text and "reverse_string" in text, text
+    assert not out.exists()
 
 
 def test_out_under_a_regular_file(tmp_path, capsys, monkeypatch):
@@ -254,5 +312,80 @@ def test_nnx_api_runs_end_to_end(tmp_path, monkeypatch):
 def test_command_line_defaults_are_the_train_config_defaults():
     # One set of defaults: `python -m train_demo` with no flags trains what
     # TrainConfig() describes (the plots' titles list flags against both).
-    args = demo_main.parser().parse_args([])
-    assert demo_main.config_from_args(args).base == train.TrainConfig()
+    args = cli.parser().parse_args([])
+    assert cli.config_from_args(args).base == train.TrainConfig()
+
+
+# -- --help --------------------------------------------------------------------
+
+HEAVY_MODULES = ("jax", "jaxlib", "flax", "optax", "orbax", "matplotlib", "numpy")
+
+
+def test_help_answers_before_jax_loads_and_shows_the_defaults():
+    # A fresh interpreter, as a user runs it; -X importtime lists every module
+    # it imports (on stderr).
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "train_demo", "--help"],
+        cwd=REPO,
+        env={**os.environ, "COLUMNS": "200", "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    imported = {
+        line.split("|")[-1].strip().split(".")[0]
+        for line in result.stderr.splitlines()
+        if line.startswith("import time:") and line.count("|") == 2
+    }
+    assert "argparse" in imported and "train_demo" in imported  # it did list them
+    assert not imported & set(HEAVY_MODULES), sorted(imported & set(HEAVY_MODULES))
+    text = " ".join(result.stdout.split())
+    assert "--task {bucket_sort,reverse_string}" in text, text
+    expected = {
+        "--steps STEPS": "(default: 500)",
+        "--seeds SEEDS": "(default: 1)",
+        "--batch-size BATCH_SIZE": "(default: 64)",
+        "--learning-rate LEARNING_RATE": "(default: 0.003)",
+        "--schedule {constant,cosine}": "(default: cosine)",
+        "--warmup-steps WARMUP_STEPS": "(default: a tenth of --steps)",
+        "--encodings ENCODINGS": "(default: none,sinusoidal,alibi,randomized_rope)",
+        "--out OUT": "(default: runs/demo)",
+    }
+    for flag, default in expected.items():
+        after = text.split(flag, 2)[2]  # past the usage line: the flag's help
+        help_ = re.split(r" --[a-z-]+ (?=[A-Z{])| --resume ", after)[0]
+        assert help_.endswith(default), (flag, help_)
+    assert "(default: None)" not in text and "(default: False)" not in text
+
+
+# -- progress off a terminal ---------------------------------------------------
+
+
+def _progress_steps(steps, chunk, start=0):
+    """The steps a run prints a progress line at, chunk by chunk."""
+    printed, last = [], start
+    for step in range(start + chunk, steps + chunk, chunk):
+        step = min(step, steps)
+        if command.progress_due(step, last, steps):
+            printed.append(step)
+            last = step
+    return printed
+
+
+@pytest.mark.parametrize(
+    ("steps", "chunk", "start", "expected"),
+    [
+        (150, 50, 0, [50, 100, 150]),  # every chunk spans a tenth (15 steps)
+        (500, 50, 0, list(range(50, 501, 50))),
+        (3000, 50, 0, list(range(300, 3001, 300))),
+        (3000, 50, 1500, list(range(1800, 3001, 300))),  # resumed half-way
+        (4, 2, 0, [2, 4]),
+        (1, 50, 0, [1]),
+        (1005, 50, 0, [*range(150, 951, 100), 1005]),  # a tenth: 101 steps
+    ],
+)
+def test_progress_lines_come_about_every_tenth_of_the_run(
+    steps, chunk, start, expected
+):
+    assert _progress_steps(steps, chunk, start) == expected

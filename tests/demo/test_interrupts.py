@@ -1,20 +1,25 @@
 """The command line under Ctrl-C and on damaged output folders.
 
 A Ctrl-C is simulated at many instants of a tiny two-encoding run: at lines
-of run.py and __main__.py, and at calls into orbax (inside a checkpoint save or
-restore). After each, the folder must hold no half-written files, keep every
+of run.py, cli.py and command.py, and at calls into orbax (inside a checkpoint
+save or restore). After each, the folder must hold no half-written files, keep every
 checkpoint committed before the interrupt, and ``--resume`` must finish with
 exactly the results of an uninterrupted run. Damaged files must give one clear
-error naming the file (exit code 2, no traceback) and change nothing.
+error naming the file (exit code 2, no traceback) and change nothing: every
+file of a checkpoint, truncated, emptied, deleted or overwritten.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import io
 import json
+import logging
 import os
+import pathlib
+import re
 import shutil
 import signal
 import sys
@@ -22,8 +27,8 @@ import sys
 import orbax.checkpoint as ocp
 import pytest
 
-import train_demo.__main__ as cli
-from train_demo import report, run
+from tests.demo.helpers import sha256sum_lines
+from train_demo import cli, command, report, run
 
 ENCODINGS = ("none", "alibi")
 STEPS = 4
@@ -42,7 +47,9 @@ ARGS = {
     "--warmup-steps": "0",
     "--checkpoint-every": "2",
 }
-RUN_FILES = {run.__file__, cli.__file__}
+RUN_FILES = {run.__file__, cli.__file__, command.__file__}
+# The handler of an interrupt, and the call that leads to it.
+HANDLERS = {cli.main.__code__, command.main.__code__}
 LEFTOVER_MARKS = (".saving", ".deleting", "orbax-checkpoint-tmp", ".tmp")
 
 
@@ -149,9 +156,29 @@ def test_a_run_writes_one_checkpoint_folder_per_encoding(reference):
         assert sorted(p.name for p in folder.iterdir()) == [str(STEPS)]
         assert {p.name for p in (folder / str(STEPS)).iterdir()} == {
             "state",
+            "state.sha256",
             "history.json",
         }
+        # sha256sum's format: every file of the state, with its SHA-256.
+        listing = (folder / str(STEPS) / "state.sha256").read_text()
+        assert listing == sha256sum_lines(folder / str(STEPS))
     assert leftovers(out) == []
+
+
+def test_progress_lines_off_a_terminal(reference):
+    # Captured output is no terminal: each encoding prints a progress line
+    # about every tenth of its 4 steps, here at each chunk of 2 (and so at the
+    # end), with the step, the loss and the training-batch accuracy.
+    _, output = reference
+    lines = [line for line in output.splitlines() if line.startswith(("training", " "))]
+    expected = []
+    for encoding in ENCODINGS:
+        expected += [f"training {encoding} ...", "step 2/4", "step 4/4"]
+    shown = [
+        re.sub(r"^  (step \d+/\d+): loss [\d.]+ train-batch acc [\d.]+ .*", r"\1", line)
+        for line in lines
+    ]
+    assert shown == expected, output
 
 
 # -- Ctrl-C at many instants ---------------------------------------------------
@@ -160,9 +187,9 @@ def test_a_run_writes_one_checkpoint_folder_per_encoding(reference):
 class Interrupt:
     """Counts the instants of a run; raises KeyboardInterrupt at one of them.
 
-    Instants: each line run in run.py or __main__.py, and each call into orbax
-    (in the main thread, where Python delivers Ctrl-C). The lines of ``main``
-    itself are not counted: they are the handler of the interrupt.
+    Instants: each line run in run.py, cli.py or command.py, and each call
+    into orbax (in the main thread, where Python delivers Ctrl-C). The lines
+    of ``main`` itself are not counted: they are the handler of the interrupt.
     """
 
     def __init__(self, out, at=None):
@@ -179,7 +206,7 @@ class Interrupt:
 
     def _call(self, frame, event, arg):
         filename = frame.f_code.co_filename
-        if filename in RUN_FILES and frame.f_code is not cli.main.__code__:
+        if filename in RUN_FILES and frame.f_code not in HANDLERS:
             return self._line
         # (An exception raised in __del__ is dropped, so a Ctrl-C lands after it.)
         if f"{os.sep}orbax{os.sep}" in filename and frame.f_code.co_name != "__del__":
@@ -385,3 +412,105 @@ def test_resume_removes_what_an_interrupted_save_left(
     assert leftovers(out) == []
     assert (out / "notes.txt").read_text() == "mine\n"
     assert results_of(out) == expected
+
+
+# -- every file of a checkpoint, damaged -----------------------------------------
+
+
+def _truncate(path):
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _empty(path):
+    path.write_bytes(b"")
+
+
+def _delete(path):
+    path.unlink()
+
+
+def _overwrite(path):
+    path.write_bytes(b"\x00garbage\xff" * 3)
+
+
+def checkpoint_files(out):
+    """Every file of the checkpoint of ``none`` (relative to its folder)."""
+    folder = out / "checkpoints" / "none" / str(STEPS)
+    files = sorted(p.relative_to(folder) for p in folder.rglob("*") if p.is_file())
+    # orbax's files, among them the data files the earlier error came from
+    assert any(f.parts[:2] == ("state", "ocdbt.process_0") for f in files), files
+    assert {pathlib.Path("history.json"), pathlib.Path("state.sha256")} <= set(files)
+    return files
+
+
+def _damaged_copy(reference, tmp_path, name, damage):
+    out = tmp_path / str(name).replace("/", "_")
+    shutil.copytree(reference, out)
+    folder = out / "checkpoints" / "none" / str(STEPS)
+    damage(folder / name)
+    return out, folder
+
+
+def _is_one_clear_error(code, output, folder):
+    """Exit code 2 and one line: the error, naming the checkpoint's folder and
+    how to go on."""
+    return (
+        code == 2
+        and output.startswith("error:")
+        and len(output.strip().splitlines()) == 1
+        and "Traceback" not in output
+        and f"Move {folder} away" in output
+        and "new --out" in output
+    )
+
+
+@pytest.mark.parametrize("damage", [_truncate, _empty, _delete, _overwrite])
+def test_resume_with_any_file_of_a_checkpoint_damaged(
+    fast, reference, tmp_path, damage
+):
+    """Each file in turn, in a copy of the run: one clear error that names the
+    file, and nothing written or removed."""
+    wrong = []
+    for name in checkpoint_files(reference[0]):
+        out, folder = _damaged_copy(reference[0], tmp_path, name, damage)
+        before = snapshot(out)
+        code, output = cli_run(*argv(out, "--resume"))
+        if not (
+            _is_one_clear_error(code, output, folder)
+            and str(folder / name) in output
+            and snapshot(out) == before
+        ):
+            wrong.append(f"{name}: exit code {code}\n{output[:3000]}")
+    assert not wrong, "\n".join(wrong)
+
+
+@pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.parametrize("damage", [_truncate, _overwrite])
+def test_resume_of_a_checkpoint_saved_damaged(
+    fast, reference, expected, tmp_path, damage, caplog
+):
+    """Each file of the state damaged before its checksum was taken, so that
+    only orbax can tell: one clear error, or, where orbax does not need the
+    file, the results of the undamaged run. Never a traceback, an unraisable
+    exception (an error here) or a log record of asyncio."""
+    failed = []
+    for name in checkpoint_files(reference[0]):
+        if name.parts[0] != "state":
+            continue
+        out, folder = _damaged_copy(reference[0], tmp_path, name, damage)
+        (folder / "state.sha256").write_text(sha256sum_lines(folder))
+        with caplog.at_level(logging.WARNING, logger="asyncio"):
+            code, output = cli_run(*argv(out, "--resume"))
+            gc.collect()  # collects orbax's abandoned tasks, if it can
+        assert [r.getMessage()[:300] for r in caplog.records] == [], name
+        if code == 2:
+            assert _is_one_clear_error(code, output, folder), f"{name}\n{output}"
+            assert str(folder / "state") in output, output
+            failed.append(name)
+        else:
+            assert code == 0, f"{name}\n{output}"
+            assert results_of(out) == expected, name
+    # The metadata and data files orbax reads, at least.
+    assert pathlib.Path("state/_METADATA") in failed, failed
+    assert any(f.parts[:2] == ("state", "d") for f in failed), failed

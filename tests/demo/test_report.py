@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import struct
 
+import matplotlib.colors
 import numpy as np
 import pytest
 from rich.console import Console
@@ -189,7 +190,112 @@ def test_learning_curves_are_smoothed_over_faint_raw_curves(synthetic):
         assert smoothed.get_label() == "none" and smoothed.get_alpha() is None
         assert raw.get_color() == smoothed.get_color()
     labels = [t.get_text() for t in acc_ax.get_legend().get_texts()]
-    assert labels == ["none", "randomized_rope"]
+    assert labels == ["none", "randomized_rope", "± std over 2 seeds"]
+    title = " ".join(fig.get_suptitle().split())
+    assert "faint: the mean of each chunk" in title, title
+    assert "bold: their moving average over about 2 chunks" in title, title
+
+
+def _band(ax, x):
+    """The lower and upper edge, at each of ``x``, of the one shaded band."""
+    (band,) = ax.collections
+    vertices = band.get_paths()[0].vertices
+    edges = [vertices[np.isclose(vertices[:, 0], v), 1] for v in x]
+    return np.array([e.min() for e in edges]), np.array([e.max() for e in edges])
+
+
+def _one_seed(report_, histories):
+    """The synthetic run with seed 0 alone."""
+    report_["results"] = [r for r in report_["results"] if r["seed"] == 0]
+    report_["config"]["seeds"] = 1
+    for history in histories.values():
+        for key in ("loss", "accuracy"):
+            history[key] = [row[:1] for row in history[key]]
+    return report_, histories
+
+
+def test_accuracy_band_is_the_tables_spread_over_seeds(synthetic):
+    report_, _ = synthetic
+    ax = report.accuracy_figure(report_).axes[0]
+    # none: seeds [1, .6, .4, .2] and [1, .4, .2, .2]: mean [1, .5, .3, .2],
+    # population standard deviation (as the table) [0, .1, .1, 0].
+    lower, upper = _band(ax, [1, 2, 3, 4])
+    np.testing.assert_allclose(lower, [1.0, 0.4, 0.2, 0.2], atol=1e-12)
+    np.testing.assert_allclose(upper, [1.0, 0.6, 0.4, 0.2], atol=1e-12)
+    (mean,) = [line for line in ax.get_lines() if line.get_label() == "none"]
+    np.testing.assert_allclose(mean.get_ydata(), [1.0, 0.5, 0.3, 0.2], atol=1e-12)
+    assert ax.collections[0].get_facecolor()[0][:3] == pytest.approx(
+        matplotlib.colors.to_rgb(mean.get_color())
+    )
+    # randomized_rope has one seed: no band of its own (the one band is none's).
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == [
+        "training lengths",
+        "none",
+        "randomized_rope",
+        "chance",
+        "± std over 2 seeds",
+    ]
+
+
+def test_learning_curves_band_is_the_spread_over_seeds(synthetic):
+    report_, histories = synthetic
+    loss_ax, acc_ax = report.learning_curves_figure(report_, histories).axes
+    # none: loss [[1.5, 1.3], [1.0, 0.9]], accuracy [[.3, .4], [.5, .6]] at
+    # steps 50 and 100; two points, so no smoothing: mean ± std of the seeds.
+    lower, upper = _band(loss_ax, [50, 100])
+    np.testing.assert_allclose(lower, [1.3, 0.9], atol=1e-12)
+    np.testing.assert_allclose(upper, [1.5, 1.0], atol=1e-12)
+    lower, upper = _band(acc_ax, [50, 100])
+    np.testing.assert_allclose(lower, [0.3, 0.5], atol=1e-12)
+    np.testing.assert_allclose(upper, [0.4, 0.6], atol=1e-12)
+
+
+def test_smoothed_learning_curves_band_is_the_spread_of_the_smoothed_seeds(
+    synthetic,
+):
+    report_, histories = synthetic
+    steps = list(range(50, 1001, 50))
+    loss = np.random.default_rng(2).lognormal(size=(len(steps), 2))
+    histories = {"none": {"step": steps, "loss": loss.tolist()}}
+    histories["none"]["accuracy"] = (1 / (1 + loss)).tolist()
+    loss_ax, acc_ax = report.learning_curves_figure(report_, histories).axes
+    for ax, values in ((loss_ax, loss), (acc_ax, 1 / (1 + loss))):
+        seeds = [_smooth_reference(values[:, s], 0.5) for s in (0, 1)]
+        lower, upper = _band(ax, steps)
+        np.testing.assert_allclose(lower, np.minimum(*seeds), rtol=1e-12)
+        np.testing.assert_allclose(upper, np.maximum(*seeds), rtol=1e-12)
+
+
+def test_one_seed_draws_no_band(synthetic):
+    report_, histories = _one_seed(*synthetic)
+    accuracy = report.accuracy_figure(report_)
+    curves = report.learning_curves_figure(report_, histories)
+    for ax in (*accuracy.axes, *curves.axes):
+        assert len(ax.collections) == 0
+    for ax in (accuracy.axes[0], curves.axes[1]):
+        labels = [t.get_text() for t in ax.get_legend().get_texts()]
+        assert not any("std" in label for label in labels), labels
+
+
+def test_learning_curves_of_ten_chunks_draw_the_chunk_means_once(synthetic):
+    # The default run: 500 steps in chunks of 50, 10 points. A moving average
+    # over a tenth of the run would be the points themselves: one curve per
+    # encoding, and the title promises no faint and bold pair.
+    report_, histories = synthetic
+    report_["config"]["steps_per_call"] = 50
+    steps = list(range(50, 501, 50))
+    loss = np.random.default_rng(3).lognormal(size=(len(steps), 2))
+    histories["none"] = {"step": steps, "loss": loss.tolist()}
+    histories["none"]["accuracy"] = (1 / (1 + loss)).tolist()
+    fig = report.learning_curves_figure(report_, histories)
+    for ax, values in zip(fig.axes, (loss, 1 / (1 + loss)), strict=True):
+        (line,) = [line for line in ax.get_lines() if line.get_xdata()[-1] == 500]
+        np.testing.assert_allclose(line.get_ydata(), values.mean(axis=1), rtol=1e-12)
+        assert line.get_label() == "none" and line.get_alpha() is None
+    title = " ".join(fig.get_suptitle().split())
+    assert "each point: the mean of a chunk of 50 steps" in title, title
+    assert "faint" not in title and "bold" not in title, title
 
 
 @pytest.mark.parametrize(
