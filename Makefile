@@ -56,10 +56,11 @@ bench: $(VENV)/.installed-demo
 docs: $(VENV)/.installed-docs
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
-# Opens the built site in headless Chromium (/usr/bin/chromium, Debian's
-# package) with every request off localhost blocked, screenshots the pages it
-# checks into build/docs-check/, and fails on raw TeX, on API signatures,
-# tables or code wider than their column, or on a broken 404 page.
+# Opens every page of the built site, in each content tab, in headless
+# Chromium (/usr/bin/chromium, Debian's package) with every request off
+# localhost blocked, screenshots them into build/docs-check/, and fails on raw
+# TeX, on API signatures, tables or code wider than their column, inline code
+# broken mid-word, a copy button over code, or a broken 404 page.
 docs-check: docs
 	$(BIN)/python docs/check_site.py
 
