@@ -486,9 +486,8 @@ def test_resume_with_any_file_of_a_checkpoint_damaged(
 
 
 @pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
-@pytest.mark.parametrize("damage", [_truncate, _overwrite])
 def test_resume_of_a_checkpoint_saved_damaged(
-    fast, reference, expected, tmp_path, damage, caplog
+    fast, reference, expected, tmp_path, caplog
 ):
     """Each file of the state damaged before its checksum was taken, so that
     only orbax can tell: one clear error, or, where orbax does not need the
@@ -498,7 +497,9 @@ def test_resume_of_a_checkpoint_saved_damaged(
     for name in checkpoint_files(reference[0]):
         if name.parts[0] != "state":
             continue
-        out, folder = _damaged_copy(reference[0], tmp_path, name, damage)
+        # Truncated, as a crash mid-write leaves a file. (Overwritten too
+        # doubled the test's time; the checksum test above overwrites.)
+        out, folder = _damaged_copy(reference[0], tmp_path, name, _truncate)
         (folder / "state.sha256").write_text(sha256sum_lines(folder))
         with caplog.at_level(logging.WARNING, logger="asyncio"):
             code, output = cli_run(*argv(out, "--resume"))
