@@ -6,7 +6,7 @@ import inspect
 import math
 import numbers
 import operator
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -66,6 +66,16 @@ def check_bool(name: str, value: object) -> bool:
     raise TypeError(
         f"{name} must be true or false (a bool), got {type(value).__name__} {value!r}."
     )
+
+
+def check_sequence(name: str, value: object, check) -> tuple:
+    """``value``'s items, each read by ``check(f"{name}[i]", item)``, as a tuple.
+
+    A list, tuple or array; a string, a dict or a lone number is refused.
+    """
+    if isinstance(value, (str, bytes, Mapping)) or not hasattr(value, "__iter__"):
+        raise TypeError(f"{name} must be a list, got {value!r}.")
+    return tuple(check(f"{name}[{i}]", item) for i, item in enumerate(value))
 
 
 def check_bools(**flags: object) -> None:

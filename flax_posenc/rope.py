@@ -152,12 +152,10 @@ class LongRopeScaling:
         # Lists from a config.json become tuples: hashable, usable as a static
         # jit argument and as a Flax module field.
         for name in ("short_factor", "long_factor"):
-            value = getattr(self, name)
-            if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
-                raise TypeError(f"{name} must be a sequence of numbers, got {value!r}.")
-            numbers = tuple(
-                _validation.check_real(f"{name}[{i}]", v, finite=False)
-                for i, v in enumerate(value)
+            numbers = _validation.check_sequence(
+                name,
+                getattr(self, name),
+                functools.partial(_validation.check_real, finite=False),
             )  # finiteness: checked with the lengths, in rope_frequencies
             object.__setattr__(self, name, numbers)
 
@@ -366,21 +364,12 @@ def _dict_values(config: dict[str, Any]) -> dict[str, Any]:
             values[key] = _validation.check_int(name, value, minimum=1)
         elif key in _BOOL_KEYS:
             values[key] = _validation.check_bool(name, value)
-        elif key == "mrope_section" or key in _LIST_KEYS:
-            if isinstance(value, (str, bytes, Mapping)) or not isinstance(
-                value, Sequence
-            ):
-                raise TypeError(f"{name} must be a list of numbers, got {value!r}.")
-            if key == "mrope_section":
-                values[key] = tuple(
-                    _validation.check_int(f"{name}[{i}]", v, minimum=0)
-                    for i, v in enumerate(value)
-                )
-            else:
-                values[key] = tuple(
-                    _validation.check_real(f"{name}[{i}]", v)
-                    for i, v in enumerate(value)
-                )
+        elif key == "mrope_section":
+            values[key] = _section(name, value)
+        elif key in _LIST_KEYS:
+            values[key] = _validation.check_sequence(
+                name, value, _validation.check_real
+            )
         elif key in _COMMON_KEYS or any(key in keys for keys in _TYPE_KEYS.values()):
             values[key] = _validation.check_real(name, value)
         else:
@@ -1059,18 +1048,17 @@ def _length_from_positions(positions: jax.Array) -> int | None:
     return max(int(jnp.max(positions)) + 1, 1) if positions.size else None
 
 
+def _section(name: str, value: object) -> tuple[int, ...]:
+    """An M-RoPE section: a list of counts >= 0."""
+    return _validation.check_sequence(
+        name, value, functools.partial(_validation.check_int, minimum=0)
+    )
+
+
 def _multi_axis(parsed: _Parsed, section, interleaved):
     """The M-RoPE section and assignment from the arguments and the dict."""
     if section is not None:
-        if isinstance(section, (str, bytes, Mapping)) or not isinstance(
-            section, Sequence
-        ):
-            raise TypeError(
-                f"mrope_section must be a sequence of ints, got {section!r}."
-            )
-        section = tuple(
-            _validation.check_int("mrope_section", s, minimum=0) for s in section
-        )
+        section = _section("mrope_section", section)
         if parsed.mrope_section is not None and parsed.mrope_section != section:
             raise ValueError(
                 f"mrope_section={list(section)} disagrees with the rope dict's "

@@ -261,17 +261,17 @@ def _check_typos(config: Mapping[str, Any]) -> None:
             )
 
 
-def _int(config: Mapping[str, Any], key: str, minimum: int = 1) -> int | None:
+def _int(config: Mapping[str, Any], key: str | None, minimum: int = 1) -> int | None:
     """A whole-number config value (not a string, bool or 64.5), or None."""
-    value = config.get(key)
+    value = None if key is None else config.get(key)
     if value is None:
         return None
     return _validation.check_int(f"config key {key!r}", value, minimum=minimum)
 
 
-def _real(config: Mapping[str, Any], key: str) -> float | None:
+def _real(config: Mapping[str, Any], key: str | None) -> float | None:
     """A real-number config value (not a string or bool), or None."""
-    value = config.get(key)
+    value = None if key is None else config.get(key)
     if value is None:
         return None
     return _validation.check_real(f"config key {key!r}", value)
@@ -322,12 +322,12 @@ def _rope_dict(
     if params.get("rope_type") is None and params.get("type") is not None:
         params["rope_type"] = params.pop("type")
     params.setdefault("rope_type", "default")
-    theta = _first_real(config, "rotary_emb_base", "rope_theta")
+    theta = _real(config, _first_key(config, "rotary_emb_base", "rope_theta"))
     if model_type == "gemma3_text" and layer_type == "sliding_attention":
         theta = _real(config, "rope_local_base_freq")
     if params.get("rope_theta") is None and theta is not None:
         params["rope_theta"] = theta
-    partial = _first_real(config, "rotary_pct", "partial_rotary_factor")
+    partial = _real(config, _first_key(config, "rotary_pct", "partial_rotary_factor"))
     if params.get("partial_rotary_factor") is None and partial is not None:
         params["partial_rotary_factor"] = partial
     kind = params["rope_type"]
@@ -403,11 +403,9 @@ def _check_no_rope_layers(config: Mapping[str, Any]) -> None:
         )
 
 
-def _first_real(config: Mapping[str, Any], *keys: str) -> float | None:
-    for key in keys:
-        if config.get(key) is not None:
-            return _real(config, key)
-    return None
+def _first_key(config: Mapping[str, Any], *keys: str) -> str | None:
+    """The first of ``keys`` the config gives a value (not null) for."""
+    return next((key for key in keys if config.get(key) is not None), None)
 
 
 def _head_dim(config: dict[str, Any], layer_type: str | None) -> int:
@@ -421,14 +419,8 @@ def _head_dim(config: dict[str, Any], layer_type: str | None) -> int:
         return _int(config, "global_head_dim")  # Gemma 4's full-attention layers
     if config.get("head_dim") is not None:
         return _int(config, "head_dim")
-    hidden = next(
-        (k for k in ("hidden_size", "n_embd", "d_model") if config.get(k) is not None),
-        None,
-    )
-    heads = next(
-        (k for k in ("num_attention_heads", "n_head") if config.get(k) is not None),
-        None,
-    )
+    hidden = _first_key(config, "hidden_size", "n_embd", "d_model")
+    heads = _first_key(config, "num_attention_heads", "n_head")
     if hidden is None or heads is None:
         raise ValueError(
             "the config gives no head dimension: it needs 'head_dim', or "
@@ -548,10 +540,9 @@ def rope_config_from_hf(
     params, layer_type = _rope_dict(text, layer_type)
     model_type = text.get("model_type")
     head_dim = _head_dim(text, layer_type)
-    max_key = next(
-        (k for k in ("max_position_embeddings", "n_positions") if k in text), None
+    max_positions = _int(
+        text, _first_key(text, "max_position_embeddings", "n_positions")
     )
-    max_positions = None if max_key is None else _int(text, max_key)
     parsed = rope._parse(params, None, max_positions)
     if model_type == "gptj" and text.get("rotary_dim") is not None:
         rotary_dim = _int(text, "rotary_dim")
