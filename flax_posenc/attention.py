@@ -508,14 +508,18 @@ def check_rotary_head_dim(rotary, head_dim: int) -> None:
     )
 
 
-def check_qk_norm_output(name: str, before: jax.Array, after: jax.Array) -> None:
-    """``qk_norm`` normalizes: it must keep the queries' and keys' shape."""
-    if not isinstance(after, jax.Array) or after.shape != before.shape:
-        shape = getattr(after, "shape", type(after).__name__)
-        raise ValueError(
-            f"qk_norm must return its input's shape (a normalization per head), "
-            f"but {name} {before.shape} became {shape}."
-        )
+def qk_norm(query_norm, key_norm, q: jax.Array, k: jax.Array):
+    """Queries and keys normalized per head (linen and NNX): ``qk_norm`` must
+    keep their shape, as a normalization does."""
+    normed = query_norm(q), key_norm(k)
+    for name, before, after in (("q", q, normed[0]), ("k", k, normed[1])):
+        if not isinstance(after, jax.Array) or after.shape != before.shape:
+            shape = getattr(after, "shape", type(after).__name__)
+            raise ValueError(
+                f"qk_norm must return its input's shape (a normalization per "
+                f"head), but {name} {before.shape} became {shape}."
+            )
+    return normed
 
 
 def module_positions(x, positions, segments, start, decode):

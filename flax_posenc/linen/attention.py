@@ -165,11 +165,12 @@ class MultiHeadAttention(nn.Module):
         k = self._projection(kv_heads, ("embed", "kv_heads", "kv"), "key")(x)
         v = self._projection(kv_heads, ("embed", "kv_heads", "kv"), "value")(x)
         if self.qk_norm is not None:
-            normed_q = self.qk_norm.clone(name="query_norm", parent=self)(q)
-            normed_k = self.qk_norm.clone(name="key_norm", parent=self)(k)
-            attention.check_qk_norm_output("q", q, normed_q)
-            attention.check_qk_norm_output("k", k, normed_k)
-            q, k = normed_q, normed_k
+            q, k = attention.qk_norm(
+                self.qk_norm.clone(name="query_norm", parent=self),
+                self.qk_norm.clone(name="key_norm", parent=self),
+                q,
+                k,
+            )
 
         start = 0
         if decode and self.has_variable("cache", "cache_index"):

@@ -231,10 +231,7 @@ class MultiHeadAttention(nnx.Module):
             raise ValueError("decode=True needs a cache: call init_cache first.")
         q, k, v = self.query(x), self.key(x), self.value(x)
         if self.query_norm is not None:
-            normed_q, normed_k = self.query_norm(q), self.key_norm(k)
-            attention.check_qk_norm_output("q", q, normed_q)
-            attention.check_qk_norm_output("k", k, normed_k)
-            q, k = normed_q, normed_k
+            q, k = attention.qk_norm(self.query_norm, self.key_norm, q, k)
         start = self.cache_index[...] if decode else 0
         given = positions
         positions, segments = attention.module_positions(
