@@ -10,34 +10,36 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from flax_posenc.alibi import alibi_bias as alibi_bias
-from flax_posenc.alibi import alibi_slopes as alibi_slopes
-from flax_posenc.attention import attention_mask as attention_mask
-from flax_posenc.attention import dot_product_attention as dot_product_attention
-from flax_posenc.embedding import embedding_attend as embedding_attend
-from flax_posenc.embedding import embedding_lookup as embedding_lookup
-from flax_posenc.naive import fraction_encoding as fraction_encoding
-from flax_posenc.naive import index_encoding as index_encoding
-from flax_posenc.normalization import layer_norm as layer_norm
-from flax_posenc.normalization import rms_norm as rms_norm
-from flax_posenc.randomized import randomized_positions as randomized_positions
-from flax_posenc.relative import relative_position_bias as relative_position_bias
-from flax_posenc.relative import relative_position_bucket as relative_position_bucket
-from flax_posenc.rope import DynamicNTKScaling as DynamicNTKScaling
-from flax_posenc.rope import LinearScaling as LinearScaling
-from flax_posenc.rope import Llama3Scaling as Llama3Scaling
-from flax_posenc.rope import LongRopeScaling as LongRopeScaling
-from flax_posenc.rope import ProportionalScaling as ProportionalScaling
-from flax_posenc.rope import YarnScaling as YarnScaling
-from flax_posenc.rope import apply_axial_rope as apply_axial_rope
-from flax_posenc.rope import apply_rope as apply_rope
-from flax_posenc.rope import grid_positions as grid_positions
-from flax_posenc.rope import rope_frequencies as rope_frequencies
-from flax_posenc.rope_config import RopeConfig as RopeConfig
-from flax_posenc.rope_config import rope_config_from_hf as rope_config_from_hf
-from flax_posenc.sinusoidal import sinusoidal_encoding as sinusoidal_encoding
-from flax_posenc.sinusoidal import sinusoidal_frequencies as sinusoidal_frequencies
-from flax_posenc.sinusoidal import sinusoidal_table as sinusoidal_table
+from flax_posenc._src.alibi import alibi_bias as alibi_bias
+from flax_posenc._src.alibi import alibi_slopes as alibi_slopes
+from flax_posenc._src.attention import attention_mask as attention_mask
+from flax_posenc._src.attention import dot_product_attention as dot_product_attention
+from flax_posenc._src.embedding import embedding_attend as embedding_attend
+from flax_posenc._src.embedding import embedding_lookup as embedding_lookup
+from flax_posenc._src.naive import fraction_encoding as fraction_encoding
+from flax_posenc._src.naive import index_encoding as index_encoding
+from flax_posenc._src.normalization import layer_norm as layer_norm
+from flax_posenc._src.normalization import rms_norm as rms_norm
+from flax_posenc._src.randomized import randomized_positions as randomized_positions
+from flax_posenc._src.relative import relative_position_bias as relative_position_bias
+from flax_posenc._src.relative import (
+    relative_position_bucket as relative_position_bucket,
+)
+from flax_posenc._src.rope import DynamicNTKScaling as DynamicNTKScaling
+from flax_posenc._src.rope import LinearScaling as LinearScaling
+from flax_posenc._src.rope import Llama3Scaling as Llama3Scaling
+from flax_posenc._src.rope import LongRopeScaling as LongRopeScaling
+from flax_posenc._src.rope import ProportionalScaling as ProportionalScaling
+from flax_posenc._src.rope import YarnScaling as YarnScaling
+from flax_posenc._src.rope import apply_axial_rope as apply_axial_rope
+from flax_posenc._src.rope import apply_rope as apply_rope
+from flax_posenc._src.rope import grid_positions as grid_positions
+from flax_posenc._src.rope import rope_frequencies as rope_frequencies
+from flax_posenc._src.rope_config import RopeConfig as RopeConfig
+from flax_posenc._src.rope_config import rope_config_from_hf as rope_config_from_hf
+from flax_posenc._src.sinusoidal import sinusoidal_encoding as sinusoidal_encoding
+from flax_posenc._src.sinusoidal import sinusoidal_frequencies as sinusoidal_frequencies
+from flax_posenc._src.sinusoidal import sinusoidal_table as sinusoidal_table
 
 __version__ = "0.1.0"
 

@@ -1,23 +1,23 @@
 """Flax linen modules: parameters and Flax conventions around the pure core."""
 
-from flax_posenc.linen.attention import MultiHeadAttention as MultiHeadAttention
-from flax_posenc.linen.attention_bias import ALiBiBias as ALiBiBias
-from flax_posenc.linen.attention_bias import (
+from flax_posenc._src.linen.attention import MultiHeadAttention as MultiHeadAttention
+from flax_posenc._src.linen.attention_bias import ALiBiBias as ALiBiBias
+from flax_posenc._src.linen.attention_bias import (
     RelativePositionBias as RelativePositionBias,
 )
-from flax_posenc.linen.embedding import InputEmbedding as InputEmbedding
-from flax_posenc.linen.embedding import TokenEmbedding as TokenEmbedding
-from flax_posenc.linen.embedding import pretrained_init as pretrained_init
-from flax_posenc.linen.normalization import LayerNorm as LayerNorm
-from flax_posenc.linen.normalization import Residual as Residual
-from flax_posenc.linen.normalization import RMSNorm as RMSNorm
-from flax_posenc.linen.position import (
+from flax_posenc._src.linen.embedding import InputEmbedding as InputEmbedding
+from flax_posenc._src.linen.embedding import TokenEmbedding as TokenEmbedding
+from flax_posenc._src.linen.embedding import pretrained_init as pretrained_init
+from flax_posenc._src.linen.normalization import LayerNorm as LayerNorm
+from flax_posenc._src.linen.normalization import Residual as Residual
+from flax_posenc._src.linen.normalization import RMSNorm as RMSNorm
+from flax_posenc._src.linen.position import (
     LearnedPositionEmbedding as LearnedPositionEmbedding,
 )
-from flax_posenc.linen.position import (
+from flax_posenc._src.linen.position import (
     SinusoidalPositionEmbedding as SinusoidalPositionEmbedding,
 )
-from flax_posenc.linen.rotary import RotaryEmbedding as RotaryEmbedding
+from flax_posenc._src.linen.rotary import RotaryEmbedding as RotaryEmbedding
 
 __all__ = (
     "ALiBiBias",

@@ -5,25 +5,25 @@ on first use). `from_linen` and `to_linen` move parameters between a linen
 variables tree and an NNX module.
 """
 
-from flax_posenc.nnx.attention import MultiHeadAttention as MultiHeadAttention
-from flax_posenc.nnx.attention_bias import ALiBiBias as ALiBiBias
-from flax_posenc.nnx.attention_bias import (
+from flax_posenc._src.nnx.attention import MultiHeadAttention as MultiHeadAttention
+from flax_posenc._src.nnx.attention_bias import ALiBiBias as ALiBiBias
+from flax_posenc._src.nnx.attention_bias import (
     RelativePositionBias as RelativePositionBias,
 )
-from flax_posenc.nnx.convert import from_linen as from_linen
-from flax_posenc.nnx.convert import to_linen as to_linen
-from flax_posenc.nnx.embedding import InputEmbedding as InputEmbedding
-from flax_posenc.nnx.embedding import TokenEmbedding as TokenEmbedding
-from flax_posenc.nnx.normalization import LayerNorm as LayerNorm
-from flax_posenc.nnx.normalization import Residual as Residual
-from flax_posenc.nnx.normalization import RMSNorm as RMSNorm
-from flax_posenc.nnx.position import (
+from flax_posenc._src.nnx.convert import from_linen as from_linen
+from flax_posenc._src.nnx.convert import to_linen as to_linen
+from flax_posenc._src.nnx.embedding import InputEmbedding as InputEmbedding
+from flax_posenc._src.nnx.embedding import TokenEmbedding as TokenEmbedding
+from flax_posenc._src.nnx.normalization import LayerNorm as LayerNorm
+from flax_posenc._src.nnx.normalization import Residual as Residual
+from flax_posenc._src.nnx.normalization import RMSNorm as RMSNorm
+from flax_posenc._src.nnx.position import (
     LearnedPositionEmbedding as LearnedPositionEmbedding,
 )
-from flax_posenc.nnx.position import (
+from flax_posenc._src.nnx.position import (
     SinusoidalPositionEmbedding as SinusoidalPositionEmbedding,
 )
-from flax_posenc.nnx.rotary import RotaryEmbedding as RotaryEmbedding
+from flax_posenc._src.nnx.rotary import RotaryEmbedding as RotaryEmbedding
 
 __all__ = (
     "ALiBiBias",

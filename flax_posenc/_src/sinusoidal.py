@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike, DTypeLike
 
-from flax_posenc import _angles, _validation
+from flax_posenc._src import angles, validation
 
 LAYOUTS = ("interleaved", "halves")
 SPACINGS = ("paper", "tensor2tensor")
@@ -69,9 +69,9 @@ def sinusoidal_frequencies(
       Vaswani et al., "Attention Is All You Need", 2017.
       https://arxiv.org/abs/1706.03762
     """
-    dim = _validation.check_int("dim", dim, minimum=2)
-    _validation.check_choice("spacing", spacing, SPACINGS)
-    base = _validation.check_positive("base", base)
+    dim = validation.check_int("dim", dim, minimum=2)
+    validation.check_choice("spacing", spacing, SPACINGS)
+    base = validation.check_positive("base", base)
     num = dim // 2
     index = np.arange(num, dtype=np.float64)
     if spacing == "paper":
@@ -82,10 +82,10 @@ def sinusoidal_frequencies(
                 f"max_timescale={max_timescale!r} with spacing='paper'."
             )
         return base ** (-2.0 * index / dim)
-    low = _validation.check_positive(
+    low = validation.check_positive(
         "min_timescale", 1.0 if min_timescale is None else min_timescale
     )
-    high = _validation.check_positive(
+    high = validation.check_positive(
         "max_timescale", base if max_timescale is None else max_timescale
     )
     increment = np.log(high / low) / max(num - 1, 1)
@@ -157,9 +157,9 @@ def sinusoidal_encoding(
       Vaswani et al., "Attention Is All You Need", 2017.
       https://arxiv.org/abs/1706.03762
     """
-    positions = _validation.position_array("positions", positions)
-    _validation.check_choice("layout", layout, LAYOUTS)
-    dtype = _validation.floating_dtype("dtype", dtype)
+    positions = validation.position_array("positions", positions)
+    validation.check_choice("layout", layout, LAYOUTS)
+    dtype = validation.floating_dtype("dtype", dtype)
     inv_freq = sinusoidal_frequencies(
         dim,
         spacing=spacing,
@@ -181,7 +181,7 @@ def _encode(positions, *, inv_freq, layout, pad, dtype):
     # One compiled program per call signature, not one per operation when
     # called eagerly. The frequencies are static float64 values, read at trace
     # time by the angle reduction.
-    sin, cos = _angles.sin_cos(positions, np.asarray(inv_freq, np.float64))
+    sin, cos = angles.sin_cos(positions, np.asarray(inv_freq, np.float64))
     if layout == "interleaved":
         table = jnp.stack([sin, cos], axis=-1).reshape(
             *sin.shape[:-1], 2 * len(inv_freq)
@@ -220,5 +220,5 @@ def sinusoidal_table(length: int, dim: int, **kwargs: Any) -> jax.Array:
       Vaswani et al., "Attention Is All You Need", 2017.
       https://arxiv.org/abs/1706.03762
     """
-    length = _validation.check_int("length", length, minimum=1)
+    length = validation.check_int("length", length, minimum=1)
     return sinusoidal_encoding(jnp.arange(length), dim, **kwargs)

@@ -9,7 +9,7 @@ import flax.linen as nn
 import jax
 from jax.typing import ArrayLike
 
-from flax_posenc import rope, rope_config
+from flax_posenc._src import rope, rope_config, twins
 
 
 class RotaryEmbedding(nn.Module):
@@ -104,7 +104,7 @@ class RotaryEmbedding(nn.Module):
 
         ``seq_len`` (static) drives ``"dynamic"`` and ``"longrope"`` scaling.
         """
-        return rope.apply_rope_qk(
+        return twins.apply_rope_qk(
             q,
             k,
             positions,

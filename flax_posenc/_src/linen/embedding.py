@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike, DTypeLike
 
-from flax_posenc import _validation, embedding
+from flax_posenc._src import embedding, twins, validation
 
 COMBINES = embedding.COMBINES
 
@@ -106,9 +106,9 @@ class TokenEmbedding(nn.Module):
     embedding_axes: tuple[str | None, ...] = ("vocab", "embed")
 
     def setup(self):
-        _validation.check_int("vocab_size", self.vocab_size, minimum=1)
-        _validation.check_int("features", self.features, minimum=1)
-        _validation.module_dtypes(self.dtype, self.param_dtype)
+        validation.check_int("vocab_size", self.vocab_size, minimum=1)
+        validation.check_int("features", self.features, minimum=1)
+        validation.module_dtypes(self.dtype, self.param_dtype)
         self.embedding = self.param(
             "embedding",
             nn.with_logical_partitioning(self.embedding_init, self.embedding_axes),
@@ -119,7 +119,7 @@ class TokenEmbedding(nn.Module):
     def __call__(self, ids: ArrayLike) -> jax.Array:
         """Embeddings ``[..., seq, features]`` of token ids ``[..., seq]``."""
         dtype = self.dtype or self.param_dtype
-        _validation.check_bools(scale_by_sqrt_features=self.scale_by_sqrt_features)
+        validation.check_bools(scale_by_sqrt_features=self.scale_by_sqrt_features)
         rows = embedding.embedding_lookup(self.embedding, ids, checked=self.checked)
         if self.scale_by_sqrt_features:
             rows = rows * math.sqrt(self.features)
@@ -207,15 +207,15 @@ class InputEmbedding(nn.Module):
     token_type_axes: tuple[str | None, ...] = (None, "embed")
 
     def setup(self):
-        _validation.check_choice("combine", self.combine, COMBINES)
-        _validation.check_rate("dropout_rate", self.dropout_rate)
-        _validation.check_module("position", self.position)
-        _validation.check_module("norm", self.norm)
+        validation.check_choice("combine", self.combine, COMBINES)
+        validation.check_rate("dropout_rate", self.dropout_rate)
+        validation.check_module("position", self.position)
+        validation.check_module("norm", self.norm)
         self.token = self._table(
             self.vocab_size, self.embedding_axes, self.scale_by_sqrt_features
         )
         if self.num_token_types is not None:
-            types = _validation.check_int(
+            types = validation.check_int(
                 "num_token_types", self.num_token_types, minimum=1
             )
             self.token_type = self._table(types, self.token_type_axes, False)
@@ -250,16 +250,16 @@ class InputEmbedding(nn.Module):
         pos = None
         if self.position is not None:
             pos = self.position(tokens, positions=positions)
-        token_types = embedding.token_type_ids(
+        token_types = twins.token_type_ids(
             ids, token_types, self.num_token_types is not None
         )
         types = None if token_types is None else self.token_type(token_types)
-        y = embedding.combine_embeddings(tokens, pos, self.combine, types)
+        y = twins.combine_embeddings(tokens, pos, self.combine, types)
         if self.norm is not None:
             y = self.norm(y)
         if self.dropout_rate == 0.0:
             return y
-        deterministic = _validation.dropout_deterministic(
+        deterministic = validation.dropout_deterministic(
             self.deterministic, deterministic
         )
         return self.dropout(y, deterministic=deterministic)

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike, DTypeLike
 
-from flax_posenc import _validation
+from flax_posenc._src import validation
 
 
 def alibi_slopes(num_heads: int) -> np.ndarray:
@@ -42,7 +42,7 @@ def alibi_slopes(num_heads: int) -> np.ndarray:
       Biases Enables Input Length Extrapolation", 2022.
       https://arxiv.org/abs/2108.12409
     """
-    num_heads = _validation.check_int("num_heads", num_heads, minimum=1)
+    num_heads = validation.check_int("num_heads", num_heads, minimum=1)
     closest = 2 ** math.floor(math.log2(num_heads))
     slopes = 2.0 ** (-8.0 * np.arange(1, closest + 1) / closest)
     if closest == num_heads:
@@ -91,10 +91,10 @@ def alibi_bias(
       >>> bias[0].tolist()
       [[0.0, -0.0625, -0.125], [-0.0625, 0.0, -0.0625], [-0.125, -0.0625, 0.0]]
     """
-    q_positions = _validation.position_array("q_positions", q_positions)
-    k_positions = _validation.position_array("k_positions", k_positions)
-    dtype = _validation.floating_dtype("dtype", dtype)
-    _validation.check_query_key_positions(q_positions, k_positions)
+    q_positions = validation.position_array("q_positions", q_positions)
+    k_positions = validation.position_array("k_positions", k_positions)
+    dtype = validation.floating_dtype("dtype", dtype)
+    validation.check_query_key_positions(q_positions, k_positions)
     slopes = tuple(alibi_slopes(num_heads).tolist())
     return _bias(q_positions, k_positions, slopes=slopes, dtype=dtype)
 
@@ -104,7 +104,7 @@ def _bias(q_positions, k_positions, *, slopes, dtype):
     # One compiled program per call signature, not one per operation when
     # called eagerly.
     slopes = np.asarray(slopes, np.float64).astype(np.float32)
-    distance = _validation.abs_distance(
+    distance = validation.abs_distance(
         q_positions[..., :, None], k_positions[..., None, :]
     )
     negated = 0.0 - distance[..., None, :, :].astype(jnp.float32)  # 0 stays +0

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import functools
 import operator
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -13,7 +12,7 @@ import numpy as np
 from jax.ad_checkpoint import checkpoint_name
 from jax.typing import ArrayLike, DTypeLike
 
-from flax_posenc import _validation
+from flax_posenc._src import validation
 
 
 def _axes(ndim: int, axis: int | Sequence[int]) -> tuple[int, ...]:
@@ -67,17 +66,17 @@ def _broadcastable(
 
 
 def _prepare(x, axis, eps, dtype):
-    x = _validation.floating_array("x", x)
+    x = validation.floating_array("x", x)
     axes = _axes(x.ndim, axis)
     if isinstance(eps, jax.core.Tracer):  # a traced eps: only its type is known
         if eps.shape != () or not jnp.issubdtype(eps.dtype, jnp.floating):
             raise TypeError(
                 f"eps must be a real scalar, got a traced {eps.dtype}{list(eps.shape)}."
             )
-    elif _validation.check_real("eps", eps) < 0.0:
+    elif validation.check_real("eps", eps) < 0.0:
         raise ValueError(f"eps must be >= 0, got {eps!r}.")
-    out_dtype = x.dtype if dtype is None else _validation.floating_dtype("dtype", dtype)
-    return x, axes, out_dtype, _validation.compute_dtype(x.dtype)
+    out_dtype = x.dtype if dtype is None else validation.floating_dtype("dtype", dtype)
+    return x, axes, out_dtype, validation.compute_dtype(x.dtype)
 
 
 def _mean(x: jax.Array, axes: tuple[int, ...]) -> jax.Array:
@@ -260,7 +259,7 @@ def rms_norm(
     """
     x, axes, out_dtype, work = _prepare(x, axis, eps, dtype)
     scale = _broadcastable("scale", scale, x, axes)
-    unit_offset = _validation.check_bool("unit_offset", unit_offset)
+    unit_offset = validation.check_bool("unit_offset", unit_offset)
     if unit_offset and scale is None:
         raise ValueError("unit_offset=True multiplies by 1 + scale; pass a scale.")
     return _rms_norm(
@@ -285,99 +284,3 @@ def _rms_norm(x, eps, scale, *, axes, unit_offset, out_dtype):
 
 
 NORM_POSITIONS = ("post", "pre", "sandwich", "parallel")
-
-
-def call_sublayer(
-    module: Any,
-    inputs: Any,
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    deterministic: bool | None,
-) -> tuple[Any, list[Any]]:
-    """A residual sublayer's call (linen and NNX twins): ``(out, extras)``.
-
-    ``deterministic`` is passed on when set and ``module.__call__`` takes it;
-    a tuple output ``(out, *extras)`` is split.
-    """
-    call_kwargs = dict(kwargs)
-    if deterministic is not None and _validation.accepts_keyword(
-        module, "deterministic"
-    ):
-        call_kwargs["deterministic"] = deterministic
-    out = module(inputs, *args, **call_kwargs)
-    extras = []
-    if isinstance(out, tuple):
-        out, *extras = out
-    if not isinstance(out, (jax.Array, np.ndarray)):
-        raise TypeError(
-            f"a residual sublayer must return an array (or a tuple (out, *extras)), "
-            f"got {type(out).__name__}."
-        )
-    if out.shape != inputs.shape:
-        raise ValueError(
-            f"a residual sublayer must return its input's shape {inputs.shape} "
-            f"(it is added to it), got {out.shape}."
-        )
-    return out, extras
-
-
-def residual_sum(
-    x: Any,
-    run: Callable[[Any, Any], Any],
-    norm_position: str,
-    sublayer: Any,
-    norm: Callable[[Any], Any],
-    *,
-    post_norm: Callable[[Any], Any] | None = None,
-    parallel: Any = None,
-    parallel_norm: Callable[[Any], Any] | None = None,
-) -> Any:
-    """The four residual forms (linen and NNX twins); ``run(module, inputs)``
-    applies a sublayer (with its dropout). ``parallel_norm=None`` in the
-    parallel form shares ``norm`` (GPT-J)."""
-    if norm_position == "post":
-        return norm(x + run(sublayer, x))
-    if norm_position == "pre":
-        return x + run(sublayer, norm(x))
-    if norm_position == "sandwich":
-        return x + post_norm(run(sublayer, norm(x)))
-    normed = norm(x)
-    second = normed if parallel_norm is None else parallel_norm(x)
-    return x + run(sublayer, normed) + run(parallel, second)
-
-
-def check_residual(
-    norm_position: str,
-    parallel: object | None,
-    post_norm: object | None = None,
-    parallel_norm: object | None = None,
-    share_norm: bool = False,
-) -> str:
-    """The residual modules' form check (linen and NNX twins).
-
-    A module or option the form does not use is an error, not ignored.
-    """
-    _validation.check_choice("norm_position", norm_position, NORM_POSITIONS)
-    share_norm = _validation.check_bool("share_norm", share_norm)
-    if (norm_position == "parallel") != (parallel is not None):
-        raise ValueError(
-            "norm_position='parallel' needs the second sublayer `parallel`, "
-            "and `parallel` needs norm_position='parallel'; got "
-            f"norm_position={norm_position!r}, parallel="
-            f"{type(parallel).__name__ if parallel is not None else None}."
-        )
-    unused = []
-    if post_norm is not None and norm_position != "sandwich":
-        unused.append("post_norm (used by norm_position='sandwich')")
-    if parallel_norm is not None and (norm_position != "parallel" or share_norm):
-        unused.append(
-            "parallel_norm (used by norm_position='parallel' without share_norm)"
-        )
-    if share_norm and norm_position != "parallel":
-        unused.append("share_norm (used by norm_position='parallel')")
-    if unused:
-        raise ValueError(
-            f"norm_position={norm_position!r} does not use {'; '.join(unused)}: "
-            "leave it out."
-        )
-    return norm_position

@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike, DTypeLike
 
-from flax_posenc import alibi, relative
+from flax_posenc._src import alibi, relative, twins
 
 
 class ALiBiBias(nn.Module):
@@ -92,7 +92,7 @@ class RelativePositionBias(nn.Module):
         self, q_positions: ArrayLike, k_positions: ArrayLike | None = None
     ) -> jax.Array:
         """Biases ``[..., heads, q_len, k_len]``; ``k_positions`` default: same."""
-        dtype = relative.check_bias_module(
+        dtype = twins.check_bias_module(
             self.num_heads,
             self.num_buckets,
             self.max_distance,

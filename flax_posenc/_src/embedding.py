@@ -7,7 +7,7 @@ import jax.numpy as jnp
 from jax.experimental import checkify
 from jax.typing import ArrayLike
 
-from flax_posenc import _validation
+from flax_posenc._src import validation
 
 
 def embedding_lookup(
@@ -50,13 +50,13 @@ def embedding_lookup(
       Vaswani et al., "Attention Is All You Need", 2017 (section 3.4).
       https://arxiv.org/abs/1706.03762
     """
-    table = _validation.floating_array("table", table)
-    ids = _validation.position_array("ids", ids)
+    table = validation.floating_array("table", table)
+    ids = validation.position_array("ids", ids)
     if table.ndim != 2:
         raise ValueError(
             f"table must be [num_rows, features], got shape {table.shape}."
         )
-    checked = _validation.check_bool("checked", checked)
+    checked = validation.check_bool("checked", checked)
     num_rows = table.shape[0]
     if num_rows == 0:
         raise ValueError(
@@ -117,58 +117,3 @@ def embedding_attend(query: ArrayLike, table: ArrayLike) -> jax.Array:
 
 
 COMBINES = ("add", "concat")
-
-
-def token_type_ids(ids, token_types, has_table: bool) -> jax.Array | None:
-    """The input modules' token types: all 0 by default with a table, else none.
-
-    Raises ValueError for token types given to a module without a table.
-    """
-    if not has_table:
-        if token_types is not None:
-            raise ValueError(
-                "token_types given, but the module has no token-type table: set "
-                "num_token_types."
-            )
-        return None
-    if token_types is None:
-        return jnp.zeros(jnp.shape(ids), jnp.int32)
-    return jnp.asarray(token_types)
-
-
-def combine_embeddings(
-    tokens: jax.Array,
-    positions: jax.Array | None,
-    combine: str,
-    token_types: jax.Array | None = None,
-) -> jax.Array:
-    """The input embeddings' sum (or concatenation), for the modules' twins.
-
-    ``tokens + positions`` (``"add"``) or ``[tokens, positions]``
-    (``"concat"``), then ``+ token_types`` (added to the token features, so
-    ``"add"`` only when positions are present).
-    """
-    _validation.check_choice("combine", combine, COMBINES)
-    y = tokens
-    if positions is not None:
-        positions = positions.astype(tokens.dtype)
-        if combine == "add":
-            if positions.shape[-1] != tokens.shape[-1]:
-                raise ValueError(
-                    f"combine='add' needs position features equal to features "
-                    f"{tokens.shape[-1]}; the position module gave "
-                    f"{positions.shape[-1]}. Use combine='concat' or match the sizes."
-                )
-            y = tokens + positions
-        else:
-            positions = jnp.broadcast_to(
-                positions, (*tokens.shape[:-1], positions.shape[-1])
-            )
-            y = jnp.concatenate([tokens, positions], axis=-1)
-    if token_types is not None:
-        if combine == "concat" and positions is not None:
-            raise ValueError(
-                "token types are added to the token features; they need combine='add'."
-            )
-        y = y + token_types.astype(y.dtype)
-    return y

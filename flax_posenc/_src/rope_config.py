@@ -7,7 +7,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from flax_posenc import _validation, rope
+from flax_posenc._src import rope, validation
 
 # Model types whose transformers implementation pairs features (2i, 2i + 1).
 # DeepSeek-V2/V3 rotate interleaved pairs but return them de-interleaved (see
@@ -253,7 +253,7 @@ def _text_config(config: Mapping[str, Any]) -> dict[str, Any]:
 
 def _check_typos(config: Mapping[str, Any]) -> None:
     for key in config:
-        meant = _validation.one_edit_away(key, _READ_KEYS)
+        meant = validation.one_edit_away(key, _READ_KEYS)
         if meant is not None and meant not in config:
             raise ValueError(
                 f"config key {key!r} is not one the rotation reads; did you mean "
@@ -266,7 +266,7 @@ def _int(config: Mapping[str, Any], key: str | None, minimum: int = 1) -> int | 
     value = None if key is None else config.get(key)
     if value is None:
         return None
-    return _validation.check_int(f"config key {key!r}", value, minimum=minimum)
+    return validation.check_int(f"config key {key!r}", value, minimum=minimum)
 
 
 def _real(config: Mapping[str, Any], key: str | None) -> float | None:
@@ -274,7 +274,7 @@ def _real(config: Mapping[str, Any], key: str | None) -> float | None:
     value = None if key is None else config.get(key)
     if value is None:
         return None
-    return _validation.check_real(f"config key {key!r}", value)
+    return validation.check_real(f"config key {key!r}", value)
 
 
 def _rope_dict(
@@ -433,7 +433,7 @@ def _layout(config: Mapping[str, Any]) -> str:
     """The layout transformers rotates this model type's pairs in."""
     model_type = config.get("model_type")
     if model_type in _ROPE_INTERLEAVE and config.get("rope_interleave") is not None:
-        interleave = _validation.check_bool(
+        interleave = validation.check_bool(
             "config key 'rope_interleave'", config["rope_interleave"]
         )
         return "interleaved" if interleave else "halves"
@@ -550,7 +550,7 @@ def rope_config_from_hf(
         rotary_dim = rope._rotary_dim(head_dim, None, parsed.partial_rotary_factor)
     if layout is None:
         layout = _layout(text)
-    _validation.check_choice("layout", layout, rope.LAYOUTS)
+    validation.check_choice("layout", layout, rope.LAYOUTS)
     scaling = parsed.scaling
     # Check the frequencies now (lengths of LongRoPE lists, factors, sections).
     rope._frequencies(rope._check_dim(rotary_dim), parsed.base, scaling, None)

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from flax_posenc import _angles, _validation
+from flax_posenc._src import angles, validation
 
 LAYOUTS = ("halves", "interleaved")
 
@@ -152,10 +152,10 @@ class LongRopeScaling:
         # Lists from a config.json become tuples: hashable, usable as a static
         # jit argument and as a Flax module field.
         for name in ("short_factor", "long_factor"):
-            numbers = _validation.check_sequence(
+            numbers = validation.check_sequence(
                 name,
                 getattr(self, name),
-                functools.partial(_validation.check_real, finite=False),
+                functools.partial(validation.check_real, finite=False),
             )  # finiteness: checked with the lengths, in rope_frequencies
             object.__setattr__(self, name, numbers)
 
@@ -278,7 +278,7 @@ def _parse(
     """Reads a ``scaling`` argument in any accepted form, and checks the base."""
     if scaling is None or isinstance(scaling, tuple(SCALING_TYPES.values())):
         resolved = 10_000.0 if base is None else base
-        return _Parsed(_validation.check_positive("base", resolved), scaling)
+        return _Parsed(validation.check_positive("base", resolved), scaling)
     if not isinstance(scaling, Mapping):
         raise TypeError(
             "scaling must be None, a rope_scaling / rope_parameters dict or one of "
@@ -305,13 +305,13 @@ def _parse(
         kind = "default"
     if isinstance(kind, str):
         kind = _TYPE_ALIASES.get(kind, kind)
-    _validation.check_choice(
+    validation.check_choice(
         "the rope dict's 'rope_type'", kind, ("default", *SCALING_TYPES)
     )
     known = _COMMON_KEYS | _TYPE_KEYS[kind]
     unknown = sorted(set(config) - known)
     for key in unknown:
-        meant = _validation.one_edit_away(key, sorted(known))
+        meant = validation.one_edit_away(key, sorted(known))
         if meant is not None:
             raise ValueError(
                 f"rope dict of type {kind!r}: unknown key {key!r}; did you mean "
@@ -338,7 +338,7 @@ def _parse(
     if kind == "proportional":
         partial = None  # consumed by the scaling: the pairs span the whole head
     return _Parsed(
-        base=_validation.check_positive("base", resolved),
+        base=validation.check_positive("base", resolved),
         scaling=typed,
         partial_rotary_factor=partial,
         mrope_section=values.get("mrope_section"),
@@ -361,17 +361,15 @@ def _dict_values(config: dict[str, Any]) -> dict[str, Any]:
         if key in ("rope_type", "type"):
             values[key] = value
         elif key in _INT_KEYS:
-            values[key] = _validation.check_int(name, value, minimum=1)
+            values[key] = validation.check_int(name, value, minimum=1)
         elif key in _BOOL_KEYS:
-            values[key] = _validation.check_bool(name, value)
+            values[key] = validation.check_bool(name, value)
         elif key == "mrope_section":
             values[key] = _section(name, value)
         elif key in _LIST_KEYS:
-            values[key] = _validation.check_sequence(
-                name, value, _validation.check_real
-            )
+            values[key] = validation.check_sequence(name, value, validation.check_real)
         elif key in _COMMON_KEYS or any(key in keys for keys in _TYPE_KEYS.values()):
-            values[key] = _validation.check_real(name, value)
+            values[key] = validation.check_real(name, value)
         else:
             values[key] = value  # unknown: warned about, not read
     return values
@@ -435,7 +433,7 @@ def _typed_scaling(
 
 
 def _check_factor(factor: float) -> float:
-    factor = _validation.check_real("scaling factor", factor)
+    factor = validation.check_real("scaling factor", factor)
     if not factor >= 1.0:
         raise ValueError(f"scaling factor must be >= 1, got {factor!r}.")
     return factor
@@ -544,12 +542,12 @@ def rope_frequencies(
     dim = _check_dim(dim)
     parsed = _parse(scaling, base, max_position_embeddings)
     if seq_len is not None:
-        seq_len = _validation.check_int("seq_len", seq_len, minimum=1)
+        seq_len = validation.check_int("seq_len", seq_len, minimum=1)
     return _frequencies(dim, parsed.base, parsed.scaling, seq_len)
 
 
 def _check_dim(dim: int) -> int:
-    dim = _validation.check_int("dim", dim, minimum=2)
+    dim = validation.check_int("dim", dim, minimum=2)
     if dim % 2:
         raise ValueError(f"the rotary dimension must be even, got {dim}.")
     return dim
@@ -570,7 +568,7 @@ def _frequencies(
     factor = _check_factor(config.factor)
     if isinstance(config, LinearScaling):
         return inv_freq / factor, 1.0
-    original = _validation.check_int(
+    original = validation.check_int(
         "original_max_position_embeddings",
         config.original_max_position_embeddings,
         minimum=1,
@@ -592,13 +590,13 @@ def _proportional(inv_freq, dim, config: ProportionalScaling):
         raise ValueError(
             f"proportional RoPE needs partial_rotary_factor in [0, 1], got {fraction}."
         )
-    factor = _validation.check_positive("proportional factor", config.factor)
+    factor = validation.check_positive("proportional factor", config.factor)
     rotated = int(fraction * dim // 2)
     return np.where(np.arange(dim // 2) < rotated, inv_freq, 0.0) / factor
 
 
 def _longrope(inv_freq, dim, config: LongRopeScaling, seq_len):
-    original = _validation.check_int(
+    original = validation.check_int(
         "original_max_position_embeddings",
         config.original_max_position_embeddings,
         minimum=1,
@@ -615,7 +613,7 @@ def _longrope(inv_freq, dim, config: LongRopeScaling, seq_len):
     long = seq_len is not None and seq_len > original
     factors = np.asarray(config.long_factor if long else config.short_factor)
     if config.attention_factor is not None:
-        attention = _validation.check_real("attention_factor", config.attention_factor)
+        attention = validation.check_real("attention_factor", config.attention_factor)
     else:
         factor = float(config.factor) if config.factor is not None else 1.0
         attention = (
@@ -636,10 +634,8 @@ def _yarn(inv_freq, dim, base, factor, original, config: YarnScaling):
         raise ValueError(
             f"yarn scaling needs base > 1 (it divides by ln base), got {base!r}."
         )
-    low = correction_dim(_validation.check_positive("yarn beta_fast", config.beta_fast))
-    high = correction_dim(
-        _validation.check_positive("yarn beta_slow", config.beta_slow)
-    )
+    low = correction_dim(validation.check_positive("yarn beta_fast", config.beta_fast))
+    high = correction_dim(validation.check_positive("yarn beta_slow", config.beta_slow))
     if config.truncate:
         low, high = math.floor(low), math.ceil(high)
     low, high = max(low, 0), min(high, dim - 1)
@@ -648,7 +644,7 @@ def _yarn(inv_freq, dim, base, factor, original, config: YarnScaling):
     ramp = np.clip((np.arange(dim // 2) - low) / (high - low), 0.0, 1.0)
     blended = (inv_freq / factor) * ramp + inv_freq * (1.0 - ramp)
     if config.attention_factor is not None:
-        attention = _validation.check_real("attention_factor", config.attention_factor)
+        attention = validation.check_real("attention_factor", config.attention_factor)
     elif config.mscale and config.mscale_all_dim:
         attention = _yarn_mscale(factor, config.mscale) / _yarn_mscale(
             factor, config.mscale_all_dim
@@ -659,10 +655,8 @@ def _yarn(inv_freq, dim, base, factor, original, config: YarnScaling):
 
 
 def _llama3(inv_freq, factor, original, config: Llama3Scaling):
-    low = _validation.check_positive("llama3 low_freq_factor", config.low_freq_factor)
-    high = _validation.check_positive(
-        "llama3 high_freq_factor", config.high_freq_factor
-    )
+    low = validation.check_positive("llama3 low_freq_factor", config.low_freq_factor)
+    high = validation.check_positive("llama3 high_freq_factor", config.high_freq_factor)
     if high < low:
         raise ValueError(
             f"llama3 scaling needs high_freq_factor >= low_freq_factor; got {high} "
@@ -707,12 +701,12 @@ def _pair_axes(pairs: int, section: tuple[int, ...], interleaved: bool) -> np.nd
 def _sin_cos(positions, inv_freq, pair_axes):
     """sin/cos ``[..., seq, r/2]``; ``positions [..., seq, A]`` when multi-axis."""
     if pair_axes is None:
-        return _angles.sin_cos(positions, inv_freq)
+        return angles.sin_cos(positions, inv_freq)
     sins, coss, order = [], [], []
     for axis in range(int(pair_axes.max()) + 1):
         index = np.flatnonzero(pair_axes == axis)
         if index.size:
-            s, c = _angles.sin_cos(positions[..., axis], inv_freq[index])
+            s, c = angles.sin_cos(positions[..., axis], inv_freq[index])
             sins.append(s)
             coss.append(c)
             order.extend(index.tolist())
@@ -741,7 +735,7 @@ def _rotate(x, sin, cos, layout, rotary_dim):
     # several times slower.)
     cos = jnp.stack([cos, cos], axis=pair_axis)
     signed_sin = jnp.stack([-sin, sin], axis=pair_axis)
-    work = _validation.compute_dtype(x.dtype)
+    work = validation.compute_dtype(x.dtype)
     pairs_shape = (2, half) if layout == "halves" else (half, 2)
     rotary = x if rotary_dim == head_dim else x[..., :rotary_dim]
     pairs = rotary.astype(work).reshape(*x.shape[:-1], *pairs_shape)
@@ -754,7 +748,7 @@ def _rotate(x, sin, cos, layout, rotary_dim):
 
 
 def _check_x(x) -> jax.Array:
-    x = _validation.floating_array("x", x)
+    x = validation.floating_array("x", x)
     if x.ndim < 3:
         raise ValueError(f"x must be [..., seq, heads, head_dim], got shape {x.shape}.")
     return x
@@ -821,7 +815,7 @@ def _rotary_dim(
                 f"{head_dim} to rotate part of it."
             )
         rotary_dim = head_dim
-    rotary_dim = _validation.check_int("rotary_dim", rotary_dim, minimum=2)
+    rotary_dim = validation.check_int("rotary_dim", rotary_dim, minimum=2)
     if rotary_dim > head_dim or rotary_dim % 2:
         raise ValueError(
             f"rotary_dim must be even and <= head_dim {head_dim}, got {rotary_dim}."
@@ -840,7 +834,7 @@ def check_rotary_dim(
     if isinstance(scaling, Mapping) and not _is_nested(scaling):
         kind = scaling.get("rope_type", scaling.get("type"))
         if kind != "proportional" and scaling.get("partial_rotary_factor") is not None:
-            partial = _validation.check_real(
+            partial = validation.check_real(
                 "partial_rotary_factor", scaling["partial_rotary_factor"]
             )
     return _rotary_dim(head_dim, rotary_dim, partial)
@@ -954,8 +948,8 @@ def apply_rope(
       the World at Any Resolution", 2024. https://arxiv.org/abs/2409.12191
     """
     x = _check_x(x)
-    positions = _validation.position_array("positions", positions)
-    _validation.check_choice("layout", layout, LAYOUTS)
+    positions = validation.position_array("positions", positions)
+    validation.check_choice("layout", layout, LAYOUTS)
     head_dim = x.shape[-1]
     if frequencies is not None:
         if (
@@ -972,7 +966,7 @@ def apply_rope(
     else:
         parsed = _parse(scaling, base, max_position_embeddings)
         if seq_len is not None:
-            seq_len = _validation.check_int("seq_len", seq_len, minimum=1)
+            seq_len = validation.check_int("seq_len", seq_len, minimum=1)
         elif isinstance(parsed.scaling, DynamicNTKScaling):
             seq_len = _length_from_positions(positions)
     rotary_dim = _rotary_dim(head_dim, rotary_dim, parsed.partial_rotary_factor)
@@ -1000,7 +994,7 @@ def apply_rope(
         sin, cos = _scaled_sin_cos(
             positions,
             inv_freq,
-            _validation.check_real("frequencies[1]", frequencies[1]),
+            validation.check_real("frequencies[1]", frequencies[1]),
             pair_axes,
         )
     elif isinstance(parsed.scaling, LongRopeScaling) and seq_len is None:
@@ -1050,8 +1044,8 @@ def _length_from_positions(positions: jax.Array) -> int | None:
 
 def _section(name: str, value: object) -> tuple[int, ...]:
     """An M-RoPE section: a list of counts >= 0."""
-    return _validation.check_sequence(
-        name, value, functools.partial(_validation.check_int, minimum=0)
+    return validation.check_sequence(
+        name, value, functools.partial(validation.check_int, minimum=0)
     )
 
 
@@ -1067,7 +1061,7 @@ def _multi_axis(parsed: _Parsed, section, interleaved):
     section = section if section is not None else parsed.mrope_section
     if interleaved is None:
         interleaved = parsed.mrope_interleaved
-    return section, _validation.check_bool("mrope_interleaved", interleaved)
+    return section, validation.check_bool("mrope_interleaved", interleaved)
 
 
 def _scaled_sin_cos(positions, inv_freq, attention, pair_axes):
@@ -1111,8 +1105,8 @@ def grid_positions(height: int, width: int) -> jax.Array:
       >>> fp.grid_positions(2, 3).tolist()
       [[0, 0], [0, 1], [0, 2], [1, 0], [1, 1], [1, 2]]
     """
-    height = _validation.check_int("height", height, minimum=1)
-    width = _validation.check_int("width", width, minimum=1)
+    height = validation.check_int("height", height, minimum=1)
+    width = validation.check_int("width", width, minimum=1)
     rows, cols = jnp.meshgrid(
         jnp.arange(height, dtype=jnp.int32),
         jnp.arange(width, dtype=jnp.int32),
@@ -1166,7 +1160,7 @@ def apply_axial_rope(
       https://arxiv.org/abs/2403.13298
     """
     x = _check_x(x)
-    positions = _validation.position_array("positions", positions)
+    positions = validation.position_array("positions", positions)
     if positions.ndim < 2:
         raise ValueError(
             f"positions must be [..., seq, axes], got shape {positions.shape}."
@@ -1186,98 +1180,3 @@ def apply_axial_rope(
         frequencies=(np.tile(per_axis, axes), 1.0),
         mrope_section=(rotary_dim // (2 * axes),) * axes,
     )
-
-
-def rotary_positions(
-    q: ArrayLike,
-    k: ArrayLike,
-    positions: ArrayLike | None,
-    head_dim: int | None = None,
-    mrope_section: Sequence[int] | None = None,
-) -> ArrayLike:
-    """The checks and default positions of the rotary modules (linen and NNX).
-
-    ``q`` and ``k`` must have ``head_dim`` features when it is set;
-    ``positions=None`` is ``arange(seq)`` (``[seq, 1]`` for M-RoPE: every axis
-    equal). `apply_rope` checks the rest.
-    """
-    for name, x in (("q", q), ("k", k)):
-        shape = np.shape(x)  # lists too
-        if head_dim is not None and shape and shape[-1] != head_dim:
-            raise ValueError(
-                f"{name} has head_dim {shape[-1]}, but this rotary embedding is "
-                f"for head_dim {head_dim} (shape {shape})."
-            )
-    if positions is not None:
-        return positions
-    if np.ndim(q) < 3:
-        raise ValueError(
-            f"q must be [..., seq, heads, head_dim], got shape {np.shape(q)}."
-        )
-    positions = jnp.arange(np.shape(q)[-3])
-    return positions if mrope_section is None else positions[:, None]
-
-
-class FrozenRopeDict(Mapping):
-    """An immutable, hashable rope dict (lists become tuples).
-
-    What the modules keep of a ``rope_scaling`` / ``rope_parameters`` dict, so
-    that a module (linen field, NNX static attribute, a static ``jit``
-    argument) can hold it. Reads like the dict it was made from.
-    """
-
-    def __init__(self, config: Mapping[str, Any]):
-        def frozen(value):
-            if isinstance(value, Mapping):
-                return FrozenRopeDict(value)
-            if isinstance(value, list | tuple):
-                return tuple(frozen(v) for v in value)
-            return value
-
-        self._items = {key: frozen(value) for key, value in config.items()}
-
-    def __getitem__(self, key):
-        return self._items[key]
-
-    def __iter__(self):
-        return iter(self._items)
-
-    def __len__(self):
-        return len(self._items)
-
-    def __hash__(self):
-        return hash(tuple(sorted(self._items.items(), key=lambda kv: kv[0])))
-
-    def __eq__(self, other):
-        return isinstance(other, Mapping) and dict(self.items()) == dict(other.items())
-
-    def __repr__(self):
-        return f"FrozenRopeDict({self._items!r})"
-
-
-def freeze_scaling(scaling):
-    """``scaling`` with a dict made a `FrozenRopeDict`; anything else as is."""
-    return FrozenRopeDict(scaling) if isinstance(scaling, Mapping) else scaling
-
-
-def text_positions(rotary, positions):
-    """The positions an attention module hands its rotary embedding.
-
-    ``[..., seq]``, or ``[..., seq, 1]`` (every axis equal: text tokens) for an
-    M-RoPE embedding; image and video positions go to `apply_rope` directly.
-    """
-    if getattr(rotary, "mrope_section", None) is None:
-        return positions
-    return jnp.asarray(positions)[..., None]
-
-
-def apply_rope_qk(
-    q, k, positions, *, head_dim: int | None = None, **kwargs
-) -> tuple[jax.Array, jax.Array]:
-    """`apply_rope` with the same arguments on queries and keys (the modules),
-    after `rotary_positions`' checks and default positions (whose largest + 1,
-    the sequence length, is a static ``seq_len`` when none is given)."""
-    if positions is None and kwargs.get("seq_len") is None and np.ndim(q) >= 3:
-        kwargs["seq_len"] = np.shape(q)[-3] or None
-    positions = rotary_positions(q, k, positions, head_dim, kwargs.get("mrope_section"))
-    return apply_rope(q, positions, **kwargs), apply_rope(k, positions, **kwargs)

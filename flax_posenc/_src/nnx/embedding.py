@@ -9,8 +9,8 @@ import jax.numpy as jnp
 from flax import nnx
 from jax.typing import ArrayLike, DTypeLike
 
-from flax_posenc import _validation, embedding
-from flax_posenc.nnx import _params
+from flax_posenc._src import embedding, twins, validation
+from flax_posenc._src.nnx import parameters
 
 # As Flax's Embed (and the linen twin): variance scaling, fan-in, normal.
 TOKEN_INIT = nnx.initializers.variance_scaling(1.0, "fan_in", "normal", out_axis=0)
@@ -63,16 +63,16 @@ class TokenEmbedding(nnx.Module):
         embedding_axes: tuple[str | None, ...] = ("vocab", "embed"),
         rngs: nnx.Rngs,
     ):
-        _validation.check_int("vocab_size", vocab_size, minimum=1)
-        _validation.check_int("features", features, minimum=1)
-        _validation.check_bools(
+        validation.check_int("vocab_size", vocab_size, minimum=1)
+        validation.check_int("features", features, minimum=1)
+        validation.check_bools(
             scale_by_sqrt_features=scale_by_sqrt_features, checked=checked
         )
         self.features = features
         self.scale_by_sqrt_features = scale_by_sqrt_features
         self.checked = checked
-        self.dtype = _validation.module_dtypes(dtype, param_dtype)
-        self.embedding = _params.param(
+        self.dtype = validation.module_dtypes(dtype, param_dtype)
+        self.embedding = parameters.param(
             embedding_init, rngs, (vocab_size, features), param_dtype, embedding_axes
         )
 
@@ -150,11 +150,11 @@ class InputEmbedding(nnx.Module):
         token_type_axes: tuple[str | None, ...] = (None, "embed"),
         rngs: nnx.Rngs,
     ):
-        _validation.check_choice("combine", combine, embedding.COMBINES)
+        validation.check_choice("combine", combine, embedding.COMBINES)
         self.combine = combine
-        _validation.check_module("position", position)
-        _validation.check_module("norm", norm)
-        self.dropout_rate = _validation.check_rate("dropout_rate", dropout_rate)
+        validation.check_module("position", position)
+        validation.check_module("norm", norm)
+        self.dropout_rate = validation.check_rate("dropout_rate", dropout_rate)
 
         def table(size, axes, scale):
             return TokenEmbedding(
@@ -172,7 +172,7 @@ class InputEmbedding(nnx.Module):
         self.token = table(vocab_size, embedding_axes, scale_by_sqrt_features)
         self.token_type = (
             table(
-                _validation.check_int("num_token_types", num_token_types, minimum=1),
+                validation.check_int("num_token_types", num_token_types, minimum=1),
                 token_type_axes,
                 False,
             )
@@ -184,7 +184,7 @@ class InputEmbedding(nnx.Module):
             nnx.Dropout(
                 self.dropout_rate,
                 deterministic=deterministic,
-                rngs=_params.dropout_stream(rngs),
+                rngs=parameters.dropout_stream(rngs),
             )
             if self.dropout_rate > 0.0
             else None
@@ -203,16 +203,16 @@ class InputEmbedding(nnx.Module):
         pos = None
         if self.position is not None:
             pos = self.position(tokens, positions=positions)
-        token_types = embedding.token_type_ids(
+        token_types = twins.token_type_ids(
             ids, token_types, self.token_type is not None
         )
         types = None if token_types is None else self.token_type(token_types)
-        y = embedding.combine_embeddings(tokens, pos, self.combine, types)
+        y = twins.combine_embeddings(tokens, pos, self.combine, types)
         if self.norm is not None:
             y = self.norm(y)
         if self.dropout is None:
             return y
-        deterministic = _validation.dropout_deterministic(
+        deterministic = validation.dropout_deterministic(
             self.dropout.deterministic, deterministic
         )
         return self.dropout(y, deterministic=deterministic)

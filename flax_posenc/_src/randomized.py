@@ -7,7 +7,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from flax_posenc import _validation
+from flax_posenc._src import validation
 
 
 def randomized_positions(key: jax.Array, length: int, max_position: int) -> jax.Array:
@@ -49,9 +49,9 @@ def randomized_positions(key: jax.Array, length: int, max_position: int) -> jax.
       Ruoss et al., "Randomized Positional Encodings Boost Length
       Generalization of Transformers", 2023. https://arxiv.org/abs/2305.16843
     """
-    length = _validation.check_int("length", length, minimum=0)
-    max_position = _validation.check_int("max_position", max_position, minimum=1)
-    if max_position > _validation.INT32_MAX:
+    length = validation.check_int("length", length, minimum=0)
+    max_position = validation.check_int("max_position", max_position, minimum=1)
+    if max_position > validation.INT32_MAX:
         raise ValueError(
             f"max_position must be <= 2**31 - 1 (positions are int32), got "
             f"{max_position}."

@@ -7,8 +7,8 @@ import jax.numpy as jnp
 from flax import nnx
 from jax.typing import ArrayLike, DTypeLike
 
-from flax_posenc import alibi, relative
-from flax_posenc.nnx import _params
+from flax_posenc._src import alibi, relative, twins
+from flax_posenc._src.nnx import parameters
 
 # As T5 (and the linen twin): variance scaling, fan-avg, uniform.
 RELATIVE_INIT = nnx.initializers.variance_scaling(1.0, "fan_avg", "uniform")
@@ -87,11 +87,11 @@ class RelativePositionBias(nnx.Module):
         embedding_axes: tuple[str | None, ...] = ("heads", "relpos_buckets"),
         rngs: nnx.Rngs,
     ):
-        self.dtype = relative.check_bias_module(
+        self.dtype = twins.check_bias_module(
             num_heads, num_buckets, max_distance, bidirectional, dtype, param_dtype
         )
         self.max_distance, self.bidirectional = max_distance, bidirectional
-        self.rel_embedding = _params.param(
+        self.rel_embedding = parameters.param(
             embedding_init, rngs, (num_heads, num_buckets), param_dtype, embedding_axes
         )
 

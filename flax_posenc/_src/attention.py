@@ -11,7 +11,7 @@ import numpy as np
 from jax.experimental import checkify
 from jax.typing import ArrayLike
 
-from flax_posenc import _validation, rope
+from flax_posenc._src import validation
 
 IMPLEMENTATIONS = ("xla", "jax")
 
@@ -75,20 +75,20 @@ def attention_mask(
         if value.ndim < 1:
             raise ValueError(f"{name} must be [..., seq], got a scalar.")
     _check_leading("q_positions", q_positions, "k_positions", k_positions)
-    causal = _validation.check_bool("causal", causal)
+    causal = validation.check_bool("causal", causal)
     window = None
     if sliding_window is not None:
-        window = _validation.check_int("sliding_window", sliding_window, minimum=1)
+        window = validation.check_int("sliding_window", sliding_window, minimum=1)
         if window >= 2**32:  # every distance of int32 positions is below 2**32
             window = None
     if q_segments is None and k_segments is not None:
         raise ValueError("k_segments needs q_segments (the queries' segment ids).")
     if q_segments is not None:
-        q_segments = _validation.integer_array("q_segments", q_segments)
+        q_segments = validation.integer_array("q_segments", q_segments)
         k_segments = (
             q_segments
             if k_segments is None
-            else _validation.integer_array("k_segments", k_segments)
+            else validation.integer_array("k_segments", k_segments)
         )
         for name, seg, pos in (
             ("q_segments", q_segments, q_positions),
@@ -118,8 +118,8 @@ def _mask_positions(q_positions, k_positions):
     if q.dtype == k.dtype == np.uint32:
         return _flip_sign(jnp.asarray(q)), _flip_sign(jnp.asarray(k))
     return (
-        _validation.position_array("q_positions", q),
-        _validation.position_array("k_positions", k),
+        validation.position_array("q_positions", q),
+        validation.position_array("k_positions", k),
     )
 
 
@@ -138,7 +138,7 @@ def _mask(q_positions, k_positions, q_segments, k_segments, *, causal, window):
         mask &= k <= q
     if window is not None:
         # Exact |q - k| (for causal, q - k on the entries it allows).
-        mask &= _validation.abs_distance(q, k) < jnp.uint32(window)
+        mask &= validation.abs_distance(q, k) < jnp.uint32(window)
     if q_segments is not None:
         qs, ks = q_segments[..., :, None], k_segments[..., None, :]
         mask &= (qs == ks) & (qs != 0)
@@ -244,9 +244,9 @@ def dot_product_attention(
       Ainslie et al., "GQA: Training Generalized Multi-Query Transformer Models
       from Multi-Head Checkpoints", 2023. https://arxiv.org/abs/2305.13245
     """
-    q = _validation.floating_array("q", q)
-    k = _validation.floating_array("k", k)
-    v = _validation.floating_array("v", v)
+    q = validation.floating_array("q", q)
+    k = validation.floating_array("k", k)
+    v = validation.floating_array("v", v)
     for name, x in (("q", q), ("k", k), ("v", v)):
         if x.ndim < 3:
             raise ValueError(f"{name} must be [..., seq, heads, dim], got {x.shape}.")
@@ -282,22 +282,22 @@ def dot_product_attention(
             )
         _check_broadcasts("mask", mask, logits_shape)
     if bias is not None:
-        bias = _validation.floating_array("bias", bias)
+        bias = validation.floating_array("bias", bias)
         _check_broadcasts("bias", bias, logits_shape)
     if scale is None:
         scale = head_dim**-0.5
     else:
-        scale = _validation.check_real_or_traced("scale", scale)
+        scale = validation.check_real_or_traced("scale", scale)
     if softcap is not None:
-        softcap = _validation.check_real_or_traced("softcap", softcap)
+        softcap = validation.check_real_or_traced("softcap", softcap)
         if not isinstance(softcap, jax.Array):
-            softcap = _validation.check_positive("softcap", softcap)
-    dropout_rate = _validation.check_rate("dropout_rate", dropout_rate)
+            softcap = validation.check_positive("softcap", softcap)
+    dropout_rate = validation.check_rate("dropout_rate", dropout_rate)
     dropout = dropout_rate if dropout_rng is not None else 0.0
     if implementation is None:
         fits = dropout == 0.0 and _jax_fits(q, k, v, softcap)
         implementation = "jax" if fits else "xla"
-    _validation.check_choice("implementation", implementation, IMPLEMENTATIONS)
+    validation.check_choice("implementation", implementation, IMPLEMENTATIONS)
     if implementation == "jax" and (softcap is not None or dropout):
         raise ValueError(
             "implementation='jax' has no soft-capping or dropout; use 'xla'."
@@ -424,7 +424,7 @@ def _xla_attention(q, k, v, mask, bias, scale, softcap, batch, dropout, rng):
     heads, kv_heads = q.shape[-2], k.shape[-2]
     groups = heads // kv_heads
     q_len, k_len = q.shape[-3], k.shape[-3]
-    work = _validation.compute_dtype(q.dtype)
+    work = validation.compute_dtype(q.dtype)
     # [..., t, kv, g, d] -> [..., kv, t * g, d]
     folded = jnp.swapaxes(
         q.reshape(*q.shape[:-2], kv_heads, groups, q.shape[-1]), -4, -3
@@ -474,87 +474,6 @@ def _xla_attention(q, k, v, mask, bias, scale, softcap, batch, dropout, rng):
     out = out.reshape(*out.shape[:-2], q_len, groups, v.shape[-1])
     out = jnp.swapaxes(out, -4, -3)
     return out.reshape(*out.shape[:-3], heads, v.shape[-1]).astype(q.dtype)
-
-
-def check_heads(num_heads: int, head_dim: int, num_kv_heads: int | None) -> int:
-    """The attention modules' size checks (linen and NNX); returns ``kv_heads``."""
-    heads = _validation.check_int("num_heads", num_heads, minimum=1)
-    _validation.check_int("head_dim", head_dim, minimum=1)
-    kv_heads = _validation.check_int(
-        "num_kv_heads", heads if num_kv_heads is None else num_kv_heads, minimum=1
-    )
-    if heads % kv_heads:
-        raise ValueError(f"num_kv_heads {kv_heads} must divide num_heads {heads}.")
-    return kv_heads
-
-
-def check_rotary_head_dim(rotary, head_dim: int) -> None:
-    """An attention module's rotary must fit its ``head_dim`` (at construction).
-
-    Its own ``head_dim`` (when set) must be the module's, and the features it
-    rotates (its ``rotary_dim``, else the dict's ``partial_rotary_factor`` of
-    the head, else all) an even number <= ``head_dim``.
-    """
-    if rotary is None:
-        return
-    own = getattr(rotary, "head_dim", None)
-    if own is not None and own != head_dim:
-        raise ValueError(
-            f"the rotary embedding is for head_dim {own}, but this attention "
-            f"module's head_dim is {head_dim}."
-        )
-    rope.check_rotary_dim(
-        head_dim, getattr(rotary, "rotary_dim", None), getattr(rotary, "scaling", None)
-    )
-
-
-def qk_norm(query_norm, key_norm, q: jax.Array, k: jax.Array):
-    """Queries and keys normalized per head (linen and NNX): ``qk_norm`` must
-    keep their shape, as a normalization does."""
-    normed = query_norm(q), key_norm(k)
-    for name, before, after in (("q", q, normed[0]), ("k", k, normed[1])):
-        if not isinstance(after, jax.Array) or after.shape != before.shape:
-            shape = getattr(after, "shape", type(after).__name__)
-            raise ValueError(
-                f"qk_norm must return its input's shape (a normalization per "
-                f"head), but {name} {before.shape} became {shape}."
-            )
-    return normed
-
-
-def module_positions(x, positions, segments, start, decode):
-    """Positions and segments of an attention module's call (linen and NNX).
-
-    ``positions=None`` is ``start + arange(seq)`` (``start``: the next cache
-    slot, or 0). When decoding both are broadcast to ``x.shape[:-1]``: the
-    cache keeps one row per batch row.
-    """
-    if x.ndim < 2:
-        raise ValueError(f"x must be [..., seq, features], got shape {x.shape}.")
-    if positions is None:
-        positions = start + jnp.arange(x.shape[-2], dtype=jnp.int32)
-    positions = _validation.integer_array("positions", positions)
-    if segments is not None:
-        segments = _validation.integer_array("segments", segments)
-    if decode:
-        positions = jnp.broadcast_to(positions, x.shape[:-1])
-        if segments is not None:
-            segments = jnp.broadcast_to(segments, x.shape[:-1])
-    return positions, segments
-
-
-def rotary_length(rotary, x, positions, decode: bool, seq_len: int | None) -> dict:
-    """The static ``seq_len`` an attention module hands its rotary embedding.
-
-    The call's, else, for default positions outside decoding, the sequence
-    length (their largest + 1, what dynamic NTK and LongRoPE read); else
-    none, and `apply_rope` reads it from the positions.
-    """
-    if seq_len is None and positions is None and not decode:
-        seq_len = x.shape[-2] or None
-    if seq_len is None or not _validation.accepts_keyword(rotary, "seq_len"):
-        return {}
-    return {"seq_len": _validation.check_int("seq_len", seq_len, minimum=1)}
 
 
 def write_cache(cache: dict, k, v, positions, segments, *, checked: bool = False):
@@ -638,50 +557,3 @@ def write_cache(cache: dict, k, v, positions, segments, *, checked: bool = False
         new["cached_segments"],
         fits,
     )
-
-
-def attend(
-    q,
-    k,
-    v,
-    q_positions,
-    k_positions,
-    q_segments,
-    k_segments,
-    bias,
-    *,
-    causal: bool,
-    sliding_window: int | None,
-    scale: float | None,
-    softcap: float | None,
-    dropout_rate: float,
-    dropout_rng,
-    fits=None,
-) -> jax.Array:
-    """`attention_mask` then `dot_product_attention`: the modules' attention.
-
-    ``fits``: `write_cache`'s flag; False gives NaN outputs (an overflowing
-    cache, under ``jit`` and unchecked).
-    """
-    mask = attention_mask(
-        q_positions,
-        k_positions,
-        causal=causal,
-        sliding_window=sliding_window,
-        q_segments=q_segments,
-        k_segments=k_segments,
-    )
-    out = dot_product_attention(
-        q,
-        k,
-        v,
-        mask=mask,
-        bias=bias,
-        scale=scale,
-        softcap=softcap,
-        dropout_rate=dropout_rate,
-        dropout_rng=dropout_rng,
-    )
-    if fits is not None:
-        out = jnp.where(fits, out, jnp.asarray(jnp.nan, out.dtype))
-    return out

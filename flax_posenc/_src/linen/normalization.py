@@ -10,8 +10,8 @@ import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
-from flax_posenc import _validation, normalization
-from flax_posenc.linen import _dropout
+from flax_posenc._src import normalization, twins, validation
+from flax_posenc._src.linen import dropout
 
 NORM_POSITIONS = normalization.NORM_POSITIONS
 
@@ -88,8 +88,8 @@ class LayerNorm(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         """Normalizes ``x``; returns its shape in ``dtype`` (default ``x.dtype``)."""
         x = jnp.asarray(x)
-        _validation.check_real("epsilon", self.epsilon)
-        _validation.check_bools(use_scale=self.use_scale, use_bias=self.use_bias)
+        validation.check_real("epsilon", self.epsilon)
+        validation.check_bools(use_scale=self.use_scale, use_bias=self.use_bias)
         shape = _param_shape(x, self.axis, self.param_axes)
         scale = bias = None
         if self.use_scale:
@@ -149,8 +149,8 @@ class RMSNorm(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         """Normalizes ``x``; returns its shape in ``dtype`` (default ``x.dtype``)."""
         x = jnp.asarray(x)
-        _validation.check_real("epsilon", self.epsilon)
-        _validation.check_bools(use_scale=self.use_scale, unit_offset=self.unit_offset)
+        validation.check_real("epsilon", self.epsilon)
+        validation.check_bools(use_scale=self.use_scale, unit_offset=self.unit_offset)
         if self.unit_offset and not self.use_scale:
             raise ValueError("unit_offset=True needs use_scale=True.")
         shape = _param_shape(x, self.axis, self.param_axes)
@@ -236,25 +236,23 @@ class Residual(nn.Module):
         self, x: jax.Array, *args: Any, deterministic: bool | None = None, **kwargs
     ) -> jax.Array | tuple[Any, ...]:
         """The residual sum ``y`` (or ``(y, *extra)``); see the class docstring."""
-        position = normalization.check_residual(
+        position = twins.check_residual(
             self.norm_position,
             self.parallel,
             self.post_norm,
             self.parallel_norm,
             self.share_norm,
         )
-        _validation.check_module("sublayer", self.sublayer, optional=False)
+        validation.check_module("sublayer", self.sublayer, optional=False)
         for name in ("norm", "post_norm", "parallel", "parallel_norm"):
-            _validation.check_module(name, getattr(self, name))
+            validation.check_module(name, getattr(self, name))
         norm = self.norm if self.norm is not None else LayerNorm(name="norm")
         extras: list[Any] = []
 
         def run(module, inputs):
-            out, more = normalization.call_sublayer(
-                module, inputs, args, kwargs, deterministic
-            )
+            out, more = twins.call_sublayer(module, inputs, args, kwargs, deterministic)
             extras.extend(more)
-            return _dropout.dropout(
+            return dropout.dropout(
                 out, self.dropout_rate, self.deterministic, deterministic
             )
 
@@ -268,7 +266,7 @@ class Residual(nn.Module):
             parallel_norm = self.parallel_norm
             if parallel_norm is None:
                 parallel_norm = LayerNorm(name="parallel_norm")
-        y = normalization.residual_sum(
+        y = twins.residual_sum(
             x,
             run,
             position,

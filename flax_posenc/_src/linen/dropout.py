@@ -5,7 +5,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 
-from flax_posenc import _validation
+from flax_posenc._src import validation
 
 
 def dropout(
@@ -16,7 +16,7 @@ def dropout(
     Call from inside a compact method: the Dropout becomes a child of the caller.
     With ``rate == 0`` nothing happens and ``deterministic`` is not needed.
     """
-    if _validation.check_rate("dropout_rate", rate) == 0.0:
+    if validation.check_rate("dropout_rate", rate) == 0.0:
         return x
-    deterministic = _validation.dropout_deterministic(field, call)
+    deterministic = validation.dropout_deterministic(field, call)
     return nn.Dropout(rate)(x, deterministic=deterministic)

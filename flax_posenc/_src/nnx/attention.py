@@ -9,8 +9,8 @@ import jax.numpy as jnp
 from flax import nnx
 from jax.typing import ArrayLike, DTypeLike
 
-from flax_posenc import _validation, attention, rope
-from flax_posenc.nnx import _params
+from flax_posenc._src import attention, twins, validation
+from flax_posenc._src.nnx import parameters
 
 KERNEL_INIT = nnx.initializers.lecun_normal()
 BIAS_INIT = nnx.initializers.zeros_init()
@@ -117,20 +117,20 @@ class MultiHeadAttention(nnx.Module):
         bias_init: nnx.Initializer = BIAS_INIT,
         rngs: nnx.Rngs,
     ):
-        kv_heads = attention.check_heads(num_heads, head_dim, num_kv_heads)
-        _validation.check_factory("qk_norm", qk_norm, nnx.Module)
+        kv_heads = twins.check_heads(num_heads, head_dim, num_kv_heads)
+        validation.check_factory("qk_norm", qk_norm, nnx.Module)
         for name, module in (("rotary", rotary), ("position_bias", position_bias)):
-            _validation.check_module(name, module)
-        attention.check_rotary_head_dim(rotary, head_dim)
-        _validation.check_bools(
+            validation.check_module(name, module)
+        twins.check_rotary_head_dim(rotary, head_dim)
+        validation.check_bools(
             qkv_bias=qkv_bias, out_bias=out_bias, causal=causal, checked=checked
         )
-        in_features = _validation.check_int("in_features", in_features, minimum=1)
+        in_features = validation.check_int("in_features", in_features, minimum=1)
         self.in_features = in_features
         self.num_heads, self.num_kv_heads, self.head_dim = num_heads, kv_heads, head_dim
         self.causal, self.sliding_window = causal, sliding_window
         self.softcap, self.scale = softcap, scale
-        self.dropout_rate = _validation.check_rate("dropout_rate", dropout_rate)
+        self.dropout_rate = validation.check_rate("dropout_rate", dropout_rate)
         self.deterministic, self.checked = deterministic, checked
         self.dtype, self.param_dtype = dtype, param_dtype
 
@@ -169,7 +169,7 @@ class MultiHeadAttention(nnx.Module):
         self.key_norm = qk_norm(head_dim, rngs=rngs) if qk_norm else None
         self.rotary, self.position_bias = rotary, position_bias
         self.dropout_rngs = (
-            _params.dropout_stream(rngs) if self.dropout_rate > 0.0 else None
+            parameters.dropout_stream(rngs) if self.dropout_rate > 0.0 else None
         )
         for name in _CACHE_NAMES:
             setattr(self, name, nnx.data(None))
@@ -188,11 +188,11 @@ class MultiHeadAttention(nnx.Module):
                 f"got {shape}."
             )
         for size in shape:
-            _validation.check_int("init_cache input_shape", size, minimum=1)
+            validation.check_int("init_cache input_shape", size, minimum=1)
         *batch, max_length, _ = shape
         if dtype is None:
             dtype = self.param_dtype if self.dtype is None else self.dtype
-        dtype = _validation.floating_dtype("init_cache dtype", dtype)
+        dtype = validation.floating_dtype("init_cache dtype", dtype)
         kv_shape = (*batch, max_length, self.num_kv_heads, self.head_dim)
         self.cached_key = nnx.Cache(jnp.zeros(kv_shape, dtype))
         self.cached_value = nnx.Cache(jnp.zeros(kv_shape, dtype))
@@ -219,7 +219,7 @@ class MultiHeadAttention(nnx.Module):
         for default positions, else read from concrete positions (traced
         ones, as when decoding under ``jit`` with dynamic NTK, need it).
         """
-        x = _validation.floating_array("x", x)
+        x = validation.floating_array("x", x)
         if x.ndim < 2:
             raise ValueError(f"x must be [..., seq, features], got shape {x.shape}.")
         if x.shape[-1] != self.in_features:
@@ -227,22 +227,22 @@ class MultiHeadAttention(nnx.Module):
                 f"x has {x.shape[-1]} features (shape {x.shape}), but this module "
                 f"was built for in_features={self.in_features}."
             )
-        if _validation.check_bool("decode", decode) and self.cache_index is None:
+        if validation.check_bool("decode", decode) and self.cache_index is None:
             raise ValueError("decode=True needs a cache: call init_cache first.")
         q, k, v = self.query(x), self.key(x), self.value(x)
         if self.query_norm is not None:
-            q, k = attention.qk_norm(self.query_norm, self.key_norm, q, k)
+            q, k = twins.qk_norm(self.query_norm, self.key_norm, q, k)
         start = self.cache_index[...] if decode else 0
         given = positions
-        positions, segments = attention.module_positions(
+        positions, segments = twins.module_positions(
             x, positions, segments, start, decode
         )
         if self.rotary is not None:
             q, k = self.rotary(
                 q,
                 k,
-                positions=rope.text_positions(self.rotary, positions),
-                **attention.rotary_length(self.rotary, x, given, decode, seq_len),
+                positions=twins.text_positions(self.rotary, positions),
+                **twins.rotary_length(self.rotary, x, given, decode, seq_len),
             )
         k_positions, q_segments, k_segments = positions, segments, segments
         fits = None
@@ -260,9 +260,9 @@ class MultiHeadAttention(nnx.Module):
             bias = self.position_bias(positions, k_positions)
         rng = None
         if self.dropout_rate > 0.0:
-            if not _validation.dropout_deterministic(self.deterministic, deterministic):
+            if not validation.dropout_deterministic(self.deterministic, deterministic):
                 rng = self.dropout_rngs()
-        out = attention.attend(
+        out = twins.attend(
             q,
             k,
             v,

@@ -9,15 +9,15 @@ import jax.numpy as jnp
 from flax import nnx
 from jax.typing import DTypeLike
 
-from flax_posenc import _validation, normalization
-from flax_posenc.nnx import _params
+from flax_posenc._src import normalization, twins, validation
+from flax_posenc._src.nnx import parameters
 
 
 def _feature_shape(
     num_features: int | Sequence[int], axes: tuple[str | None, ...]
 ) -> tuple[int, ...]:
     sizes = (num_features,) if isinstance(num_features, int) else tuple(num_features)
-    sizes = tuple(_validation.check_int("num_features", n, minimum=1) for n in sizes)
+    sizes = tuple(validation.check_int("num_features", n, minimum=1) for n in sizes)
     if len(axes) != len(sizes):
         raise ValueError(
             f"scale/bias axis names {axes} must name each normalized axis "
@@ -76,16 +76,16 @@ class LayerNorm(nnx.Module):
         rngs: nnx.Rngs,
     ):
         shape = _feature_shape(num_features, param_axes)
-        _validation.check_real("epsilon", epsilon)
-        _validation.check_bools(use_scale=use_scale, use_bias=use_bias)
+        validation.check_real("epsilon", epsilon)
+        validation.check_bools(use_scale=use_scale, use_bias=use_bias)
         self.epsilon, self.axis, self.dtype = epsilon, axis, dtype
         self.scale = (
-            _params.param(scale_init, rngs, shape, param_dtype, param_axes)
+            parameters.param(scale_init, rngs, shape, param_dtype, param_axes)
             if use_scale
             else None
         )
         self.bias = (
-            _params.param(bias_init, rngs, shape, param_dtype, param_axes)
+            parameters.param(bias_init, rngs, shape, param_dtype, param_axes)
             if use_bias
             else None
         )
@@ -149,18 +149,18 @@ class RMSNorm(nnx.Module):
         param_axes: tuple[str | None, ...] = ("embed",),
         rngs: nnx.Rngs,
     ):
-        _validation.check_bools(use_scale=use_scale, unit_offset=unit_offset)
+        validation.check_bools(use_scale=use_scale, unit_offset=unit_offset)
         if unit_offset and not use_scale:
             raise ValueError("unit_offset=True needs use_scale=True.")
         shape = _feature_shape(num_features, param_axes)
-        _validation.check_real("epsilon", epsilon)
+        validation.check_real("epsilon", epsilon)
         self.epsilon, self.axis, self.dtype = epsilon, axis, dtype
         self.unit_offset = unit_offset
         init = scale_init or (
             nnx.initializers.zeros if unit_offset else nnx.initializers.ones
         )
         self.scale = (
-            _params.param(init, rngs, shape, param_dtype, param_axes)
+            parameters.param(init, rngs, shape, param_dtype, param_axes)
             if use_scale
             else None
         )
@@ -227,17 +227,17 @@ class Residual(nnx.Module):
         deterministic: bool | None = None,
         rngs: nnx.Rngs | None = None,
     ):
-        normalization.check_residual(
+        twins.check_residual(
             norm_position, parallel, post_norm, parallel_norm, share_norm
         )
-        _validation.check_module("sublayer", sublayer, optional=False)
-        _validation.check_module("norm", norm, optional=False)
+        validation.check_module("sublayer", sublayer, optional=False)
+        validation.check_module("norm", norm, optional=False)
         for name, module in (
             ("post_norm", post_norm),
             ("parallel", parallel),
             ("parallel_norm", parallel_norm),
         ):
-            _validation.check_module(name, module)
+            validation.check_module(name, module)
         if norm_position == "sandwich" and post_norm is None:
             raise ValueError("norm_position='sandwich' needs post_norm.")
         if norm_position == "parallel" and not share_norm and parallel_norm is None:
@@ -247,12 +247,12 @@ class Residual(nnx.Module):
         self.sublayer, self.norm, self.norm_position = sublayer, norm, norm_position
         self.post_norm, self.parallel = post_norm, parallel
         self.parallel_norm, self.share_norm = parallel_norm, share_norm
-        self.dropout_rate = _validation.check_rate("dropout_rate", dropout_rate)
+        self.dropout_rate = validation.check_rate("dropout_rate", dropout_rate)
         self.dropout = (
             nnx.Dropout(
                 self.dropout_rate,
                 deterministic=deterministic,
-                rngs=_params.dropout_stream(rngs),
+                rngs=parameters.dropout_stream(rngs),
             )
             if self.dropout_rate > 0.0
             else None
@@ -263,15 +263,13 @@ class Residual(nnx.Module):
         extras = []
 
         def run(module, inputs):
-            out, more = normalization.call_sublayer(
-                module, inputs, args, kwargs, deterministic
-            )
+            out, more = twins.call_sublayer(module, inputs, args, kwargs, deterministic)
             extras.extend(more)
             if self.dropout is None:
                 return out
             return self.dropout(out, deterministic=deterministic)
 
-        y = normalization.residual_sum(
+        y = twins.residual_sum(
             x,
             run,
             self.norm_position,

@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike, DTypeLike
 
-from flax_posenc import _validation, attention, rope
+from flax_posenc._src import attention, twins, validation
 
 
 class MultiHeadAttention(nn.Module):
@@ -147,25 +147,25 @@ class MultiHeadAttention(nn.Module):
         ones, as when decoding under ``jit`` with dynamic NTK, need it).
         """
         heads = self.num_heads
-        kv_heads = attention.check_heads(heads, self.head_dim, self.num_kv_heads)
+        kv_heads = twins.check_heads(heads, self.head_dim, self.num_kv_heads)
         for name in ("qk_norm", "rotary", "position_bias"):
-            _validation.check_module(name, getattr(self, name))
-        attention.check_rotary_head_dim(self.rotary, self.head_dim)
-        _validation.check_bools(
+            validation.check_module(name, getattr(self, name))
+        twins.check_rotary_head_dim(self.rotary, self.head_dim)
+        validation.check_bools(
             qkv_bias=self.qkv_bias,
             out_bias=self.out_bias,
             causal=self.causal,
             checked=self.checked,
             decode=decode,
         )
-        x = _validation.floating_array("x", x)
+        x = validation.floating_array("x", x)
         if x.ndim < 2:
             raise ValueError(f"x must be [..., seq, features], got shape {x.shape}.")
         q = self._projection(heads, ("embed", "heads", "kv"), "query")(x)
         k = self._projection(kv_heads, ("embed", "kv_heads", "kv"), "key")(x)
         v = self._projection(kv_heads, ("embed", "kv_heads", "kv"), "value")(x)
         if self.qk_norm is not None:
-            q, k = attention.qk_norm(
+            q, k = twins.qk_norm(
                 self.qk_norm.clone(name="query_norm", parent=self),
                 self.qk_norm.clone(name="key_norm", parent=self),
                 q,
@@ -176,15 +176,15 @@ class MultiHeadAttention(nn.Module):
         if decode and self.has_variable("cache", "cache_index"):
             start = self.get_variable("cache", "cache_index")
         given = positions
-        positions, segments = attention.module_positions(
+        positions, segments = twins.module_positions(
             x, positions, segments, start, decode
         )
         if self.rotary is not None:
             q, k = self.rotary(
                 q,
                 k,
-                positions=rope.text_positions(self.rotary, positions),
-                **attention.rotary_length(self.rotary, x, given, decode, seq_len),
+                positions=twins.text_positions(self.rotary, positions),
+                **twins.rotary_length(self.rotary, x, given, decode, seq_len),
             )
 
         k_positions, q_segments, k_segments = positions, segments, segments
@@ -196,12 +196,12 @@ class MultiHeadAttention(nn.Module):
         bias = None
         if self.position_bias is not None:
             bias = self.position_bias(positions, k_positions)
-        rate = _validation.check_rate("dropout_rate", self.dropout_rate)
+        rate = validation.check_rate("dropout_rate", self.dropout_rate)
         rng = None
         if rate > 0.0:
-            if not _validation.dropout_deterministic(self.deterministic, deterministic):
+            if not validation.dropout_deterministic(self.deterministic, deterministic):
                 rng = self.make_rng("dropout")
-        out = attention.attend(
+        out = twins.attend(
             q,
             k,
             v,

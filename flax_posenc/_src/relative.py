@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from flax_posenc import _validation
+from flax_posenc._src import validation
 
 
 def relative_position_bucket(
@@ -62,7 +62,7 @@ def relative_position_bucket(
       Raffel et al., "Exploring the Limits of Transfer Learning with a Unified
       Text-to-Text Transformer", 2020. https://arxiv.org/abs/1910.10683
     """
-    relative = _validation.position_array("relative_position", relative_position)
+    relative = validation.position_array("relative_position", relative_position)
     buckets, max_distance = check_buckets(
         num_buckets, max_distance, bidirectional=bidirectional
     )
@@ -95,27 +95,18 @@ def check_buckets(
     num_buckets: int, max_distance: int, *, bidirectional: bool
 ) -> tuple[int, int]:
     """``(buckets per direction, max_distance)``, checked (also for the modules)."""
-    num_buckets = _validation.check_int("num_buckets", num_buckets, minimum=2)
-    if _validation.check_bool("bidirectional", bidirectional):
+    num_buckets = validation.check_int("num_buckets", num_buckets, minimum=2)
+    if validation.check_bool("bidirectional", bidirectional):
         if num_buckets % 2 or num_buckets < 4:
             raise ValueError(
                 f"bidirectional buckets need an even num_buckets >= 4, got "
                 f"{num_buckets}."
             )
         num_buckets //= 2
-    max_distance = _validation.check_int(
+    max_distance = validation.check_int(
         "max_distance", max_distance, minimum=num_buckets // 2 + 1
     )
     return num_buckets, max_distance
-
-
-def check_bias_module(
-    num_heads, num_buckets, max_distance, bidirectional, dtype, param_dtype
-):
-    """The relative-bias modules' checks (linen and NNX); returns the dtype."""
-    _validation.check_int("num_heads", num_heads, minimum=1)
-    check_buckets(num_buckets, max_distance, bidirectional=bidirectional)
-    return _validation.module_dtypes(dtype, param_dtype)
 
 
 def _bucket(after, distance, *, bidirectional, buckets, max_distance):
@@ -180,12 +171,12 @@ def relative_position_bias(
       Text-to-Text Transformer", 2020.
       https://arxiv.org/abs/1910.10683
     """
-    table = _validation.floating_array("table", table)
-    q_positions = _validation.position_array("q_positions", q_positions)
-    k_positions = _validation.position_array("k_positions", k_positions)
+    table = validation.floating_array("table", table)
+    q_positions = validation.position_array("q_positions", q_positions)
+    k_positions = validation.position_array("k_positions", k_positions)
     if table.ndim != 2:
         raise ValueError(f"table must be [heads, num_buckets], got {table.shape}.")
-    _validation.check_query_key_positions(q_positions, k_positions)
+    validation.check_query_key_positions(q_positions, k_positions)
     buckets, max_distance = check_buckets(
         table.shape[1], max_distance, bidirectional=bidirectional
     )
@@ -208,7 +199,7 @@ def _table_bias(
     q, k = q_positions[..., :, None], k_positions[..., None, :]
     index = _bucket(
         k > q,
-        _validation.abs_distance(q, k),
+        validation.abs_distance(q, k),
         bidirectional=bidirectional,
         buckets=buckets,
         max_distance=max_distance,

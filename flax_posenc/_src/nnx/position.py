@@ -7,8 +7,8 @@ import jax.numpy as jnp
 from flax import nnx
 from jax.typing import ArrayLike, DTypeLike
 
-from flax_posenc import _validation, embedding, sinusoidal
-from flax_posenc.nnx import _params
+from flax_posenc._src import embedding, sinusoidal, validation
+from flax_posenc._src.nnx import parameters
 
 # As BERT and GPT-2 (and the linen twin): normal, std 0.02.
 POSITION_INIT = nnx.initializers.normal(0.02)
@@ -62,7 +62,7 @@ class SinusoidalPositionEmbedding(nnx.Module):
     def __call__(self, x: jax.Array, *, positions: ArrayLike | None = None):
         """Position embeddings ``[..., seq, features]`` for ``x`` ``[..., seq, _]``."""
         x = jnp.asarray(x)
-        positions = _validation.default_positions(x, positions)
+        positions = validation.default_positions(x, positions)
         return sinusoidal.sinusoidal_encoding(
             positions,
             x.shape[-1] if self.features is None else self.features,
@@ -115,11 +115,11 @@ class LearnedPositionEmbedding(nnx.Module):
         embedding_axes: tuple[str | None, ...] = ("position", "embed"),
         rngs: nnx.Rngs,
     ):
-        _validation.check_int("max_length", max_length, minimum=1)
-        _validation.check_int("features", features, minimum=1)
+        validation.check_int("max_length", max_length, minimum=1)
+        validation.check_int("features", features, minimum=1)
         self.max_length, self.checked = max_length, checked
-        self.dtype = _validation.module_dtypes(dtype, param_dtype)
-        self.embedding = _params.param(
+        self.dtype = validation.module_dtypes(dtype, param_dtype)
+        self.embedding = parameters.param(
             embedding_init, rngs, (max_length, features), param_dtype, embedding_axes
         )
 
@@ -131,7 +131,7 @@ class LearnedPositionEmbedding(nnx.Module):
                 f"sequence length {x.shape[-2]} exceeds max_length "
                 f"{self.max_length} of LearnedPositionEmbedding."
             )
-        positions = _validation.default_positions(x, positions)
+        positions = validation.default_positions(x, positions)
         rows = embedding.embedding_lookup(
             self.embedding[...], positions, checked=self.checked
         )

@@ -9,7 +9,7 @@ import jax
 from flax import nnx
 from jax.typing import ArrayLike
 
-from flax_posenc import rope, rope_config
+from flax_posenc._src import rope, rope_config, twins
 
 
 class RotaryEmbedding(nnx.Module):
@@ -56,7 +56,7 @@ class RotaryEmbedding(nnx.Module):
         head_dim: int | None = None,
     ):
         self.base, self.layout, self.rotary_dim = base, layout, rotary_dim
-        self.scaling = rope.freeze_scaling(scaling)
+        self.scaling = twins.freeze_scaling(scaling)
         self.max_position_embeddings = max_position_embeddings
         self.mrope_section = mrope_section
         self.mrope_interleaved = mrope_interleaved
@@ -88,7 +88,7 @@ class RotaryEmbedding(nnx.Module):
         seq_len: int | None = None,
     ) -> tuple[jax.Array, jax.Array]:
         """Rotated ``(q, k)``, each ``[..., seq, heads, head_dim]``."""
-        return rope.apply_rope_qk(
+        return twins.apply_rope_qk(
             q,
             k,
             positions,

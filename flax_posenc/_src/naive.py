@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike, DTypeLike
 
-from flax_posenc import _validation
+from flax_posenc._src import validation
 
 
 def index_encoding(
@@ -47,9 +47,9 @@ def index_encoding(
       fixed sinusoids these baselines are compared with).
       https://arxiv.org/abs/1706.03762
     """
-    positions = _validation.position_array("positions", positions)
-    dim = _validation.check_int("dim", dim, minimum=1)
-    dtype = _validation.floating_dtype("dtype", dtype)
+    positions = validation.position_array("positions", positions)
+    dim = validation.check_int("dim", dim, minimum=1)
+    dtype = validation.floating_dtype("dtype", dtype)
     values = positions.astype(dtype)[..., None]
     return jnp.broadcast_to(values, (*positions.shape, dim))
 
@@ -96,14 +96,14 @@ def fraction_encoding(
       fixed sinusoids these baselines are compared with).
       https://arxiv.org/abs/1706.03762
     """
-    positions = _validation.position_array("positions", positions)
-    dim = _validation.check_int("dim", dim, minimum=1)
-    dtype = _validation.floating_dtype("dtype", dtype)
+    positions = validation.position_array("positions", positions)
+    dim = validation.check_int("dim", dim, minimum=1)
+    dtype = validation.floating_dtype("dtype", dtype)
     if length is None:
         if positions.ndim == 0:
             raise ValueError("length is required when positions is a scalar.")
         length = positions.shape[-1]
-    length = _validation.position_array("length", length)
+    length = validation.position_array("length", length)
     rows = positions.shape[:-1]
     try:
         fits = np.broadcast_shapes(length.shape, rows) == rows
@@ -119,7 +119,7 @@ def fraction_encoding(
         shortest = int(length.min())
         if shortest < 0:
             raise ValueError(f"length must be >= 0, got {shortest}.")
-    work = _validation.compute_dtype(dtype)
+    work = validation.compute_dtype(dtype)
     denominator = jnp.maximum(length.astype(work) - 1, 1)[..., None]
     values = (positions.astype(work) / denominator).astype(dtype)[..., None]
     return jnp.broadcast_to(values, (*values.shape[:-1], dim))

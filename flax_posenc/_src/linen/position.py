@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike, DTypeLike
 
-from flax_posenc import _validation, embedding, sinusoidal
+from flax_posenc._src import embedding, sinusoidal, validation
 
 
 class SinusoidalPositionEmbedding(nn.Module):
@@ -52,7 +52,7 @@ class SinusoidalPositionEmbedding(nn.Module):
     def __call__(self, x: jax.Array, *, positions: ArrayLike | None = None):
         """Position embeddings ``[..., seq, features]`` for ``x`` ``[..., seq, _]``."""
         x = jnp.asarray(x)
-        positions = _validation.default_positions(x, positions)
+        positions = validation.default_positions(x, positions)
         return sinusoidal.sinusoidal_encoding(
             positions,
             x.shape[-1] if self.features is None else self.features,
@@ -114,15 +114,15 @@ class LearnedPositionEmbedding(nn.Module):
     def __call__(self, x: jax.Array, *, positions: ArrayLike | None = None):
         """Position embeddings ``[..., seq, features]`` for ``x`` ``[..., seq, _]``."""
         x = jnp.asarray(x)
-        _validation.check_int("max_length", self.max_length, minimum=1)
-        _validation.check_int("features", self.features, minimum=1)
-        dtype = _validation.module_dtypes(self.dtype, self.param_dtype)
+        validation.check_int("max_length", self.max_length, minimum=1)
+        validation.check_int("features", self.features, minimum=1)
+        dtype = validation.module_dtypes(self.dtype, self.param_dtype)
         if positions is None and x.ndim >= 2 and x.shape[-2] > self.max_length:
             raise ValueError(
                 f"sequence length {x.shape[-2]} exceeds max_length "
                 f"{self.max_length} of LearnedPositionEmbedding."
             )
-        positions = _validation.default_positions(x, positions)
+        positions = validation.default_positions(x, positions)
         table = self.param(
             "embedding",
             nn.with_logical_partitioning(self.embedding_init, self.embedding_axes),

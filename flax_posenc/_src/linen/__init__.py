@@ -1,0 +1,1 @@
+"""The Flax linen modules (re-exported by `flax_posenc.linen`)."""

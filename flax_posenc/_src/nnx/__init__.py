@@ -1,0 +1,1 @@
+"""The Flax NNX twins (re-exported by `flax_posenc.nnx`)."""

@@ -1,0 +1,427 @@
+"""Glue shared by the linen modules and their NNX twins: one home for each rule.
+
+Each twin makes its parameters the Flax way and calls these for everything
+else: the argument checks of its fields, default positions, the decode
+cache's step, the residual forms, combining embeddings. A rule that both
+twins follow is written here once, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.typing import ArrayLike
+
+from flax_posenc._src import (
+    attention,
+    embedding,
+    normalization,
+    relative,
+    rope,
+    validation,
+)
+
+# -- Attention modules ---------------------------------------------------------
+
+
+def check_heads(num_heads: int, head_dim: int, num_kv_heads: int | None) -> int:
+    """The attention modules' size checks (linen and NNX); returns ``kv_heads``."""
+    heads = validation.check_int("num_heads", num_heads, minimum=1)
+    validation.check_int("head_dim", head_dim, minimum=1)
+    kv_heads = validation.check_int(
+        "num_kv_heads", heads if num_kv_heads is None else num_kv_heads, minimum=1
+    )
+    if heads % kv_heads:
+        raise ValueError(f"num_kv_heads {kv_heads} must divide num_heads {heads}.")
+    return kv_heads
+
+
+def check_rotary_head_dim(rotary, head_dim: int) -> None:
+    """An attention module's rotary must fit its ``head_dim`` (at construction).
+
+    Its own ``head_dim`` (when set) must be the module's, and the features it
+    rotates (its ``rotary_dim``, else the dict's ``partial_rotary_factor`` of
+    the head, else all) an even number <= ``head_dim``.
+    """
+    if rotary is None:
+        return
+    own = getattr(rotary, "head_dim", None)
+    if own is not None and own != head_dim:
+        raise ValueError(
+            f"the rotary embedding is for head_dim {own}, but this attention "
+            f"module's head_dim is {head_dim}."
+        )
+    rope.check_rotary_dim(
+        head_dim, getattr(rotary, "rotary_dim", None), getattr(rotary, "scaling", None)
+    )
+
+
+def qk_norm(query_norm, key_norm, q: jax.Array, k: jax.Array):
+    """Queries and keys normalized per head (linen and NNX): ``qk_norm`` must
+    keep their shape, as a normalization does."""
+    normed = query_norm(q), key_norm(k)
+    for name, before, after in (("q", q, normed[0]), ("k", k, normed[1])):
+        if not isinstance(after, jax.Array) or after.shape != before.shape:
+            shape = getattr(after, "shape", type(after).__name__)
+            raise ValueError(
+                f"qk_norm must return its input's shape (a normalization per "
+                f"head), but {name} {before.shape} became {shape}."
+            )
+    return normed
+
+
+def module_positions(x, positions, segments, start, decode):
+    """Positions and segments of an attention module's call (linen and NNX).
+
+    ``positions=None`` is ``start + arange(seq)`` (``start``: the next cache
+    slot, or 0). When decoding both are broadcast to ``x.shape[:-1]``: the
+    cache keeps one row per batch row.
+    """
+    if x.ndim < 2:
+        raise ValueError(f"x must be [..., seq, features], got shape {x.shape}.")
+    if positions is None:
+        positions = start + jnp.arange(x.shape[-2], dtype=jnp.int32)
+    positions = validation.integer_array("positions", positions)
+    if segments is not None:
+        segments = validation.integer_array("segments", segments)
+    if decode:
+        positions = jnp.broadcast_to(positions, x.shape[:-1])
+        if segments is not None:
+            segments = jnp.broadcast_to(segments, x.shape[:-1])
+    return positions, segments
+
+
+def rotary_length(rotary, x, positions, decode: bool, seq_len: int | None) -> dict:
+    """The static ``seq_len`` an attention module hands its rotary embedding.
+
+    The call's, else, for default positions outside decoding, the sequence
+    length (their largest + 1, what dynamic NTK and LongRoPE read); else
+    none, and `apply_rope` reads it from the positions.
+    """
+    if seq_len is None and positions is None and not decode:
+        seq_len = x.shape[-2] or None
+    if seq_len is None or not validation.accepts_keyword(rotary, "seq_len"):
+        return {}
+    return {"seq_len": validation.check_int("seq_len", seq_len, minimum=1)}
+
+
+def attend(
+    q,
+    k,
+    v,
+    q_positions,
+    k_positions,
+    q_segments,
+    k_segments,
+    bias,
+    *,
+    causal: bool,
+    sliding_window: int | None,
+    scale: float | None,
+    softcap: float | None,
+    dropout_rate: float,
+    dropout_rng,
+    fits=None,
+) -> jax.Array:
+    """`attention_mask` then `dot_product_attention`: the modules' attention.
+
+    ``fits``: `write_cache`'s flag; False gives NaN outputs (an overflowing
+    cache, under ``jit`` and unchecked).
+    """
+    mask = attention.attention_mask(
+        q_positions,
+        k_positions,
+        causal=causal,
+        sliding_window=sliding_window,
+        q_segments=q_segments,
+        k_segments=k_segments,
+    )
+    out = attention.dot_product_attention(
+        q,
+        k,
+        v,
+        mask=mask,
+        bias=bias,
+        scale=scale,
+        softcap=softcap,
+        dropout_rate=dropout_rate,
+        dropout_rng=dropout_rng,
+    )
+    if fits is not None:
+        out = jnp.where(fits, out, jnp.asarray(jnp.nan, out.dtype))
+    return out
+
+
+# -- Input embeddings ----------------------------------------------------------
+
+
+def token_type_ids(ids, token_types, has_table: bool) -> jax.Array | None:
+    """The input modules' token types: all 0 by default with a table, else none.
+
+    Raises ValueError for token types given to a module without a table.
+    """
+    if not has_table:
+        if token_types is not None:
+            raise ValueError(
+                "token_types given, but the module has no token-type table: set "
+                "num_token_types."
+            )
+        return None
+    if token_types is None:
+        return jnp.zeros(jnp.shape(ids), jnp.int32)
+    return jnp.asarray(token_types)
+
+
+def combine_embeddings(
+    tokens: jax.Array,
+    positions: jax.Array | None,
+    combine: str,
+    token_types: jax.Array | None = None,
+) -> jax.Array:
+    """The input embeddings' sum (or concatenation), for the modules' twins.
+
+    ``tokens + positions`` (``"add"``) or ``[tokens, positions]``
+    (``"concat"``), then ``+ token_types`` (added to the token features, so
+    ``"add"`` only when positions are present).
+    """
+    validation.check_choice("combine", combine, embedding.COMBINES)
+    y = tokens
+    if positions is not None:
+        positions = positions.astype(tokens.dtype)
+        if combine == "add":
+            if positions.shape[-1] != tokens.shape[-1]:
+                raise ValueError(
+                    f"combine='add' needs position features equal to features "
+                    f"{tokens.shape[-1]}; the position module gave "
+                    f"{positions.shape[-1]}. Use combine='concat' or match the sizes."
+                )
+            y = tokens + positions
+        else:
+            positions = jnp.broadcast_to(
+                positions, (*tokens.shape[:-1], positions.shape[-1])
+            )
+            y = jnp.concatenate([tokens, positions], axis=-1)
+    if token_types is not None:
+        if combine == "concat" and positions is not None:
+            raise ValueError(
+                "token types are added to the token features; they need combine='add'."
+            )
+        y = y + token_types.astype(y.dtype)
+    return y
+
+
+# -- Residual blocks -----------------------------------------------------------
+
+
+def call_sublayer(
+    module: Any,
+    inputs: Any,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    deterministic: bool | None,
+) -> tuple[Any, list[Any]]:
+    """A residual sublayer's call (linen and NNX twins): ``(out, extras)``.
+
+    ``deterministic`` is passed on when set and ``module.__call__`` takes it;
+    a tuple output ``(out, *extras)`` is split.
+    """
+    call_kwargs = dict(kwargs)
+    if deterministic is not None and validation.accepts_keyword(
+        module, "deterministic"
+    ):
+        call_kwargs["deterministic"] = deterministic
+    out = module(inputs, *args, **call_kwargs)
+    extras = []
+    if isinstance(out, tuple):
+        out, *extras = out
+    if not isinstance(out, (jax.Array, np.ndarray)):
+        raise TypeError(
+            f"a residual sublayer must return an array (or a tuple (out, *extras)), "
+            f"got {type(out).__name__}."
+        )
+    if out.shape != inputs.shape:
+        raise ValueError(
+            f"a residual sublayer must return its input's shape {inputs.shape} "
+            f"(it is added to it), got {out.shape}."
+        )
+    return out, extras
+
+
+def residual_sum(
+    x: Any,
+    run: Callable[[Any, Any], Any],
+    norm_position: str,
+    sublayer: Any,
+    norm: Callable[[Any], Any],
+    *,
+    post_norm: Callable[[Any], Any] | None = None,
+    parallel: Any = None,
+    parallel_norm: Callable[[Any], Any] | None = None,
+) -> Any:
+    """The four residual forms (linen and NNX twins); ``run(module, inputs)``
+    applies a sublayer (with its dropout). ``parallel_norm=None`` in the
+    parallel form shares ``norm`` (GPT-J)."""
+    if norm_position == "post":
+        return norm(x + run(sublayer, x))
+    if norm_position == "pre":
+        return x + run(sublayer, norm(x))
+    if norm_position == "sandwich":
+        return x + post_norm(run(sublayer, norm(x)))
+    normed = norm(x)
+    second = normed if parallel_norm is None else parallel_norm(x)
+    return x + run(sublayer, normed) + run(parallel, second)
+
+
+def check_residual(
+    norm_position: str,
+    parallel: object | None,
+    post_norm: object | None = None,
+    parallel_norm: object | None = None,
+    share_norm: bool = False,
+) -> str:
+    """The residual modules' form check (linen and NNX twins).
+
+    A module or option the form does not use is an error, not ignored.
+    """
+    validation.check_choice(
+        "norm_position", norm_position, normalization.NORM_POSITIONS
+    )
+    share_norm = validation.check_bool("share_norm", share_norm)
+    if (norm_position == "parallel") != (parallel is not None):
+        raise ValueError(
+            "norm_position='parallel' needs the second sublayer `parallel`, "
+            "and `parallel` needs norm_position='parallel'; got "
+            f"norm_position={norm_position!r}, parallel="
+            f"{type(parallel).__name__ if parallel is not None else None}."
+        )
+    unused = []
+    if post_norm is not None and norm_position != "sandwich":
+        unused.append("post_norm (used by norm_position='sandwich')")
+    if parallel_norm is not None and (norm_position != "parallel" or share_norm):
+        unused.append(
+            "parallel_norm (used by norm_position='parallel' without share_norm)"
+        )
+    if share_norm and norm_position != "parallel":
+        unused.append("share_norm (used by norm_position='parallel')")
+    if unused:
+        raise ValueError(
+            f"norm_position={norm_position!r} does not use {'; '.join(unused)}: "
+            "leave it out."
+        )
+    return norm_position
+
+
+# -- Relative position bias ----------------------------------------------------
+
+
+def check_bias_module(
+    num_heads, num_buckets, max_distance, bidirectional, dtype, param_dtype
+):
+    """The relative-bias modules' checks (linen and NNX); returns the dtype."""
+    validation.check_int("num_heads", num_heads, minimum=1)
+    relative.check_buckets(num_buckets, max_distance, bidirectional=bidirectional)
+    return validation.module_dtypes(dtype, param_dtype)
+
+
+# -- Rotary embeddings ---------------------------------------------------------
+
+
+def rotary_positions(
+    q: ArrayLike,
+    k: ArrayLike,
+    positions: ArrayLike | None,
+    head_dim: int | None = None,
+    mrope_section: Sequence[int] | None = None,
+) -> ArrayLike:
+    """The checks and default positions of the rotary modules (linen and NNX).
+
+    ``q`` and ``k`` must have ``head_dim`` features when it is set;
+    ``positions=None`` is ``arange(seq)`` (``[seq, 1]`` for M-RoPE: every axis
+    equal). `apply_rope` checks the rest.
+    """
+    for name, x in (("q", q), ("k", k)):
+        shape = np.shape(x)  # lists too
+        if head_dim is not None and shape and shape[-1] != head_dim:
+            raise ValueError(
+                f"{name} has head_dim {shape[-1]}, but this rotary embedding is "
+                f"for head_dim {head_dim} (shape {shape})."
+            )
+    if positions is not None:
+        return positions
+    if np.ndim(q) < 3:
+        raise ValueError(
+            f"q must be [..., seq, heads, head_dim], got shape {np.shape(q)}."
+        )
+    positions = jnp.arange(np.shape(q)[-3])
+    return positions if mrope_section is None else positions[:, None]
+
+
+class FrozenRopeDict(Mapping):
+    """An immutable, hashable rope dict (lists become tuples).
+
+    What the modules keep of a ``rope_scaling`` / ``rope_parameters`` dict, so
+    that a module (linen field, NNX static attribute, a static ``jit``
+    argument) can hold it. Reads like the dict it was made from.
+    """
+
+    def __init__(self, config: Mapping[str, Any]):
+        def frozen(value):
+            if isinstance(value, Mapping):
+                return FrozenRopeDict(value)
+            if isinstance(value, list | tuple):
+                return tuple(frozen(v) for v in value)
+            return value
+
+        self._items = {key: frozen(value) for key, value in config.items()}
+
+    def __getitem__(self, key):
+        return self._items[key]
+
+    def __iter__(self):
+        return iter(self._items)
+
+    def __len__(self):
+        return len(self._items)
+
+    def __hash__(self):
+        return hash(tuple(sorted(self._items.items(), key=lambda kv: kv[0])))
+
+    def __eq__(self, other):
+        return isinstance(other, Mapping) and dict(self.items()) == dict(other.items())
+
+    def __repr__(self):
+        return f"FrozenRopeDict({self._items!r})"
+
+
+def freeze_scaling(scaling):
+    """``scaling`` with a dict made a `FrozenRopeDict`; anything else as is."""
+    return FrozenRopeDict(scaling) if isinstance(scaling, Mapping) else scaling
+
+
+def text_positions(rotary, positions):
+    """The positions an attention module hands its rotary embedding.
+
+    ``[..., seq]``, or ``[..., seq, 1]`` (every axis equal: text tokens) for an
+    M-RoPE embedding; image and video positions go to `apply_rope` directly.
+    """
+    if getattr(rotary, "mrope_section", None) is None:
+        return positions
+    return jnp.asarray(positions)[..., None]
+
+
+def apply_rope_qk(
+    q, k, positions, *, head_dim: int | None = None, **kwargs
+) -> tuple[jax.Array, jax.Array]:
+    """`apply_rope` with the same arguments on queries and keys (the modules),
+    after `rotary_positions`' checks and default positions (whose largest + 1,
+    the sequence length, is a static ``seq_len`` when none is given)."""
+    if positions is None and kwargs.get("seq_len") is None and np.ndim(q) >= 3:
+        kwargs["seq_len"] = np.shape(q)[-3] or None
+    positions = rotary_positions(q, k, positions, head_dim, kwargs.get("mrope_section"))
+    return rope.apply_rope(q, positions, **kwargs), rope.apply_rope(
+        k, positions, **kwargs
+    )
