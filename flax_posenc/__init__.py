@@ -25,18 +25,19 @@ from flax_posenc._src.relative import relative_position_bias as relative_positio
 from flax_posenc._src.relative import (
     relative_position_bucket as relative_position_bucket,
 )
-from flax_posenc._src.rope import DynamicNTKScaling as DynamicNTKScaling
-from flax_posenc._src.rope import LinearScaling as LinearScaling
-from flax_posenc._src.rope import Llama3Scaling as Llama3Scaling
-from flax_posenc._src.rope import LongRopeScaling as LongRopeScaling
-from flax_posenc._src.rope import ProportionalScaling as ProportionalScaling
-from flax_posenc._src.rope import YarnScaling as YarnScaling
-from flax_posenc._src.rope import apply_axial_rope as apply_axial_rope
-from flax_posenc._src.rope import apply_rope as apply_rope
-from flax_posenc._src.rope import grid_positions as grid_positions
-from flax_posenc._src.rope import rope_frequencies as rope_frequencies
-from flax_posenc._src.rope_config import RopeConfig as RopeConfig
-from flax_posenc._src.rope_config import rope_config_from_hf as rope_config_from_hf
+from flax_posenc._src.rope.apply import apply_axial_rope as apply_axial_rope
+from flax_posenc._src.rope.apply import apply_rope as apply_rope
+from flax_posenc._src.rope.apply import grid_positions as grid_positions
+from flax_posenc._src.rope.apply import rope_frequencies as rope_frequencies
+from flax_posenc._src.rope.config import RopeConfig as RopeConfig
+from flax_posenc._src.rope.config import rope_config_from_hf as rope_config_from_hf
+from flax_posenc._src.rope.scalings import DynamicNTKScaling as DynamicNTKScaling
+from flax_posenc._src.rope.scalings import LinearScaling as LinearScaling
+from flax_posenc._src.rope.scalings import Llama3Scaling as Llama3Scaling
+from flax_posenc._src.rope.scalings import LongRopeScaling as LongRopeScaling
+from flax_posenc._src.rope.scalings import ProportionalScaling as ProportionalScaling
+from flax_posenc._src.rope.scalings import RopeScaling as RopeScaling
+from flax_posenc._src.rope.scalings import YarnScaling as YarnScaling
 from flax_posenc._src.sinusoidal import sinusoidal_encoding as sinusoidal_encoding
 from flax_posenc._src.sinusoidal import sinusoidal_frequencies as sinusoidal_frequencies
 from flax_posenc._src.sinusoidal import sinusoidal_table as sinusoidal_table
@@ -50,6 +51,7 @@ __all__ = (
     "LongRopeScaling",
     "ProportionalScaling",
     "RopeConfig",
+    "RopeScaling",
     "YarnScaling",
     "alibi_bias",
     "alibi_slopes",

@@ -28,6 +28,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+# How a rotation pairs features: (i, i + r/2) or (2i, 2i + 1).
+LAYOUTS = ("halves", "interleaved")
+
 _TWO_PI = 2.0 * np.pi
 
 

@@ -12,7 +12,7 @@ from jax.typing import ArrayLike, DTypeLike
 
 from flax_posenc._src import angles, validation
 
-LAYOUTS = ("interleaved", "halves")
+LAYOUTS = angles.LAYOUTS[::-1]  # the paper's layout, its default, first
 SPACINGS = ("paper", "tensor2tensor")
 
 

@@ -8,22 +8,21 @@ twins follow is written here once, so the two cannot drift apart.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.typing import ArrayLike
 
 from flax_posenc._src import (
     attention,
     embedding,
     normalization,
     relative,
-    rope,
     validation,
 )
+from flax_posenc._src.rope import apply as rope_apply
 
 # -- Attention modules ---------------------------------------------------------
 
@@ -55,7 +54,7 @@ def check_rotary_head_dim(rotary, head_dim: int) -> None:
             f"the rotary embedding is for head_dim {own}, but this attention "
             f"module's head_dim is {head_dim}."
         )
-    rope.check_rotary_dim(
+    rope_apply.check_rotary_dim(
         head_dim, getattr(rotary, "rotary_dim", None), getattr(rotary, "scaling", None)
     )
 
@@ -330,34 +329,17 @@ def check_bias_module(
 # -- Rotary embeddings ---------------------------------------------------------
 
 
-def rotary_positions(
-    q: ArrayLike,
-    k: ArrayLike,
-    positions: ArrayLike | None,
-    head_dim: int | None = None,
-    mrope_section: Sequence[int] | None = None,
-) -> ArrayLike:
-    """The checks and default positions of the rotary modules (linen and NNX).
+def rotary_keywords(rotary, x, positions, decode: bool, seq_len: int | None) -> dict:
+    """The keywords an attention module hands its rotary embedding.
 
-    ``q`` and ``k`` must have ``head_dim`` features when it is set;
-    ``positions=None`` is ``arange(seq)`` (``[seq, 1]`` for M-RoPE: every axis
-    equal). `apply_rope` checks the rest.
+    `rotary_length`'s ``seq_len``, and ``text=True`` for a rotary that takes
+    that keyword (this package's): the module's ``[..., seq]`` positions are
+    text, every M-RoPE axis equal.
     """
-    for name, x in (("q", q), ("k", k)):
-        shape = np.shape(x)  # lists too
-        if head_dim is not None and shape and shape[-1] != head_dim:
-            raise ValueError(
-                f"{name} has head_dim {shape[-1]}, but this rotary embedding is "
-                f"for head_dim {head_dim} (shape {shape})."
-            )
-    if positions is not None:
-        return positions
-    if np.ndim(q) < 3:
-        raise ValueError(
-            f"q must be [..., seq, heads, head_dim], got shape {np.shape(q)}."
-        )
-    positions = jnp.arange(np.shape(q)[-3])
-    return positions if mrope_section is None else positions[:, None]
+    keywords = rotary_length(rotary, x, positions, decode, seq_len)
+    if validation.accepts_keyword(rotary, "text"):
+        keywords["text"] = True
+    return keywords
 
 
 class FrozenRopeDict(Mapping):
@@ -400,28 +382,3 @@ class FrozenRopeDict(Mapping):
 def freeze_scaling(scaling):
     """``scaling`` with a dict made a `FrozenRopeDict`; anything else as is."""
     return FrozenRopeDict(scaling) if isinstance(scaling, Mapping) else scaling
-
-
-def text_positions(rotary, positions):
-    """The positions an attention module hands its rotary embedding.
-
-    ``[..., seq]``, or ``[..., seq, 1]`` (every axis equal: text tokens) for an
-    M-RoPE embedding; image and video positions go to `apply_rope` directly.
-    """
-    if getattr(rotary, "mrope_section", None) is None:
-        return positions
-    return jnp.asarray(positions)[..., None]
-
-
-def apply_rope_qk(
-    q, k, positions, *, head_dim: int | None = None, **kwargs
-) -> tuple[jax.Array, jax.Array]:
-    """`apply_rope` with the same arguments on queries and keys (the modules),
-    after `rotary_positions`' checks and default positions (whose largest + 1,
-    the sequence length, is a static ``seq_len`` when none is given)."""
-    if positions is None and kwargs.get("seq_len") is None and np.ndim(q) >= 3:
-        kwargs["seq_len"] = np.shape(q)[-3] or None
-    positions = rotary_positions(q, k, positions, head_dim, kwargs.get("mrope_section"))
-    return rope.apply_rope(q, positions, **kwargs), rope.apply_rope(
-        k, positions, **kwargs
-    )

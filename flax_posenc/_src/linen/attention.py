@@ -183,8 +183,8 @@ class MultiHeadAttention(nn.Module):
             q, k = self.rotary(
                 q,
                 k,
-                positions=twins.text_positions(self.rotary, positions),
-                **twins.rotary_length(self.rotary, x, given, decode, seq_len),
+                positions=positions,
+                **twins.rotary_keywords(self.rotary, x, given, decode, seq_len),
             )
 
         k_positions, q_segments, k_segments = positions, segments, segments

@@ -9,7 +9,9 @@ import flax.linen as nn
 import jax
 from jax.typing import ArrayLike
 
-from flax_posenc._src import rope, rope_config, twins
+from flax_posenc._src.rope import apply
+from flax_posenc._src.rope import config as config_module
+from flax_posenc._src.rope.scalings import RopeScaling
 
 
 class RotaryEmbedding(nn.Module):
@@ -55,7 +57,7 @@ class RotaryEmbedding(nn.Module):
     base: float | None = None
     layout: str = "halves"
     rotary_dim: int | None = None
-    scaling: Mapping[str, Any] | rope.RopeScaling | None = None
+    scaling: Mapping[str, Any] | RopeScaling | None = None
     max_position_embeddings: int | None = None
     mrope_section: tuple[int, ...] | None = None
     mrope_interleaved: bool | None = None
@@ -86,7 +88,7 @@ class RotaryEmbedding(nn.Module):
           >>> q = k = jnp.ones((1, 3, 8, 64))
           >>> q_rot, k_rot = rotary.apply({}, q, k, positions=jnp.arange(3)[None])
         """
-        found = rope_config.rope_config_from_hf(
+        found = config_module.rope_config_from_hf(
             config, layer_type=layer_type, layout=layout
         )
         return cls(**found.module_fields)
@@ -99,16 +101,17 @@ class RotaryEmbedding(nn.Module):
         *,
         positions: ArrayLike | None = None,
         seq_len: int | None = None,
+        text: bool = False,
     ) -> tuple[jax.Array, jax.Array]:
         """Rotated ``(q, k)``, each ``[..., seq, heads, head_dim]``.
 
         ``seq_len`` (static) drives ``"dynamic"`` and ``"longrope"`` scaling.
+        ``text``: ``positions`` are ``[..., seq]`` text positions, every M-RoPE
+        axis equal (what an attention module passes).
         """
-        return twins.apply_rope_qk(
-            q,
-            k,
+        return apply.rotate(
+            (q, k),
             positions,
-            head_dim=self.head_dim,
             base=self.base,
             layout=self.layout,
             rotary_dim=self.rotary_dim,
@@ -117,4 +120,7 @@ class RotaryEmbedding(nn.Module):
             max_position_embeddings=self.max_position_embeddings,
             mrope_section=self.mrope_section,
             mrope_interleaved=self.mrope_interleaved,
+            head_dim=self.head_dim,
+            text=text,
+            default_positions=True,
         )

@@ -9,7 +9,10 @@ import jax
 from flax import nnx
 from jax.typing import ArrayLike
 
-from flax_posenc._src import rope, rope_config, twins
+from flax_posenc._src import twins
+from flax_posenc._src.rope import apply
+from flax_posenc._src.rope import config as config_module
+from flax_posenc._src.rope.scalings import RopeScaling
 
 
 class RotaryEmbedding(nnx.Module):
@@ -49,7 +52,7 @@ class RotaryEmbedding(nnx.Module):
         base: float | None = None,
         layout: str = "halves",
         rotary_dim: int | None = None,
-        scaling: Mapping[str, Any] | rope.RopeScaling | None = None,
+        scaling: Mapping[str, Any] | RopeScaling | None = None,
         max_position_embeddings: int | None = None,
         mrope_section: tuple[int, ...] | None = None,
         mrope_interleaved: bool | None = None,
@@ -74,7 +77,7 @@ class RotaryEmbedding(nnx.Module):
 
         Reads it as `flax_posenc.rope_config_from_hf` does.
         """
-        found = rope_config.rope_config_from_hf(
+        found = config_module.rope_config_from_hf(
             config, layer_type=layer_type, layout=layout
         )
         return cls(**found.module_fields)
@@ -86,13 +89,16 @@ class RotaryEmbedding(nnx.Module):
         *,
         positions: ArrayLike | None = None,
         seq_len: int | None = None,
+        text: bool = False,
     ) -> tuple[jax.Array, jax.Array]:
-        """Rotated ``(q, k)``, each ``[..., seq, heads, head_dim]``."""
-        return twins.apply_rope_qk(
-            q,
-            k,
+        """Rotated ``(q, k)``, each ``[..., seq, heads, head_dim]``.
+
+        ``text``: ``positions`` are ``[..., seq]`` text positions, every M-RoPE
+        axis equal (what an attention module passes).
+        """
+        return apply.rotate(
+            (q, k),
             positions,
-            head_dim=self.head_dim,
             base=self.base,
             layout=self.layout,
             rotary_dim=self.rotary_dim,
@@ -101,4 +107,7 @@ class RotaryEmbedding(nnx.Module):
             max_position_embeddings=self.max_position_embeddings,
             mrope_section=self.mrope_section,
             mrope_interleaved=self.mrope_interleaved,
+            head_dim=self.head_dim,
+            text=text,
+            default_positions=True,
         )

@@ -7,176 +7,9 @@ import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from flax_posenc._src import rope, validation
-
-# Model types whose transformers implementation pairs features (2i, 2i + 1).
-# DeepSeek-V2/V3 rotate interleaved pairs but return them de-interleaved (see
-# rope_config_from_hf); DeepSeek-V3 with rope_interleave false pairs halves.
-_INTERLEAVED = frozenset(
-    {
-        "gptj",
-        "llama4_text",
-        "deepseek_v2",
-        "deepseek_v3",
-        "kimi_k2",
-        "cohere",
-        "cohere2",
-        "cohere2_moe",
-        "glm",
-        "glm4",
-        "helium",
-        "ernie4_5",
-        "ernie4_5_moe",
-    }
-)
-# Model types whose config's rope_interleave (default true) chooses the layout.
-_ROPE_INTERLEAVE = frozenset({"deepseek_v3", "kimi_k2"})
-# Model types known to pair halves (i, i + r/2), as transformers' rotate_half.
-# Any other model type is read as halves too, with a warning naming the layout.
-_HALVES = frozenset(
-    {
-        "apertus",
-        "arcee",
-        "bitnet",
-        "dbrx",
-        "dots1",
-        "exaone4",
-        "falcon",
-        "gemma",
-        "gemma2",
-        "gemma3_text",
-        "gemma4_text",
-        "glm4_moe",
-        "gpt_neox",
-        "granite",
-        "hunyuan_v1_dense",
-        "hunyuan_v1_moe",
-        "jetmoe",
-        "lfm2",
-        "llama",
-        "minimax",
-        "ministral",
-        "mistral",
-        "mixtral",
-        "nemotron",
-        "olmo",
-        "olmo2",
-        "olmo3",
-        "olmoe",
-        "persimmon",
-        "phi",
-        "phi3",
-        "phimoe",
-        "qwen2",
-        "qwen2_moe",
-        "qwen2_vl",
-        "qwen2_vl_text",
-        "qwen2_5_vl",
-        "qwen2_5_vl_text",
-        "qwen3",
-        "qwen3_moe",
-        "qwen3_next",
-        "qwen3_vl_text",
-        "seed_oss",
-        "smollm3",
-        "stablelm",
-        "starcoder2",
-    }
-)
-# Families whose layers without RoPE (NoPE) are named by a layer type.
-_NOPE_LAYER_TYPES = {
-    "llama4_text": (
-        "full_attention",
-        "Llama 4's full_attention layers (every no_rope_layer_interval-th layer, 0 "
-        "in no_rope_layers) use no rotary embedding (NoPE); its chunked_attention "
-        "layers rotate.",
-    ),
-    "cohere2": (
-        "full_attention",
-        "Cohere2's full_attention layers use no rotary embedding (NoPE); its "
-        "sliding_attention layers rotate.",
-    ),
-}
-# Top-level keys whose values change the rotation: a config key one edit from
-# one of them (when it is absent) is a typo, not another setting.
-_READ_KEYS = (
-    "rope_theta",
-    "rope_scaling",
-    "rope_parameters",
-    "rope_local_base_freq",
-    "rope_interleave",
-    "rotary_emb_base",
-    "rotary_pct",
-    "partial_rotary_factor",
-    "max_position_embeddings",
-    "original_max_position_embeddings",
-    "qk_rope_head_dim",
-    "global_head_dim",
-    "mrope_section",
-    "no_rope_layers",
-    "num_attention_heads",
-)
-
-# Values transformers' config classes fill in when a config.json leaves them
-# out, for what the rotation reads (transformers 5.24). Gemma 3's published
-# config.json files name few keys: gemma-3-4b-it gives no head_dim, rope_theta
-# or rope_local_base_freq.
-_QWEN2_VL = {"rope_theta": 1_000_000.0, "mrope_section": (16, 24, 24)}
-_DEFAULTS: dict[str, dict[str, Any]] = {
-    "gemma2": {"head_dim": 256},
-    "gemma3_text": {
-        "head_dim": 256,
-        "rope_theta": 1_000_000.0,
-        "rope_local_base_freq": 10_000.0,
-        "max_position_embeddings": 131_072,
-    },
-    "gemma4_text": {
-        "head_dim": 256,
-        "global_head_dim": 512,
-        "rope_parameters": {
-            "sliding_attention": {"rope_type": "default", "rope_theta": 10_000.0},
-            "full_attention": {
-                "rope_type": "proportional",
-                "partial_rotary_factor": 0.25,
-                "rope_theta": 1_000_000.0,
-            },
-        },
-    },
-    "llama4_text": {"head_dim": 128, "rope_theta": 500_000.0},
-    "cohere": {"rope_theta": 500_000.0},
-    "qwen3": {"head_dim": 128},
-    "qwen2_vl": _QWEN2_VL,
-    "qwen2_vl_text": _QWEN2_VL,
-    "qwen2_5_vl": _QWEN2_VL,
-    "qwen2_5_vl_text": _QWEN2_VL,
-    "qwen3_vl_text": {
-        "head_dim": 128,
-        "rope_theta": 500_000.0,
-        "mrope_section": (24, 20, 20),
-    },
-    "gpt_neox": {"rotary_pct": 0.25},
-    "phi": {"partial_rotary_factor": 0.5},
-    "stablelm": {"partial_rotary_factor": 0.25},
-    "glm": {"head_dim": 128, "partial_rotary_factor": 0.5},
-    "glm4": {"head_dim": 128, "partial_rotary_factor": 0.5},
-    "glm4_moe": {"partial_rotary_factor": 0.5},
-    "gptj": {"rotary_dim": 64},
-}
-# The text model's type when a multimodal config.json's text_config omits it.
-_TEXT_MODEL_TYPES = {
-    "gemma3": "gemma3_text",
-    "gemma4": "gemma4_text",
-    "llama4": "llama4_text",
-    "qwen3_vl": "qwen3_vl_text",
-}
-# Families whose RoPE differs per layer type even when the config does not nest
-# it (Gemma 3 in transformers 4: rope_local_base_freq for sliding layers;
-# Cohere2: NoPE full-attention layers).
-_PER_LAYER_FAMILIES = frozenset({"gemma3_text", "gemma4_text", "cohere2"})
-# Layer type names transformers uses, for configs that list none.
-_LAYER_TYPES = ("full_attention", "sliding_attention", "chunked_attention")
-# Qwen3-VL assigns M-RoPE bands interleaved whatever its config says.
-_MROPE_INTERLEAVED = frozenset({"qwen3_vl_text"})
+from flax_posenc._src import angles, validation
+from flax_posenc._src.rope import apply, families, hf
+from flax_posenc._src.rope.scalings import RopeScaling
 
 
 @dataclasses.dataclass(frozen=True)
@@ -202,7 +35,7 @@ class RopeConfig:
     rotary_dim: int
     base: float
     layout: str
-    scaling: rope.RopeScaling | None = None
+    scaling: RopeScaling | None = None
     max_position_embeddings: int | None = None
     mrope_section: tuple[int, ...] | None = None
     mrope_interleaved: bool = False
@@ -239,13 +72,14 @@ def _text_config(config: Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(text, Mapping):
         outer_type = config.get("model_type")
         text = dict(text)
-        text.setdefault("model_type", _TEXT_MODEL_TYPES.get(outer_type, outer_type))
+        inner_type = families.TEXT_MODEL_TYPES.get(outer_type, outer_type)
+        text.setdefault("model_type", inner_type)
     else:
         text = dict(config)
         kind = text.get("model_type")
-        text["model_type"] = _TEXT_MODEL_TYPES.get(kind, kind)
+        text["model_type"] = families.TEXT_MODEL_TYPES.get(kind, kind)
     _check_typos(text)
-    for key, value in _DEFAULTS.get(text.get("model_type"), {}).items():
+    for key, value in families.DEFAULTS.get(text.get("model_type"), {}).items():
         if key != "mrope_section" and text.get(key) is None:
             text[key] = value
     return text
@@ -253,7 +87,7 @@ def _text_config(config: Mapping[str, Any]) -> dict[str, Any]:
 
 def _check_typos(config: Mapping[str, Any]) -> None:
     for key in config:
-        meant = validation.one_edit_away(key, _READ_KEYS)
+        meant = validation.one_edit_away(key, families.READ_KEYS)
         if meant is not None and meant not in config:
             raise ValueError(
                 f"config key {key!r} is not one the rotation reads; did you mean "
@@ -284,16 +118,16 @@ def _rope_dict(
     params = _scaling_dict(config)
     model_type = config.get("model_type")
     layer_types = list(dict.fromkeys(config.get("layer_types") or ()))
-    nested = rope._is_nested(params)
+    nested = hf.is_nested(params)
     if nested:
         available = list(params)
     elif model_type == "gemma3_text":
         available = ["full_attention", "sliding_attention"]
     else:
-        available = layer_types or list(_LAYER_TYPES)
+        available = layer_types or list(families.LAYER_TYPES)
     if model_type == "llama4_text" and not nested:
         available = ["chunked_attention", "full_attention"]
-    per_layer = nested or model_type in _PER_LAYER_FAMILIES
+    per_layer = nested or model_type in families.PER_LAYER_FAMILIES
     if per_layer and layer_type is None:
         raise ValueError(
             f"this {model_type or 'model'} config gives RoPE per layer type: pass "
@@ -304,7 +138,7 @@ def _rope_dict(
             f"layer_type {layer_type!r} is not in this config; it has "
             f"{available or 'no layer types'}."
         )
-    nope = _NOPE_LAYER_TYPES.get(model_type)
+    nope = families.NOPE_LAYER_TYPES.get(model_type)
     if nope is not None and layer_type == nope[0]:
         raise ValueError(nope[1])
     _check_no_rope_layers(config)
@@ -319,9 +153,7 @@ def _rope_dict(
     elif model_type == "gemma3_text" and layer_type == "sliding_attention":
         # transformers 4 form: sliding layers use rope_local_base_freq, unscaled.
         params = {"rope_type": "default", "rope_theta": config["rope_local_base_freq"]}
-    if params.get("rope_type") is None and params.get("type") is not None:
-        params["rope_type"] = params.pop("type")
-    params.setdefault("rope_type", "default")
+    hf.renamed(params).setdefault("rope_type", "default")
     theta = _real(config, _first_key(config, "rotary_emb_base", "rope_theta"))
     if model_type == "gemma3_text" and layer_type == "sliding_attention":
         theta = _real(config, "rope_local_base_freq")
@@ -336,11 +168,11 @@ def _rope_dict(
     if model_type == "phi3" and params["rope_type"] in ("su", "yarn"):
         # Phi-3's config reads both of its early spellings as LongRoPE.
         params["rope_type"] = "longrope"
-    kind = rope._TYPE_ALIASES.get(params["rope_type"], params["rope_type"])
-    section = _DEFAULTS.get(model_type, {}).get("mrope_section")
+    kind = hf.canonical_type(params["rope_type"])
+    section = families.DEFAULTS.get(model_type, {}).get("mrope_section")
     if section is not None and params.get("mrope_section") is None:
         params["mrope_section"] = list(section)
-    if model_type in _MROPE_INTERLEAVED:
+    if model_type in families.MROPE_INTERLEAVED:
         params["mrope_interleaved"] = True
     if kind in ("llama3", "yarn", "longrope"):
         # Phi-3 keeps the pretraining length outside the dict, and it wins.
@@ -362,10 +194,7 @@ def _scaling_dict(config: Mapping[str, Any]) -> dict[str, Any]:
                 f"config key {key!r} must be a dict (e.g. {{'rope_type': 'linear', "
                 f"'factor': 2.0}}) or null, got {type(value).__name__} {value!r}."
             )
-        value = dict(value)
-        if value.get("rope_type") is None and value.get("type") is not None:
-            value["rope_type"] = value.pop("type")
-        found[key] = value
+        found[key] = hf.renamed(dict(value))
     if len(found) < 2:
         return next(iter(found.values()), {})
     old, new = found["rope_scaling"], found["rope_parameters"]
@@ -387,7 +216,7 @@ def _check_no_rope_layers(config: Mapping[str, Any]) -> None:
         interval = _int(config, "no_rope_layer_interval") or 4
         if layers is not None:  # transformers' default: every interval-th layer
             flags = [int((i + 1) % interval != 0) for i in range(layers)]
-    if flags is None or config.get("model_type") in _NOPE_LAYER_TYPES:
+    if flags is None or config.get("model_type") in families.NOPE_LAYER_TYPES:
         return
     if isinstance(flags, (str, bytes)) or not isinstance(flags, Sequence):
         raise TypeError(f"config key 'no_rope_layers' must be a list, got {flags!r}.")
@@ -432,14 +261,15 @@ def _head_dim(config: dict[str, Any], layer_type: str | None) -> int:
 def _layout(config: Mapping[str, Any]) -> str:
     """The layout transformers rotates this model type's pairs in."""
     model_type = config.get("model_type")
-    if model_type in _ROPE_INTERLEAVE and config.get("rope_interleave") is not None:
+    interleave = config.get("rope_interleave")
+    if model_type in families.ROPE_INTERLEAVE and interleave is not None:
         interleave = validation.check_bool(
             "config key 'rope_interleave'", config["rope_interleave"]
         )
         return "interleaved" if interleave else "halves"
-    if model_type in _INTERLEAVED:
+    if model_type in families.INTERLEAVED:
         return "interleaved"
-    if model_type not in _HALVES:
+    if model_type not in families.HALVES:
         known = "no model_type" if model_type is None else f"model_type {model_type!r}"
         warnings.warn(
             f"this config has {known}, which flax_posenc does not know: reading it "
@@ -543,19 +373,18 @@ def rope_config_from_hf(
     max_positions = _int(
         text, _first_key(text, "max_position_embeddings", "n_positions")
     )
-    parsed = rope._parse(params, None, max_positions)
+    parsed = hf.parse(params, None, max_positions)
     if model_type == "gptj" and text.get("rotary_dim") is not None:
         rotary_dim = _int(text, "rotary_dim")
     else:
-        rotary_dim = rope._rotary_dim(head_dim, None, parsed.partial_rotary_factor)
+        partial = parsed.partial_rotary_factor
+        rotary_dim = apply.resolve_rotary_dim(head_dim, None, partial)
     if layout is None:
         layout = _layout(text)
-    validation.check_choice("layout", layout, rope.LAYOUTS)
+    validation.check_choice("layout", layout, angles.LAYOUTS)
     scaling = parsed.scaling
-    # Check the frequencies now (lengths of LongRoPE lists, factors, sections).
-    rope._frequencies(rope._check_dim(rotary_dim), parsed.base, scaling, None)
-    if parsed.mrope_section is not None:
-        rope._pair_axes(rotary_dim // 2, parsed.mrope_section, parsed.mrope_interleaved)
+    # Check the scaling now (lengths of LongRoPE lists, factors, sections).
+    apply.check_plan(rotary_dim, parsed)
     return RopeConfig(
         head_dim=head_dim,
         rotary_dim=rotary_dim,
