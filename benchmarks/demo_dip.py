@@ -42,8 +42,8 @@ sys.path.insert(0, os.path.dirname(__file__))
 import _timing
 
 from train_demo import train
-from train_demo.__main__ import config_from_args
-from train_demo.__main__ import parser as demo_parser
+from train_demo.cli import config_from_args
+from train_demo.flags import parser as demo_parser
 
 
 def train_seeds(config: train.TrainConfig) -> tuple[train.Trainer, train.State]:
