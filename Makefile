@@ -45,12 +45,12 @@ format: $(VENV)/.installed-lint
 	$(BIN)/ruff format .
 
 bench: $(VENV)/.installed-demo
-	$(BIN)/python benchmarks/precision.py
-	$(BIN)/python benchmarks/norms.py
-	$(BIN)/python benchmarks/rope.py
-	$(BIN)/python benchmarks/attention.py
-	$(BIN)/python benchmarks/demo_speed.py
-	$(BIN)/python benchmarks/demo_compile.py
+	$(BIN)/python -m benchmarks.precision
+	$(BIN)/python -m benchmarks.norms
+	$(BIN)/python -m benchmarks.rope
+	$(BIN)/python -m benchmarks.attention
+	$(BIN)/python -m benchmarks.demo_speed
+	$(BIN)/python -m benchmarks.demo_compile
 
 # The site, built strictly: any warning (a broken link, a bad docstring) fails.
 docs: $(VENV)/.installed-docs

@@ -12,24 +12,20 @@
 
 Medians of alternating pairs in one process.
 
-    python benchmarks/attention.py [--batch 8] [--seq 1024] [--pairs 5]
+    python -m benchmarks.attention [--batch 8] [--seq 1024] [--pairs 5]
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
-import os
-import sys
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-sys.path.insert(0, os.path.dirname(__file__))
-import _timing
-
 import flax_posenc as fp
+from benchmarks import _timing
 from flax_posenc.linen import MultiHeadAttention, RotaryEmbedding
 
 

@@ -7,27 +7,23 @@ For each encoding at the demo's default size, compiles one training chunk
 - fused: one program draws every step's batch and trains on it (the demo's
   layout before the batch programs were split off);
 - split: the model program of `train.Trainer` (batches in, state out) plus the
-  batch program of `train.batches`, compiled once per set of batches that
+  batch program of `data.batches`, compiled once per set of batches that
   encodings share (positions 0..2n-1, or randomized).
 
 Prints seconds (trace + lower + compile) per encoding and the totals' ratio.
 
-    python benchmarks/demo_compile.py [--encodings none,sinusoidal,...]
+    python -m benchmarks.demo_compile [--encodings none,sinusoidal,...]
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import time
 
 import jax
 import jax.numpy as jnp
 
-sys.path.insert(0, os.path.dirname(__file__))
-import _timing
-
+from benchmarks import _timing
 from train_demo import model, train
 
 

@@ -6,7 +6,7 @@ training, evaluation, plots: what ``make demo`` runs after the install), and
 once with seeds 0, 1 and 2 trained together, whose per-seed accuracies give
 the mean and spread. Prints a Markdown table.
 
-    python benchmarks/demo_configs.py [--only before,default] [--out runs/configs]
+    python -m benchmarks.demo_configs [--only before,default] [--out runs/configs]
 
 A run whose folder under ``--out`` holds its results is not run again, so the
 timed runs can be taken later on an idle machine (``--part time``) than the
@@ -28,9 +28,7 @@ import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(__file__))
-import _timing
-
+from benchmarks import _timing
 from train_demo import report
 
 # name: (description, flags). "default" is what `make demo` runs.

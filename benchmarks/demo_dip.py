@@ -21,29 +21,25 @@ too, e.g. ``--steps 3000``), predicts ``--examples`` fresh examples at each of
 The network's output layer has one logit per symbol and none for the
 placeholder, so it cannot output the placeholder.
 
-    python benchmarks/demo_dip.py [--lengths 20,23,25,27,30,33,35,40] \\
+    python -m benchmarks.demo_dip [--lengths 20,23,25,27,30,33,35,40] \\
         [--examples 256] [--dump FILE.npz] [python -m train_demo flags]
-    python benchmarks/demo_dip.py --load FILE.npz  # print again, no training
+    python -m benchmarks.demo_dip --load FILE.npz  # print again, no training
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
-import sys
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(__file__))
-import _timing
-
+from benchmarks import _timing
 from train_demo import train
-from train_demo.__main__ import config_from_args
-from train_demo.__main__ import parser as demo_parser
+from train_demo.cli import config_from_args
+from train_demo.flags import parser as demo_parser
 
 
 def train_seeds(config: train.TrainConfig) -> tuple[train.Trainer, train.State]:

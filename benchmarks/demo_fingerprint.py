@@ -8,8 +8,8 @@ per-step losses, of the trained parameters and of the evaluation's
 per-length accuracies. Two runs of one commit on one machine print the same
 lines; a refactor that changes no number prints them too.
 
-    python benchmarks/demo_fingerprint.py > before.txt   # on the old commit
-    python benchmarks/demo_fingerprint.py > after.txt    # on the new one
+    python -m benchmarks.demo_fingerprint > before.txt   # on the old commit
+    python -m benchmarks.demo_fingerprint > after.txt    # on the new one
     diff before.txt after.txt
 """
 

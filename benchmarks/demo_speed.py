@@ -6,21 +6,17 @@ process. Prints the measured seconds, steps/s, the compile-inclusive time of
 a run of the default number of steps projected from them, and the K-seed /
 1-seed time ratio.
 
-    python benchmarks/demo_speed.py [--encoding sinusoidal] [--steps 500] [--seeds 4]
+    python -m benchmarks.demo_speed [--encoding sinusoidal] [--steps 500] [--seeds 4]
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import time
 
 import jax
 
-sys.path.insert(0, os.path.dirname(__file__))
-import _timing
-
+from benchmarks import _timing
 from train_demo import train
 
 

@@ -4,23 +4,19 @@ Prints medians of alternating pairs (same process), each ratio ours/theirs,
 and every time as a multiple of one ``x * 2`` pass (read x, write x: the
 memory-bandwidth bound of an elementwise op on the same array).
 
-    python benchmarks/norms.py [--shape 64 512 1024] [--pairs 15]
+    python -m benchmarks.norms [--shape 64 512 1024] [--pairs 15]
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-sys.path.insert(0, os.path.dirname(__file__))
-import _timing
-
 import flax_posenc as fp
+from benchmarks import _timing
 
 
 def _fwd_bwd(f):

@@ -6,24 +6,20 @@ checkpoint computes its RoPE angles). The reference is float64 NumPy. The RoPE
 table rotates random unit-variance queries (head 128, Llama 3's base 500000)
 and compares the rotated values.
 
-    python benchmarks/precision.py [--dim 1024] [--samples 4096]
+    python -m benchmarks.precision [--dim 1024] [--samples 4096]
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
-import os
-import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(__file__))
-import _timing
-
 import flax_posenc as fp
+from benchmarks import _timing
 
 EDGES = (1, 10, 100, 1_000, 10_000, 100_000, 2**20)
 

@@ -6,23 +6,19 @@ The plain implementation is what most JAX ports write: float32
 k in one jitted call, and against one ``x * 2`` pass over q and k (read and
 write both: the memory-bandwidth bound). Medians of alternating pairs.
 
-    python benchmarks/rope.py [--shape 8 2048 32 128] [--pairs 9]
+    python -m benchmarks.rope [--shape 8 2048 32 128] [--pairs 9]
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(__file__))
-import _timing
-
 import flax_posenc as fp
+from benchmarks import _timing
 
 
 def plain_rope(x, positions, base=10_000.0):

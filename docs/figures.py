@@ -35,8 +35,10 @@ from flax_posenc.linen import (
 
 DPI = 110
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "benchmarks"))
-import precision as _precision  # noqa: E402
+# Run as a script, docs/ is on sys.path but not the repository root, where
+# the benchmarks package is.
+sys.path.insert(0, os.path.dirname(HERE))
+from benchmarks import precision as _precision  # noqa: E402
 
 FIGURES = {}
 

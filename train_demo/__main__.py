@@ -5,16 +5,15 @@ Example::
     python -m train_demo --task bucket_sort \\
         --encodings none,sinusoidal,randomized_rope --steps 3000 --out runs/demo
 
-The flags are in `train_demo.cli`, which parses them before jax loads.
+The flags are in `train_demo.flags`; `train_demo.cli` parses them before jax
+loads.
 """
 
 from __future__ import annotations
 
 import sys
 
-# parser and config_from_args are also imported from here by name
-# (benchmarks/demo_dip.py).
-from train_demo.cli import config_from_args, main, parser  # noqa: F401
+from train_demo.cli import main
 
 if __name__ == "__main__":
     try:

@@ -1,17 +1,19 @@
-"""What ``python -m train_demo`` does once its arguments are parsed
-(`train_demo.cli`): train, report, and say what an interrupt left behind."""
+"""What ``python -m train_demo`` does once `train_demo.cli` has parsed its
+arguments: train, report, and say what an interrupt left behind."""
 
 from __future__ import annotations
 
 import argparse
 import math
 import pathlib
+from collections.abc import Callable
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
-from train_demo import cli, report, run
+from train_demo import report, run
+from train_demo.flags import NOTHING_SAVED
 
 # Off a terminal, training prints a progress line about this many times per
 # encoding (and always at its last step).
@@ -57,14 +59,18 @@ def _interrupted(out: pathlib.Path, encodings, steps: int) -> str:
     )
 
 
-def main(args: argparse.Namespace) -> int:
-    """Runs parsed arguments; returns the exit code (130 after Ctrl-C)."""
+def main(
+    args: argparse.Namespace,
+    config_from_args: Callable[[argparse.Namespace], run.RunConfig],
+) -> int:
+    """Runs parsed arguments, made a run.RunConfig by ``config_from_args``
+    (`train_demo.cli`'s); returns the exit code (130 after Ctrl-C)."""
     seen = {}  # what _main got to before an interrupt
     try:
-        return _main(args, seen)
+        return _main(args, config_from_args, seen)
     except KeyboardInterrupt:
         if "out" not in seen:
-            _say(console_for_stdout(), "\n" + cli.NOTHING_SAVED)
+            _say(console_for_stdout(), "\n" + NOTHING_SAVED)
             return 130
         config = seen.get("config")
         message = _interrupted(
@@ -76,12 +82,16 @@ def main(args: argparse.Namespace) -> int:
         return 130
 
 
-def _main(args: argparse.Namespace, seen: dict) -> int:
+def _main(
+    args: argparse.Namespace,
+    config_from_args: Callable[[argparse.Namespace], run.RunConfig],
+    seen: dict,
+) -> int:
     console = console_for_stdout()
     out = pathlib.Path(args.out)
     seen.update(console=console, out=out)
     try:
-        config = seen["config"] = cli.config_from_args(args)
+        config = seen["config"] = config_from_args(args)
         run.prepare_output(out, config, args.resume)
         outcome = _train(config, out, console)
         _say(

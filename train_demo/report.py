@@ -11,7 +11,8 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from rich.table import Table
 
-from train_demo import cli, model
+from train_demo import model
+from train_demo.flags import parser
 from train_demo.train import TrainConfig
 
 
@@ -113,7 +114,7 @@ def settings(config: dict) -> list[str]:
     (``clip_norm``...) are compared with ``TrainConfig``'s and written as
     ``key=value``. Keys the config lacks (results of older runs) are skipped.
     """
-    flags = vars(cli.parser().parse_args([]))
+    flags = vars(parser().parse_args([]))
     flags["encodings"] = flags["encodings"].split(",")
     result, seen = [], set()
     for flag, default in flags.items():

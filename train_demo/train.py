@@ -12,8 +12,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-import flax_posenc as fp
-from train_demo import model, model_nnx, tasks
+from train_demo import data, model, model_nnx, tasks
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,10 +59,10 @@ class TrainConfig:
         return 4 * 2 * self.test_length
 
     @property
-    def data(self) -> DataConfig:
+    def data(self) -> data.DataConfig:
         """What this run's batches depend on (encodings that agree share them)."""
         randomized = model.is_randomized(self.encoding)
-        return DataConfig(
+        return data.DataConfig(
             task=self.task,
             batch_size=self.batch_size,
             train_length=self.train_length,
@@ -88,28 +87,6 @@ class TrainConfig:
             norm_position=self.norm_position,
             combine=self.combine,
         )
-
-
-@dataclasses.dataclass(frozen=True)
-class DataConfig:
-    """Everything the training and evaluation batches of a run depend on.
-
-    Six of the nine encodings read the same batches (positions ``0..2n-1``),
-    the three randomized ones another set: `batches` draws each set with one
-    compiled program, whichever encoding asks.
-    """
-
-    task: str
-    batch_size: int
-    train_length: int
-    test_length: int
-    eval_batch: int
-    # Range of randomized positions (Ruoss et al. 2023); None: 0..2n-1.
-    max_position: int | None
-
-    @property
-    def task_spec(self) -> tasks.Task:
-        return tasks.TASKS[self.task]
 
 
 def check_divisible(config: TrainConfig, devices: int) -> None:
@@ -162,146 +139,6 @@ class State(NamedTuple):
     key: jax.Array  # raw uint32 key data: checkpoints store plain arrays
 
 
-def randomize_positions(
-    key: jax.Array, batch: tasks.Batch, max_position: int
-) -> tasks.Batch:
-    """Replaces positions by sorted distinct draws from ``[0, max_position)``.
-
-    For an example of length ``n`` the ``2n`` slots get a uniformly random
-    sorted subset of the range (Ruoss et al. 2023): a sorted draw of ``2 *
-    max_len`` positions by :func:`flax_posenc.randomized_positions`, of which
-    a uniformly random ``2n`` are kept, in order.
-    """
-    max_len = batch.tokens.shape[-1] // 2
-    n = batch.valid[:, :max_len].sum(-1)
-
-    def one(key, n):
-        draw_key, keep_key = jax.random.split(key)
-        drawn = fp.randomized_positions(draw_key, 2 * max_len, max_position)
-        rank = jax.random.permutation(keep_key, 2 * max_len)
-        keep = jnp.sort(jnp.where(rank < 2 * n, jnp.arange(2 * max_len), 2 * max_len))
-        chosen = drawn[jnp.minimum(keep, 2 * max_len - 1)]
-        slots = jnp.arange(max_len)
-        inputs = chosen[jnp.minimum(slots, 2 * max_len - 1)]
-        outputs = chosen[jnp.minimum(n + slots, 2 * max_len - 1)]
-        return jnp.concatenate([inputs, outputs])
-
-    keys = jax.random.split(key, n.shape[0])
-    positions = jax.vmap(one)(keys, n)
-    return batch._replace(positions=jnp.where(batch.valid, positions, 0))
-
-
-def make_batch(
-    data: DataConfig, key: jax.Array, lengths: jax.Array, max_len: int
-) -> tasks.Batch:
-    """Examples of the given lengths (`tasks.make_batch`), with randomized
-    positions where ``data`` asks for them."""
-    data_key, position_key = jax.random.split(key)
-    batch = tasks.make_batch(data.task_spec, data_key, lengths, max_len)
-    if data.max_position is not None:
-        batch = randomize_positions(position_key, batch, data.max_position)
-    return batch
-
-
-def packed_pairs(
-    data: DataConfig, keys: jax.Array, lengths: jax.Array, max_len: int
-) -> tasks.Batch:
-    """Row ``b`` packs an example of length ``lengths[b]`` (drawn with
-    ``keys[0]``) and one of ``max_len + 1 - lengths[b]`` (``keys[1]``):
-    ``2 (max_len + 1)`` slots, no padding (`tasks.pack_pairs`)."""
-    first = make_batch(data, keys[0], lengths, max_len)
-    second = make_batch(data, keys[1], max_len + 1 - lengths, max_len)
-    return tasks.pack_pairs(first, second, 2 * (max_len + 1))
-
-
-def train_batch(data: DataConfig, key: jax.Array) -> tasks.Batch:
-    """``batch_size`` examples of lengths uniform on ``1..train_length``,
-    packed two to a row (`packed_pairs`): ``[batch_size / 2,
-    2 (train_length + 1)]``."""
-    length_key, *keys = jax.random.split(key, 3)
-    max_len = data.train_length
-    lengths = tasks.random_lengths(length_key, data.batch_size // 2, max_len)
-    return packed_pairs(data, keys, lengths, max_len)
-
-
-def eval_shorts(test_length: int) -> np.ndarray:
-    """The shorter length ``a`` of each evaluation row, which packs lengths
-    ``a`` and ``test_length + 1 - a``: ``1..ceil(test_length / 2)``."""
-    return np.arange(1, (test_length + 1) // 2 + 1)
-
-
-def eval_batches(data: DataConfig, key: jax.Array) -> tasks.Batch:
-    """The evaluation batches ``[rows, eval_batch, 2 (test_length + 1)]``.
-
-    Row ``i`` packs ``eval_batch`` examples of length ``a = eval_shorts[i]``
-    with as many of length ``test_length + 1 - a``, as in training: no padding,
-    about half the slots of padding each length to ``test_length``.
-    """
-    max_len = data.test_length
-
-    def pair(short):
-        keys = jax.random.split(jax.random.fold_in(key, short))
-        lengths = jnp.full((data.eval_batch,), short)
-        return packed_pairs(data, keys, lengths, max_len)
-
-    return jax.lax.map(pair, jnp.asarray(eval_shorts(max_len)))
-
-
-class Batches:
-    """The compiled programs that draw a run's batches, for every seed at once.
-
-    They take a seed's raw key data (`State.key`) and return batches with a
-    leading seed axis, their rows split over the mesh's ``"data"`` axis. Kept
-    apart from the model's programs, so that the encodings that read the same
-    batches share one program (`batches`).
-    """
-
-    def __init__(self, data: DataConfig, mesh: Mesh):
-        self.data = data
-        replicated = NamedSharding(mesh, PartitionSpec())
-        # [seeds, steps or evaluation rows, rows, slots]
-        self.sharding = NamedSharding(mesh, PartitionSpec(None, None, "data"))
-        self._train = jax.jit(
-            jax.vmap(self._draw_train),
-            in_shardings=replicated,
-            out_shardings=self.sharding,
-        )
-        self._evaluation = jax.jit(
-            jax.vmap(self._draw_evaluation),
-            in_shardings=replicated,
-            out_shardings=self.sharding,
-        )
-
-    def _draw_train(self, key, step, steps):
-        # Step s trains on the batch of the run's key folded with s.
-        key = jax.random.wrap_key_data(key)
-        at = step + jnp.arange(steps.shape[0], dtype=step.dtype)
-        return jax.lax.map(
-            lambda s: train_batch(self.data, jax.random.fold_in(key, s)), at
-        )
-
-    def _draw_evaluation(self, key):
-        # A key of its own, apart from every training step's.
-        key = jax.random.fold_in(jax.random.wrap_key_data(key), 2**31 - 1)
-        return eval_batches(self.data, key)
-
-    def train(self, state: State, steps: int) -> tasks.Batch:
-        """The batches of the next ``steps`` steps of every seed of ``state``:
-        ``[seeds, steps, batch_size / 2, 2 (train_length + 1)]``."""
-        seeds = state.step.shape[0]
-        return self._train(state.key, state.step, jnp.zeros((seeds, steps)))
-
-    def evaluation(self, state: State) -> tasks.Batch:
-        """Every seed's evaluation batches (`eval_batches`)."""
-        return self._evaluation(state.key)
-
-
-@functools.cache
-def batches(data: DataConfig, mesh: Mesh) -> Batches:
-    """The `Batches` of ``data`` on ``mesh``, built once per process."""
-    return Batches(data, mesh)
-
-
 @functools.cache
 def trainer(config: TrainConfig) -> Trainer:
     """The `Trainer` of ``config`` on all devices, built once per process.
@@ -328,7 +165,7 @@ class Trainer:
         )
         self.mesh = mesh or Mesh(np.array(jax.devices()), ("data",))
         check_divisible(config, self.mesh.devices.size)
-        self.batches = batches(config.data, self.mesh)
+        self.batches = data.batches(config.data, self.mesh)
         # States live replicated on the mesh, going in and coming out, so a
         # state fresh from init_seeds, one restored from a checkpoint and one
         # returned by train all match one compiled program.
@@ -350,12 +187,13 @@ class Trainer:
         return jax.tree.map(lambda a: jax.lax.with_sharding_constraint(a, spec), batch)
 
     def batch(self, key: jax.Array, lengths: jax.Array, max_len: int) -> tasks.Batch:
-        """Examples of the given lengths, as this run draws them (`make_batch`)."""
-        return make_batch(self.config.data, key, lengths, max_len)
+        """Examples of the given lengths, as this run draws them
+        (`data.make_batch`)."""
+        return data.make_batch(self.config.data, key, lengths, max_len)
 
     def train_batch(self, key: jax.Array) -> tasks.Batch:
-        """One training batch, as this run draws it (`train_batch`)."""
-        return train_batch(self.config.data, key)
+        """One training batch, as this run draws it (`data.train_batch`)."""
+        return data.train_batch(self.config.data, key)
 
     # -- model -----------------------------------------------------------------
     def _logits(self, params, batch):
@@ -428,7 +266,7 @@ class Trainer:
     def train(self, state: State, steps: int) -> tuple[State, tuple[jax.Array, ...]]:
         """Runs ``steps`` steps on every seed; returns per-step loss and accuracy.
 
-        The batches are drawn by one compiled program (`Batches.train`), the
+        The batches are drawn by one compiled program (`data.Batches.train`), the
         steps run in another, one scan; call this with the same ``steps`` each
         time to compile once.
         """
@@ -436,7 +274,7 @@ class Trainer:
 
     # -- evaluation ------------------------------------------------------------
     def _evaluate_one(self, params, batches: tasks.Batch):
-        # ``batches`` from eval_batches: row i packs lengths a = shorts[i] and
+        # ``batches`` from data.eval_batches: row i packs lengths a = shorts[i] and
         # test_length + 1 - a.
         max_len = self.config.test_length
 
@@ -451,7 +289,7 @@ class Trainer:
             return by_example(correct), by_example(batch.loss_mask)
 
         correct, scored = jax.lax.map(pair, batches)
-        shorts = eval_shorts(max_len)
+        shorts = data.eval_shorts(max_len)
         lengths = jnp.asarray(np.stack([shorts, max_len + 1 - shorts], axis=-1))
         # An odd test_length pairs its middle length with itself: both halves
         # count for it.

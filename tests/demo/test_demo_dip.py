@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
-import pathlib
-
 import numpy as np
 import pytest
 
-PATH = pathlib.Path(__file__).resolve().parents[2] / "benchmarks" / "demo_dip.py"
+from benchmarks import demo_dip
 
 
 @pytest.fixture(scope="module")
 def dip():
-    spec = importlib.util.spec_from_file_location("demo_dip", PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return demo_dip
 
 
 def _example(n, seed=0):

@@ -130,7 +130,8 @@ def test_smooth_edge_cases():
 
 def _demo_config(*argv):
     """The config json a ``python -m train_demo *argv`` run would save."""
-    from train_demo.__main__ import config_from_args, parser
+    from train_demo.cli import config_from_args
+    from train_demo.flags import parser
 
     return config_from_args(parser().parse_args(list(argv))).to_json()
 

@@ -51,7 +51,7 @@ print(json.dumps({
 # devices, bad input that only the Trainer can find.
 CLI = """
 import pathlib, sys, traceback
-from train_demo.__main__ import main
+from train_demo.cli import main
 out = pathlib.Path(sys.argv[1])
 try:
     code = main(["--encodings", "none", "--steps", "2", "--batch-size", "6",

@@ -1,5 +1,5 @@
 """Task data: make_batch and random_lengths against plain-Python references,
-and the randomized positions of train.randomize_positions."""
+and the randomized positions of data.randomize_positions."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from tests.demo.helpers import count_compiles
-from train_demo import tasks, train
+from train_demo import data, tasks
 
 # As the demo page says: Bucket Sort over 5 symbols, Reverse String over a binary one.
 NUM_SYMBOLS = {"bucket_sort": 5, "reverse_string": 2}
@@ -155,7 +155,7 @@ def _randomized(max_len, lengths, max_position, seed=0):
     batch = make_batch(
         tasks.TASKS["bucket_sort"], jax.random.key(seed), jnp.asarray(lengths), max_len
     )
-    out = jax.jit(train.randomize_positions, static_argnums=2)(
+    out = jax.jit(data.randomize_positions, static_argnums=2)(
         jax.random.key(seed + 1), batch, max_position
     )
     return batch, out
