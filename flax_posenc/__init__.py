@@ -12,8 +12,10 @@ from typing import Any
 
 from flax_posenc._src.alibi import alibi_bias as alibi_bias
 from flax_posenc._src.alibi import alibi_slopes as alibi_slopes
-from flax_posenc._src.attention import attention_mask as attention_mask
-from flax_posenc._src.attention import dot_product_attention as dot_product_attention
+from flax_posenc._src.attention.api import (
+    dot_product_attention as dot_product_attention,
+)
+from flax_posenc._src.attention.masks import attention_mask as attention_mask
 from flax_posenc._src.embedding import embedding_attend as embedding_attend
 from flax_posenc._src.embedding import embedding_lookup as embedding_lookup
 from flax_posenc._src.naive import fraction_encoding as fraction_encoding

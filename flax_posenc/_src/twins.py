@@ -131,7 +131,7 @@ def attend(
     ``fits``: `write_cache`'s flag; False gives NaN outputs (an overflowing
     cache, under ``jit`` and unchecked).
     """
-    mask = attention.attention_mask(
+    mask = attention.masks.attention_mask(
         q_positions,
         k_positions,
         causal=causal,
@@ -139,7 +139,7 @@ def attend(
         q_segments=q_segments,
         k_segments=k_segments,
     )
-    out = attention.dot_product_attention(
+    out = attention.api.dot_product_attention(
         q,
         k,
         v,

@@ -263,7 +263,7 @@ class MultiHeadAttention(nn.Module):
             # empty, and this call attends over its own tokens.
             return k, v, positions, segments, segments, None
         cache = {name: variable.value for name, variable in variables.items()}
-        cache, *attend_over = attention.write_cache(
+        cache, *attend_over = attention.cache.write_cache(
             cache, k, v, positions, segments, checked=self.checked
         )
         for name, variable in variables.items():

@@ -249,7 +249,7 @@ class MultiHeadAttention(nnx.Module):
         if decode:
             cache = {name: getattr(self, name)[...] for name in _CACHE_NAMES}
             cache, k, v, k_positions, q_segments, k_segments, fits = (
-                attention.write_cache(
+                attention.cache.write_cache(
                     cache, k, v, positions, segments, checked=self.checked
                 )
             )
