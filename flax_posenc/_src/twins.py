@@ -8,6 +8,7 @@ twins follow is written here once, so the two cannot drift apart.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -24,6 +25,20 @@ from flax_posenc._src import (
     rope,
     validation,
 )
+
+# -- Modules -------------------------------------------------------------------
+
+
+def accepts_keyword(module: object, name: str) -> bool:
+    """Whether ``module``'s ``__call__`` takes the keyword ``name`` (or **kwargs)."""
+    try:
+        parameters = inspect.signature(type(module).__call__).parameters
+    except (TypeError, ValueError):
+        return False
+    return name in parameters or any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()
+    )
+
 
 # -- Attention modules ---------------------------------------------------------
 
@@ -74,6 +89,14 @@ def qk_norm(query_norm, key_norm, q: jax.Array, k: jax.Array):
     return normed
 
 
+def attention_input(x: ArrayLike) -> jax.Array:
+    """An attention module's input ``x``: floating, ``[..., seq, features]``."""
+    x = validation.floating_array("x", x)
+    if x.ndim < 2:
+        raise ValueError(f"x must be [..., seq, features], got shape {x.shape}.")
+    return x
+
+
 def module_positions(x, positions, segments, start, decode):
     """Positions and segments of an attention module's call (linen and NNX).
 
@@ -81,8 +104,6 @@ def module_positions(x, positions, segments, start, decode):
     slot, or 0). When decoding both are broadcast to ``x.shape[:-1]``: the
     cache keeps one row per batch row.
     """
-    if x.ndim < 2:
-        raise ValueError(f"x must be [..., seq, features], got shape {x.shape}.")
     if positions is None:
         positions = start + jnp.arange(x.shape[-2], dtype=jnp.int32)
     positions = validation.integer_array("positions", positions)
@@ -104,12 +125,13 @@ def rotary_length(rotary, x, positions, decode: bool, seq_len: int | None) -> di
     """
     if seq_len is None and positions is None and not decode:
         seq_len = x.shape[-2] or None
-    if seq_len is None or not validation.accepts_keyword(rotary, "seq_len"):
+    if seq_len is None or not accepts_keyword(rotary, "seq_len"):
         return {}
     return {"seq_len": validation.check_int("seq_len", seq_len, minimum=1)}
 
 
 def attend(
+    module: Any,
     q,
     k,
     v,
@@ -117,21 +139,32 @@ def attend(
     k_positions,
     q_segments,
     k_segments,
-    bias,
     *,
-    causal: bool,
-    sliding_window: int | None,
-    scale: float | None,
-    softcap: float | None,
-    dropout_rate: float,
-    dropout_rng,
+    deterministic: bool | None,
+    draw_dropout_rng: Callable[[], jax.Array],
     fits=None,
 ) -> jax.Array:
-    """`attention_mask` then `dot_product_attention`: the modules' attention.
+    """The attention modules' attention over their keys (linen and NNX).
 
-    ``fits``: `write_cache`'s flag; False gives NaN outputs (an overflowing
-    cache, under ``jit`` and unchecked).
+    ``module``: either twin; its fields ``position_bias``, ``causal``,
+    ``sliding_window``, ``scale``, ``softcap``, ``dropout_rate`` and
+    ``deterministic`` are read. The bias is ``position_bias(q_positions,
+    k_positions)``; dropout on the weights draws its key from
+    ``draw_dropout_rng()`` unless `dropout_deterministic` of the field and
+    the call's ``deterministic`` says not to; then `attention_mask` and
+    `dot_product_attention`. ``fits``: `write_cache`'s flag; False gives NaN
+    outputs (an overflowing cache, under ``jit`` and unchecked).
     """
+    bias = None
+    if module.position_bias is not None:
+        bias = module.position_bias(q_positions, k_positions)
+    dropout_rate = validation.check_rate("dropout_rate", module.dropout_rate)
+    dropout_rng = None
+    if dropout_rate > 0.0:
+        if not dropout_deterministic(module.deterministic, deterministic):
+            dropout_rng = draw_dropout_rng()
+    causal, sliding_window = module.causal, module.sliding_window
+    scale, softcap = module.scale, module.softcap
     mask = attention.attention_mask(
         q_positions,
         k_positions,
@@ -156,6 +189,27 @@ def attend(
     return out
 
 
+# -- Dropout -------------------------------------------------------------------
+
+
+def dropout_deterministic(field: bool | None, call: bool | None) -> bool:
+    """The modules' ``deterministic``: the call's value wins over the field's.
+
+    The one rule of every module with dropout, in both twins. Only asked for
+    when there is dropout, so ``None`` in both is an error.
+    """
+    deterministic = call if call is not None else field
+    if deterministic is not None:
+        which = "the call's deterministic" if call is not None else "deterministic"
+        deterministic = validation.check_bool(which, deterministic)
+    if deterministic is None:
+        raise ValueError(
+            "dropout_rate > 0 needs `deterministic`: set the module field or "
+            "pass deterministic=... in the call."
+        )
+    return deterministic
+
+
 # -- Input embeddings ----------------------------------------------------------
 
 
@@ -174,6 +228,26 @@ def token_type_ids(ids, token_types, has_table: bool) -> jax.Array | None:
     if token_types is None:
         return jnp.zeros(jnp.shape(ids), jnp.int32)
     return jnp.asarray(token_types)
+
+
+def input_embeddings(module: Any, ids, positions, token_types) -> jax.Array:
+    """The input modules' embeddings before dropout (linen and NNX).
+
+    ``module``: either twin; its ``token``, ``position``, ``token_type``
+    (None: no table), ``combine`` and ``norm`` are read. `combine_embeddings`
+    of the token rows, the position module's rows (of the tokens and
+    ``positions``) and the token-type rows (`token_type_ids`), then ``norm``.
+    """
+    tokens = module.token(ids)
+    pos = None
+    if module.position is not None:
+        pos = module.position(tokens, positions=positions)
+    token_types = token_type_ids(ids, token_types, module.token_type is not None)
+    types = None if token_types is None else module.token_type(token_types)
+    y = combine_embeddings(tokens, pos, module.combine, types)
+    if module.norm is not None:
+        y = module.norm(y)
+    return y
 
 
 def combine_embeddings(
@@ -230,9 +304,7 @@ def call_sublayer(
     a tuple output ``(out, *extras)`` is split.
     """
     call_kwargs = dict(kwargs)
-    if deterministic is not None and validation.accepts_keyword(
-        module, "deterministic"
-    ):
+    if deterministic is not None and accepts_keyword(module, "deterministic"):
         call_kwargs["deterministic"] = deterministic
     out = module(inputs, *args, **call_kwargs)
     extras = []
@@ -253,7 +325,10 @@ def call_sublayer(
 
 def residual_sum(
     x: Any,
-    run: Callable[[Any, Any], Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    deterministic: bool | None,
+    dropout: Callable[[Any], Any],
     norm_position: str,
     sublayer: Any,
     norm: Callable[[Any], Any],
@@ -262,18 +337,32 @@ def residual_sum(
     parallel: Any = None,
     parallel_norm: Callable[[Any], Any] | None = None,
 ) -> Any:
-    """The four residual forms (linen and NNX twins); ``run(module, inputs)``
-    applies a sublayer (with its dropout). ``parallel_norm=None`` in the
-    parallel form shares ``norm`` (GPT-J)."""
+    """The residual modules' output ``y``, or ``(y, *extras)`` (linen and NNX).
+
+    The four forms; each sublayer is called by `call_sublayer` (with ``args``,
+    ``kwargs`` and ``deterministic``), and its output goes through
+    ``dropout`` (the twin's) before the sum. ``parallel_norm=None`` in the
+    parallel form shares ``norm`` (GPT-J). The extras are ``sublayer``'s,
+    then ``parallel``'s.
+    """
+    extras: list[Any] = []
+
+    def run(module, inputs):
+        out, more = call_sublayer(module, inputs, args, kwargs, deterministic)
+        extras.extend(more)
+        return dropout(out)
+
     if norm_position == "post":
-        return norm(x + run(sublayer, x))
-    if norm_position == "pre":
-        return x + run(sublayer, norm(x))
-    if norm_position == "sandwich":
-        return x + post_norm(run(sublayer, norm(x)))
-    normed = norm(x)
-    second = normed if parallel_norm is None else parallel_norm(x)
-    return x + run(sublayer, normed) + run(parallel, second)
+        y = norm(x + run(sublayer, x))
+    elif norm_position == "pre":
+        y = x + run(sublayer, norm(x))
+    elif norm_position == "sandwich":
+        y = x + post_norm(run(sublayer, norm(x)))
+    else:
+        normed = norm(x)
+        second = normed if parallel_norm is None else parallel_norm(x)
+        y = x + run(sublayer, normed) + run(parallel, second)
+    return (y, *extras) if extras else y
 
 
 def check_residual(

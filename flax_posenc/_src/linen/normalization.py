@@ -247,14 +247,6 @@ class Residual(nn.Module):
         for name in ("norm", "post_norm", "parallel", "parallel_norm"):
             validation.check_module(name, getattr(self, name))
         norm = self.norm if self.norm is not None else LayerNorm(name="norm")
-        extras: list[Any] = []
-
-        def run(module, inputs):
-            out, more = twins.call_sublayer(module, inputs, args, kwargs, deterministic)
-            extras.extend(more)
-            return dropout.dropout(
-                out, self.dropout_rate, self.deterministic, deterministic
-            )
 
         # Default norms are made only for the forms that use them.
         post_norm = parallel_norm = None
@@ -266,9 +258,14 @@ class Residual(nn.Module):
             parallel_norm = self.parallel_norm
             if parallel_norm is None:
                 parallel_norm = LayerNorm(name="parallel_norm")
-        y = twins.residual_sum(
+        return twins.residual_sum(
             x,
-            run,
+            args,
+            kwargs,
+            deterministic,
+            lambda out: dropout.dropout(
+                out, self.dropout_rate, self.deterministic, deterministic
+            ),
             position,
             self.sublayer,
             norm,
@@ -276,4 +273,3 @@ class Residual(nn.Module):
             parallel=self.parallel,
             parallel_norm=parallel_norm,
         )
-        return (y, *extras) if extras else y

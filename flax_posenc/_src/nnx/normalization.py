@@ -260,18 +260,12 @@ class Residual(nnx.Module):
 
     def __call__(self, x, *args, deterministic: bool | None = None, **kwargs):
         """The residual sum ``y`` (or ``(y, *extra)``)."""
-        extras = []
-
-        def run(module, inputs):
-            out, more = twins.call_sublayer(module, inputs, args, kwargs, deterministic)
-            extras.extend(more)
-            if self.dropout is None:
-                return out
-            return self.dropout(out, deterministic=deterministic)
-
-        y = twins.residual_sum(
+        return twins.residual_sum(
             x,
-            run,
+            args,
+            kwargs,
+            deterministic,
+            lambda out: parameters.dropout(self.dropout, out, deterministic),
             self.norm_position,
             self.sublayer,
             self.norm,
@@ -279,4 +273,3 @@ class Residual(nnx.Module):
             parallel=self.parallel,
             parallel_norm=None if self.share_norm else self.parallel_norm,
         )
-        return (y, *extras) if extras else y
