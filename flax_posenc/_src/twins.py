@@ -18,11 +18,13 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from flax_posenc._src import (
+    alibi,
     attention,
     embedding,
     normalization,
     relative,
     rope,
+    sinusoidal,
     validation,
 )
 
@@ -288,6 +290,19 @@ def combine_embeddings(
     return y
 
 
+# -- Normalization -------------------------------------------------------------
+
+
+def rms_scale_init(scale_init: Callable | None, use_scale: bool, unit_offset: bool):
+    """The RMSNorm modules' scale initializer (linen and NNX): ``scale_init``,
+    default ones, or zeros with ``unit_offset`` (which needs ``use_scale``)."""
+    if unit_offset and not use_scale:
+        raise ValueError("unit_offset=True needs use_scale=True.")
+    return scale_init or (
+        jax.nn.initializers.zeros if unit_offset else jax.nn.initializers.ones
+    )
+
+
 # -- Residual blocks -----------------------------------------------------------
 
 
@@ -404,7 +419,67 @@ def check_residual(
     return norm_position
 
 
-# -- Relative position bias ----------------------------------------------------
+# -- Absolute position embeddings ----------------------------------------------
+
+
+def sinusoidal_rows(module: Any, x, positions) -> jax.Array:
+    """The sinusoidal modules' rows (linen and NNX): `sinusoidal_encoding` of
+    ``positions`` (default ``arange(seq)``) with ``module``'s fields
+    (``features``: default ``x``'s)."""
+    x = jnp.asarray(x)
+    positions = validation.default_positions(x, positions)
+    return sinusoidal.sinusoidal_encoding(
+        positions,
+        x.shape[-1] if module.features is None else module.features,
+        layout=module.layout,
+        base=module.base,
+        spacing=module.spacing,
+        min_timescale=module.min_timescale,
+        max_timescale=module.max_timescale,
+        dtype=module.dtype,
+    )
+
+
+def learned_rows(table, x, positions, max_length: int, checked: bool, dtype):
+    """The learned position modules' rows ``table[positions]`` (linen and NNX).
+
+    Default positions longer than ``max_length`` are an error; explicit ones
+    out of range follow `embedding_lookup`.
+    """
+    x = jnp.asarray(x)
+    if positions is None and x.ndim >= 2 and x.shape[-2] > max_length:
+        raise ValueError(
+            f"sequence length {x.shape[-2]} exceeds max_length "
+            f"{max_length} of LearnedPositionEmbedding."
+        )
+    positions = validation.default_positions(x, positions)
+    rows = embedding.embedding_lookup(table, positions, checked=checked)
+    return rows.astype(dtype)
+
+
+# -- Attention biases ----------------------------------------------------------
+
+
+def alibi_bias(q_positions, k_positions, num_heads: int, dtype) -> jax.Array:
+    """The ALiBi modules' biases (linen and NNX); ``k_positions`` default: same."""
+    k_positions = q_positions if k_positions is None else k_positions
+    return alibi.alibi_bias(q_positions, k_positions, num_heads, dtype=dtype)
+
+
+def relative_bias(
+    table, q_positions, k_positions, bidirectional, max_distance, dtype
+) -> jax.Array:
+    """The relative-bias modules' biases from their ``table`` (linen and NNX);
+    ``k_positions`` default: same."""
+    k_positions = q_positions if k_positions is None else k_positions
+    bias = relative.relative_position_bias(
+        table,
+        q_positions,
+        k_positions,
+        bidirectional=bidirectional,
+        max_distance=max_distance,
+    )
+    return bias.astype(dtype)
 
 
 def check_bias_module(

@@ -151,14 +151,10 @@ class RMSNorm(nn.Module):
         x = jnp.asarray(x)
         validation.check_real("epsilon", self.epsilon)
         validation.check_bools(use_scale=self.use_scale, unit_offset=self.unit_offset)
-        if self.unit_offset and not self.use_scale:
-            raise ValueError("unit_offset=True needs use_scale=True.")
+        init = twins.rms_scale_init(self.scale_init, self.use_scale, self.unit_offset)
         shape = _param_shape(x, self.axis, self.param_axes)
         scale = None
         if self.use_scale:
-            init = self.scale_init or (
-                nn.initializers.zeros if self.unit_offset else nn.initializers.ones
-            )
             scale = _norm_param(self, "scale", init, shape)
         return normalization.rms_norm(
             x,

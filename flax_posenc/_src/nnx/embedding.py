@@ -180,15 +180,7 @@ class InputEmbedding(nnx.Module):
             else None
         )
         self.position, self.norm = position, norm
-        self.dropout = (
-            nnx.Dropout(
-                self.dropout_rate,
-                deterministic=deterministic,
-                rngs=parameters.dropout_stream(rngs),
-            )
-            if self.dropout_rate > 0.0
-            else None
-        )
+        self.dropout = parameters.dropout_layer(self.dropout_rate, deterministic, rngs)
 
     def __call__(
         self,

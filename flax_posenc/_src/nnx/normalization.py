@@ -150,15 +150,11 @@ class RMSNorm(nnx.Module):
         rngs: nnx.Rngs,
     ):
         validation.check_bools(use_scale=use_scale, unit_offset=unit_offset)
-        if unit_offset and not use_scale:
-            raise ValueError("unit_offset=True needs use_scale=True.")
+        init = twins.rms_scale_init(scale_init, use_scale, unit_offset)
         shape = _feature_shape(num_features, param_axes)
         validation.check_real("epsilon", epsilon)
         self.epsilon, self.axis, self.dtype = epsilon, axis, dtype
         self.unit_offset = unit_offset
-        init = scale_init or (
-            nnx.initializers.zeros if unit_offset else nnx.initializers.ones
-        )
         self.scale = (
             parameters.param(init, rngs, shape, param_dtype, param_axes)
             if use_scale
@@ -248,15 +244,7 @@ class Residual(nnx.Module):
         self.post_norm, self.parallel = post_norm, parallel
         self.parallel_norm, self.share_norm = parallel_norm, share_norm
         self.dropout_rate = validation.check_rate("dropout_rate", dropout_rate)
-        self.dropout = (
-            nnx.Dropout(
-                self.dropout_rate,
-                deterministic=deterministic,
-                rngs=parameters.dropout_stream(rngs),
-            )
-            if self.dropout_rate > 0.0
-            else None
-        )
+        self.dropout = parameters.dropout_layer(self.dropout_rate, deterministic, rngs)
 
     def __call__(self, x, *args, deterministic: bool | None = None, **kwargs):
         """The residual sum ``y`` (or ``(y, *extra)``)."""

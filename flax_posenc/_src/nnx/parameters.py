@@ -51,6 +51,16 @@ def dropout_stream(rngs: nnx.Rngs | None) -> nnx.RngStream:
     return rngs["dropout"].fork()
 
 
+def dropout_layer(
+    rate: float, deterministic: bool | None, rngs: nnx.Rngs | None
+) -> nnx.Dropout | None:
+    """A twin's ``nnx.Dropout(rate)`` with the module's ``deterministic`` as
+    its field, drawing from `dropout_stream`; None when ``rate`` is 0."""
+    if rate == 0.0:
+        return None
+    return nnx.Dropout(rate, deterministic=deterministic, rngs=dropout_stream(rngs))
+
+
 def dropout(layer: nnx.Dropout | None, x: jax.Array, call: bool | None) -> jax.Array:
     """``x`` through a twin's ``layer`` (None: no dropout, ``x`` as it is).
 
