@@ -1,9 +1,12 @@
 """Glue shared by the linen modules and their NNX twins: one home for each rule.
 
-Each twin makes its parameters the Flax way and calls these for everything
-else: the argument checks of its fields, default positions, the decode
-cache's step, the residual forms, combining embeddings. A rule that both
-twins follow is written here once, so the two cannot drift apart.
+Each twin makes its parameters (and its dropout layer) the Flax way and calls
+these for everything else: the argument checks of its fields, default
+positions, the attention after the cache step, the one ``deterministic``
+rule (`dropout_deterministic`), the input embeddings' sum, the residual
+forms, the position rows and biases. A rule that both twins follow is
+written here once, so the two cannot drift apart. Helpers that take
+``module`` read the fields both twins share, by name.
 """
 
 from __future__ import annotations
