@@ -1,28 +1,49 @@
 """Glue shared by the linen modules and their NNX twins: one home for each rule.
 
-Each twin makes its parameters the Flax way and calls these for everything
-else: the argument checks of its fields, default positions, the decode
-cache's step, the residual forms, combining embeddings. A rule that both
-twins follow is written here once, so the two cannot drift apart.
+Each twin makes its parameters (and its dropout layer) the Flax way and calls
+these for everything else: the argument checks of its fields, default
+positions, the attention after the cache step, the one ``deterministic``
+rule (`dropout_deterministic`), the input embeddings' sum, the residual
+forms, the position rows and biases. A rule that both twins follow is
+written here once, so the two cannot drift apart. Helpers that take
+``module`` read the fields both twins share, by name.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from flax_posenc._src import (
+    alibi,
     attention,
     embedding,
     normalization,
     relative,
+    sinusoidal,
     validation,
 )
 from flax_posenc._src.rope import apply as rope_apply
+
+# -- Modules -------------------------------------------------------------------
+
+
+def accepts_keyword(module: object, name: str) -> bool:
+    """Whether ``module``'s ``__call__`` takes the keyword ``name`` (or **kwargs)."""
+    try:
+        parameters = inspect.signature(type(module).__call__).parameters
+    except (TypeError, ValueError):
+        return False
+    return name in parameters or any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()
+    )
+
 
 # -- Attention modules ---------------------------------------------------------
 
@@ -73,6 +94,14 @@ def qk_norm(query_norm, key_norm, q: jax.Array, k: jax.Array):
     return normed
 
 
+def attention_input(x: ArrayLike) -> jax.Array:
+    """An attention module's input ``x``: floating, ``[..., seq, features]``."""
+    x = validation.floating_array("x", x)
+    if x.ndim < 2:
+        raise ValueError(f"x must be [..., seq, features], got shape {x.shape}.")
+    return x
+
+
 def module_positions(x, positions, segments, start, decode):
     """Positions and segments of an attention module's call (linen and NNX).
 
@@ -80,8 +109,6 @@ def module_positions(x, positions, segments, start, decode):
     slot, or 0). When decoding both are broadcast to ``x.shape[:-1]``: the
     cache keeps one row per batch row.
     """
-    if x.ndim < 2:
-        raise ValueError(f"x must be [..., seq, features], got shape {x.shape}.")
     if positions is None:
         positions = start + jnp.arange(x.shape[-2], dtype=jnp.int32)
     positions = validation.integer_array("positions", positions)
@@ -103,12 +130,13 @@ def rotary_length(rotary, x, positions, decode: bool, seq_len: int | None) -> di
     """
     if seq_len is None and positions is None and not decode:
         seq_len = x.shape[-2] or None
-    if seq_len is None or not validation.accepts_keyword(rotary, "seq_len"):
+    if seq_len is None or not accepts_keyword(rotary, "seq_len"):
         return {}
     return {"seq_len": validation.check_int("seq_len", seq_len, minimum=1)}
 
 
 def attend(
+    module: Any,
     q,
     k,
     v,
@@ -116,21 +144,32 @@ def attend(
     k_positions,
     q_segments,
     k_segments,
-    bias,
     *,
-    causal: bool,
-    sliding_window: int | None,
-    scale: float | None,
-    softcap: float | None,
-    dropout_rate: float,
-    dropout_rng,
+    deterministic: bool | None,
+    draw_dropout_rng: Callable[[], jax.Array],
     fits=None,
 ) -> jax.Array:
-    """`attention_mask` then `dot_product_attention`: the modules' attention.
+    """The attention modules' attention over their keys (linen and NNX).
 
-    ``fits``: `write_cache`'s flag; False gives NaN outputs (an overflowing
-    cache, under ``jit`` and unchecked).
+    ``module``: either twin; its fields ``position_bias``, ``causal``,
+    ``sliding_window``, ``scale``, ``softcap``, ``dropout_rate`` and
+    ``deterministic`` are read. The bias is ``position_bias(q_positions,
+    k_positions)``; dropout on the weights draws its key from
+    ``draw_dropout_rng()`` unless `dropout_deterministic` of the field and
+    the call's ``deterministic`` says not to; then `attention_mask` and
+    `dot_product_attention`. ``fits``: `write_cache`'s flag; False gives NaN
+    outputs (an overflowing cache, under ``jit`` and unchecked).
     """
+    bias = None
+    if module.position_bias is not None:
+        bias = module.position_bias(q_positions, k_positions)
+    dropout_rate = validation.check_rate("dropout_rate", module.dropout_rate)
+    dropout_rng = None
+    if dropout_rate > 0.0:
+        if not dropout_deterministic(module.deterministic, deterministic):
+            dropout_rng = draw_dropout_rng()
+    causal, sliding_window = module.causal, module.sliding_window
+    scale, softcap = module.scale, module.softcap
     mask = attention.masks.attention_mask(
         q_positions,
         k_positions,
@@ -155,6 +194,27 @@ def attend(
     return out
 
 
+# -- Dropout -------------------------------------------------------------------
+
+
+def dropout_deterministic(field: bool | None, call: bool | None) -> bool:
+    """The modules' ``deterministic``: the call's value wins over the field's.
+
+    The one rule of every module with dropout, in both twins. Only asked for
+    when there is dropout, so ``None`` in both is an error.
+    """
+    deterministic = call if call is not None else field
+    if deterministic is not None:
+        which = "the call's deterministic" if call is not None else "deterministic"
+        deterministic = validation.check_bool(which, deterministic)
+    if deterministic is None:
+        raise ValueError(
+            "dropout_rate > 0 needs `deterministic`: set the module field or "
+            "pass deterministic=... in the call."
+        )
+    return deterministic
+
+
 # -- Input embeddings ----------------------------------------------------------
 
 
@@ -173,6 +233,26 @@ def token_type_ids(ids, token_types, has_table: bool) -> jax.Array | None:
     if token_types is None:
         return jnp.zeros(jnp.shape(ids), jnp.int32)
     return jnp.asarray(token_types)
+
+
+def input_embeddings(module: Any, ids, positions, token_types) -> jax.Array:
+    """The input modules' embeddings before dropout (linen and NNX).
+
+    ``module``: either twin; its ``token``, ``position``, ``token_type``
+    (None: no table), ``combine`` and ``norm`` are read. `combine_embeddings`
+    of the token rows, the position module's rows (of the tokens and
+    ``positions``) and the token-type rows (`token_type_ids`), then ``norm``.
+    """
+    tokens = module.token(ids)
+    pos = None
+    if module.position is not None:
+        pos = module.position(tokens, positions=positions)
+    token_types = token_type_ids(ids, token_types, module.token_type is not None)
+    types = None if token_types is None else module.token_type(token_types)
+    y = combine_embeddings(tokens, pos, module.combine, types)
+    if module.norm is not None:
+        y = module.norm(y)
+    return y
 
 
 def combine_embeddings(
@@ -213,6 +293,19 @@ def combine_embeddings(
     return y
 
 
+# -- Normalization -------------------------------------------------------------
+
+
+def rms_scale_init(scale_init: Callable | None, use_scale: bool, unit_offset: bool):
+    """The RMSNorm modules' scale initializer (linen and NNX): ``scale_init``,
+    default ones, or zeros with ``unit_offset`` (which needs ``use_scale``)."""
+    if unit_offset and not use_scale:
+        raise ValueError("unit_offset=True needs use_scale=True.")
+    return scale_init or (
+        jax.nn.initializers.zeros if unit_offset else jax.nn.initializers.ones
+    )
+
+
 # -- Residual blocks -----------------------------------------------------------
 
 
@@ -229,9 +322,7 @@ def call_sublayer(
     a tuple output ``(out, *extras)`` is split.
     """
     call_kwargs = dict(kwargs)
-    if deterministic is not None and validation.accepts_keyword(
-        module, "deterministic"
-    ):
+    if deterministic is not None and accepts_keyword(module, "deterministic"):
         call_kwargs["deterministic"] = deterministic
     out = module(inputs, *args, **call_kwargs)
     extras = []
@@ -252,7 +343,10 @@ def call_sublayer(
 
 def residual_sum(
     x: Any,
-    run: Callable[[Any, Any], Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    deterministic: bool | None,
+    dropout: Callable[[Any], Any],
     norm_position: str,
     sublayer: Any,
     norm: Callable[[Any], Any],
@@ -261,18 +355,32 @@ def residual_sum(
     parallel: Any = None,
     parallel_norm: Callable[[Any], Any] | None = None,
 ) -> Any:
-    """The four residual forms (linen and NNX twins); ``run(module, inputs)``
-    applies a sublayer (with its dropout). ``parallel_norm=None`` in the
-    parallel form shares ``norm`` (GPT-J)."""
+    """The residual modules' output ``y``, or ``(y, *extras)`` (linen and NNX).
+
+    The four forms; each sublayer is called by `call_sublayer` (with ``args``,
+    ``kwargs`` and ``deterministic``), and its output goes through
+    ``dropout`` (the twin's) before the sum. ``parallel_norm=None`` in the
+    parallel form shares ``norm`` (GPT-J). The extras are ``sublayer``'s,
+    then ``parallel``'s.
+    """
+    extras: list[Any] = []
+
+    def run(module, inputs):
+        out, more = call_sublayer(module, inputs, args, kwargs, deterministic)
+        extras.extend(more)
+        return dropout(out)
+
     if norm_position == "post":
-        return norm(x + run(sublayer, x))
-    if norm_position == "pre":
-        return x + run(sublayer, norm(x))
-    if norm_position == "sandwich":
-        return x + post_norm(run(sublayer, norm(x)))
-    normed = norm(x)
-    second = normed if parallel_norm is None else parallel_norm(x)
-    return x + run(sublayer, normed) + run(parallel, second)
+        y = norm(x + run(sublayer, x))
+    elif norm_position == "pre":
+        y = x + run(sublayer, norm(x))
+    elif norm_position == "sandwich":
+        y = x + post_norm(run(sublayer, norm(x)))
+    else:
+        normed = norm(x)
+        second = normed if parallel_norm is None else parallel_norm(x)
+        y = x + run(sublayer, normed) + run(parallel, second)
+    return (y, *extras) if extras else y
 
 
 def check_residual(
@@ -314,7 +422,67 @@ def check_residual(
     return norm_position
 
 
-# -- Relative position bias ----------------------------------------------------
+# -- Absolute position embeddings ----------------------------------------------
+
+
+def sinusoidal_rows(module: Any, x, positions) -> jax.Array:
+    """The sinusoidal modules' rows (linen and NNX): `sinusoidal_encoding` of
+    ``positions`` (default ``arange(seq)``) with ``module``'s fields
+    (``features``: default ``x``'s)."""
+    x = jnp.asarray(x)
+    positions = validation.default_positions(x, positions)
+    return sinusoidal.sinusoidal_encoding(
+        positions,
+        x.shape[-1] if module.features is None else module.features,
+        layout=module.layout,
+        base=module.base,
+        spacing=module.spacing,
+        min_timescale=module.min_timescale,
+        max_timescale=module.max_timescale,
+        dtype=module.dtype,
+    )
+
+
+def learned_rows(table, x, positions, max_length: int, checked: bool, dtype):
+    """The learned position modules' rows ``table[positions]`` (linen and NNX).
+
+    Default positions longer than ``max_length`` are an error; explicit ones
+    out of range follow `embedding_lookup`.
+    """
+    x = jnp.asarray(x)
+    if positions is None and x.ndim >= 2 and x.shape[-2] > max_length:
+        raise ValueError(
+            f"sequence length {x.shape[-2]} exceeds max_length "
+            f"{max_length} of LearnedPositionEmbedding."
+        )
+    positions = validation.default_positions(x, positions)
+    rows = embedding.embedding_lookup(table, positions, checked=checked)
+    return rows.astype(dtype)
+
+
+# -- Attention biases ----------------------------------------------------------
+
+
+def alibi_bias(q_positions, k_positions, num_heads: int, dtype) -> jax.Array:
+    """The ALiBi modules' biases (linen and NNX); ``k_positions`` default: same."""
+    k_positions = q_positions if k_positions is None else k_positions
+    return alibi.alibi_bias(q_positions, k_positions, num_heads, dtype=dtype)
+
+
+def relative_bias(
+    table, q_positions, k_positions, bidirectional, max_distance, dtype
+) -> jax.Array:
+    """The relative-bias modules' biases from their ``table`` (linen and NNX);
+    ``k_positions`` default: same."""
+    k_positions = q_positions if k_positions is None else k_positions
+    bias = relative.relative_position_bias(
+        table,
+        q_positions,
+        k_positions,
+        bidirectional=bidirectional,
+        max_distance=max_distance,
+    )
+    return bias.astype(dtype)
 
 
 def check_bias_module(

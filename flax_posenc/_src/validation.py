@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import math
 import numbers
 import operator
@@ -305,31 +304,3 @@ def check_module(name: str, value: object, *, optional: bool = True) -> None:
             f"{name} must be {allowed}, called on arrays; got "
             f"{type(value).__name__} {value!r}."
         )
-
-
-def accepts_keyword(module: object, name: str) -> bool:
-    """Whether ``module``'s ``__call__`` takes the keyword ``name`` (or **kwargs)."""
-    try:
-        parameters = inspect.signature(type(module).__call__).parameters
-    except (TypeError, ValueError):
-        return False
-    return name in parameters or any(
-        p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()
-    )
-
-
-def dropout_deterministic(field: bool | None, call: bool | None) -> bool:
-    """The modules' ``deterministic``: the call's value wins over the field's.
-
-    Only asked for when there is dropout, so ``None`` in both is an error.
-    """
-    deterministic = call if call is not None else field
-    if deterministic is not None:
-        which = "the call's deterministic" if call is not None else "deterministic"
-        deterministic = check_bool(which, deterministic)
-    if deterministic is None:
-        raise ValueError(
-            "dropout_rate > 0 needs `deterministic`: set the module field or "
-            "pass deterministic=... in the call."
-        )
-    return deterministic

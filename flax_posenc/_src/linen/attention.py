@@ -158,9 +158,7 @@ class MultiHeadAttention(nn.Module):
             checked=self.checked,
             decode=decode,
         )
-        x = validation.floating_array("x", x)
-        if x.ndim < 2:
-            raise ValueError(f"x must be [..., seq, features], got shape {x.shape}.")
+        x = twins.attention_input(x)
         q = self._projection(heads, ("embed", "heads", "kv"), "query")(x)
         k = self._projection(kv_heads, ("embed", "kv_heads", "kv"), "key")(x)
         v = self._projection(kv_heads, ("embed", "kv_heads", "kv"), "value")(x)
@@ -193,15 +191,8 @@ class MultiHeadAttention(nn.Module):
             k, v, k_positions, q_segments, k_segments, fits = self._update_cache(
                 k, v, positions, segments
             )
-        bias = None
-        if self.position_bias is not None:
-            bias = self.position_bias(positions, k_positions)
-        rate = validation.check_rate("dropout_rate", self.dropout_rate)
-        rng = None
-        if rate > 0.0:
-            if not validation.dropout_deterministic(self.deterministic, deterministic):
-                rng = self.make_rng("dropout")
         out = twins.attend(
+            self,
             q,
             k,
             v,
@@ -209,13 +200,8 @@ class MultiHeadAttention(nn.Module):
             k_positions,
             q_segments,
             k_segments,
-            bias,
-            causal=self.causal,
-            sliding_window=self.sliding_window,
-            scale=self.scale,
-            softcap=self.softcap,
-            dropout_rate=rate,
-            dropout_rng=rng,
+            deterministic=deterministic,
+            draw_dropout_rng=lambda: self.make_rng("dropout"),
             fits=fits,
         )
         return nn.DenseGeneral(

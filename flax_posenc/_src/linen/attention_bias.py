@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike, DTypeLike
 
-from flax_posenc._src import alibi, relative, twins
+from flax_posenc._src import twins
 
 
 class ALiBiBias(nn.Module):
@@ -37,10 +37,7 @@ class ALiBiBias(nn.Module):
         self, q_positions: ArrayLike, k_positions: ArrayLike | None = None
     ) -> jax.Array:
         """Biases for ``q_positions [..., q]`` and ``k_positions`` (default: same)."""
-        k_positions = q_positions if k_positions is None else k_positions
-        return alibi.alibi_bias(
-            q_positions, k_positions, self.num_heads, dtype=self.dtype
-        )
+        return twins.alibi_bias(q_positions, k_positions, self.num_heads, self.dtype)
 
 
 class RelativePositionBias(nn.Module):
@@ -106,12 +103,11 @@ class RelativePositionBias(nn.Module):
             (self.num_heads, self.num_buckets),
             self.param_dtype,
         )
-        k_positions = q_positions if k_positions is None else k_positions
-        bias = relative.relative_position_bias(
+        return twins.relative_bias(
             table,
             q_positions,
             k_positions,
-            bidirectional=self.bidirectional,
-            max_distance=self.max_distance,
+            self.bidirectional,
+            self.max_distance,
+            dtype,
         )
-        return bias.astype(dtype)

@@ -5,18 +5,25 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 
-from flax_posenc._src import validation
+from flax_posenc._src import twins, validation
 
 
 def dropout(
-    x: jax.Array, rate: float, field: bool | None, call: bool | None
+    x: jax.Array,
+    rate: float,
+    field: bool | None,
+    call: bool | None,
+    layer: nn.Dropout | None = None,
 ) -> jax.Array:
-    """``nn.Dropout(rate)(x)``; ``call`` (the call's ``deterministic``) wins.
+    """``x`` through ``layer`` (default a new ``nn.Dropout(rate)``) at ``rate``.
 
-    Call from inside a compact method: the Dropout becomes a child of the caller.
-    With ``rate == 0`` nothing happens and ``deterministic`` is not needed.
+    ``deterministic`` by `twins.dropout_deterministic`: ``call`` (the call's)
+    wins over ``field`` (the module's). A new Dropout is made inside the
+    caller's compact method, and becomes its child. With ``rate == 0``
+    nothing happens and ``deterministic`` is not needed.
     """
     if validation.check_rate("dropout_rate", rate) == 0.0:
         return x
-    deterministic = validation.dropout_deterministic(field, call)
-    return nn.Dropout(rate)(x, deterministic=deterministic)
+    if layer is None:
+        layer = nn.Dropout(rate)
+    return layer(x, deterministic=twins.dropout_deterministic(field, call))

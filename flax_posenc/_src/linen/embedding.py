@@ -11,6 +11,7 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike, DTypeLike
 
 from flax_posenc._src import embedding, twins, validation
+from flax_posenc._src.linen import dropout
 
 COMBINES = embedding.COMBINES
 
@@ -219,6 +220,8 @@ class InputEmbedding(nn.Module):
                 "num_token_types", self.num_token_types, minimum=1
             )
             self.token_type = self._table(types, self.token_type_axes, False)
+        else:
+            self.token_type = None
         self.dropout = nn.Dropout(self.dropout_rate)
 
     def _table(self, size: int, axes: tuple[str | None, ...], scale: bool):
@@ -246,23 +249,10 @@ class InputEmbedding(nn.Module):
         ``token_types``: integer ``[..., seq]``; default all 0 when the module
         has a token-type table, and an error when it has none.
         """
-        tokens = self.token(ids)
-        pos = None
-        if self.position is not None:
-            pos = self.position(tokens, positions=positions)
-        token_types = twins.token_type_ids(
-            ids, token_types, self.num_token_types is not None
+        y = twins.input_embeddings(self, ids, positions, token_types)
+        return dropout.dropout(
+            y, self.dropout_rate, self.deterministic, deterministic, self.dropout
         )
-        types = None if token_types is None else self.token_type(token_types)
-        y = twins.combine_embeddings(tokens, pos, self.combine, types)
-        if self.norm is not None:
-            y = self.norm(y)
-        if self.dropout_rate == 0.0:
-            return y
-        deterministic = validation.dropout_deterministic(
-            self.deterministic, deterministic
-        )
-        return self.dropout(y, deterministic=deterministic)
 
     def attend(self, query: ArrayLike) -> jax.Array:
         """Tied logits ``query @ table.T``: ``[..., features] -> [..., vocab]``."""

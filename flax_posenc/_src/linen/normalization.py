@@ -151,14 +151,10 @@ class RMSNorm(nn.Module):
         x = jnp.asarray(x)
         validation.check_real("epsilon", self.epsilon)
         validation.check_bools(use_scale=self.use_scale, unit_offset=self.unit_offset)
-        if self.unit_offset and not self.use_scale:
-            raise ValueError("unit_offset=True needs use_scale=True.")
+        init = twins.rms_scale_init(self.scale_init, self.use_scale, self.unit_offset)
         shape = _param_shape(x, self.axis, self.param_axes)
         scale = None
         if self.use_scale:
-            init = self.scale_init or (
-                nn.initializers.zeros if self.unit_offset else nn.initializers.ones
-            )
             scale = _norm_param(self, "scale", init, shape)
         return normalization.rms_norm(
             x,
@@ -247,14 +243,6 @@ class Residual(nn.Module):
         for name in ("norm", "post_norm", "parallel", "parallel_norm"):
             validation.check_module(name, getattr(self, name))
         norm = self.norm if self.norm is not None else LayerNorm(name="norm")
-        extras: list[Any] = []
-
-        def run(module, inputs):
-            out, more = twins.call_sublayer(module, inputs, args, kwargs, deterministic)
-            extras.extend(more)
-            return dropout.dropout(
-                out, self.dropout_rate, self.deterministic, deterministic
-            )
 
         # Default norms are made only for the forms that use them.
         post_norm = parallel_norm = None
@@ -266,9 +254,14 @@ class Residual(nn.Module):
             parallel_norm = self.parallel_norm
             if parallel_norm is None:
                 parallel_norm = LayerNorm(name="parallel_norm")
-        y = twins.residual_sum(
+        return twins.residual_sum(
             x,
-            run,
+            args,
+            kwargs,
+            deterministic,
+            lambda out: dropout.dropout(
+                out, self.dropout_rate, self.deterministic, deterministic
+            ),
             position,
             self.sublayer,
             norm,
@@ -276,4 +269,3 @@ class Residual(nn.Module):
             parallel=self.parallel,
             parallel_norm=parallel_norm,
         )
-        return (y, *extras) if extras else y

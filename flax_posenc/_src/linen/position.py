@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike, DTypeLike
 
-from flax_posenc._src import embedding, sinusoidal, validation
+from flax_posenc._src import twins, validation
 
 
 class SinusoidalPositionEmbedding(nn.Module):
@@ -51,18 +51,7 @@ class SinusoidalPositionEmbedding(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, *, positions: ArrayLike | None = None):
         """Position embeddings ``[..., seq, features]`` for ``x`` ``[..., seq, _]``."""
-        x = jnp.asarray(x)
-        positions = validation.default_positions(x, positions)
-        return sinusoidal.sinusoidal_encoding(
-            positions,
-            x.shape[-1] if self.features is None else self.features,
-            layout=self.layout,
-            base=self.base,
-            spacing=self.spacing,
-            min_timescale=self.min_timescale,
-            max_timescale=self.max_timescale,
-            dtype=self.dtype,
-        )
+        return twins.sinusoidal_rows(self, x, positions)
 
 
 class LearnedPositionEmbedding(nn.Module):
@@ -113,21 +102,15 @@ class LearnedPositionEmbedding(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, *, positions: ArrayLike | None = None):
         """Position embeddings ``[..., seq, features]`` for ``x`` ``[..., seq, _]``."""
-        x = jnp.asarray(x)
         validation.check_int("max_length", self.max_length, minimum=1)
         validation.check_int("features", self.features, minimum=1)
         dtype = validation.module_dtypes(self.dtype, self.param_dtype)
-        if positions is None and x.ndim >= 2 and x.shape[-2] > self.max_length:
-            raise ValueError(
-                f"sequence length {x.shape[-2]} exceeds max_length "
-                f"{self.max_length} of LearnedPositionEmbedding."
-            )
-        positions = validation.default_positions(x, positions)
         table = self.param(
             "embedding",
             nn.with_logical_partitioning(self.embedding_init, self.embedding_axes),
             (self.max_length, self.features),
             self.param_dtype,
         )
-        rows = embedding.embedding_lookup(table, positions, checked=self.checked)
-        return rows.astype(dtype)
+        return twins.learned_rows(
+            table, x, positions, self.max_length, self.checked, dtype
+        )

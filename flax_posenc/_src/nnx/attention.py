@@ -219,9 +219,7 @@ class MultiHeadAttention(nnx.Module):
         for default positions, else read from concrete positions (traced
         ones, as when decoding under ``jit`` with dynamic NTK, need it).
         """
-        x = validation.floating_array("x", x)
-        if x.ndim < 2:
-            raise ValueError(f"x must be [..., seq, features], got shape {x.shape}.")
+        x = twins.attention_input(x)
         if x.shape[-1] != self.in_features:
             raise ValueError(
                 f"x has {x.shape[-1]} features (shape {x.shape}), but this module "
@@ -255,14 +253,8 @@ class MultiHeadAttention(nnx.Module):
             )
             for name in _CACHE_NAMES:
                 getattr(self, name)[...] = cache[name]
-        bias = None
-        if self.position_bias is not None:
-            bias = self.position_bias(positions, k_positions)
-        rng = None
-        if self.dropout_rate > 0.0:
-            if not validation.dropout_deterministic(self.deterministic, deterministic):
-                rng = self.dropout_rngs()
         out = twins.attend(
+            self,
             q,
             k,
             v,
@@ -270,13 +262,8 @@ class MultiHeadAttention(nnx.Module):
             k_positions,
             q_segments,
             k_segments,
-            bias,
-            causal=self.causal,
-            sliding_window=self.sliding_window,
-            scale=self.scale,
-            softcap=self.softcap,
-            dropout_rate=self.dropout_rate,
-            dropout_rng=rng,
+            deterministic=deterministic,
+            draw_dropout_rng=self.dropout_rngs,
             fits=fits,
         )
         return self.out(out)

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 from flax import nnx
 from jax.typing import ArrayLike, DTypeLike
 
-from flax_posenc._src import alibi, relative, twins
+from flax_posenc._src import twins
 from flax_posenc._src.nnx import parameters
 
 # As T5 (and the linen twin): variance scaling, fan-avg, uniform.
@@ -39,10 +39,7 @@ class ALiBiBias(nnx.Module):
         self, q_positions: ArrayLike, k_positions: ArrayLike | None = None
     ) -> jax.Array:
         """Biases for ``q_positions [..., q]`` and ``k_positions`` (default: same)."""
-        k_positions = q_positions if k_positions is None else k_positions
-        return alibi.alibi_bias(
-            q_positions, k_positions, self.num_heads, dtype=self.dtype
-        )
+        return twins.alibi_bias(q_positions, k_positions, self.num_heads, self.dtype)
 
 
 class RelativePositionBias(nnx.Module):
@@ -99,12 +96,11 @@ class RelativePositionBias(nnx.Module):
         self, q_positions: ArrayLike, k_positions: ArrayLike | None = None
     ) -> jax.Array:
         """Biases ``[..., heads, q_len, k_len]``; ``k_positions`` default: same."""
-        k_positions = q_positions if k_positions is None else k_positions
-        bias = relative.relative_position_bias(
+        return twins.relative_bias(
             self.rel_embedding[...],
             q_positions,
             k_positions,
-            bidirectional=self.bidirectional,
-            max_distance=self.max_distance,
+            self.bidirectional,
+            self.max_distance,
+            self.dtype,
         )
-        return bias.astype(self.dtype)

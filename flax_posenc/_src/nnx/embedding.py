@@ -180,15 +180,7 @@ class InputEmbedding(nnx.Module):
             else None
         )
         self.position, self.norm = position, norm
-        self.dropout = (
-            nnx.Dropout(
-                self.dropout_rate,
-                deterministic=deterministic,
-                rngs=parameters.dropout_stream(rngs),
-            )
-            if self.dropout_rate > 0.0
-            else None
-        )
+        self.dropout = parameters.dropout_layer(self.dropout_rate, deterministic, rngs)
 
     def __call__(
         self,
@@ -199,23 +191,8 @@ class InputEmbedding(nnx.Module):
         deterministic: bool | None = None,
     ) -> jax.Array:
         """Input embeddings ``[..., seq, features(+pos)]`` of ids ``[..., seq]``."""
-        tokens = self.token(ids)
-        pos = None
-        if self.position is not None:
-            pos = self.position(tokens, positions=positions)
-        token_types = twins.token_type_ids(
-            ids, token_types, self.token_type is not None
-        )
-        types = None if token_types is None else self.token_type(token_types)
-        y = twins.combine_embeddings(tokens, pos, self.combine, types)
-        if self.norm is not None:
-            y = self.norm(y)
-        if self.dropout is None:
-            return y
-        deterministic = validation.dropout_deterministic(
-            self.dropout.deterministic, deterministic
-        )
-        return self.dropout(y, deterministic=deterministic)
+        y = twins.input_embeddings(self, ids, positions, token_types)
+        return parameters.dropout(self.dropout, y, deterministic)
 
     def attend(self, query: ArrayLike) -> jax.Array:
         """Tied logits ``query @ table.T``: ``[..., features] -> [..., vocab]``."""

@@ -150,15 +150,11 @@ class RMSNorm(nnx.Module):
         rngs: nnx.Rngs,
     ):
         validation.check_bools(use_scale=use_scale, unit_offset=unit_offset)
-        if unit_offset and not use_scale:
-            raise ValueError("unit_offset=True needs use_scale=True.")
+        init = twins.rms_scale_init(scale_init, use_scale, unit_offset)
         shape = _feature_shape(num_features, param_axes)
         validation.check_real("epsilon", epsilon)
         self.epsilon, self.axis, self.dtype = epsilon, axis, dtype
         self.unit_offset = unit_offset
-        init = scale_init or (
-            nnx.initializers.zeros if unit_offset else nnx.initializers.ones
-        )
         self.scale = (
             parameters.param(init, rngs, shape, param_dtype, param_axes)
             if use_scale
@@ -248,30 +244,16 @@ class Residual(nnx.Module):
         self.post_norm, self.parallel = post_norm, parallel
         self.parallel_norm, self.share_norm = parallel_norm, share_norm
         self.dropout_rate = validation.check_rate("dropout_rate", dropout_rate)
-        self.dropout = (
-            nnx.Dropout(
-                self.dropout_rate,
-                deterministic=deterministic,
-                rngs=parameters.dropout_stream(rngs),
-            )
-            if self.dropout_rate > 0.0
-            else None
-        )
+        self.dropout = parameters.dropout_layer(self.dropout_rate, deterministic, rngs)
 
     def __call__(self, x, *args, deterministic: bool | None = None, **kwargs):
         """The residual sum ``y`` (or ``(y, *extra)``)."""
-        extras = []
-
-        def run(module, inputs):
-            out, more = twins.call_sublayer(module, inputs, args, kwargs, deterministic)
-            extras.extend(more)
-            if self.dropout is None:
-                return out
-            return self.dropout(out, deterministic=deterministic)
-
-        y = twins.residual_sum(
+        return twins.residual_sum(
             x,
-            run,
+            args,
+            kwargs,
+            deterministic,
+            lambda out: parameters.dropout(self.dropout, out, deterministic),
             self.norm_position,
             self.sublayer,
             self.norm,
@@ -279,4 +261,3 @@ class Residual(nnx.Module):
             parallel=self.parallel,
             parallel_norm=None if self.share_norm else self.parallel_norm,
         )
-        return (y, *extras) if extras else y

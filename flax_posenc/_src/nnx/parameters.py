@@ -1,11 +1,14 @@
-"""Parameter creation shared by the NNX twins (private)."""
+"""Parameter creation and dropout shared by the NNX twins (private)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+import jax
 from flax import nnx
 from jax.typing import DTypeLike
+
+from flax_posenc._src import twins
 
 
 def param(
@@ -46,3 +49,27 @@ def dropout_stream(rngs: nnx.Rngs | None) -> nnx.RngStream:
             f"this one has {sorted(rngs)}."
         )
     return rngs["dropout"].fork()
+
+
+def dropout_layer(
+    rate: float, deterministic: bool | None, rngs: nnx.Rngs | None
+) -> nnx.Dropout | None:
+    """A twin's ``nnx.Dropout(rate)`` with the module's ``deterministic`` as
+    its field, drawing from `dropout_stream`; None when ``rate`` is 0."""
+    if rate == 0.0:
+        return None
+    return nnx.Dropout(rate, deterministic=deterministic, rngs=dropout_stream(rngs))
+
+
+def dropout(layer: nnx.Dropout | None, x: jax.Array, call: bool | None) -> jax.Array:
+    """``x`` through a twin's ``layer`` (None: no dropout, ``x`` as it is).
+
+    ``deterministic`` by `twins.dropout_deterministic`: ``call`` (the call's)
+    wins over the layer's field, which the module's ``deterministic`` set
+    and ``model.eval()`` / ``model.train()`` change.
+    """
+    if layer is None:
+        return x
+    return layer(
+        x, deterministic=twins.dropout_deterministic(layer.deterministic, call)
+    )

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 from flax import nnx
 from jax.typing import ArrayLike, DTypeLike
 
-from flax_posenc._src import embedding, sinusoidal, validation
+from flax_posenc._src import twins, validation
 from flax_posenc._src.nnx import parameters
 
 # As BERT and GPT-2 (and the linen twin): normal, std 0.02.
@@ -61,18 +61,7 @@ class SinusoidalPositionEmbedding(nnx.Module):
 
     def __call__(self, x: jax.Array, *, positions: ArrayLike | None = None):
         """Position embeddings ``[..., seq, features]`` for ``x`` ``[..., seq, _]``."""
-        x = jnp.asarray(x)
-        positions = validation.default_positions(x, positions)
-        return sinusoidal.sinusoidal_encoding(
-            positions,
-            x.shape[-1] if self.features is None else self.features,
-            layout=self.layout,
-            base=self.base,
-            spacing=self.spacing,
-            min_timescale=self.min_timescale,
-            max_timescale=self.max_timescale,
-            dtype=self.dtype,
-        )
+        return twins.sinusoidal_rows(self, x, positions)
 
 
 class LearnedPositionEmbedding(nnx.Module):
@@ -125,14 +114,6 @@ class LearnedPositionEmbedding(nnx.Module):
 
     def __call__(self, x: jax.Array, *, positions: ArrayLike | None = None):
         """Position embeddings ``[..., seq, features]`` for ``x`` ``[..., seq, _]``."""
-        x = jnp.asarray(x)
-        if positions is None and x.ndim >= 2 and x.shape[-2] > self.max_length:
-            raise ValueError(
-                f"sequence length {x.shape[-2]} exceeds max_length "
-                f"{self.max_length} of LearnedPositionEmbedding."
-            )
-        positions = validation.default_positions(x, positions)
-        rows = embedding.embedding_lookup(
-            self.embedding[...], positions, checked=self.checked
+        return twins.learned_rows(
+            self.embedding[...], x, positions, self.max_length, self.checked, self.dtype
         )
-        return rows.astype(self.dtype)
