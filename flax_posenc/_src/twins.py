@@ -505,7 +505,7 @@ def rotary_keywords(rotary, x, positions, decode: bool, seq_len: int | None) -> 
     text, every M-RoPE axis equal.
     """
     keywords = rotary_length(rotary, x, positions, decode, seq_len)
-    if validation.accepts_keyword(rotary, "text"):
+    if accepts_keyword(rotary, "text"):
         keywords["text"] = True
     return keywords
 
