@@ -228,12 +228,17 @@ def check_query_key_positions(q_positions: jax.Array, k_positions: jax.Array) ->
             f"q_positions and k_positions must be [..., length]; got shapes "
             f"{q_positions.shape} and {k_positions.shape}."
         )
+    check_leading_axes("q_positions", q_positions, "k_positions", k_positions)
+
+
+def check_leading_axes(name_a: str, a: jax.Array, name_b: str, b: jax.Array) -> None:
+    """The axes of ``a`` and ``b`` before their last must broadcast."""
     try:
-        np.broadcast_shapes(q_positions.shape[:-1], k_positions.shape[:-1])
+        np.broadcast_shapes(a.shape[:-1], b.shape[:-1])
     except ValueError:
         raise ValueError(
-            f"the leading axes of q_positions {q_positions.shape} and k_positions "
-            f"{k_positions.shape} must broadcast."
+            f"the leading axes of {name_a} {a.shape} and {name_b} {b.shape} must "
+            "broadcast."
         ) from None
 
 

@@ -75,7 +75,9 @@ def attention_mask(
     for name, value in (("q_positions", q_positions), ("k_positions", k_positions)):
         if value.ndim < 1:
             raise ValueError(f"{name} must be [..., seq], got a scalar.")
-    _check_leading("q_positions", q_positions, "k_positions", k_positions)
+    validation.check_leading_axes(
+        "q_positions", q_positions, "k_positions", k_positions
+    )
     causal = validation.check_bool("causal", causal)
     window = None
     if sliding_window is not None:
@@ -144,13 +146,3 @@ def _mask(q_positions, k_positions, q_segments, k_segments, *, causal, window):
         qs, ks = q_segments[..., :, None], k_segments[..., None, :]
         mask &= (qs == ks) & (qs != 0)
     return mask[..., None, :, :]
-
-
-def _check_leading(name_a, a, name_b, b):
-    try:
-        np.broadcast_shapes(a.shape[:-1], b.shape[:-1])
-    except ValueError:
-        raise ValueError(
-            f"the leading axes of {name_a} {a.shape} and {name_b} {b.shape} must "
-            "broadcast."
-        ) from None
