@@ -41,13 +41,17 @@ def _yarn_mscale(factor: float, mscale: float = 1.0) -> float:
 class RopeScaling:
     """The base of the typed RoPE scalings (`LinearScaling`, `YarnScaling`, ...).
 
-    Each scaling is a frozen dataclass subclassing it, named in `SCALINGS` by
-    its Hugging Face ``rope_type``. Its fields are the keys it reads from a
-    ``rope_scaling`` / ``rope_parameters`` dict; `frequencies` changes the
-    unscaled frequencies as the checkpoints were trained.
+    Each scaling is a frozen dataclass subclassing it, named in the registry
+    by its Hugging Face ``rope_type``. Its fields are the keys it reads from a
+    ``rope_scaling`` / ``rope_parameters`` dict; its ``frequencies`` method
+    changes the unscaled frequencies as the checkpoints were trained with, and
+    its ``check`` method raises for bad values without computing them. Any
+    of them is accepted wherever a ``scaling`` is.
 
     Attributes:
-      (none here): each scaling lists its own.
+      (fields): each scaling's own, documented on its class: `LinearScaling`,
+        `DynamicNTKScaling`, `YarnScaling`, `Llama3Scaling`,
+        `LongRopeScaling`, `ProportionalScaling`.
     """
 
     def check(self, dim: int, base: float) -> Any:
