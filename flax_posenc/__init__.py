@@ -16,6 +16,7 @@ from flax_posenc._src.attention.api import (
     dot_product_attention as dot_product_attention,
 )
 from flax_posenc._src.attention.masks import attention_mask as attention_mask
+from flax_posenc._src.attention.ring import load_balanced_order as load_balanced_order
 from flax_posenc._src.embedding import embedding_attend as embedding_attend
 from flax_posenc._src.embedding import embedding_lookup as embedding_lookup
 from flax_posenc._src.naive import fraction_encoding as fraction_encoding
@@ -67,6 +68,7 @@ __all__ = (
     "grid_positions",
     "index_encoding",
     "layer_norm",
+    "load_balanced_order",
     "randomized_positions",
     "relative_position_bias",
     "relative_position_bucket",

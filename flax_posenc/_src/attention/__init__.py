@@ -8,6 +8,7 @@
 - `implementations`: the registry, name -> implementation, and the default.
 - `xla`, `jax_nn`: the implementations, one file each.
 - `cache`: `write_cache`, the decode cache's pure step.
+- `ring`: context parallelism over a mesh (`load_balanced_order`).
 
 The modules are loaded here so that ``attention.masks``, ``attention.api`` and
 ``attention.cache`` are reachable from ``from flax_posenc._src import
