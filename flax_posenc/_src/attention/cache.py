@@ -2,8 +2,15 @@
 
 What goes here: how a KV cache stores keys, values and each slot's position
 and segment, written as pure functions of the cache's arrays (the linen and
-NNX modules keep those arrays in their own variables). Nothing is clamped: a
-cache that overflows is an error, or NaN outputs under ``jit`` unchecked.
+NNX modules keep those arrays in their own variables). Two kinds:
+
+- A full cache (`write_cache`) has one slot per position up to its
+  ``max_length``. Nothing is clamped: a cache that overflows is an error, or
+  NaN outputs under ``jit`` unchecked.
+- A window cache (`write_window_cache`), for a sliding-window layer, holds
+  the last ``window`` tokens as a ring buffer: token ``n`` (counting every
+  token written) sits in slot ``n % slots``. Each slot keeps its position, so
+  masks computed from positions stay exact, and any number of steps fits.
 """
 
 from __future__ import annotations
@@ -11,6 +18,102 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 from jax.experimental import checkify
+
+from flax_posenc._src import validation
+
+
+def cache_length(max_length: int, sliding_window: int | None) -> int:
+    """The slots of a layer's decode cache: ``min(window, max_length)`` for a
+    sliding-window layer (a ring buffer), else ``max_length``."""
+    if sliding_window is None:
+        return max_length
+    return min(
+        validation.check_int("sliding_window", sliding_window, minimum=1), max_length
+    )
+
+
+def write(
+    cache: dict,
+    k,
+    v,
+    positions,
+    segments,
+    *,
+    sliding_window: int | None,
+    checked: bool = False,
+):
+    """`write_window_cache` for a sliding-window layer, else `write_cache`."""
+    if sliding_window is None:
+        return write_cache(cache, k, v, positions, segments, checked=checked)
+    return write_window_cache(cache, k, v, positions, segments)
+
+
+def _check_batch(cached_key, k) -> None:
+    if k.shape[:-3] != cached_key.shape[:-3]:
+        raise ValueError(
+            f"the decode cache was made for batch {tuple(cached_key.shape[:-3])} "
+            f"(cached_key {tuple(cached_key.shape)}), but this call's input has "
+            f"batch {tuple(k.shape[:-3])}: decode with the cache's batch, or "
+            "make a new cache for this one."
+        )
+
+
+def _segments(positions, segments):
+    """The new tokens' segments as stored: 1 (occupied) when none are given."""
+    if segments is None:
+        return jnp.ones(positions.shape, jnp.int32)
+    return segments.astype(jnp.int32)
+
+
+def write_window_cache(cache: dict, k, v, positions, segments):
+    """Writes new keys into a window cache, a ring buffer (pure; linen and NNX).
+
+    ``cache`` as in `write_cache`, with ``slots`` slots (the window, or less).
+    The new tokens attend over the cache as it was plus themselves: the
+    cache's keys are the ``slots`` tokens before them, all a sliding window
+    of ``slots`` or more can reach, and the mask from positions excludes
+    the rest (empty slots have segment 0). Then the last ``min(new, slots)``
+    new tokens overwrite the oldest slots. Returns what `write_cache`
+    returns; ``fits`` is always None: a ring never overflows.
+    """
+    cached_key = cache["cached_key"]
+    _check_batch(cached_key, k)
+    slots, new_tokens = cached_key.shape[-3], k.shape[-3]
+    start = jnp.asarray(cache["cache_index"])
+    end = start + new_tokens
+    new_segments = _segments(positions, segments)
+    axis = k.ndim - 3
+    kept = min(new_tokens, slots)
+    index = (end - kept + jnp.arange(kept, dtype=start.dtype)) % slots
+
+    def write(old, new):
+        tail = jax.lax.slice_in_dim(new, new_tokens - kept, new_tokens, axis=axis)
+        moved = (
+            jnp.moveaxis(old, axis, 0)
+            .at[index]
+            .set(jnp.moveaxis(tail.astype(old.dtype), axis, 0))
+        )
+        return jnp.moveaxis(moved, 0, axis)
+
+    def attend_over(old, new):
+        return jnp.concatenate([old, new.astype(old.dtype)], axis=axis)
+
+    updated = {
+        "cached_key": write(cached_key, k),
+        "cached_value": write(cache["cached_value"], v),
+        "cached_positions": write(cache["cached_positions"], positions),
+        "cached_segments": write(cache["cached_segments"], new_segments),
+        "cache_index": end.astype(start.dtype),
+    }
+    return (
+        updated,
+        attend_over(cached_key, k),
+        attend_over(cache["cached_value"], v),
+        attend_over(cache["cached_positions"], positions),
+        new_segments,
+        attend_over(cache["cached_segments"], new_segments),
+        None,
+    )
 
 
 def write_cache(cache: dict, k, v, positions, segments, *, checked: bool = False):
@@ -32,13 +135,7 @@ def write_cache(cache: dict, k, v, positions, segments, *, checked: bool = False
     cached_key = cache["cached_key"]
     max_length = cached_key.shape[-3]
     new_tokens = k.shape[-3]
-    if k.shape[:-3] != cached_key.shape[:-3]:
-        raise ValueError(
-            f"the decode cache was made for batch {tuple(cached_key.shape[:-3])} "
-            f"(cached_key {tuple(cached_key.shape)}), but this call's input has "
-            f"batch {tuple(k.shape[:-3])}: decode with the cache's batch, or "
-            "make a new cache for this one."
-        )
+    _check_batch(cached_key, k)
     if new_tokens > max_length:
         raise ValueError(
             f"{new_tokens} new tokens do not fit a decode cache of max_length "
@@ -64,11 +161,7 @@ def write_cache(cache: dict, k, v, positions, segments, *, checked: bool = False
                 f"{new_tokens} more written",
                 index=start,
             )
-    new_segments = (
-        jnp.ones(positions.shape, jnp.int32)
-        if segments is None
-        else segments.astype(jnp.int32)
-    )
+    new_segments = _segments(positions, segments)
     axis = k.ndim - 3
 
     def write(old, new):

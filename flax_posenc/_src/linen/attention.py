@@ -31,16 +31,19 @@ class MultiHeadAttention(nn.Module):
     the slot numbers; pass ``positions`` for per-row offsets (a left-padded
     batch: padding tokens with segment 0 and their rows' positions starting
     at 0 after the padding). A prefill of many tokens and then steps of one
-    equal the same tokens in one forward pass. The cache keeps every token
-    (no ring buffer): a sliding window is applied by the mask.
+    equal the same tokens in one forward pass. With ``sliding_window=w`` the
+    cache is a ring buffer of ``min(w, max_length)`` slots: token ``n`` (of
+    all written) overwrites slot ``n % slots``, each slot keeps its position,
+    and any number of steps fits; memory stays O(window).
 
-    Nothing is clamped. ``decode=True`` without a cache, an input whose batch
-    differs from the cache's, and more tokens than the cache has slots left
-    raise ``ValueError`` when that is known: always for shapes, and for the
-    slots left when ``apply`` runs eagerly. Under ``jit`` the slots left are
-    traced: with ``checked=True`` an overflow is a ``checkify`` error (wrap
-    the step in ``jax.experimental.checkify.checkify``), without it the step
-    returns NaN and leaves the cached keys as they were (as
+    Nothing is clamped in a full cache (no ``sliding_window``).
+    ``decode=True`` without a cache, an input whose batch differs from the
+    cache's, and more tokens than the cache has slots left raise
+    ``ValueError`` when that is known: always for shapes, and for the slots
+    left when ``apply`` runs eagerly. Under ``jit`` the slots left are traced:
+    with ``checked=True`` an overflow is a ``checkify`` error (wrap the step
+    in ``jax.experimental.checkify.checkify``), without it the step returns
+    NaN and leaves the cached keys as they were (as
     `flax_posenc.embedding_lookup` does with ids out of range).
 
     Logical axis names: ``query/kernel``: ``("embed", "heads", "kv")``,
@@ -226,13 +229,18 @@ class MultiHeadAttention(nn.Module):
                 "on a [batch, max_length, features] input, and pass it in apply "
                 "with mutable=['cache']."
             )
-        seq_shape = (*k.shape[:-2],)
+        slots = attention.cache.cache_length(k.shape[-3], self.sliding_window)
+        seq_shape = (*k.shape[:-3], slots)
         variables = {
             "cached_key": self.variable(
-                "cache", "cached_key", jnp.zeros, k.shape, k.dtype
+                "cache", "cached_key", jnp.zeros, (*seq_shape, *k.shape[-2:]), k.dtype
             ),
             "cached_value": self.variable(
-                "cache", "cached_value", jnp.zeros, v.shape, v.dtype
+                "cache",
+                "cached_value",
+                jnp.zeros,
+                (*seq_shape, *v.shape[-2:]),
+                v.dtype,
             ),
             "cached_positions": self.variable(
                 "cache", "cached_positions", jnp.zeros, seq_shape, jnp.int32
@@ -249,8 +257,14 @@ class MultiHeadAttention(nn.Module):
             # empty, and this call attends over its own tokens.
             return k, v, positions, segments, segments, None
         cache = {name: variable.value for name, variable in variables.items()}
-        cache, *attend_over = attention.cache.write_cache(
-            cache, k, v, positions, segments, checked=self.checked
+        cache, *attend_over = attention.cache.write(
+            cache,
+            k,
+            v,
+            positions,
+            segments,
+            sliding_window=self.sliding_window,
+            checked=self.checked,
         )
         for name, variable in variables.items():
             variable.value = cache[name]

@@ -31,16 +31,20 @@ class MultiHeadAttention(nnx.Module):
     and ``[heads, head_dim, out]``), masks from positions, grouped heads,
     rotary or bias. Decoding: `init_cache` creates the cache as ``nnx.Cache``
     variables with the linen twin's names; then ``model(x, decode=True)``
-    writes ``x``'s keys at the next slots and attends over the cache.
+    writes ``x``'s keys at the next slots and attends over the cache. With
+    ``sliding_window=w`` the cache is a ring buffer of ``min(w, max_length)``
+    slots (each keeps its position, so masks stay exact) that takes any
+    number of steps.
 
-    Nothing is clamped. ``decode=True`` without a cache, an input whose batch
-    differs from the cache's, and more tokens than the cache has slots left
-    raise ``ValueError`` when that is known: always for shapes, and for the
-    slots left in eager calls. Under ``nnx.jit`` the slots left are traced:
-    with ``checked=True`` an overflow is a ``checkify`` error (wrap the step
-    in ``jax.experimental.checkify.checkify``), without it the step returns
-    NaN and leaves the cached keys as they were (as
-    `flax_posenc.embedding_lookup` does with ids out of range).
+    Nothing is clamped in a full cache (no ``sliding_window``).
+    ``decode=True`` without a cache, an input whose batch differs from the
+    cache's, and more tokens than the cache has slots left raise
+    ``ValueError`` when that is known: always for shapes, and for the slots
+    left in eager calls. Under ``nnx.jit`` the slots left are traced: with
+    ``checked=True`` an overflow is a ``checkify`` error (wrap the step in
+    ``jax.experimental.checkify.checkify``), without it the step returns NaN
+    and leaves the cached keys as they were (as `flax_posenc.embedding_lookup`
+    does with ids out of range).
 
     Logical axis names: ``query/kernel``: ``("embed", "heads", "kv")``,
     ``key/kernel``: ``("embed", "kv_heads", "kv")``, ``value/kernel``:
@@ -190,6 +194,7 @@ class MultiHeadAttention(nnx.Module):
         for size in shape:
             validation.check_int("init_cache input_shape", size, minimum=1)
         *batch, max_length, _ = shape
+        max_length = attention.cache.cache_length(max_length, self.sliding_window)
         if dtype is None:
             dtype = self.param_dtype if self.dtype is None else self.dtype
         dtype = validation.floating_dtype("init_cache dtype", dtype)
@@ -247,8 +252,14 @@ class MultiHeadAttention(nnx.Module):
         if decode:
             cache = {name: getattr(self, name)[...] for name in _CACHE_NAMES}
             cache, k, v, k_positions, q_segments, k_segments, fits = (
-                attention.cache.write_cache(
-                    cache, k, v, positions, segments, checked=self.checked
+                attention.cache.write(
+                    cache,
+                    k,
+                    v,
+                    positions,
+                    segments,
+                    sliding_window=self.sliding_window,
+                    checked=self.checked,
                 )
             )
             for name in _CACHE_NAMES:
