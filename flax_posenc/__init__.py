@@ -17,6 +17,7 @@ from flax_posenc._src.attention.api import (
 )
 from flax_posenc._src.attention.masks import attention_mask as attention_mask
 from flax_posenc._src.attention.ring import load_balanced_order as load_balanced_order
+from flax_posenc._src.attention.ring import ring_attention as ring_attention
 from flax_posenc._src.embedding import embedding_attend as embedding_attend
 from flax_posenc._src.embedding import embedding_lookup as embedding_lookup
 from flax_posenc._src.naive import fraction_encoding as fraction_encoding
@@ -72,6 +73,7 @@ __all__ = (
     "randomized_positions",
     "relative_position_bias",
     "relative_position_bucket",
+    "ring_attention",
     "rms_norm",
     "rope_config_from_hf",
     "rope_frequencies",

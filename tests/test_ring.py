@@ -1,5 +1,11 @@
 """Context parallelism: the load-balancing order of the sequence over shards."""
 
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -66,3 +72,104 @@ def test_masks_from_permuted_positions_are_the_permuted_mask():
 def test_bad_sizes(length, shards, error, match):
     with pytest.raises(error, match=match):
         fp.load_balanced_order(length, shards)
+
+
+# One child process with 4 CPU devices runs every ring case (the device count is
+# fixed when JAX starts); it prints, per case, the largest differences from
+# dense attention on one device, for the outputs and for the gradients.
+RING_PROGRAM = """
+import json
+import jax
+import jax.numpy as jnp
+from jax.sharding import PartitionSpec as P
+import flax_posenc as fp
+
+mesh = jax.make_mesh((4,), ("context",), axis_types=(jax.sharding.AxisType.Auto,))
+T, heads, kv_heads, dim = 32, 4, 2, 8
+keys = jax.random.split(jax.random.key(0), 4)
+q = jax.random.normal(keys[0], (2, T, heads, dim))
+k = jax.random.normal(keys[1], (2, T, kv_heads, dim))
+v = jax.random.normal(keys[2], (2, T, kv_heads, dim))
+w = jax.random.normal(keys[3], (2, T, heads, dim))
+positions = jnp.stack([jnp.arange(T), jnp.arange(T) % 20])  # row 1 packs 2
+segments = jnp.stack([jnp.ones(T, jnp.int32), (jnp.arange(T) >= 20) + 1])
+segments = segments.at[0, -3:].set(0)  # padding: rows with nothing to attend
+CASES = {
+    "causal-segments-gqa": dict(causal=True, segments=True),
+    "window": dict(causal=True, sliding_window=5),
+    "bidirectional-softcap": dict(softcap=2.0),
+    "causal-balanced": dict(causal=True, segments=True, balanced=True),
+}
+seq = P(None, "context")
+results = {}
+for name, case in CASES.items():
+    case = dict(case)
+    balanced, with_segments = case.pop("balanced", False), case.pop("segments", False)
+    seg = segments if with_segments else None
+
+    def dense(q, k, v):
+        mask = fp.attention_mask(
+            positions, positions, causal=case.get("causal", False),
+            sliding_window=case.get("sliding_window"), q_segments=seg, k_segments=seg,
+        )
+        return fp.dot_product_attention(q, k, v, mask=mask, softcap=case.get("softcap"))
+
+    def ring(q, k, v):
+        order = fp.load_balanced_order(T, 4) if balanced else jnp.arange(T)
+        pos, sg = positions[:, order], None if seg is None else seg[:, order]
+        local = jax.shard_map(
+            lambda q, k, v, p, s: fp.ring_attention(
+                q, k, v, axis_name="context", q_positions=p, k_positions=p,
+                q_segments=s, k_segments=s, **case,
+            ),
+            mesh=mesh,
+            in_specs=(seq, seq, seq, seq, None if sg is None else seq),
+            out_specs=seq,
+        )
+        out = local(q[:, order], k[:, order], v[:, order], pos, sg)
+        return out[:, jnp.argsort(order)]
+
+    def loss(f):
+        return lambda q, k, v: (f(q, k, v) * w).sum()
+
+    out_ring, out_dense = jax.jit(ring)(q, k, v), dense(q, k, v)
+    grads_ring = jax.jit(jax.grad(loss(ring), argnums=(0, 1, 2)))(q, k, v)
+    grads_dense = jax.grad(loss(dense), argnums=(0, 1, 2))(q, k, v)
+    results[name] = {
+        "out": float(jnp.abs(out_ring - out_dense).max()),
+        "grad": max(
+            float(jnp.abs(a - b).max()) for a, b in zip(grads_ring, grads_dense)
+        ),
+        "finite": bool(all(jnp.isfinite(g).all() for g in grads_ring)),
+        "padding_rows": (
+            float(jnp.abs(out_ring[0, -3:]).max()) if with_segments else 0.0
+        ),
+    }
+print(json.dumps(results))
+"""
+
+
+def test_ring_attention_on_four_devices_equals_dense_attention():
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
+    env["JAX_PLATFORMS"] = "cpu"
+    done = subprocess.run(
+        [sys.executable, "-c", RING_PROGRAM],
+        env=env,
+        cwd=pathlib.Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(done.stdout.strip().splitlines()[-1])
+    assert set(results) == {
+        "causal-segments-gqa",
+        "window",
+        "bidirectional-softcap",
+        "causal-balanced",
+    }
+    for name, found in results.items():
+        assert found["out"] < 2e-6, (name, found)
+        assert found["grad"] < 2e-5, (name, found)
+        assert found["finite"], name
+        assert found["padding_rows"] == 0.0, name  # nothing to attend: zeros

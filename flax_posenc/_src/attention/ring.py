@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from flax_posenc._src import validation
+from flax_posenc._src.attention import masks
 
 
 def load_balanced_order(length: int, num_shards: int) -> jax.Array:
@@ -62,3 +63,210 @@ def load_balanced_order(length: int, num_shards: int) -> jax.Array:
     firsts = np.arange(num_shards)
     order = np.stack([pieces[firsts], pieces[chunks - 1 - firsts]], axis=1)
     return jnp.asarray(order.reshape(length), jnp.int32)
+
+
+def ring_attention(
+    q: jax.typing.ArrayLike,
+    k: jax.typing.ArrayLike,
+    v: jax.typing.ArrayLike,
+    *,
+    axis_name: str,
+    q_positions: jax.typing.ArrayLike,
+    k_positions: jax.typing.ArrayLike,
+    q_segments: jax.typing.ArrayLike | None = None,
+    k_segments: jax.typing.ArrayLike | None = None,
+    causal: bool = False,
+    sliding_window: int | None = None,
+    scale: float | None = None,
+    softcap: float | None = None,
+) -> jax.Array:
+    r"""Attention over a sequence sharded along a mesh axis (a ring of devices).
+
+    Call it on the local shards inside ``jax.shard_map`` over ``axis_name``:
+    each device holds a block of queries and a block of keys and values with
+    their positions and segments. The key blocks travel once around the ring
+    (``lax.ppermute``), and each device folds every visiting block into an
+    online softmax in float32 (running maximum, sum and weighted values), so
+    it never holds more than two key blocks and the result is
+    $\mathrm{softmax}(q k^\top \cdot \mathrm{scale} + \text{mask})\, v$
+    over the whole sequence, as `dot_product_attention` computes it on one
+    device. The mask of each pair of blocks is computed from the blocks'
+    positions and segments (`attention_mask`), so it stays exact for any
+    order of the tokens: with `load_balanced_order` applied to tokens,
+    positions and segments before sharding, causal work is balanced and no
+    mask changes. Grouped key/value heads are read without copying keys;
+    soft-capping is ``softcap * tanh(logits / softcap)`` before the mask. A
+    query with no key to attend returns zeros with finite gradients.
+    Gradients flow through the ring (``ppermute`` is differentiable).
+
+    Args:
+      q: local queries ``[..., q, heads, head_dim]``.
+      k: local keys ``[..., k, kv_heads, head_dim]``; ``kv_heads`` divides
+        ``heads``.
+      v: local values ``[..., k, kv_heads, v_dim]``.
+      axis_name: the mesh axis the sequence is sharded over.
+      q_positions: integer ``[..., q]``: the local queries' positions.
+      k_positions: integer ``[..., k]``: the local keys' positions.
+      q_segments: integer ``[..., q]`` or None, as in `attention_mask`.
+      k_segments: integer ``[..., k]``; given exactly when ``q_segments`` is.
+      causal: keys at positions after the query's are excluded.
+      sliding_window: keys ``sliding_window`` or more positions before the
+        query are excluded.
+      scale: multiplies ``q k^T``; default ``head_dim ** -0.5``.
+      softcap: the soft-capping bound, or None.
+
+    Returns:
+      The local outputs ``[..., q, heads, v_dim]`` in ``q``'s dtype.
+
+    Raises:
+      ValueError: shapes that do not fit, heads that do not group, segments
+        given on one side only, and as `attention_mask`.
+      TypeError: non-floating inputs, non-integer positions.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> import flax_posenc as fp
+      >>> mesh = jax.make_mesh(
+      ...     (jax.device_count(),), ("context",),
+      ...     axis_types=(jax.sharding.AxisType.Auto,))
+      >>> q = jnp.ones((1, 4, 2, 8))  # [batch, seq, heads, head_dim]
+      >>> p = jnp.arange(4)[None]
+      >>> spec = jax.sharding.PartitionSpec(None, "context")
+      >>> ring = jax.jit(jax.shard_map(
+      ...     lambda q, p: fp.ring_attention(
+      ...         q, q, q, axis_name="context", q_positions=p, k_positions=p,
+      ...         causal=True),
+      ...     mesh=mesh, in_specs=(spec, spec), out_specs=spec))
+      >>> ring(q, p).shape
+      (1, 4, 2, 8)
+
+    References:
+      Liu et al., "Ring Attention with Blockwise Transformers for
+      Near-Infinite Context", 2023. https://arxiv.org/abs/2310.01889
+    """
+    q = validation.floating_array("q", q)
+    k = validation.floating_array("k", k)
+    v = validation.floating_array("v", v)
+    for name, x in (("q", q), ("k", k), ("v", v)):
+        if x.ndim < 3:
+            raise ValueError(
+                f"{name} must be [..., seq, heads, head_dim], got shape {x.shape}."
+            )
+    heads, kv_heads = q.shape[-2], k.shape[-2]
+    if k.shape[-1] != q.shape[-1] or v.shape[-3:-1] != k.shape[-3:-1]:
+        raise ValueError(
+            f"k {k.shape} must have q's head_dim and v {v.shape} k's length and "
+            f"heads (q {q.shape})."
+        )
+    if heads % kv_heads:
+        raise ValueError(f"kv heads {kv_heads} must divide query heads {heads}.")
+    if (q_segments is None) != (k_segments is None):
+        raise ValueError("pass both q_segments and k_segments, or neither.")
+    q_positions = validation.position_array("q_positions", q_positions)
+    k_positions = validation.position_array("k_positions", k_positions)
+    if q_segments is not None:
+        q_segments = validation.integer_array("q_segments", q_segments)
+        k_segments = validation.integer_array("k_segments", k_segments)
+    # The mask options, checked once as attention_mask checks them.
+    masks.attention_mask(
+        q_positions[..., :1],
+        k_positions[..., :1],
+        causal=causal,
+        sliding_window=sliding_window,
+    )
+    if scale is None:
+        scale = q.shape[-1] ** -0.5
+    scale = validation.check_real_or_traced("scale", scale)
+    if softcap is not None:
+        softcap = validation.check_real_or_traced("softcap", softcap)
+    return _ring(
+        q,
+        k,
+        v,
+        q_positions,
+        k_positions,
+        q_segments,
+        k_segments,
+        scale,
+        softcap,
+        axis_name=axis_name,
+        causal=causal,
+        sliding_window=sliding_window,
+    )
+
+
+def _ring(
+    q,
+    k,
+    v,
+    q_pos,
+    k_pos,
+    q_seg,
+    k_seg,
+    scale,
+    softcap,
+    *,
+    axis_name,
+    causal,
+    sliding_window,
+):
+    devices = jax.lax.axis_size(axis_name)
+    shift = [(i, (i + 1) % devices) for i in range(devices)]
+    groups = q.shape[-2] // k.shape[-2]
+    # [..., q, heads, d] -> [..., q, kv_heads, groups, d]: no key is copied.
+    grouped = q.reshape(*q.shape[:-2], k.shape[-2], groups, q.shape[-1])
+    grouped = grouped.astype(jnp.float32)
+    logits_shape = (*grouped.shape[:-4], k.shape[-2], groups, q.shape[-3])
+    state = (
+        jnp.full(logits_shape, -jnp.inf, jnp.float32),  # running maximum
+        jnp.zeros(logits_shape, jnp.float32),  # running sum
+        jnp.zeros((*logits_shape, v.shape[-1]), jnp.float32),  # weighted values
+    )
+
+    def fold(state, block):
+        high, total, acc = state
+        k, v, k_pos, k_seg = block
+        logits = jnp.einsum("...qkgd,...tkd->...kgqt", grouped, k.astype(jnp.float32))
+        logits = logits * scale
+        if softcap is not None:
+            logits = softcap * jnp.tanh(logits / softcap)
+        mask = masks.attention_mask(
+            q_pos,
+            k_pos,
+            causal=causal,
+            sliding_window=sliding_window,
+            q_segments=q_seg,
+            k_segments=k_seg,
+        )  # [..., 1, q, t]
+        logits = jnp.where(mask[..., None, :, :], logits, -jnp.inf)
+        # The running maximum only shifts the exponents, and the shift cancels
+        # out of the result: a constant for the gradient.
+        new_high = jax.lax.stop_gradient(jnp.maximum(high, logits.max(-1)))
+        shift_by = jnp.where(jnp.isfinite(new_high), new_high, 0.0)
+        weights = jnp.exp(logits - shift_by[..., None])
+        keep = jnp.exp(jnp.where(jnp.isfinite(high), high, 0.0) - shift_by)
+        keep = jnp.where(jnp.isfinite(high), keep, 0.0)
+        total = total * keep + weights.sum(-1)
+        acc = acc * keep[..., None] + jnp.einsum(
+            "...kgqt,...tkd->...kgqd", weights, v.astype(jnp.float32)
+        )
+        return (new_high, total, acc)
+
+    def permute(block):
+        return jax.tree.map(lambda x: jax.lax.ppermute(x, axis_name, shift), block)
+
+    def step(carry, _):
+        state, block = carry
+        block = permute(block)  # the next device's keys arrive
+        return (fold(state, block), block), None
+
+    # The local block first, outside the loop: the loop's carry is then
+    # per-device data from the start, as shard_map's scan requires.
+    block = (k, v, k_pos, k_seg)
+    state = fold(state, block)
+    (state, _), _ = jax.lax.scan(step, (state, block), None, length=devices - 1)
+    _, total, acc = state
+    out = acc / jnp.where(total > 0, total, 1.0)[..., None]  # empty rows: zeros
+    # [..., kv, g, q, e] -> [..., q, kv * g, e]
+    out = jnp.moveaxis(out, -2, -4)
+    return out.reshape(*out.shape[:-3], q.shape[-2], v.shape[-1]).astype(q.dtype)
