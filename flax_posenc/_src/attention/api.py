@@ -110,34 +110,8 @@ def dot_product_attention(
       Ainslie et al., "GQA: Training Generalized Multi-Query Transformer Models
       from Multi-Head Checkpoints", 2023. https://arxiv.org/abs/2305.13245
     """
-    q = validation.floating_array("q", q)
-    k = validation.floating_array("k", k)
-    v = validation.floating_array("v", v)
-    for name, x in (("q", q), ("k", k), ("v", v)):
-        if x.ndim < 3:
-            raise ValueError(f"{name} must be [..., seq, heads, dim], got {x.shape}.")
-    heads, head_dim = q.shape[-2:]
-    kv_heads = k.shape[-2]
-    if k.shape[-1] != head_dim:
-        raise ValueError(
-            f"q and k must share head_dim; got q {q.shape} and k {k.shape}."
-        )
-    if v.shape[-3:-1] != k.shape[-3:-1]:
-        raise ValueError(
-            f"v must have k's length and kv_heads; got k {k.shape} and v {v.shape}."
-        )
-    if heads % kv_heads:
-        raise ValueError(
-            f"kv_heads {kv_heads} must divide the query heads {heads} (q {q.shape}, "
-            f"k {k.shape})."
-        )
-    try:
-        batch = np.broadcast_shapes(q.shape[:-3], k.shape[:-3], v.shape[:-3])
-    except ValueError:
-        raise ValueError(
-            f"the leading axes of q {q.shape}, k {k.shape} and v {v.shape} must "
-            "broadcast."
-        ) from None
+    q, k, v, batch = check_qkv(q, k, v)
+    heads = q.shape[-2]
     logits_shape = (*batch, heads, q.shape[-3], k.shape[-3])
     if mask is not None:
         mask = jnp.asarray(mask)
@@ -150,14 +124,7 @@ def dot_product_attention(
     if bias is not None:
         bias = validation.floating_array("bias", bias)
         _check_broadcasts("bias", bias, logits_shape)
-    if scale is None:
-        scale = head_dim**-0.5
-    else:
-        scale = validation.check_real_or_traced("scale", scale)
-    if softcap is not None:
-        softcap = validation.check_real_or_traced("softcap", softcap)
-        if not isinstance(softcap, jax.Array):
-            softcap = validation.check_positive("softcap", softcap)
+    scale, softcap = check_scale_softcap(scale, softcap, q.shape[-1])
     dropout_rate = validation.check_rate("dropout_rate", dropout_rate)
     dropout = dropout_rate if dropout_rng is not None else 0.0
     request = Request(
@@ -199,6 +166,54 @@ def dot_product_attention(
         dropout=dropout,
         implementation=implementation,
     )
+
+
+def check_qkv(q, k, v):
+    """``q``, ``k``, ``v`` as floating arrays whose heads and sizes fit, and
+    the broadcast leading axes ``batch``: returns ``(q, k, v, batch)``."""
+    q = validation.floating_array("q", q)
+    k = validation.floating_array("k", k)
+    v = validation.floating_array("v", v)
+    for name, x in (("q", q), ("k", k), ("v", v)):
+        if x.ndim < 3:
+            raise ValueError(f"{name} must be [..., seq, heads, dim], got {x.shape}.")
+    heads, head_dim = q.shape[-2:]
+    kv_heads = k.shape[-2]
+    if k.shape[-1] != head_dim:
+        raise ValueError(
+            f"q and k must share head_dim; got q {q.shape} and k {k.shape}."
+        )
+    if v.shape[-3:-1] != k.shape[-3:-1]:
+        raise ValueError(
+            f"v must have k's length and kv_heads; got k {k.shape} and v {v.shape}."
+        )
+    if heads % kv_heads:
+        raise ValueError(
+            f"kv_heads {kv_heads} must divide the query heads {heads} (q {q.shape}, "
+            f"k {k.shape})."
+        )
+    try:
+        batch = np.broadcast_shapes(q.shape[:-3], k.shape[:-3], v.shape[:-3])
+    except ValueError:
+        raise ValueError(
+            f"the leading axes of q {q.shape}, k {k.shape} and v {v.shape} must "
+            "broadcast."
+        ) from None
+    return q, k, v, batch
+
+
+def check_scale_softcap(scale, softcap, head_dim):
+    """``scale`` (default ``head_dim ** -0.5``) and ``softcap`` (positive, or
+    None), each a real number or a traced scalar."""
+    if scale is None:
+        scale = head_dim**-0.5
+    else:
+        scale = validation.check_real_or_traced("scale", scale)
+    if softcap is not None:
+        softcap = validation.check_real_or_traced("softcap", softcap)
+        if not isinstance(softcap, jax.Array):
+            softcap = validation.check_positive("softcap", softcap)
+    return scale, softcap
 
 
 @functools.partial(

@@ -71,7 +71,7 @@ def attention_mask(
              [0, 1, 1, 0],
              [0, 0, 1, 1]], dtype=int32)
     """
-    q_positions, k_positions = _mask_positions(q_positions, k_positions)
+    q_positions, k_positions = mask_positions(q_positions, k_positions)
     for name, value in (("q_positions", q_positions), ("k_positions", k_positions)):
         if value.ndim < 1:
             raise ValueError(f"{name} must be [..., seq], got a scalar.")
@@ -79,50 +79,76 @@ def attention_mask(
         "q_positions", q_positions, "k_positions", k_positions
     )
     causal = validation.check_bool("causal", causal)
-    window = None
-    if sliding_window is not None:
-        window = validation.check_int("sliding_window", sliding_window, minimum=1)
-        if window >= 2**32:  # every distance of int32 positions is below 2**32
-            window = None
-    if q_segments is None and k_segments is not None:
-        raise ValueError("k_segments needs q_segments (the queries' segment ids).")
-    if q_segments is not None:
-        q_segments = validation.integer_array("q_segments", q_segments)
-        k_segments = (
-            q_segments
-            if k_segments is None
-            else validation.integer_array("k_segments", k_segments)
-        )
-        for name, seg, pos in (
-            ("q_segments", q_segments, q_positions),
-            ("k_segments", k_segments, k_positions),
-        ):
-            if seg.ndim < 1 or seg.shape[-1] != pos.shape[-1]:
-                raise ValueError(
-                    f"{name} {seg.shape} must have the length of its positions "
-                    f"{pos.shape}."
-                )
+    window = check_window(sliding_window)
+    q_segments, k_segments = check_segments(
+        q_segments, k_segments, q_positions, k_positions
+    )
     return _mask(
         q_positions, k_positions, q_segments, k_segments, causal=causal, window=window
     )
 
 
-def _mask_positions(q_positions, k_positions):
+def check_window(sliding_window):
+    """The window as an int >= 1, or None for none (also for one of 2**32 or more).
+
+    Every distance of int32 positions is below 2**32, so such a window
+    excludes nothing.
+    """
+    if sliding_window is None:
+        return None
+    window = validation.check_int("sliding_window", sliding_window, minimum=1)
+    return None if window >= 2**32 else window
+
+
+def check_segments(q_segments, k_segments, q_positions, k_positions):
+    """Integer segment ids with their positions' lengths; ``k_segments`` None
+    takes ``q_segments``. Returns ``(None, None)`` for no segments."""
+    if q_segments is None and k_segments is not None:
+        raise ValueError("k_segments needs q_segments (the queries' segment ids).")
+    if q_segments is None:
+        return None, None
+    q_segments = validation.integer_array("q_segments", q_segments)
+    k_segments = (
+        q_segments
+        if k_segments is None
+        else validation.integer_array("k_segments", k_segments)
+    )
+    for name, seg, pos in (
+        ("q_segments", q_segments, q_positions),
+        ("k_segments", k_segments, k_positions),
+    ):
+        if seg.ndim < 1 or seg.shape[-1] != pos.shape[-1]:
+            raise ValueError(
+                f"{name} {seg.shape} must have the length of its positions {pos.shape}."
+            )
+    return q_segments, k_segments
+
+
+def mask_positions(q_positions, k_positions):
     """int32 positions with the order and distances of the given ones.
 
     uint32 pairs are shifted by ``-2**31`` (the sign bit flipped), which keeps
     every uint32 value's order and distances in int32: a traced uint32
     position at or above ``2**31`` would wrap in a plain conversion.
     """
-    q, k = (
-        x if isinstance(x, (jax.Array, np.ndarray)) else np.asarray(x)
-        for x in (q_positions, k_positions)
-    )
+    q, k = _arrays(q_positions, k_positions)
     if q.dtype == k.dtype == np.uint32:
         return _flip_sign(jnp.asarray(q)), _flip_sign(jnp.asarray(k))
     return (
         validation.position_array("q_positions", q),
         validation.position_array("k_positions", k),
+    )
+
+
+def unsigned_pair(q_positions, k_positions) -> bool:
+    """Whether `mask_positions` shifts these positions from uint32 by ``-2**31``."""
+    q, k = _arrays(q_positions, k_positions)
+    return q.dtype == k.dtype == np.uint32
+
+
+def _arrays(*values):
+    return (
+        x if isinstance(x, (jax.Array, np.ndarray)) else np.asarray(x) for x in values
     )
 
 
@@ -134,6 +160,29 @@ def _flip_sign(x):
 def _mask(q_positions, k_positions, q_segments, k_segments, *, causal, window):
     # One compiled program per call signature, not one per operation when
     # called eagerly.
+    mask = block_mask(
+        q_positions, k_positions, q_segments, k_segments, causal=causal, window=window
+    )
+    return mask[..., None, :, :]
+
+
+def block_mask(
+    q_positions,
+    k_positions,
+    q_segments,
+    k_segments,
+    *,
+    causal,
+    window,
+    q_chunks=None,
+    k_chunks=None,
+):
+    """bool ``[..., q, k]`` of given position blocks: the rule `attention_mask` states.
+
+    Traced code, for a whole sequence or one block of it: int32 positions (as
+    `mask_positions` returns them), segment ids or None, and chunk ids (as
+    `chunk_ids` returns them; equal ids attend) or None.
+    """
     q = q_positions[..., :, None]
     k = k_positions[..., None, :]
     mask = jnp.ones(jnp.broadcast_shapes(q.shape, k.shape), dtype=bool)
@@ -145,4 +194,19 @@ def _mask(q_positions, k_positions, q_segments, k_segments, *, causal, window):
     if q_segments is not None:
         qs, ks = q_segments[..., :, None], k_segments[..., None, :]
         mask &= (qs == ks) & (qs != 0)
-    return mask[..., None, :, :]
+    if q_chunks is not None:
+        mask &= q_chunks[..., :, None] == k_chunks[..., None, :]
+    return mask
+
+
+def chunk_ids(positions, chunk_size, offset=0):
+    """``(positions + offset) // chunk_size`` of int32 positions, without overflow.
+
+    ``offset`` (static, in ``[0, chunk_size)``) is ``2**31 % chunk_size`` for
+    positions that `mask_positions` shifted from uint32 by ``-2**31``, 0
+    otherwise: equal ids are equal chunks of the given positions either way.
+    """
+    ids = positions // chunk_size
+    if offset:
+        ids = ids + (positions % chunk_size >= chunk_size - offset)
+    return ids

@@ -1,0 +1,320 @@
+"""Blockwise attention: masks from positions, one block at a time, O(T) memory.
+
+What goes here: `blockwise_attention`, softmax attention whose mask is
+computed per (query block, key block) from that block's positions and
+segments by `masks.block_mask` (the rule `masks.attention_mask` states, plus
+chunked attention), with an online softmax over the key blocks. No
+``[q, k]`` array is ever built, in the forward or the backward pass (each
+block step is rematerialized by `jax.checkpoint`).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.typing import ArrayLike
+
+from flax_posenc._src import validation
+from flax_posenc._src.attention import api, masks
+
+
+def blockwise_attention(
+    q: ArrayLike,
+    k: ArrayLike,
+    v: ArrayLike,
+    q_positions: ArrayLike,
+    k_positions: ArrayLike,
+    q_segments: ArrayLike | None = None,
+    k_segments: ArrayLike | None = None,
+    *,
+    causal: bool = False,
+    sliding_window: int | None = None,
+    chunk_size: int | None = None,
+    scale: float | None = None,
+    softcap: float | None = None,
+    block_q: int = 512,
+    block_k: int = 512,
+) -> jax.Array:
+    r"""Softmax attention with the mask from positions, computed block by block.
+
+    Computes what ``dot_product_attention(q, k, v, mask=attention_mask(...))``
+    computes, with ``scale`` and ``softcap`` as there, in memory linear in the
+    lengths: the queries are cut into blocks of ``block_q``, the keys into
+    blocks of ``block_k``; each block pair's mask comes from its positions
+    and segments, and an online softmax (running maximum, running sum and
+    accumulator, in at least float32) combines the key blocks. The mask is
+    `attention_mask`'s (``causal``, ``sliding_window``, segments with id 0 as
+    padding) and, with ``chunk_size=c``, chunked attention (Llama 4's
+    ``attention_chunk_size``): $\lfloor q_i / c \rfloor = \lfloor k_j / c
+    \rfloor$. A query with no key to attend returns zeros with finite
+    gradients. Lengths that the block sizes do not divide are padded; no query
+    attends the padding.
+
+    Args:
+      q: ``[..., q, heads, head_dim]`` queries.
+      k: ``[..., k, kv_heads, head_dim]`` keys; ``kv_heads`` divides ``heads``:
+        query head ``h`` reads key head ``h // (heads // kv_heads)``.
+      v: ``[..., k, kv_heads, v_dim]`` values.
+      q_positions: integer ``[..., q]``, leading axes broadcastable with the
+        inputs'; as `attention_mask` takes them.
+      k_positions: integer ``[..., k]``.
+      q_segments: integer ``[..., q]`` segment ids, or None.
+      k_segments: integer ``[..., k]``; None takes ``q_segments``.
+      causal: keys at later positions are masked.
+      sliding_window: the window ``w >= 1``, as `attention_mask`'s; or None.
+      chunk_size: the chunk ``c >= 1`` of chunked attention, or None.
+      scale: multiplies ``q k^T`` (default ``head_dim ** -0.5``).
+      softcap: the soft-capping bound, or None.
+      block_q: the query block's length (at most the query length is used).
+      block_k: the key block's length (at most the key length is used).
+
+    Returns:
+      ``[..., q, heads, v_dim]`` in ``q``'s dtype.
+
+    Raises:
+      ValueError: shapes that do not fit (as `dot_product_attention`'s),
+        positions or segments whose lengths or leading axes do not fit, a
+        window, chunk size or block size below 1, a chunk size of 2**31 or
+        more, a non-positive softcap.
+      TypeError: non-floating inputs, non-integer positions or segments.
+    """
+    q, k, v, batch = api.check_qkv(q, k, v)
+    unsigned = masks.unsigned_pair(q_positions, k_positions)
+    q_positions, k_positions = masks.mask_positions(q_positions, k_positions)
+    for name, pos, x in (
+        ("q_positions", q_positions, q),
+        ("k_positions", k_positions, k),
+    ):
+        if pos.ndim < 1 or pos.shape[-1] != x.shape[-3]:
+            raise ValueError(
+                f"{name} {pos.shape} must be [..., seq] with the length of its "
+                f"inputs {x.shape} ([..., seq, heads, dim])."
+            )
+    q_segments, k_segments = masks.check_segments(
+        q_segments, k_segments, q_positions, k_positions
+    )
+    leading = [q_positions, k_positions]
+    leading += [] if q_segments is None else [q_segments, k_segments]
+    try:
+        batch = np.broadcast_shapes(batch, *(x.shape[:-1] for x in leading))
+    except ValueError:
+        shapes = ", ".join(str(x.shape) for x in leading)
+        raise ValueError(
+            f"the leading axes of the positions and segments ({shapes}) must "
+            f"broadcast with the inputs' {batch} (q {q.shape}, k {k.shape})."
+        ) from None
+    causal = validation.check_bool("causal", causal)
+    window = masks.check_window(sliding_window)
+    chunk_offset = 0
+    if chunk_size is not None:
+        chunk_size = validation.check_int("chunk_size", chunk_size, minimum=1)
+        if chunk_size >= 2**31:
+            raise ValueError(f"chunk_size must be < 2**31, got {chunk_size}.")
+        chunk_offset = 2**31 % chunk_size if unsigned else 0
+    block_q = validation.check_int("block_q", block_q, minimum=1)
+    block_k = validation.check_int("block_k", block_k, minimum=1)
+    scale, softcap = api.check_scale_softcap(scale, softcap, q.shape[-1])
+    q_len, k_len = q.shape[-3], k.shape[-3]
+    if q_len == 0 or k_len == 0:
+        # No queries, or no keys: every query attends nothing.
+        return jnp.zeros((*batch, q_len, *q.shape[-2:-1], v.shape[-1]), q.dtype)
+    return _blockwise(
+        q,
+        k,
+        v,
+        q_positions,
+        k_positions,
+        q_segments,
+        k_segments,
+        scale,
+        softcap,
+        batch=batch,
+        causal=causal,
+        window=window,
+        chunk_size=chunk_size,
+        chunk_offset=chunk_offset,
+        block_q=min(block_q, q_len),
+        block_k=min(block_k, k_len),
+    )
+
+
+@functools.partial(
+    jax.jit,
+    static_argnames=(
+        "batch",
+        "causal",
+        "window",
+        "chunk_size",
+        "chunk_offset",
+        "block_q",
+        "block_k",
+    ),
+)
+def _blockwise(
+    q,
+    k,
+    v,
+    q_positions,
+    k_positions,
+    q_segments,
+    k_segments,
+    scale,
+    softcap,
+    *,
+    batch,
+    causal,
+    window,
+    chunk_size,
+    chunk_offset,
+    block_q,
+    block_k,
+):
+    n = math.prod(batch)
+    q_len, heads, head_dim = q.shape[-3:]
+    k_len, kv_heads, v_dim = v.shape[-3:]
+    groups = heads // kv_heads
+    work = validation.compute_dtype(q.dtype)
+    q_blocks, k_blocks = -(-q_len // block_q), -(-k_len // block_k)
+    q_pad, k_pad = q_blocks * block_q - q_len, k_blocks * block_k - k_len
+
+    def flat(x, length_axes):
+        # Broadcast to the batch, flatten it to one axis [n, ...].
+        x = jnp.broadcast_to(x, (*batch, *x.shape[x.ndim - length_axes :]))
+        return x.reshape(n, *x.shape[len(batch) :])
+
+    def pad(x, amount):
+        # Pads the length axis (axis 1) at its end; positions and segments
+        # repeat their last value so that a block's range stays the same.
+        widths = [(0, 0)] * x.ndim
+        widths[1] = (0, amount)
+        return jnp.pad(x, widths, mode="constant" if x.ndim > 2 else "edge")
+
+    def blocks(x, count):
+        # [n, count * size, ...] -> [count, n, size, ...]
+        return jnp.moveaxis(x.reshape(n, count, -1, *x.shape[2:]), 1, 0)
+
+    def chunks(positions):
+        if chunk_size is None:
+            return None
+        return masks.chunk_ids(positions, chunk_size, chunk_offset)
+
+    # Queries: [n, t, kv * g, d] -> [q_blocks, n, kv, block_q * g, d], rows
+    # (t, g) as in `xla`: no key is copied.
+    qf = pad(flat(q, 3), q_pad).reshape(n, q_blocks, block_q, kv_heads, groups, -1)
+    qf = jnp.transpose(qf, (1, 0, 3, 2, 4, 5)).reshape(
+        q_blocks, n, kv_heads, block_q * groups, head_dim
+    )
+    qp = pad(flat(q_positions, 1), q_pad)
+    kp = pad(flat(k_positions, 1), k_pad)
+    q_side = (qf, blocks(qp, q_blocks), _maybe(blocks, chunks(qp), q_blocks))
+    k_side = (
+        blocks(pad(flat(k, 3), k_pad), k_blocks),
+        blocks(pad(flat(v, 3), k_pad), k_blocks),
+        blocks(kp, k_blocks),
+        _maybe(blocks, chunks(kp), k_blocks),
+        (jnp.arange(k_blocks * block_k) < k_len).reshape(k_blocks, block_k),
+    )
+    if q_segments is not None:
+        q_side += (blocks(pad(flat(q_segments, 1), q_pad), q_blocks),)
+        k_side += (blocks(pad(flat(k_segments, 1), k_pad), k_blocks),)
+
+    def step(carry, k_block, q_block):
+        qb, qpb, qcb, *qsb = q_block
+        kb, vb, kpb, kcb, valid, *ksb = k_block
+        mask = masks.block_mask(
+            qpb,
+            kpb,
+            qsb[0] if qsb else None,
+            ksb[0] if ksb else None,
+            causal=causal,
+            window=window,
+            q_chunks=qcb,
+            k_chunks=kcb,
+        )
+        mask &= valid
+        # [n, block_q, block_k] -> [n, 1, block_q * g, block_k], rows (t, g)
+        mask = jnp.broadcast_to(
+            mask[:, None, :, None, :], (n, 1, block_q, groups, block_k)
+        ).reshape(n, 1, block_q * groups, block_k)
+        logits = jnp.einsum(
+            "nkrd,ntkd->nkrt", qb, kb, preferred_element_type=work
+        ).astype(work)
+        logits = logits * jnp.asarray(scale, work)
+        if softcap is not None:
+            logits = softcap * jnp.tanh(logits / softcap)
+        logits = jnp.where(mask, logits, -jnp.inf)
+        running_max, total, acc = carry
+        # The output does not depend on the maximum: no gradient through it.
+        new_max = jax.lax.stop_gradient(jnp.maximum(running_max, logits.max(-1)))
+        # A row with no key yet keeps a finite reference 0: exp(-inf) = 0.
+        ref = jnp.where(new_max == -jnp.inf, 0.0, new_max)
+        weights = jnp.exp(logits - ref[..., None])
+        rescale = jnp.exp(running_max - ref)
+        total = total * rescale + weights.sum(-1)
+        acc = acc * rescale[..., None] + jnp.einsum(
+            "nkrt,ntke->nkre", weights, vb.astype(work)
+        )
+        return new_max, total, acc
+
+    def may_attend(q_block, k_block):
+        # False only when no pair of the blocks' position ranges meets the
+        # mask (segments are not looked at): that key block is skipped.
+        q_lo, q_hi = q_block[1].min(), q_block[1].max()
+        k_lo, k_hi = k_block[2].min(), k_block[2].max()
+        meets = jnp.bool_(True)
+        if causal:
+            meets &= k_lo <= q_hi
+        if window is not None:
+            # The smallest |q - k| (for causal, q - k >= 0) of the two ranges.
+            before = jnp.where(q_lo > k_hi, validation.abs_distance(q_lo, k_hi), 0)
+            after = jnp.where(k_lo > q_hi, validation.abs_distance(k_lo, q_hi), 0)
+            gap = before if causal else jnp.maximum(before, after)
+            meets &= gap < jnp.uint32(window)
+        if chunk_size is not None:
+            meets &= (k_block[3].min() <= q_block[2].max()) & (
+                q_block[2].min() <= k_block[3].max()
+            )
+        return meets
+
+    @jax.checkpoint
+    def query_block(q_block):
+        rows = (n, kv_heads, block_q * groups)
+        init = (
+            jnp.full(rows, -jnp.inf, work),
+            jnp.zeros(rows, work),
+            jnp.zeros((*rows, v_dim), work),
+        )
+
+        @jax.checkpoint
+        def scan_step(carry, k_block):
+            if not (causal or window is not None or chunk_size is not None):
+                return step(carry, k_block, q_block), None
+            carry = jax.lax.cond(
+                may_attend(q_block, k_block),
+                lambda c: step(c, k_block, q_block),
+                lambda c: c,
+                carry,
+            )
+            return carry, None
+
+        (_, total, acc), _ = jax.lax.scan(scan_step, init, k_side)
+        empty = total == 0.0
+        return jnp.where(
+            empty[..., None], 0.0, acc / jnp.where(empty, 1.0, total)[..., None]
+        )
+
+    out = jax.lax.map(query_block, q_side)
+    # [q_blocks, n, kv, block_q * g, e] -> [..., q, heads, e]
+    out = out.reshape(q_blocks, n, kv_heads, block_q, groups, v_dim)
+    out = jnp.transpose(out, (1, 0, 3, 2, 4, 5)).reshape(
+        n, q_blocks * block_q, heads, v_dim
+    )
+    return out[:, :q_len].reshape(*batch, q_len, heads, v_dim).astype(q.dtype)
+
+
+def _maybe(f, x, *args):
+    return None if x is None else f(x, *args)
