@@ -366,3 +366,34 @@ def test_masks_with_a_query_axis_of_one_under_gqa(implementation, shape):
     out = fp.dot_product_attention(q, k, v, mask=mask, implementation=implementation)
     expected = references.attention(q, k, v, np.broadcast_to(mask, (2, 4, 5, 6)))
     chex.assert_trees_all_close(f64(out), expected, atol=3e-6)
+
+
+@pytest.mark.parametrize(
+    ("positions", "dtype"),
+    [
+        (list(range(-7, 13)), np.int32),  # negative positions: floor division
+        ([2**32 - 9 + i for i in range(9)] + [2**31 - 2, 2**31 + 3], np.uint32),
+    ],
+    ids=["negative", "uint32-past-2**31"],
+)
+def test_chunked_attention_mask_sees_its_own_chunk(positions, dtype):
+    chunk = 5
+    expected = np.array(
+        [[q // chunk == k // chunk and k <= q for k in positions] for q in positions]
+    )
+    pos = np.asarray(positions, dtype)
+    mask = fp.attention_mask(pos, pos, causal=True, chunk_size=chunk)
+    np.testing.assert_array_equal(np.asarray(mask[0]), expected)
+
+
+@pytest.mark.parametrize(
+    ("chunk_size", "error", "match"),
+    [
+        (0, ValueError, r"chunk_size must be >= 1"),
+        (2**31, ValueError, r"chunk_size must be < 2\*\*31"),
+        (2.0, TypeError, r"chunk_size must be an int"),
+    ],
+)
+def test_chunk_size_errors(chunk_size, error, match):
+    with pytest.raises(error, match=match):
+        fp.attention_mask(jnp.arange(3), jnp.arange(3), chunk_size=chunk_size)

@@ -109,12 +109,8 @@ def blockwise_attention(
         ) from None
     causal = validation.check_bool("causal", causal)
     window = masks.check_window(sliding_window)
-    chunk_offset = 0
-    if chunk_size is not None:
-        chunk_size = validation.check_int("chunk_size", chunk_size, minimum=1)
-        if chunk_size >= 2**31:
-            raise ValueError(f"chunk_size must be < 2**31, got {chunk_size}.")
-        chunk_offset = 2**31 % chunk_size if unsigned else 0
+    chunk = masks.check_chunk_size(chunk_size, unsigned)
+    chunk_size, chunk_offset = (None, 0) if chunk is None else chunk
     block_q = validation.check_int("block_q", block_q, minimum=1)
     block_k = validation.check_int("block_k", block_k, minimum=1)
     scale, softcap = api.check_scale_softcap(scale, softcap, q.shape[-1])

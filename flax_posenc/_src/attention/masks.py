@@ -25,6 +25,7 @@ def attention_mask(
     sliding_window: int | None = None,
     q_segments: ArrayLike | None = None,
     k_segments: ArrayLike | None = None,
+    chunk_size: int | None = None,
 ) -> jax.Array:
     r"""Which keys each query attends to, from positions and segments.
 
@@ -39,6 +40,10 @@ def attention_mask(
     - segments (packing): equal segment ids, and both nonzero. Id 0 marks
       padding, so a padding query attends nothing and no query attends a
       padding key; every other id (negative ones too) is a segment.
+    - ``chunk_size=c`` (chunked attention, Llama 4's ``attention_chunk_size``):
+      $\lfloor q_i / c \rfloor = \lfloor k_j / c \rfloor$, a query sees the
+      keys of its own chunk only (floor division: exact for negative and
+      uint32 positions too).
 
     Args:
       q_positions: integer ``[..., q]``, any integer dtype, values in the int32
@@ -51,12 +56,14 @@ def attention_mask(
       q_segments: integer ``[..., q]`` segment ids, or None.
       k_segments: integer ``[..., k]``; None takes ``q_segments`` (self
         attention).
+      chunk_size: the chunk ``c`` (``1 <= c < 2**31``); None for no chunks.
 
     Returns:
       bool ``[..., 1, q, k]``: broadcastable to ``[..., heads, q, k]``.
 
     Raises:
-      ValueError: a window below 1, segments without positions' shapes,
+      ValueError: a window or chunk size below 1, a chunk size of 2**31 or
+        more, segments without positions' shapes,
         ``k_segments`` without ``q_segments``, leading axes that do not
         broadcast.
       TypeError: non-integer positions or segments, a non-int window.
@@ -71,6 +78,7 @@ def attention_mask(
              [0, 1, 1, 0],
              [0, 0, 1, 1]], dtype=int32)
     """
+    chunk = check_chunk_size(chunk_size, unsigned_pair(q_positions, k_positions))
     q_positions, k_positions = mask_positions(q_positions, k_positions)
     for name, value in (("q_positions", q_positions), ("k_positions", k_positions)):
         if value.ndim < 1:
@@ -84,8 +92,28 @@ def attention_mask(
         q_segments, k_segments, q_positions, k_positions
     )
     return _mask(
-        q_positions, k_positions, q_segments, k_segments, causal=causal, window=window
+        q_positions,
+        k_positions,
+        q_segments,
+        k_segments,
+        causal=causal,
+        window=window,
+        chunk=chunk,
     )
+
+
+def check_chunk_size(chunk_size, unsigned: bool) -> tuple[int, int] | None:
+    """``(chunk_size, offset)`` for `chunk_ids`, or None for no chunks.
+
+    ``unsigned``: the positions are a uint32 pair, which `mask_positions`
+    shifts by ``-2**31``; the offset ``2**31 % chunk_size`` undoes it.
+    """
+    if chunk_size is None:
+        return None
+    chunk_size = validation.check_int("chunk_size", chunk_size, minimum=1)
+    if chunk_size >= 2**31:
+        raise ValueError(f"chunk_size must be < 2**31, got {chunk_size}.")
+    return chunk_size, 2**31 % chunk_size if unsigned else 0
 
 
 def check_window(sliding_window):
@@ -156,12 +184,23 @@ def _flip_sign(x):
     return jax.lax.bitcast_convert_type(x ^ jnp.uint32(2**31), jnp.int32)
 
 
-@functools.partial(jax.jit, static_argnames=("causal", "window"))
-def _mask(q_positions, k_positions, q_segments, k_segments, *, causal, window):
+@functools.partial(jax.jit, static_argnames=("causal", "window", "chunk"))
+def _mask(q_positions, k_positions, q_segments, k_segments, *, causal, window, chunk):
     # One compiled program per call signature, not one per operation when
     # called eagerly.
+    q_chunks = k_chunks = None
+    if chunk is not None:
+        q_chunks = chunk_ids(q_positions, *chunk)
+        k_chunks = chunk_ids(k_positions, *chunk)
     mask = block_mask(
-        q_positions, k_positions, q_segments, k_segments, causal=causal, window=window
+        q_positions,
+        k_positions,
+        q_segments,
+        k_segments,
+        causal=causal,
+        window=window,
+        q_chunks=q_chunks,
+        k_chunks=k_chunks,
     )
     return mask[..., None, :, :]
 
