@@ -211,3 +211,91 @@ def test_input_shape_errors_are_dot_product_attentions():
     q, k, v = _inputs(heads=3)
     with pytest.raises(ValueError, match=r"kv_heads 2 must divide the query heads 3"):
         blockwise_attention(q, k, v, Q_POS, K_POS)
+
+
+# -- dot_product_attention with the mask given as positions -------------------
+
+SEGS_Q = np.where(np.arange(Q_LEN) < 20, 1, 2)
+SEGS_K = np.where(np.arange(K_LEN) < 25, 1, 2)
+SPEC = dict(
+    q_positions=Q_POS,
+    k_positions=K_POS,
+    causal=True,
+    sliding_window=30,
+    q_segments=SEGS_Q,
+    k_segments=SEGS_K,
+)
+
+
+def test_positions_keywords_are_the_mask_they_name():
+    q, k, v = _inputs(heads=4)
+    mask = fp.attention_mask(
+        Q_POS,
+        K_POS,
+        causal=True,
+        sliding_window=30,
+        q_segments=SEGS_Q,
+        k_segments=SEGS_K,
+    )
+    # Dense by default at this size: the same program as the explicit mask.
+    np.testing.assert_array_equal(
+        fp.dot_product_attention(q, k, v, **SPEC),
+        fp.dot_product_attention(q, k, v, mask=mask),
+    )
+    # "and" with an explicit mask.
+    extra = np.arange(K_LEN) % 3 != 0
+    np.testing.assert_array_equal(
+        fp.dot_product_attention(q, k, v, mask=extra, **SPEC),
+        fp.dot_product_attention(q, k, v, mask=mask & extra),
+    )
+
+
+def test_blockwise_through_dot_product_attention_equals_dense():
+    q, k, v = _inputs(heads=4, kv_heads=2)
+    blockwise = fp.dot_product_attention(q, k, v, block_size=BLOCK, **SPEC)
+    named = fp.dot_product_attention(q, k, v, implementation="blockwise", **SPEC)
+    dense = fp.dot_product_attention(q, k, v, implementation="xla", **SPEC)
+    chex.assert_trees_all_close(blockwise, dense, atol=1e-5, rtol=1e-5)
+    chex.assert_trees_all_close(named, dense, atol=1e-5, rtol=1e-5)
+
+
+def test_large_requests_default_to_blockwise(monkeypatch):
+    from flax_posenc._src.attention import api
+
+    q = _inputs(q_len=Q_LEN)[0]
+    dense = fp.dot_product_attention(q, q, q, causal=True)
+    monkeypatch.setattr(api, "BLOCKWISE_FROM", Q_LEN * Q_LEN)  # as if large
+    calls = []
+    real = api.blockwise.blockwise_attention
+
+    def counted(*args, **kwargs):
+        calls.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(api.blockwise, "blockwise_attention", counted)
+    out = fp.dot_product_attention(q, q, q, causal=True)
+    assert len(calls) == 1
+    chex.assert_trees_all_close(out, dense, atol=1e-5, rtol=1e-5)
+    # An array mask keeps the dense path: it cannot be split into blocks.
+    fp.dot_product_attention(q, q, q, mask=np.tril(np.ones((Q_LEN, Q_LEN), bool)))
+    assert len(calls) == 1
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        (dict(implementation="blockwise", mask=np.ones((1, 1), bool)), r"array mask"),
+        (dict(implementation="blockwise", bias=np.zeros((1, 1))), r"array bias"),
+        (
+            dict(block_size=8, dropout_rate=0.5, dropout_rng=jax.random.key(0)),
+            r"cannot express dropout",
+        ),
+        (dict(implementation="xla", block_size=8), r"block_size is the blockwise"),
+        (dict(causal=True), r"causal with 37 queries and 45 keys needs both"),
+        (dict(implementation="flash"), r"implementation must be one of"),
+    ],
+)
+def test_what_a_path_cannot_express_raises(kwargs, match):
+    q, k, v = _inputs()
+    with pytest.raises(ValueError, match=match):
+        fp.dot_product_attention(q, k, v, **kwargs)

@@ -156,9 +156,10 @@ def attend(
     ``deterministic`` are read. The bias is ``position_bias(q_positions,
     k_positions)``; dropout on the weights draws its key from
     ``draw_dropout_rng()`` unless `dropout_deterministic` of the field and
-    the call's ``deterministic`` says not to; then `attention_mask` and
-    `dot_product_attention`. ``fits``: `write_cache`'s flag; False gives NaN
-    outputs (an overflowing cache, under ``jit`` and unchecked).
+    the call's ``deterministic`` says not to; then `dot_product_attention`
+    with the mask as positions and segments. ``fits``: `write_cache`'s
+    flag; False gives NaN outputs (an overflowing cache, under ``jit`` and
+    unchecked).
     """
     bias = None
     if module.position_bias is not None:
@@ -170,19 +171,18 @@ def attend(
             dropout_rng = draw_dropout_rng()
     causal, sliding_window = module.causal, module.sliding_window
     scale, softcap = module.scale, module.softcap
-    mask = attention.masks.attention_mask(
-        q_positions,
-        k_positions,
-        causal=causal,
-        sliding_window=sliding_window,
-        q_segments=q_segments,
-        k_segments=k_segments,
-    )
+    # The mask goes as positions and segments: no [q, k] array is built by
+    # the module, and a long sequence can take the blockwise path.
     out = attention.api.dot_product_attention(
         q,
         k,
         v,
-        mask=mask,
+        q_positions=q_positions,
+        k_positions=k_positions,
+        causal=causal,
+        sliding_window=sliding_window,
+        q_segments=q_segments,
+        k_segments=k_segments,
         bias=bias,
         scale=scale,
         softcap=softcap,

@@ -17,7 +17,8 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from flax_posenc._src import validation
-from flax_posenc._src.attention import implementations
+from flax_posenc._src.attention import blockwise, implementations, masks
+from flax_posenc._src.attention.checks import check_qkv, check_scale_softcap
 from flax_posenc._src.attention.request import Request
 
 
@@ -26,6 +27,13 @@ def dot_product_attention(
     k: ArrayLike,
     v: ArrayLike,
     *,
+    q_positions: ArrayLike | None = None,
+    k_positions: ArrayLike | None = None,
+    causal: bool = False,
+    sliding_window: int | None = None,
+    chunk_size: int | None = None,
+    q_segments: ArrayLike | None = None,
+    k_segments: ArrayLike | None = None,
     mask: ArrayLike | None = None,
     bias: ArrayLike | None = None,
     scale: float | None = None,
@@ -33,6 +41,7 @@ def dot_product_attention(
     dropout_rate: float = 0.0,
     dropout_rng: jax.Array | None = None,
     implementation: str | None = None,
+    block_size: int | None = None,
 ) -> jax.Array:
     r"""Softmax attention with grouped key/value heads, masks, biases, soft-capping.
 
@@ -54,7 +63,22 @@ def dot_product_attention(
     NaN), and one in ``k`` makes the query gradients NaN though the outputs
     are finite. (An empty cache slot holds zeros.)
 
-    Two paths compute the same thing:
+    **Masks from positions.** ``q_positions``, ``k_positions``, ``causal``,
+    ``sliding_window``, ``chunk_size`` and the segments mean what they mean in
+    `attention_mask`, and combine with ``mask`` by "and". Given this way, the
+    mask need never exist as a ``[q, k]`` array: ``"blockwise"`` computes each
+    block's mask from the block's positions, in O(q + k) memory.
+
+    Three paths compute the same thing:
+
+    - ``"blockwise"``: query and key blocks of ``block_size`` (default 512)
+      with an online softmax in float32, each block's mask computed from its
+      positions and segments, key blocks the mask leaves empty skipped, and
+      gradients recomputed block by block (memory O(q + k), never
+      ``[q, k]``). It takes the mask only as positions and segments: with an
+      array ``mask`` or ``bias``, or dropout, it raises. Used by default for
+      such requests from ``q * k >= 2**24`` (a 4096-token self-attention), or
+      when ``block_size`` is given.
 
     - ``"jax"``: `jax.nn.dot_product_attention`, so that a GPU or TPU gets
       what jax selects there. Used by default on those backends when there is
@@ -70,6 +94,15 @@ def dot_product_attention(
       q: ``[..., q, heads, head_dim]`` queries.
       k: ``[..., k, kv_heads, head_dim]`` keys; ``kv_heads`` divides ``heads``.
       v: ``[..., k, kv_heads, v_dim]`` values.
+      q_positions: integer ``[..., q]``; None is ``arange(q)``.
+      k_positions: integer ``[..., k]``; None is ``arange(k)``. When q and k
+        differ in length, ``causal``, ``sliding_window`` and ``chunk_size``
+        need both.
+      causal: keys at later positions are excluded.
+      sliding_window: the window ``w >= 1``, or None.
+      chunk_size: chunked attention's chunk (Llama 4), or None.
+      q_segments: integer ``[..., q]`` segment ids (0: padding), or None.
+      k_segments: integer ``[..., k]``; None takes ``q_segments``.
       mask: bool, broadcastable to ``[..., heads, q, k]``; True attends (e.g.
         `attention_mask`).
       bias: broadcastable to ``[..., heads, q, k]``, added to the logits after
@@ -80,7 +113,9 @@ def dot_product_attention(
       dropout_rate: dropout on the attention weights (kept ones scaled by
         ``1 / (1 - rate)``); needs ``dropout_rng``.
       dropout_rng: the PRNG key for dropout; None (or a rate of 0) for none.
-      implementation: ``"jax"``, ``"xla"``, or None to choose as above.
+      implementation: ``"blockwise"``, ``"jax"``, ``"xla"``, or None to
+        choose as above.
+      block_size: the blockwise path's query and key block size (>= 1).
 
     Returns:
       ``[..., q, heads, v_dim]`` in ``q``'s dtype.
@@ -89,7 +124,10 @@ def dot_product_attention(
       ValueError: ranks, head counts or sizes that do not fit, a mask or bias
         that does not broadcast, a non-positive softcap, a non-finite scale,
         ``dropout_rate`` outside ``[0, 1)``, an unknown implementation,
-        ``"jax"`` with a softcap.
+        ``"jax"`` with a softcap, ``"blockwise"`` with an array mask or bias
+        or dropout, ``block_size`` with another implementation, ``causal``,
+        a window or chunks without both positions when q and k differ in
+        length, and as `attention_mask`.
       TypeError: non-floating inputs, a non-boolean mask, a ``scale`` or
         ``softcap`` that is not a real number (complex, string).
 
@@ -111,6 +149,46 @@ def dot_product_attention(
       from Multi-Head Checkpoints", 2023. https://arxiv.org/abs/2305.13245
     """
     q, k, v, batch = check_qkv(q, k, v)
+    spec = _mask_spec(
+        q,
+        k,
+        q_positions,
+        k_positions,
+        causal,
+        sliding_window,
+        chunk_size,
+        q_segments,
+        k_segments,
+    )
+    dropout_rate = validation.check_rate("dropout_rate", dropout_rate)
+    if _blockwise(implementation, block_size, spec, mask, bias, dropout_rate, q, k):
+        q_pos, k_pos, q_seg, k_seg, options = spec
+        size = 512 if block_size is None else block_size
+        return blockwise.blockwise_attention(
+            q,
+            k,
+            v,
+            q_pos,
+            k_pos,
+            q_seg,
+            k_seg,
+            scale=scale,
+            softcap=softcap,
+            block_q=size,
+            block_k=size,
+            **options,
+        )
+    if spec is not None:
+        q_pos, k_pos, q_seg, k_seg, options = spec
+        from_positions = masks.attention_mask(
+            q_pos, k_pos, q_segments=q_seg, k_segments=k_seg, **options
+        )
+        if mask is None:
+            mask = from_positions
+        else:
+            mask = jnp.asarray(mask)
+            if mask.dtype == jnp.bool_:
+                mask = mask & from_positions
     heads = q.shape[-2]
     logits_shape = (*batch, heads, q.shape[-3], k.shape[-3])
     if mask is not None:
@@ -125,7 +203,6 @@ def dot_product_attention(
         bias = validation.floating_array("bias", bias)
         _check_broadcasts("bias", bias, logits_shape)
     scale, softcap = check_scale_softcap(scale, softcap, q.shape[-1])
-    dropout_rate = validation.check_rate("dropout_rate", dropout_rate)
     dropout = dropout_rate if dropout_rng is not None else 0.0
     request = Request(
         q,
@@ -168,52 +245,88 @@ def dot_product_attention(
     )
 
 
-def check_qkv(q, k, v):
-    """``q``, ``k``, ``v`` as floating arrays whose heads and sizes fit, and
-    the broadcast leading axes ``batch``: returns ``(q, k, v, batch)``."""
-    q = validation.floating_array("q", q)
-    k = validation.floating_array("k", k)
-    v = validation.floating_array("v", v)
-    for name, x in (("q", q), ("k", k), ("v", v)):
-        if x.ndim < 3:
-            raise ValueError(f"{name} must be [..., seq, heads, dim], got {x.shape}.")
-    heads, head_dim = q.shape[-2:]
-    kv_heads = k.shape[-2]
-    if k.shape[-1] != head_dim:
-        raise ValueError(
-            f"q and k must share head_dim; got q {q.shape} and k {k.shape}."
-        )
-    if v.shape[-3:-1] != k.shape[-3:-1]:
-        raise ValueError(
-            f"v must have k's length and kv_heads; got k {k.shape} and v {v.shape}."
-        )
-    if heads % kv_heads:
-        raise ValueError(
-            f"kv_heads {kv_heads} must divide the query heads {heads} (q {q.shape}, "
-            f"k {k.shape})."
-        )
-    try:
-        batch = np.broadcast_shapes(q.shape[:-3], k.shape[:-3], v.shape[:-3])
-    except ValueError:
-        raise ValueError(
-            f"the leading axes of q {q.shape}, k {k.shape} and v {v.shape} must "
-            "broadcast."
-        ) from None
-    return q, k, v, batch
+# From this many logits (q * k) up, a request the blockwise path can express
+# goes to it by default: 2**24 float32 logits per head are 64 MiB.
+BLOCKWISE_FROM = 2**24
 
 
-def check_scale_softcap(scale, softcap, head_dim):
-    """``scale`` (default ``head_dim ** -0.5``) and ``softcap`` (positive, or
-    None), each a real number or a traced scalar."""
-    if scale is None:
-        scale = head_dim**-0.5
-    else:
-        scale = validation.check_real_or_traced("scale", scale)
-    if softcap is not None:
-        softcap = validation.check_real_or_traced("softcap", softcap)
-        if not isinstance(softcap, jax.Array):
-            softcap = validation.check_positive("softcap", softcap)
-    return scale, softcap
+def _mask_spec(
+    q,
+    k,
+    q_positions,
+    k_positions,
+    causal,
+    sliding_window,
+    chunk_size,
+    q_segments,
+    k_segments,
+):
+    """``(q_positions, k_positions, q_segments, k_segments, options)`` of a
+    mask given as positions, or None when none of its keywords is set."""
+    causal = validation.check_bool("causal", causal)
+    given = (q_positions, k_positions, sliding_window, chunk_size, q_segments)
+    if not causal and all(value is None for value in given) and k_segments is None:
+        return None
+    q_len, k_len = q.shape[-3], k.shape[-3]
+    if (q_positions is None or k_positions is None) and q_len != k_len:
+        needs = [
+            name
+            for name, on in (
+                ("causal", causal),
+                ("sliding_window", sliding_window is not None),
+                ("chunk_size", chunk_size is not None),
+            )
+            if on
+        ]
+        if needs:
+            raise ValueError(
+                f"{' and '.join(needs)} with {q_len} queries and {k_len} keys "
+                "needs both q_positions and k_positions (which query is where "
+                "among the keys); pass them."
+            )
+    if q_positions is None:
+        q_positions = jnp.arange(q_len, dtype=jnp.int32)
+    if k_positions is None:
+        k_positions = jnp.arange(k_len, dtype=jnp.int32)
+    options = dict(causal=causal, sliding_window=sliding_window, chunk_size=chunk_size)
+    return q_positions, k_positions, q_segments, k_segments, options
+
+
+def _blockwise(implementation, block_size, spec, mask, bias, dropout_rate, q, k):
+    """Whether the request goes to the blockwise path (raises if it cannot)."""
+    if implementation is not None:
+        validation.check_choice(
+            "implementation",
+            implementation,
+            ("blockwise", *implementations.IMPLEMENTATIONS),
+        )
+    if block_size is not None:
+        validation.check_int("block_size", block_size, minimum=1)
+        if implementation not in (None, "blockwise"):
+            raise ValueError(
+                f"block_size is the blockwise path's; implementation="
+                f"{implementation!r} has no blocks. Leave one of them out."
+            )
+    unexpressible = [
+        name
+        for name, present in (
+            ("an array mask (give it as positions and segments)", mask is not None),
+            ("an array bias", bias is not None),
+            ("dropout", dropout_rate > 0.0),
+        )
+        if present
+    ]
+    if implementation == "blockwise" or block_size is not None:
+        if unexpressible:
+            raise ValueError(
+                "implementation='blockwise' computes masks from positions block "
+                f"by block and cannot express {', '.join(unexpressible)}; use "
+                "'xla' for it."
+            )
+        return True
+    if implementation is not None or unexpressible or spec is None:
+        return False
+    return q.shape[-3] * k.shape[-3] >= BLOCKWISE_FROM
 
 
 @functools.partial(

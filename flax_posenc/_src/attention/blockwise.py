@@ -19,7 +19,7 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from flax_posenc._src import validation
-from flax_posenc._src.attention import api, masks
+from flax_posenc._src.attention import checks, masks
 
 
 def blockwise_attention(
@@ -82,7 +82,7 @@ def blockwise_attention(
         more, a non-positive softcap.
       TypeError: non-floating inputs, non-integer positions or segments.
     """
-    q, k, v, batch = api.check_qkv(q, k, v)
+    q, k, v, batch = checks.check_qkv(q, k, v)
     unsigned = masks.unsigned_pair(q_positions, k_positions)
     q_positions, k_positions = masks.mask_positions(q_positions, k_positions)
     for name, pos, x in (
@@ -113,7 +113,7 @@ def blockwise_attention(
     chunk_size, chunk_offset = (None, 0) if chunk is None else chunk
     block_q = validation.check_int("block_q", block_q, minimum=1)
     block_k = validation.check_int("block_k", block_k, minimum=1)
-    scale, softcap = api.check_scale_softcap(scale, softcap, q.shape[-1])
+    scale, softcap = checks.check_scale_softcap(scale, softcap, q.shape[-1])
     q_len, k_len = q.shape[-3], k.shape[-3]
     if q_len == 0 or k_len == 0:
         # No queries, or no keys: every query attends nothing.
