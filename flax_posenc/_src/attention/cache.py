@@ -65,6 +65,17 @@ def _segments(positions, segments):
     return segments.astype(jnp.int32)
 
 
+def _written(cache, write, k, v, positions, segments, end) -> dict:
+    """The cache after ``write(old, new)`` of each array, and its new index."""
+    return {
+        "cached_key": write(cache["cached_key"], k),
+        "cached_value": write(cache["cached_value"], v),
+        "cached_positions": write(cache["cached_positions"], positions),
+        "cached_segments": write(cache["cached_segments"], segments),
+        "cache_index": end.astype(jnp.asarray(cache["cache_index"]).dtype),
+    }
+
+
 def write_window_cache(cache: dict, k, v, positions, segments):
     """Writes new keys into a window cache, a ring buffer (pure; linen and NNX).
 
@@ -98,13 +109,7 @@ def write_window_cache(cache: dict, k, v, positions, segments):
     def attend_over(old, new):
         return jnp.concatenate([old, new.astype(old.dtype)], axis=axis)
 
-    updated = {
-        "cached_key": write(cached_key, k),
-        "cached_value": write(cache["cached_value"], v),
-        "cached_positions": write(cache["cached_positions"], positions),
-        "cached_segments": write(cache["cached_segments"], new_segments),
-        "cache_index": end.astype(start.dtype),
-    }
+    updated = _written(cache, write, k, v, positions, new_segments, end)
     return (
         updated,
         attend_over(cached_key, k),
@@ -171,13 +176,7 @@ def write_cache(cache: dict, k, v, positions, segments, *, checked: bool = False
         # A write that does not fit would be clamped onto the last slots.
         return written if fits is None else jnp.where(fits, written, old)
 
-    new = {
-        "cached_key": write(cached_key, k),
-        "cached_value": write(cache["cached_value"], v),
-        "cached_positions": write(cache["cached_positions"], positions),
-        "cached_segments": write(cache["cached_segments"], new_segments),
-        "cache_index": end.astype(start.dtype),
-    }
+    new = _written(cache, write, k, v, positions, new_segments, end)
     return (
         new,
         new["cached_key"],
