@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from flax_posenc._src import validation
-from flax_posenc._src.attention import masks
+from flax_posenc._src.attention import checks, masks
 
 
 def load_balanced_order(length: int, num_shards: int) -> jax.Array:
@@ -144,22 +144,7 @@ def ring_attention(
       Liu et al., "Ring Attention with Blockwise Transformers for
       Near-Infinite Context", 2023. https://arxiv.org/abs/2310.01889
     """
-    q = validation.floating_array("q", q)
-    k = validation.floating_array("k", k)
-    v = validation.floating_array("v", v)
-    for name, x in (("q", q), ("k", k), ("v", v)):
-        if x.ndim < 3:
-            raise ValueError(
-                f"{name} must be [..., seq, heads, head_dim], got shape {x.shape}."
-            )
-    heads, kv_heads = q.shape[-2], k.shape[-2]
-    if k.shape[-1] != q.shape[-1] or v.shape[-3:-1] != k.shape[-3:-1]:
-        raise ValueError(
-            f"k {k.shape} must have q's head_dim and v {v.shape} k's length and "
-            f"heads (q {q.shape})."
-        )
-    if heads % kv_heads:
-        raise ValueError(f"kv heads {kv_heads} must divide query heads {heads}.")
+    q, k, v, _ = checks.check_qkv(q, k, v)
     if (q_segments is None) != (k_segments is None):
         raise ValueError("pass both q_segments and k_segments, or neither.")
     q_positions = validation.position_array("q_positions", q_positions)
@@ -167,18 +152,9 @@ def ring_attention(
     if q_segments is not None:
         q_segments = validation.integer_array("q_segments", q_segments)
         k_segments = validation.integer_array("k_segments", k_segments)
-    # The mask options, checked once as attention_mask checks them.
-    masks.attention_mask(
-        q_positions[..., :1],
-        k_positions[..., :1],
-        causal=causal,
-        sliding_window=sliding_window,
-    )
-    if scale is None:
-        scale = q.shape[-1] ** -0.5
-    scale = validation.check_real_or_traced("scale", scale)
-    if softcap is not None:
-        softcap = validation.check_real_or_traced("softcap", softcap)
+    causal = validation.check_bool("causal", causal)
+    sliding_window = masks.check_window(sliding_window)
+    scale, softcap = checks.check_scale_softcap(scale, softcap, q.shape[-1])
     return _ring(
         q,
         k,
