@@ -1,9 +1,10 @@
 """The window cache: a sliding-window layer decodes from a ring buffer of its window.
 
 A layer with ``sliding_window=w`` keeps ``min(w, max_length)`` cache slots,
+and a chunked layer (``chunk_size=c``) ``min(c, max_length)``: one chunk. Each
 accepts any number of steps (past ``max_length`` too), and its outputs equal
-the full forward pass: checked for three windows' worth of tokens, in both
-twins, with left padding and per-row offsets.
+the full forward pass: checked for three windows' (chunks') worth of tokens,
+in both twins, with left padding and per-row offsets.
 """
 
 import chex
@@ -25,14 +26,17 @@ POSITIONS = jnp.array([list(range(9)), [0, 0, *range(7)]])
 SEGMENTS = jnp.array([[1] * 9, [0, 0] + [1] * 7])
 
 
-def _linen():
+RING_LAYERS = pytest.mark.parametrize("ring", ["sliding_window", "chunk_size"])
+
+
+def _linen(ring="sliding_window"):
     return linen.MultiHeadAttention(
         num_heads=2,
         num_kv_heads=1,
         head_dim=4,
         causal=True,
-        sliding_window=WINDOW,
         rotary=linen.RotaryEmbedding(),
+        **{ring: WINDOW},
     )
 
 
@@ -76,8 +80,9 @@ def test_ring_slots_hold_the_latest_positions():
         assert int(cache["cache_index"]) == n
 
 
-def test_linen_window_decode_equals_the_full_forward():
-    module = _linen()
+@RING_LAYERS
+def test_linen_window_decode_equals_the_full_forward(ring):
+    module = _linen(ring)
     params = module.init(jax.random.key(0), X)["params"]
     # max_length 4 < LENGTH: a ring accepts steps past it.
     cache = module.init(jax.random.key(0), X[:, :4], decode=True)["cache"]
@@ -110,8 +115,9 @@ def test_linen_window_decode_equals_the_full_forward():
     assert int(state["cache"]["cache_index"]) == LENGTH
 
 
-def test_nnx_window_decode_equals_the_full_forward():
-    module = _linen()
+@RING_LAYERS
+def test_nnx_window_decode_equals_the_full_forward(ring):
+    module = _linen(ring)
     params = module.init(jax.random.key(0), X)["params"]
     twin = pnnx.MultiHeadAttention(
         2,
@@ -119,9 +125,9 @@ def test_nnx_window_decode_equals_the_full_forward():
         FEATURES,
         num_kv_heads=1,
         causal=True,
-        sliding_window=WINDOW,
         rotary=pnnx.RotaryEmbedding(),
         rngs=nnx.Rngs(0),
+        **{ring: WINDOW},
     )
     pnnx.from_linen(twin, {"params": params})
     twin.init_cache((2, 4, FEATURES))

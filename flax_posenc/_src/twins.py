@@ -135,6 +135,58 @@ def rotary_length(rotary, x, positions, decode: bool, seq_len: int | None) -> di
     return {"seq_len": validation.check_int("seq_len", seq_len, minimum=1)}
 
 
+def check_attention_choice(module: Any) -> None:
+    """The attention modules' ``chunk_size``, ``implementation``,
+    ``block_size`` and ``context_axis`` fields (linen and NNX), checked where
+    a mistake would otherwise show only at the first call."""
+    if module.chunk_size is not None:
+        validation.check_int("chunk_size", module.chunk_size, minimum=1)
+    if module.block_size is not None:
+        validation.check_int("block_size", module.block_size, minimum=1)
+    if module.implementation is not None:
+        validation.check_choice(
+            "implementation",
+            module.implementation,
+            ("blockwise", *attention.implementations.IMPLEMENTATIONS),
+        )
+    axis = module.context_axis
+    if axis is None:
+        return
+    if not isinstance(axis, str) or not axis:
+        raise TypeError(f"context_axis must be a mesh axis name (a str), got {axis!r}.")
+    if module.implementation is not None or module.block_size is not None:
+        raise ValueError(
+            f"context_axis={axis!r} runs `ring_attention` over that mesh axis, "
+            "which has its own blocks; leave implementation and block_size None."
+        )
+    if validation.check_rate("dropout_rate", module.dropout_rate) > 0.0:
+        raise ValueError(
+            f"context_axis={axis!r} runs `ring_attention`, which has no dropout "
+            "on the attention weights; set dropout_rate=0."
+        )
+
+
+def check_context_call(module: Any, positions, decode: bool) -> None:
+    """A call of an attention module with ``context_axis``: the shard's true
+    positions are needed (RoPE and the masks read them), and there is no
+    decode cache across a ring."""
+    axis = module.context_axis
+    if axis is None:
+        return
+    if decode:
+        raise ValueError(
+            f"context_axis={axis!r} shards the sequence over a mesh axis for a "
+            "whole forward pass; decode=True has no ring. Decode without "
+            "context_axis."
+        )
+    if positions is None:
+        raise ValueError(
+            f"context_axis={axis!r}: pass positions=, the local shard's "
+            "positions in the whole sequence (after `load_balanced_order`, if "
+            "used); the default arange would number each shard from 0."
+        )
+
+
 def attend(
     module: Any,
     q,
@@ -152,25 +204,50 @@ def attend(
     """The attention modules' attention over their keys (linen and NNX).
 
     ``module``: either twin; its fields ``position_bias``, ``causal``,
-    ``sliding_window``, ``scale``, ``softcap``, ``dropout_rate`` and
-    ``deterministic`` are read. The bias is ``position_bias(q_positions,
+    ``sliding_window``, ``chunk_size``, ``scale``, ``softcap``,
+    ``dropout_rate``, ``deterministic``, ``implementation``, ``block_size``
+    and ``context_axis`` are read. The bias is ``position_bias(q_positions,
     k_positions)``; dropout on the weights draws its key from
     ``draw_dropout_rng()`` unless `dropout_deterministic` of the field and
     the call's ``deterministic`` says not to; then `dot_product_attention`
-    with the mask as positions and segments. ``fits``: `write_cache`'s
+    with the mask as positions and segments, or, with ``context_axis``,
+    `ring_attention` over that mesh axis (the module is called on the local
+    shards, inside the user's ``shard_map``). ``fits``: `write_cache`'s
     flag; False gives NaN outputs (an overflowing cache, under ``jit`` and
     unchecked).
     """
     bias = None
     if module.position_bias is not None:
         bias = module.position_bias(q_positions, k_positions)
+    options = dict(
+        causal=module.causal,
+        sliding_window=module.sliding_window,
+        chunk_size=module.chunk_size,
+        scale=module.scale,
+        softcap=module.softcap,
+    )
+    if module.context_axis is not None:
+        if bias is not None:
+            raise ValueError(
+                "context_axis: ring_attention takes no [q, k] bias array; a "
+                "position_bias needs its per-block function form."
+            )
+        return attention.ring.ring_attention(
+            q,
+            k,
+            v,
+            axis_name=module.context_axis,
+            q_positions=q_positions,
+            k_positions=k_positions,
+            q_segments=q_segments,
+            k_segments=k_segments,
+            **options,
+        )
     dropout_rate = validation.check_rate("dropout_rate", module.dropout_rate)
     dropout_rng = None
     if dropout_rate > 0.0:
         if not dropout_deterministic(module.deterministic, deterministic):
             dropout_rng = draw_dropout_rng()
-    causal, sliding_window = module.causal, module.sliding_window
-    scale, softcap = module.scale, module.softcap
     # The mask goes as positions and segments: no [q, k] array is built by
     # the module, and a long sequence can take the blockwise path.
     out = attention.api.dot_product_attention(
@@ -179,15 +256,14 @@ def attend(
         v,
         q_positions=q_positions,
         k_positions=k_positions,
-        causal=causal,
-        sliding_window=sliding_window,
         q_segments=q_segments,
         k_segments=k_segments,
         bias=bias,
-        scale=scale,
-        softcap=softcap,
         dropout_rate=dropout_rate,
         dropout_rng=dropout_rng,
+        implementation=module.implementation,
+        block_size=module.block_size,
+        **options,
     )
     if fits is not None:
         out = jnp.where(fits, out, jnp.asarray(jnp.nan, out.dtype))

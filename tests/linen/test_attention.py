@@ -30,6 +30,7 @@ def _reference(
     kv_heads,
     causal=False,
     window=None,
+    chunk=None,
     segments=None,
     rotary=False,
     alibi=False,
@@ -52,6 +53,9 @@ def _reference(
         q = references.rope(q, positions, inv_freq)
         k = references.rope(k, positions, inv_freq)
     mask = references.attention_mask(positions, positions, causal, window, segments)
+    if chunk is not None:  # Llama 4: a query sees keys of its own chunk only
+        ids = positions // chunk
+        mask = mask & (ids[..., :, None] == ids[..., None, :])
     bias = None
     if alibi:
         bias = references.alibi_bias(
@@ -70,8 +74,16 @@ def _reference(
         {"kv_heads": 1, "alibi": True},
         {"kv_heads": 2, "rotary": True, "qk_norm": True, "softcap": 2.0},
         {"kv_heads": 4, "causal": True, "rotary": True, "segments": True},
+        {"kv_heads": 2, "causal": True, "rotary": True, "chunk": 3, "block": 3},
     ],
-    ids=["mha-rope", "gqa-window", "mqa-alibi", "qk-norm-softcap", "packed"],
+    ids=[
+        "mha-rope",
+        "gqa-window",
+        "mqa-alibi",
+        "qk-norm-softcap",
+        "packed",
+        "chunks-blockwise",
+    ],
 )
 def test_forward_matches_reference(transform, options):
     heads, kv_heads = 4, options["kv_heads"]
@@ -81,10 +93,12 @@ def test_forward_matches_reference(transform, options):
         head_dim=8,
         causal=options.get("causal", False),
         sliding_window=options.get("window"),
+        chunk_size=options.get("chunk"),
         rotary=RotaryEmbedding() if options.get("rotary") else None,
         position_bias=ALiBiBias(heads) if options.get("alibi") else None,
         qk_norm=RMSNorm() if options.get("qk_norm") else None,
         softcap=options.get("softcap"),
+        block_size=options.get("block"),  # the blockwise path, blocks of 3
     )
     x = _x((2, 7, FEATURES))
     positions = jnp.array([[0, 1, 2, 3, 4, 5, 6], [0, 1, 2, 0, 1, 2, 3]])
@@ -109,6 +123,7 @@ def test_forward_matches_reference(transform, options):
         kv_heads=kv_heads,
         causal=options.get("causal", False),
         window=options.get("window"),
+        chunk=options.get("chunk"),
         segments=None if segments is None else np.asarray(segments),
         rotary=options.get("rotary", False),
         alibi=options.get("alibi", False),
@@ -305,6 +320,23 @@ def test_errors():
     with pytest.raises(TypeError, match="positions"):
         MultiHeadAttention(num_heads=2, head_dim=2).init(
             jax.random.key(0), x, positions=jnp.arange(3.0)
+        )
+    for fields, error, match in [
+        ({"implementation": "flash"}, ValueError, r"implementation"),
+        ({"block_size": 0}, ValueError, r"block_size"),
+        ({"chunk_size": 0}, ValueError, r"chunk_size"),
+        ({"context_axis": 3}, TypeError, r"context_axis must be a mesh axis"),
+        ({"context_axis": "c", "block_size": 8}, ValueError, r"leave implementation"),
+        ({"context_axis": "c", "dropout_rate": 0.1}, ValueError, r"no dropout"),
+        ({"context_axis": "c"}, ValueError, r"pass positions="),
+    ]:
+        with pytest.raises(error, match=match):
+            MultiHeadAttention(num_heads=2, head_dim=2, **fields).init(
+                jax.random.key(0), x
+            )
+    with pytest.raises(ValueError, match=r"decode=True has no ring"):
+        MultiHeadAttention(num_heads=2, head_dim=2, context_axis="c").init(
+            jax.random.key(0), x, positions=jnp.arange(3), decode=True
         )
 
 

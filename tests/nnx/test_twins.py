@@ -219,8 +219,15 @@ ATTN_POS = jnp.array([[0, 1, 2, 3, 4, 5, 6], [0, 1, 2, 0, 1, 2, 3]])
 ATTN_SEG = jnp.array([[1] * 7, [1, 1, 1, 2, 2, 2, 0]])
 
 ATTENTION = {
+    # Window and chunks, on the blockwise path (blocks of 4 of 7 tokens).
     "gqa-rope-window": (
-        {"num_kv_heads": 2, "causal": True, "sliding_window": 3},
+        {
+            "num_kv_heads": 2,
+            "causal": True,
+            "sliding_window": 3,
+            "chunk_size": 4,
+            "block_size": 4,
+        },
         lambda: linen.RotaryEmbedding(),
         lambda: pnnx.RotaryEmbedding(),
         None,

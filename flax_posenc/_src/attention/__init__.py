@@ -7,14 +7,16 @@
   returns.
 - `implementations`: the registry, name -> implementation, and the default.
 - `xla`, `jax_nn`: the implementations, one file each.
-- `cache`: `write_cache`, the decode cache's pure step.
-- `ring`: context parallelism over a mesh (`load_balanced_order`).
+- `cache`: `write_cache` and `write_window_cache`, the decode cache's pure steps.
+- `blockwise`: `blockwise_attention`, masks from positions block by block.
+- `ring`: context parallelism over a mesh (`ring_attention`,
+  `load_balanced_order`).
 
 The modules are loaded here so that ``attention.masks``, ``attention.api`` and
 ``attention.cache`` are reachable from ``from flax_posenc._src import
 attention``.
 """
 
-from flax_posenc._src.attention import api, cache, masks
+from flax_posenc._src.attention import api, cache, implementations, masks, ring
 
-__all__ = ["api", "cache", "masks"]
+__all__ = ["api", "cache", "implementations", "masks", "ring"]

@@ -7,10 +7,13 @@ NNX modules keep those arrays in their own variables). Two kinds:
 - A full cache (`write_cache`) has one slot per position up to its
   ``max_length``. Nothing is clamped: a cache that overflows is an error, or
   NaN outputs under ``jit`` unchecked.
-- A window cache (`write_window_cache`), for a sliding-window layer, holds
-  the last ``window`` tokens as a ring buffer: token ``n`` (counting every
-  token written) sits in slot ``n % slots``. Each slot keeps its position, so
-  masks computed from positions stay exact, and any number of steps fits.
+- A window cache (`write_window_cache`), for a sliding-window or a chunked
+  layer, holds the last ``window`` (or ``chunk_size``) tokens as a ring
+  buffer: token ``n`` (counting every token written) sits in slot
+  ``n % slots``. Each slot keeps its position, so masks computed from
+  positions stay exact, and any number of steps fits. A query of a chunked
+  layer sees only keys of its own chunk at or before it (with a causal
+  mask): the ``chunk_size - 1`` tokens before it hold them all.
 """
 
 from __future__ import annotations
@@ -22,14 +25,17 @@ from jax.experimental import checkify
 from flax_posenc._src import validation
 
 
-def cache_length(max_length: int, sliding_window: int | None) -> int:
-    """The slots of a layer's decode cache: ``min(window, max_length)`` for a
-    sliding-window layer (a ring buffer), else ``max_length``."""
-    if sliding_window is None:
-        return max_length
-    return min(
-        validation.check_int("sliding_window", sliding_window, minimum=1), max_length
-    )
+def cache_length(
+    max_length: int, sliding_window: int | None, chunk_size: int | None = None
+) -> int:
+    """The slots of a layer's decode cache: ``min(window, chunk_size,
+    max_length)`` for a sliding-window or chunked layer (a ring buffer), else
+    ``max_length``."""
+    slots = max_length
+    for name, size in (("sliding_window", sliding_window), ("chunk_size", chunk_size)):
+        if size is not None:
+            slots = min(slots, validation.check_int(name, size, minimum=1))
+    return slots
 
 
 def write(
@@ -40,10 +46,12 @@ def write(
     segments,
     *,
     sliding_window: int | None,
+    chunk_size: int | None = None,
     checked: bool = False,
 ):
-    """`write_window_cache` for a sliding-window layer, else `write_cache`."""
-    if sliding_window is None:
+    """`write_window_cache` for a sliding-window or chunked layer, else
+    `write_cache`."""
+    if sliding_window is None and chunk_size is None:
         return write_cache(cache, k, v, positions, segments, checked=checked)
     return write_window_cache(cache, k, v, positions, segments)
 

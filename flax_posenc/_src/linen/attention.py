@@ -19,8 +19,20 @@ class MultiHeadAttention(nn.Module):
     (``qk_norm``, Gemma 3 / Qwen3), rotated by ``rotary``, then
     `flax_posenc.dot_product_attention` with the mask of
     `flax_posenc.attention_mask` (``causal``, ``sliding_window``,
-    ``segments``) and the bias of ``position_bias`` (`ALiBiBias`,
-    `RelativePositionBias`), all computed from ``positions``.
+    ``chunk_size``, ``segments``) and the bias of ``position_bias``
+    (`ALiBiBias`, `RelativePositionBias`), all computed from ``positions``.
+    The mask goes to `flax_posenc.dot_product_attention` as positions and
+    segments, never as a ``[q, k]`` array, so a long sequence takes the
+    blockwise path (``implementation`` and ``block_size`` choose as that
+    function's keywords do).
+
+    **A sequence sharded over a mesh** (context parallelism): with
+    ``context_axis`` set to a mesh axis name, call the module inside
+    ``jax.shard_map`` over that axis on the local shard of the sequence,
+    with ``positions=`` the shard's true positions (e.g. after
+    `flax_posenc.load_balanced_order`); attention runs as
+    `flax_posenc.ring_attention`, RoPE from those positions. No decoding or
+    dropout there.
 
     **Decoding**, as Flax's ``MultiHeadDotProductAttention``: ``init(...,
     decode=True)`` on a ``[batch, max_length, features]`` input creates the
@@ -34,9 +46,12 @@ class MultiHeadAttention(nn.Module):
     equal the same tokens in one forward pass. With ``sliding_window=w`` the
     cache is a ring buffer of ``min(w, max_length)`` slots: token ``n`` (of
     all written) overwrites slot ``n % slots``, each slot keeps its position,
-    and any number of steps fits; memory stays O(window).
+    and any number of steps fits; memory stays O(window). With
+    ``chunk_size=c`` it holds one chunk, ``min(c, max_length)`` slots, in the
+    same way.
 
-    Nothing is clamped in a full cache (no ``sliding_window``).
+    Nothing is clamped in a full cache (no ``sliding_window`` or
+    ``chunk_size``).
     ``decode=True`` without a cache, an input whose batch differs from the
     cache's, and more tokens than the cache has slots left raise
     ``ValueError`` when that is known: always for shapes, and for the slots
@@ -84,12 +99,19 @@ class MultiHeadAttention(nn.Module):
         k_positions)`` returning ``[..., heads, q, k]``, or None.
       causal: mask later positions.
       sliding_window: attend to the ``sliding_window`` latest positions only.
+      chunk_size: chunked attention (Llama 4's ``attention_chunk_size``): a
+        query attends keys of its own chunk of positions only.
       softcap: soft-capping of the logits (Gemma 2: 50).
       scale: logit scale; default ``head_dim ** -0.5`` (T5: 1; Gemma 2:
         ``query_pre_attn_scalar ** -0.5``).
       dropout_rate: dropout on the attention weights.
       deterministic: disable dropout; the call's value wins when given.
       checked: emit a ``checkify`` check that a decoding step fits the cache.
+      implementation: `flax_posenc.dot_product_attention`'s: ``"blockwise"``,
+        ``"jax"``, ``"xla"``, or None to choose by size.
+      block_size: the blockwise path's block size, or None.
+      context_axis: the mesh axis the sequence is sharded over (ring
+        attention inside ``shard_map``), or None.
       dtype: computation dtype; default the input's.
       param_dtype: parameter dtype.
       kernel_init: projection kernels' initializer (LeCun normal, as Flax's
@@ -108,11 +130,15 @@ class MultiHeadAttention(nn.Module):
     position_bias: nn.Module | None = None
     causal: bool = False
     sliding_window: int | None = None
+    chunk_size: int | None = None
     softcap: float | None = None
     scale: float | None = None
     dropout_rate: float = 0.0
     deterministic: bool | None = None
     checked: bool = False
+    implementation: str | None = None
+    block_size: int | None = None
+    context_axis: str | None = None
     dtype: DTypeLike | None = None
     param_dtype: DTypeLike = jnp.float32
     kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
@@ -161,6 +187,8 @@ class MultiHeadAttention(nn.Module):
             checked=self.checked,
             decode=decode,
         )
+        twins.check_attention_choice(self)
+        twins.check_context_call(self, positions, decode)
         x = twins.attention_input(x)
         q = self._projection(heads, ("embed", "heads", "kv"), "query")(x)
         k = self._projection(kv_heads, ("embed", "kv_heads", "kv"), "key")(x)
@@ -229,7 +257,9 @@ class MultiHeadAttention(nn.Module):
                 "on a [batch, max_length, features] input, and pass it in apply "
                 "with mutable=['cache']."
             )
-        slots = attention.cache.cache_length(k.shape[-3], self.sliding_window)
+        slots = attention.cache.cache_length(
+            k.shape[-3], self.sliding_window, self.chunk_size
+        )
         seq_shape = (*k.shape[:-3], slots)
         variables = {
             "cached_key": self.variable(
@@ -264,6 +294,7 @@ class MultiHeadAttention(nn.Module):
             positions,
             segments,
             sliding_window=self.sliding_window,
+            chunk_size=self.chunk_size,
             checked=self.checked,
         )
         for name, variable in variables.items():

@@ -34,9 +34,13 @@ class MultiHeadAttention(nnx.Module):
     writes ``x``'s keys at the next slots and attends over the cache. With
     ``sliding_window=w`` the cache is a ring buffer of ``min(w, max_length)``
     slots (each keeps its position, so masks stay exact) that takes any
-    number of steps.
+    number of steps; with ``chunk_size=c`` one of ``min(c, max_length)``
+    slots, one chunk. ``implementation``, ``block_size`` and
+    ``context_axis`` (ring attention inside ``shard_map``, with the shard's
+    true ``positions``) mean what the linen twin's fields mean.
 
-    Nothing is clamped in a full cache (no ``sliding_window``).
+    Nothing is clamped in a full cache (no ``sliding_window`` or
+    ``chunk_size``).
     ``decode=True`` without a cache, an input whose batch differs from the
     cache's, and more tokens than the cache has slots left raise
     ``ValueError`` when that is known: always for shapes, and for the slots
@@ -82,12 +86,19 @@ class MultiHeadAttention(nnx.Module):
         instance to every layer to share it), or None.
       causal: mask later positions.
       sliding_window: attend to the ``sliding_window`` latest positions only.
+      chunk_size: chunked attention (Llama 4): a query attends keys of its
+        own chunk of positions only.
       softcap: soft-capping of the logits.
       scale: logit scale; default ``head_dim ** -0.5``.
       dropout_rate: dropout on the attention weights (draws from the
         ``dropout`` stream of ``rngs``).
       deterministic: disable dropout; the call's value wins when given.
       checked: emit a ``checkify`` check that a decoding step fits the cache.
+      implementation: `flax_posenc.dot_product_attention`'s: ``"blockwise"``,
+        ``"jax"``, ``"xla"``, or None to choose by size.
+      block_size: the blockwise path's block size, or None.
+      context_axis: the mesh axis the sequence is sharded over (ring
+        attention inside ``shard_map``), or None.
       dtype: computation dtype; default the input's.
       param_dtype: parameter dtype.
       kernel_init: projection kernels' initializer (LeCun normal).
@@ -110,11 +121,15 @@ class MultiHeadAttention(nnx.Module):
         position_bias: nnx.Module | None = None,
         causal: bool = False,
         sliding_window: int | None = None,
+        chunk_size: int | None = None,
         softcap: float | None = None,
         scale: float | None = None,
         dropout_rate: float = 0.0,
         deterministic: bool | None = None,
         checked: bool = False,
+        implementation: str | None = None,
+        block_size: int | None = None,
+        context_axis: str | None = None,
         dtype: DTypeLike | None = None,
         param_dtype: DTypeLike = jnp.float32,
         kernel_init: nnx.Initializer = KERNEL_INIT,
@@ -133,10 +148,14 @@ class MultiHeadAttention(nnx.Module):
         self.in_features = in_features
         self.num_heads, self.num_kv_heads, self.head_dim = num_heads, kv_heads, head_dim
         self.causal, self.sliding_window = causal, sliding_window
+        self.chunk_size = chunk_size
         self.softcap, self.scale = softcap, scale
         self.dropout_rate = validation.check_rate("dropout_rate", dropout_rate)
         self.deterministic, self.checked = deterministic, checked
         self.dtype, self.param_dtype = dtype, param_dtype
+        self.implementation, self.block_size = implementation, block_size
+        self.context_axis = context_axis
+        twins.check_attention_choice(self)
 
         def projection(
             heads, axes, use_bias, in_shape=in_features, axis=-1, out_shape=None
@@ -194,7 +213,9 @@ class MultiHeadAttention(nnx.Module):
         for size in shape:
             validation.check_int("init_cache input_shape", size, minimum=1)
         *batch, max_length, _ = shape
-        max_length = attention.cache.cache_length(max_length, self.sliding_window)
+        max_length = attention.cache.cache_length(
+            max_length, self.sliding_window, self.chunk_size
+        )
         if dtype is None:
             dtype = self.param_dtype if self.dtype is None else self.dtype
         dtype = validation.floating_dtype("init_cache dtype", dtype)
@@ -232,6 +253,7 @@ class MultiHeadAttention(nnx.Module):
             )
         if validation.check_bool("decode", decode) and self.cache_index is None:
             raise ValueError("decode=True needs a cache: call init_cache first.")
+        twins.check_context_call(self, positions, decode)
         q, k, v = self.query(x), self.key(x), self.value(x)
         if self.query_norm is not None:
             q, k = twins.qk_norm(self.query_norm, self.key_norm, q, k)
@@ -259,6 +281,7 @@ class MultiHeadAttention(nnx.Module):
                     positions,
                     segments,
                     sliding_window=self.sliding_window,
+                    chunk_size=self.chunk_size,
                     checked=self.checked,
                 )
             )
