@@ -167,3 +167,31 @@ def test_a_full_cache_still_overflows_and_a_window_one_does_not():
         else:
             variables = _step(module, variables, 3)
             assert int(variables["cache"]["cache_index"]) == 4
+
+
+def test_a_long_prefill_takes_the_blockwise_path(monkeypatch):
+    # A prompt written into the cache attends as positions and segments: by
+    # size it takes the blockwise path (here "large" from 1 logit), no [q, k].
+    from flax_posenc._src.attention import api
+
+    module = linen.MultiHeadAttention(
+        num_heads=2, head_dim=4, causal=True, rotary=linen.RotaryEmbedding()
+    )
+    variables = module.init(jax.random.key(0), X, decode=True)
+
+    def prefill():
+        out, _ = module.apply(variables, X[:, :5], decode=True, mutable=["cache"])
+        return out
+
+    dense = prefill()
+    calls = []
+    real = api.blockwise.blockwise_attention
+
+    def counted(*args, **kwargs):
+        calls.append(args[0].shape)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(api, "BLOCKWISE_FROM", 1)
+    monkeypatch.setattr(api.blockwise, "blockwise_attention", counted)
+    chex.assert_trees_all_close(prefill(), dense, atol=1e-5)
+    assert calls == [(2, 5, 2, 4)]
