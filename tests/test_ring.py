@@ -76,7 +76,8 @@ def test_bad_sizes(length, shards, error, match):
 
 # One child process with 4 CPU devices runs every ring case (the device count is
 # fixed when JAX starts); it prints, per case, the largest differences from
-# dense attention on one device, for the outputs and for the gradients.
+# dense attention on one device, for the outputs and for the gradients (of q,
+# k, v and of the T5 table that the bias case reads).
 RING_PROGRAM = """
 import json
 import jax
@@ -86,11 +87,12 @@ import flax_posenc as fp
 
 mesh = jax.make_mesh((4,), ("context",), axis_types=(jax.sharding.AxisType.Auto,))
 T, heads, kv_heads, dim = 32, 4, 2, 8
-keys = jax.random.split(jax.random.key(0), 4)
+keys = jax.random.split(jax.random.key(0), 5)
 q = jax.random.normal(keys[0], (2, T, heads, dim))
 k = jax.random.normal(keys[1], (2, T, kv_heads, dim))
 v = jax.random.normal(keys[2], (2, T, kv_heads, dim))
 w = jax.random.normal(keys[3], (2, T, heads, dim))
+table = jax.random.normal(keys[4], (heads, 32))
 positions = jnp.stack([jnp.arange(T), jnp.arange(T) % 20])  # row 1 packs 2
 segments = jnp.stack([jnp.ones(T, jnp.int32), (jnp.arange(T) >= 20) + 1])
 segments = segments.at[0, -3:].set(0)  # padding: rows with nothing to attend
@@ -99,42 +101,60 @@ CASES = {
     "window": dict(causal=True, sliding_window=5),
     "bidirectional-softcap": dict(softcap=2.0),
     "causal-balanced": dict(causal=True, segments=True, balanced=True),
+    "causal-balanced-t5-bias": dict(causal=True, balanced=True, bias=True),
 }
+
+
+def t5(table, q_pos, k_pos):
+    return fp.relative_position_bias(table, q_pos, k_pos, bidirectional=False)
+
+
 seq = P(None, "context")
 results = {}
 for name, case in CASES.items():
     case = dict(case)
     balanced, with_segments = case.pop("balanced", False), case.pop("segments", False)
+    with_bias = case.pop("bias", False)
     seg = segments if with_segments else None
 
-    def dense(q, k, v):
+    def dense(q, k, v, table):
         mask = fp.attention_mask(
             positions, positions, causal=case.get("causal", False),
             sliding_window=case.get("sliding_window"), q_segments=seg, k_segments=seg,
         )
-        return fp.dot_product_attention(q, k, v, mask=mask, softcap=case.get("softcap"))
+        bias = t5(table, positions, positions) if with_bias else None
+        return fp.dot_product_attention(
+            q, k, v, mask=mask, bias=bias, softcap=case.get("softcap")
+        )
 
-    def ring(q, k, v):
+    def ring(q, k, v, table):
         order = fp.load_balanced_order(T, 4) if balanced else jnp.arange(T)
         pos, sg = positions[:, order], None if seg is None else seg[:, order]
-        local = jax.shard_map(
-            lambda q, k, v, p, s: fp.ring_attention(
+
+        def shard(q, k, v, p, s, table):
+            # The bias function is built inside, from the replicated table.
+            bias = jax.tree_util.Partial(t5, table) if with_bias else None
+            return fp.ring_attention(
                 q, k, v, axis_name="context", q_positions=p, k_positions=p,
-                q_segments=s, k_segments=s, **case,
-            ),
+                q_segments=s, k_segments=s, bias=bias, **case,
+            )
+
+        local = jax.shard_map(
+            shard,
             mesh=mesh,
-            in_specs=(seq, seq, seq, seq, None if sg is None else seq),
+            in_specs=(seq, seq, seq, seq, None if sg is None else seq, P()),
             out_specs=seq,
         )
-        out = local(q[:, order], k[:, order], v[:, order], pos, sg)
+        out = local(q[:, order], k[:, order], v[:, order], pos, sg, table)
         return out[:, jnp.argsort(order)]
 
     def loss(f):
-        return lambda q, k, v: (f(q, k, v) * w).sum()
+        return lambda q, k, v, table: (f(q, k, v, table) * w).sum()
 
-    out_ring, out_dense = jax.jit(ring)(q, k, v), dense(q, k, v)
-    grads_ring = jax.jit(jax.grad(loss(ring), argnums=(0, 1, 2)))(q, k, v)
-    grads_dense = jax.grad(loss(dense), argnums=(0, 1, 2))(q, k, v)
+    args, argnums = (q, k, v, table), (0, 1, 2, 3) if with_bias else (0, 1, 2)
+    out_ring, out_dense = jax.jit(ring)(*args), dense(*args)
+    grads_ring = jax.jit(jax.grad(loss(ring), argnums=argnums))(*args)
+    grads_dense = jax.grad(loss(dense), argnums=argnums)(*args)
     results[name] = {
         "out": float(jnp.abs(out_ring - out_dense).max()),
         "grad": max(
@@ -144,6 +164,7 @@ for name, case in CASES.items():
         "padding_rows": (
             float(jnp.abs(out_ring[0, -3:]).max()) if with_segments else 0.0
         ),
+        "table_grad": float(jnp.abs(grads_ring[-1]).max()) if with_bias else None,
     }
 print(json.dumps(results))
 """
@@ -167,9 +188,11 @@ def test_ring_attention_on_four_devices_equals_dense_attention():
         "window",
         "bidirectional-softcap",
         "causal-balanced",
+        "causal-balanced-t5-bias",
     }
     for name, found in results.items():
         assert found["out"] < 2e-6, (name, found)
         assert found["grad"] < 2e-5, (name, found)
         assert found["finite"], name
         assert found["padding_rows"] == 0.0, name  # nothing to attend: zeros
+    assert results["causal-balanced-t5-bias"]["table_grad"] > 0.1  # it flows

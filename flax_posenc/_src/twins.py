@@ -11,6 +11,7 @@ written here once, so the two cannot drift apart. Helpers that take
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -568,6 +569,59 @@ def check_bias_module(
     validation.check_int("num_heads", num_heads, minimum=1)
     relative.check_buckets(num_buckets, max_distance, bidirectional=bidirectional)
     return validation.module_dtypes(dtype, param_dtype)
+
+
+# The bias modules' ``bias_function()``: a `jax.tree_util.Partial` of one of
+# these. A Partial is a pytree: its arguments (the T5 table) are leaves, which
+# a jit takes as traced arguments (their gradients flow, a new table compiles
+# nothing again); its function, one of these frozen dataclasses holding the
+# static options, is compared by value, so equal modules give equal pytrees.
+
+
+@dataclasses.dataclass(frozen=True)
+class AlibiFunction:
+    """`alibi_bias` of the ALiBi modules, as a function of positions only."""
+
+    num_heads: int
+    dtype: Any
+
+    def __call__(self, q_positions, k_positions=None) -> jax.Array:
+        return alibi_bias(q_positions, k_positions, self.num_heads, self.dtype)
+
+
+@dataclasses.dataclass(frozen=True)
+class RelativeFunction:
+    """`relative_bias` of the relative-bias modules, given their table first."""
+
+    bidirectional: bool
+    max_distance: int
+    dtype: Any
+
+    def __call__(self, table, q_positions, k_positions=None) -> jax.Array:
+        return relative_bias(
+            table,
+            q_positions,
+            k_positions,
+            self.bidirectional,
+            self.max_distance,
+            self.dtype,
+        )
+
+
+def alibi_bias_function(num_heads: int, dtype) -> jax.tree_util.Partial:
+    """The ALiBi modules' ``bias_function()`` (linen and NNX)."""
+    alibi.alibi_slopes(num_heads)  # checks num_heads here, not at the first call
+    dtype = validation.floating_dtype("dtype", dtype)
+    return jax.tree_util.Partial(AlibiFunction(num_heads, dtype))
+
+
+def relative_bias_function(
+    table, bidirectional, max_distance, dtype
+) -> jax.tree_util.Partial:
+    """The relative-bias modules' ``bias_function()`` (linen and NNX): the
+    function of positions holding ``table``."""
+    function = RelativeFunction(bool(bidirectional), max_distance, dtype)
+    return jax.tree_util.Partial(function, table)
 
 
 # -- Rotary embeddings ---------------------------------------------------------

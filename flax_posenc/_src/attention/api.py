@@ -10,6 +10,7 @@ names. How attention is computed lives in the implementations, one file each.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -35,7 +36,7 @@ def dot_product_attention(
     q_segments: ArrayLike | None = None,
     k_segments: ArrayLike | None = None,
     mask: ArrayLike | None = None,
-    bias: ArrayLike | None = None,
+    bias: ArrayLike | Callable[[jax.Array, jax.Array], ArrayLike] | None = None,
     scale: float | None = None,
     softcap: float | None = None,
     dropout_rate: float = 0.0,
@@ -69,16 +70,38 @@ def dot_product_attention(
     mask need never exist as a ``[q, k]`` array: ``"blockwise"`` computes each
     block's mask from the block's positions, in O(q + k) memory.
 
+    **A bias from positions.** ``bias`` may be a callable, ``bias(q_positions,
+    k_positions) -> [..., heads or 1, q, k]``, a pure function of positions
+    (`alibi_bias` and `relative_position_bias` with their other arguments
+    bound; `flax_posenc.linen.ALiBiBias.bias_function` and
+    `flax_posenc.linen.RelativePositionBias.bias_function` give the modules'
+    ones). The dense paths call it once, on ``q_positions`` and
+    ``k_positions`` as given (``arange`` when not given), and add the array
+    it returns. ``"blockwise"`` calls it on each pair of blocks instead, so
+    the bias need never exist as a ``[q, k]`` array either: it receives the
+    blocks' positions, integer ``[*batch, block_q]`` and ``[*batch,
+    block_k]`` (the positions broadcast to ``batch``, the broadcast leading
+    axes of ``q``, ``k``, ``v``, the positions and the segments, then cut
+    along the sequence; a partial last block repeats the last position), and
+    its result must broadcast to ``[*batch, heads or 1, block_q, block_k]``.
+    A function of positions that broadcasts as `alibi_bias` does gives the
+    same values either way.
+    Learned parameters it reads (the T5 table) get their gradients on every
+    path, whether the function closes over them or holds them as the
+    arguments of a ``jax.tree_util.Partial`` (as ``bias_function()`` does:
+    a new table then compiles nothing again).
+
     Three paths compute the same thing:
 
     - ``"blockwise"``: query and key blocks of ``block_size`` (default 512)
       with an online softmax in float32, each block's mask computed from its
       positions and segments, key blocks the mask leaves empty skipped, and
       gradients recomputed block by block (memory O(q + k), never
-      ``[q, k]``). It takes the mask only as positions and segments: with an
-      array ``mask`` or ``bias``, or dropout, it raises. Used by default for
-      such requests from ``q * k >= 2**24`` (a 4096-token self-attention), or
-      when ``block_size`` is given.
+      ``[q, k]``). It takes the mask only as positions and segments and the
+      bias only as a callable: with an array ``mask`` or ``bias``, or
+      dropout, it raises. Used by default for such requests (a mask from
+      positions, or a callable bias) from ``q * k >= 2**24`` (a 4096-token
+      self-attention), or when ``block_size`` is given.
 
     - ``"jax"``: `jax.nn.dot_product_attention`, so that a GPU or TPU gets
       what jax selects there. Used by default on those backends when there is
@@ -106,7 +129,8 @@ def dot_product_attention(
       mask: bool, broadcastable to ``[..., heads, q, k]``; True attends (e.g.
         `attention_mask`).
       bias: broadcastable to ``[..., heads, q, k]``, added to the logits after
-        soft-capping (`alibi_bias`, `relative_position_bias`).
+        soft-capping (`alibi_bias`, `relative_position_bias`); or a callable
+        ``bias(q_positions, k_positions)`` returning such an array, as above.
       scale: multiplies ``q k^T``, a finite real number; T5 uses 1, Gemma 2
         ``query_pre_attn_scalar ** -0.5``.
       softcap: the soft-capping bound (Gemma 2: 50), or None.
@@ -162,6 +186,10 @@ def dot_product_attention(
     )
     dropout_rate = validation.check_rate("dropout_rate", dropout_rate)
     if _blockwise(implementation, block_size, spec, mask, bias, dropout_rate, q, k):
+        if spec is None:
+            # No mask keyword: the default positions (read by a bias
+            # callable, if any) and no mask.
+            spec = (*_default_positions(q, k), None, None, {})
         q_pos, k_pos, q_seg, k_seg, options = spec
         size = 512 if block_size is None else block_size
         return blockwise.blockwise_attention(
@@ -174,6 +202,7 @@ def dot_product_attention(
             k_seg,
             scale=scale,
             softcap=softcap,
+            bias=bias,
             block_q=size,
             block_k=size,
             **options,
@@ -199,6 +228,13 @@ def dot_product_attention(
                 "additive float values as bias= instead."
             )
         _check_broadcasts("mask", mask, logits_shape)
+    if callable(bias):
+        # The dense paths evaluate a bias callable once, on all positions.
+        given = _default_positions(q, k)
+        bias = bias(
+            given[0] if q_positions is None else jnp.asarray(q_positions),
+            given[1] if k_positions is None else jnp.asarray(k_positions),
+        )
     if bias is not None:
         bias = validation.floating_array("bias", bias)
         _check_broadcasts("bias", bias, logits_shape)
@@ -311,7 +347,7 @@ def _blockwise(implementation, block_size, spec, mask, bias, dropout_rate, q, k)
         name
         for name, present in (
             ("an array mask (give it as positions and segments)", mask is not None),
-            ("an array bias", bias is not None),
+            ("an array bias", bias is not None and not callable(bias)),
             ("dropout", dropout_rate > 0.0),
         )
         if present
@@ -324,7 +360,9 @@ def _blockwise(implementation, block_size, spec, mask, bias, dropout_rate, q, k)
                 "'xla' for it."
             )
         return True
-    if implementation is not None or unexpressible or spec is None:
+    if implementation is not None or unexpressible:
+        return False
+    if spec is None and not callable(bias):
         return False
     return q.shape[-3] * k.shape[-3] >= BLOCKWISE_FROM
 
@@ -353,6 +391,14 @@ def _attend(
         q, k, v, mask, bias, scale, softcap, rng, batch, logits_shape, dropout
     )
     return implementations.REGISTRY[implementation].attend(request)
+
+
+def _default_positions(q, k):
+    """``(arange(q), arange(k))`` in int32: the positions when none are given."""
+    return (
+        jnp.arange(q.shape[-3], dtype=jnp.int32),
+        jnp.arange(k.shape[-3], dtype=jnp.int32),
+    )
 
 
 def _check_broadcasts(name, value, shape):

@@ -3,7 +3,8 @@
 What goes here: `blockwise_attention`, softmax attention whose mask is
 computed per (query block, key block) from that block's positions and
 segments by `masks.block_mask` (the rule `masks.attention_mask` states, plus
-chunked attention), with an online softmax over the key blocks. No
+chunked attention), and whose bias, a function of positions, is evaluated on
+the block's positions, with an online softmax over the key blocks. No
 ``[q, k]`` array is ever built, in the forward or the backward pass (each
 block step is rematerialized by `jax.checkpoint`).
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -36,6 +38,7 @@ def blockwise_attention(
     chunk_size: int | None = None,
     scale: float | None = None,
     softcap: float | None = None,
+    bias: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
     block_q: int = 512,
     block_k: int = 512,
 ) -> jax.Array:
@@ -54,6 +57,25 @@ def blockwise_attention(
     gradients. Lengths that the block sizes do not divide are padded; no query
     attends the padding.
 
+    ``bias`` is a function of positions, ``bias(q_positions, k_positions)``,
+    called on each block pair inside the loop: it receives integer
+    ``[*batch, block_q]`` and ``[*batch, block_k]`` arrays, the block's
+    positions (as given, broadcast to ``batch``, the broadcast leading axes of
+    the inputs, positions and segments), and returns an array broadcastable
+    to ``[*batch, heads or 1, block_q, block_k]``, added to the logits after
+    soft-capping, as the dense path adds an array bias. A ``-inf`` bias
+    excludes a key. In a partial last block the padding's positions repeat
+    the last position (what the bias returns there is masked). Which blocks
+    are skipped is decided by the mask alone: a bias never skips a block.
+    The function must be pure (traced once, inside `jax.checkpoint` and
+    ``lax.scan``); learned parameters it reads get their gradients either
+    way it holds them: closed over (a traced table in the enclosing
+    function), or as the arguments of a ``jax.tree_util.Partial`` (they are
+    then arguments of the compiled program, and a call with new values of
+    them does not compile again). `flax_posenc.linen.RelativePositionBias`
+    and `flax_posenc.linen.ALiBiBias` (and their NNX twins) give theirs by
+    ``bias_function()``.
+
     Args:
       q: ``[..., q, heads, head_dim]`` queries.
       k: ``[..., k, kv_heads, head_dim]`` keys; ``kv_heads`` divides ``heads``:
@@ -69,6 +91,8 @@ def blockwise_attention(
       chunk_size: the chunk ``c >= 1`` of chunked attention, or None.
       scale: multiplies ``q k^T`` (default ``head_dim ** -0.5``).
       softcap: the soft-capping bound, or None.
+      bias: ``bias(q_positions, k_positions) -> [*batch, heads or 1, q, k]``
+        for the block's positions (above), or None.
       block_q: the query block's length (at most the query length is used).
       block_k: the key block's length (at most the key length is used).
 
@@ -79,8 +103,10 @@ def blockwise_attention(
       ValueError: shapes that do not fit (as `dot_product_attention`'s),
         positions or segments whose lengths or leading axes do not fit, a
         window, chunk size or block size below 1, a chunk size of 2**31 or
-        more, a non-positive softcap.
-      TypeError: non-floating inputs, non-integer positions or segments.
+        more, a non-positive softcap, a bias whose values do not broadcast to
+        ``[*batch, heads or 1, block_q, block_k]``.
+      TypeError: non-floating inputs, non-integer positions or segments, a
+        ``bias`` that is not callable or returns non-floating values.
     """
     q, k, v, batch = checks.check_qkv(q, k, v)
     unsigned = masks.unsigned_pair(q_positions, k_positions)
@@ -114,6 +140,7 @@ def blockwise_attention(
     block_q = validation.check_int("block_q", block_q, minimum=1)
     block_k = validation.check_int("block_k", block_k, minimum=1)
     scale, softcap = checks.check_scale_softcap(scale, softcap, q.shape[-1])
+    bias = bias_pytree(bias)
     q_len, k_len = q.shape[-3], k.shape[-3]
     if q_len == 0 or k_len == 0:
         # No queries, or no keys: every query attends nothing.
@@ -128,6 +155,7 @@ def blockwise_attention(
         k_segments,
         scale,
         softcap,
+        bias,
         batch=batch,
         causal=causal,
         window=window,
@@ -160,6 +188,7 @@ def _blockwise(
     k_segments,
     scale,
     softcap,
+    bias,
     *,
     batch,
     causal,
@@ -242,6 +271,8 @@ def _blockwise(
         logits = logits * jnp.asarray(scale, work)
         if softcap is not None:
             logits = softcap * jnp.tanh(logits / softcap)
+        if bias is not None:
+            logits = logits + block_bias(qpb, kpb).astype(work)
         logits = jnp.where(mask, logits, -jnp.inf)
         running_max, total, acc = carry
         # The output does not depend on the maximum: no gradient through it.
@@ -255,6 +286,22 @@ def _blockwise(
             "nkrt,ntke->nkre", weights, vb.astype(work)
         )
         return new_max, total, acc
+
+    def block_bias(qpb, kpb):
+        # The callable on the block's positions, with the user's leading axes:
+        # [n, block] -> [*batch, block]; its values [*batch, heads or 1,
+        # block_q, block_k] -> [n, kv or 1, block_q * g, block_k], rows (t, g).
+        values = bias(qpb.reshape(*batch, block_q), kpb.reshape(*batch, block_k))
+        values = check_bias_values(values, batch, heads, block_q, block_k)
+        values = values.reshape(n, -1, block_q, block_k)
+        if values.shape[1] == 1:
+            values = jnp.broadcast_to(
+                values[:, :, :, None, :], (n, 1, block_q, groups, block_k)
+            )
+        else:
+            values = values.reshape(n, kv_heads, groups, block_q, block_k)
+            values = jnp.swapaxes(values, 2, 3)
+        return values.reshape(n, -1, block_q * groups, block_k)
 
     def may_attend(q_block, k_block):
         # False only when no pair of the blocks' position ranges meets the
@@ -310,6 +357,44 @@ def _blockwise(
         n, q_blocks * block_q, heads, v_dim
     )
     return out[:, :q_len].reshape(*batch, q_len, heads, v_dim).astype(q.dtype)
+
+
+def bias_pytree(bias):
+    """``bias``, a callable or None, as a `jax.tree_util.Partial`: a pytree
+    that a `jax.jit` takes as an argument (its arguments traced, its function
+    static). Raises ``TypeError`` for anything else."""
+    if bias is None or isinstance(bias, jax.tree_util.Partial):
+        return bias
+    if not callable(bias):
+        raise TypeError(
+            "bias must be a callable bias(q_positions, k_positions) -> [..., "
+            f"heads or 1, q, k] here, got {type(bias).__name__}; an array bias "
+            "needs the dense path (implementation='xla')."
+        )
+    return jax.tree_util.Partial(bias)
+
+
+def check_bias_values(values, batch, heads, q_len, k_len):
+    """A bias callable's values for ``q_len`` queries and ``k_len`` keys,
+    broadcast to ``[*batch, heads or 1, q_len, k_len]``."""
+    values = jnp.asarray(values)
+    if not jnp.issubdtype(values.dtype, jnp.floating):
+        raise TypeError(
+            f"the bias callable must return floating values, got {values.dtype}."
+        )
+    rows = values.shape[-3] if values.ndim >= 3 else 1
+    shape = (*batch, rows, q_len, k_len)
+    try:
+        fits = rows in (1, heads) and np.broadcast_shapes(values.shape, shape) == shape
+    except ValueError:
+        fits = False
+    if not fits:
+        raise ValueError(
+            f"the bias callable returned {values.shape} for {q_len} query and "
+            f"{k_len} key positions; it must broadcast to [..., heads or 1, q, "
+            f"k] {(*batch, heads, q_len, k_len)}."
+        )
+    return jnp.broadcast_to(values, shape)
 
 
 def _maybe(f, x, *args):

@@ -11,12 +11,14 @@ no mask code knows about the order.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from flax_posenc._src import validation
-from flax_posenc._src.attention import checks, masks
+from flax_posenc._src.attention import blockwise, checks, masks
 
 
 def load_balanced_order(length: int, num_shards: int) -> jax.Array:
@@ -79,6 +81,7 @@ def ring_attention(
     sliding_window: int | None = None,
     scale: float | None = None,
     softcap: float | None = None,
+    bias: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
 ) -> jax.Array:
     r"""Attention over a sequence sharded along a mesh axis (a ring of devices).
 
@@ -99,6 +102,15 @@ def ring_attention(
     query with no key to attend returns zeros with finite gradients.
     Gradients flow through the ring (``ppermute`` is differentiable).
 
+    A bias is a function of positions, never a ``[q, k]`` array: each device
+    calls ``bias(q_positions, k_positions)`` on its queries' positions and the
+    visiting block's, and adds the result (broadcastable to ``[..., heads or
+    1, q, k]``) to the logits after soft-capping, as `dot_product_attention`
+    adds a bias; a ``-inf`` bias excludes a key. Learned parameters it reads
+    (the T5 table of `flax_posenc.linen.RelativePositionBias.bias_function`)
+    get their gradients: build the function inside the ``shard_map`` from
+    the table passed in replicated.
+
     Args:
       q: local queries ``[..., q, heads, head_dim]``.
       k: local keys ``[..., k, kv_heads, head_dim]``; ``kv_heads`` divides
@@ -114,6 +126,9 @@ def ring_attention(
         query are excluded.
       scale: multiplies ``q k^T``; default ``head_dim ** -0.5``.
       softcap: the soft-capping bound, or None.
+      bias: ``bias(q_positions, k_positions) -> [..., heads or 1, q, k]``,
+        called on the local queries' and each visiting block's positions, or
+        None.
 
     Returns:
       The local outputs ``[..., q, heads, v_dim]`` in ``q``'s dtype.
@@ -155,6 +170,7 @@ def ring_attention(
     causal = validation.check_bool("causal", causal)
     sliding_window = masks.check_window(sliding_window)
     scale, softcap = checks.check_scale_softcap(scale, softcap, q.shape[-1])
+    bias = blockwise.bias_pytree(bias)
     return _ring(
         q,
         k,
@@ -165,6 +181,7 @@ def ring_attention(
         k_segments,
         scale,
         softcap,
+        bias,
         axis_name=axis_name,
         causal=causal,
         sliding_window=sliding_window,
@@ -181,6 +198,7 @@ def _ring(
     k_seg,
     scale,
     softcap,
+    bias,
     *,
     axis_name,
     causal,
@@ -214,6 +232,8 @@ def _ring(
             q_segments=q_seg,
             k_segments=k_seg,
         )  # [..., 1, q, t]
+        if bias is not None:
+            logits = logits + grouped_bias(k_pos)
         logits = jnp.where(mask[..., None, :, :], logits, -jnp.inf)
         # The running maximum only shifts the exponents, and the shift cancels
         # out of the result: a constant for the gradient.
@@ -227,6 +247,19 @@ def _ring(
             "...kgqt,...tkd->...kgqd", weights, v.astype(jnp.float32)
         )
         return (new_high, total, acc)
+
+    def grouped_bias(k_pos):
+        # [..., heads or 1, q, t] -> [..., kv or 1, groups or 1, q, t]
+        values = bias(q_pos, k_pos)
+        batch = np.broadcast_shapes(
+            q.shape[:-3], k.shape[:-3], q_pos.shape[:-1], k_pos.shape[:-1]
+        )
+        values = blockwise.check_bias_values(
+            values, batch, q.shape[-2], q.shape[-3], k_pos.shape[-1]
+        )
+        rows = (1, 1) if values.shape[-3] == 1 else (k.shape[-2], groups)
+        values = values.reshape(*values.shape[:-3], *rows, *values.shape[-2:])
+        return values.astype(jnp.float32)
 
     def permute(block):
         return jax.tree.map(lambda x: jax.lax.ppermute(x, axis_name, shift), block)

@@ -15,6 +15,8 @@ class ALiBiBias(nn.Module):
 
     ``https://arxiv.org/abs/2108.12409``. Returns ``[..., heads, q_len, k_len]``
     to add to the attention logits (add a causal mask as well for decoders).
+    `bias_function` gives the same biases as a function of positions, for
+    `dot_product_attention`'s ``bias=`` on its blockwise path.
 
     Logical axis names: none (no parameters).
 
@@ -39,6 +41,23 @@ class ALiBiBias(nn.Module):
         """Biases for ``q_positions [..., q]`` and ``k_positions`` (default: same)."""
         return twins.alibi_bias(q_positions, k_positions, self.num_heads, self.dtype)
 
+    def bias_function(self) -> jax.tree_util.Partial:
+        """The biases as a pure function ``f(q_positions, k_positions)``.
+
+        ``f(q, k)`` equals ``module(q, k)``. It is a ``jax.tree_util.Partial``
+        (a pytree, compared by value), for `dot_product_attention`'s and
+        `ring_attention`'s ``bias=``: evaluated block by block there, it never
+        builds a ``[q, k]`` array on the blockwise path.
+
+        Examples:
+          >>> import jax.numpy as jnp
+          >>> from flax_posenc.linen import ALiBiBias
+          >>> f = ALiBiBias(num_heads=8).bias_function()
+          >>> f(jnp.arange(5), jnp.arange(5)).shape
+          (8, 5, 5)
+        """
+        return twins.alibi_bias_function(self.num_heads, self.dtype)
+
 
 class RelativePositionBias(nn.Module):
     """T5's learned relative position biases (Raffel et al. 2020).
@@ -46,7 +65,10 @@ class RelativePositionBias(nn.Module):
     ``https://arxiv.org/abs/1910.10683``. A ``[heads, num_buckets]`` table
     indexed by `flax_posenc.relative_position_bucket` of ``k - q``.
     Encoders use ``bidirectional=True``, decoders ``False``. T5 shares one such
-    module across the layers of a stack.
+    module across the layers of a stack. `bias_function` gives the same
+    biases as a function of positions holding the table, for
+    `dot_product_attention`'s ``bias=`` on its blockwise path (the table's
+    gradients flow through it).
 
     Logical axis names: ``rel_embedding``: ``("heads", "relpos_buckets")``
     (``embedding_axes``).
@@ -84,12 +106,10 @@ class RelativePositionBias(nn.Module):
     )
     embedding_axes: tuple[str | None, ...] = ("heads", "relpos_buckets")
 
-    @nn.compact
-    def __call__(
-        self, q_positions: ArrayLike, k_positions: ArrayLike | None = None
-    ) -> jax.Array:
-        """Biases ``[..., heads, q_len, k_len]``; ``k_positions`` default: same."""
-        dtype = twins.check_bias_module(
+    def setup(self):
+        # The table in setup (not compact): `__call__` and `bias_function`
+        # both read it, under the same name and axes as ever.
+        self.out_dtype = twins.check_bias_module(
             self.num_heads,
             self.num_buckets,
             self.max_distance,
@@ -97,17 +117,46 @@ class RelativePositionBias(nn.Module):
             self.dtype,
             self.param_dtype,
         )
-        table = self.param(
+        self.rel_embedding = self.param(
             "rel_embedding",
             nn.with_logical_partitioning(self.embedding_init, self.embedding_axes),
             (self.num_heads, self.num_buckets),
             self.param_dtype,
         )
+
+    def __call__(
+        self, q_positions: ArrayLike, k_positions: ArrayLike | None = None
+    ) -> jax.Array:
+        """Biases ``[..., heads, q_len, k_len]``; ``k_positions`` default: same."""
         return twins.relative_bias(
-            table,
+            self.rel_embedding,
             q_positions,
             k_positions,
             self.bidirectional,
             self.max_distance,
-            dtype,
+            self.out_dtype,
+        )
+
+    def bias_function(self) -> jax.tree_util.Partial:
+        """The biases as a pure function ``f(q_positions, k_positions)``.
+
+        ``f(q, k)`` equals ``module(q, k)``. It is a ``jax.tree_util.Partial``
+        holding the table (a pytree whose leaf is the table), for
+        `dot_product_attention`'s and `ring_attention`'s ``bias=``: evaluated
+        block by block there, it never builds a ``[q, k]`` array on the
+        blockwise path, and the table's gradients flow through it. Call it
+        in the bound module (``apply(..., method="bias_function")``, or from
+        a parent's ``__call__``), as the table is a parameter.
+
+        Examples:
+          >>> import jax, jax.numpy as jnp
+          >>> from flax_posenc.linen import RelativePositionBias
+          >>> module = RelativePositionBias(num_heads=4)
+          >>> variables = module.init(jax.random.key(0), jnp.arange(6))
+          >>> f = module.apply(variables, method="bias_function")
+          >>> f(jnp.arange(6), jnp.arange(6)).shape
+          (4, 6, 6)
+        """
+        return twins.relative_bias_function(
+            self.rel_embedding, self.bidirectional, self.max_distance, self.out_dtype
         )

@@ -18,6 +18,8 @@ class ALiBiBias(nnx.Module):
     """ALiBi biases ``-slope_h * |q_i - k_j|`` (NNX); no parameters.
 
     The twin of `flax_posenc.linen.ALiBiBias`; returns ``[..., heads, q, k]``.
+    `bias_function` gives the same biases as a function of positions, for
+    `dot_product_attention`'s ``bias=`` on its blockwise path.
 
     Logical axis names: none (no parameters).
 
@@ -41,13 +43,33 @@ class ALiBiBias(nnx.Module):
         """Biases for ``q_positions [..., q]`` and ``k_positions`` (default: same)."""
         return twins.alibi_bias(q_positions, k_positions, self.num_heads, self.dtype)
 
+    def bias_function(self) -> jax.tree_util.Partial:
+        """The biases as a pure function ``f(q_positions, k_positions)``.
+
+        ``f(q, k)`` equals ``module(q, k)``. It is a ``jax.tree_util.Partial``
+        (a pytree, compared by value), for `dot_product_attention`'s and
+        `ring_attention`'s ``bias=``: evaluated block by block there, it never
+        builds a ``[q, k]`` array on the blockwise path.
+
+        Examples:
+          >>> import jax.numpy as jnp
+          >>> from flax_posenc.nnx import ALiBiBias
+          >>> f = ALiBiBias(8).bias_function()
+          >>> f(jnp.arange(5), jnp.arange(5)).shape
+          (8, 5, 5)
+        """
+        return twins.alibi_bias_function(self.num_heads, self.dtype)
+
 
 class RelativePositionBias(nnx.Module):
     """T5's learned relative position biases (NNX).
 
     The twin of `flax_posenc.linen.RelativePositionBias`: a
     ``[heads, num_buckets]`` table indexed by
-    `flax_posenc.relative_position_bucket` of ``k - q``.
+    `flax_posenc.relative_position_bucket` of ``k - q``. `bias_function`
+    gives the same biases as a function of positions holding the table, for
+    `dot_product_attention`'s ``bias=`` on its blockwise path (the table's
+    gradients flow through it).
 
     Logical axis names: ``rel_embedding``: ``("heads", "relpos_buckets")``
     (``embedding_axes``).
@@ -103,4 +125,27 @@ class RelativePositionBias(nnx.Module):
             self.bidirectional,
             self.max_distance,
             self.dtype,
+        )
+
+    def bias_function(self) -> jax.tree_util.Partial:
+        """The biases as a pure function ``f(q_positions, k_positions)``.
+
+        ``f(q, k)`` equals ``module(q, k)``. It is a ``jax.tree_util.Partial``
+        holding the table's value (a pytree whose leaf is the table), for
+        `dot_product_attention`'s and `ring_attention`'s ``bias=``: evaluated
+        block by block there, it never builds a ``[q, k]`` array on the
+        blockwise path, and the table's gradients flow through it (take it
+        inside the function that ``nnx.grad`` differentiates).
+
+        Examples:
+          >>> import jax.numpy as jnp
+          >>> from flax import nnx
+          >>> from flax_posenc.nnx import RelativePositionBias
+          >>> module = RelativePositionBias(4, rngs=nnx.Rngs(0))
+          >>> f = module.bias_function()
+          >>> f(jnp.arange(6), jnp.arange(6)).shape
+          (4, 6, 6)
+        """
+        return twins.relative_bias_function(
+            self.rel_embedding[...], self.bidirectional, self.max_distance, self.dtype
         )
