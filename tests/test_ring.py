@@ -74,10 +74,11 @@ def test_bad_sizes(length, shards, error, match):
         fp.load_balanced_order(length, shards)
 
 
-# One child process with 4 CPU devices runs every ring case (the device count is
-# fixed when JAX starts); it prints, per case, the largest differences from
-# dense attention on one device, for the outputs and for the gradients (of q,
-# k, v and of the T5 table that the bias case reads).
+# One child process with 8 CPU devices runs every ring case (the device count is
+# fixed when JAX starts), on meshes of 4 and of 8 of them; it prints, per case,
+# the largest differences from dense attention on one device, for the outputs
+# and for the gradients (of q, k, v and of the T5 table that the bias case
+# reads), and the same for a MultiHeadAttention module with context_axis.
 RING_PROGRAM = """
 import json
 import jax
@@ -85,7 +86,11 @@ import jax.numpy as jnp
 from jax.sharding import PartitionSpec as P
 import flax_posenc as fp
 
-mesh = jax.make_mesh((4,), ("context",), axis_types=(jax.sharding.AxisType.Auto,))
+from flax_posenc import linen
+
+MESHES = {
+    n: jax.sharding.Mesh(jax.devices()[:n], ("context",)) for n in (4, 8)
+}
 T, heads, kv_heads, dim = 32, 4, 2, 8
 keys = jax.random.split(jax.random.key(0), 5)
 q = jax.random.normal(keys[0], (2, T, heads, dim))
@@ -98,10 +103,14 @@ segments = jnp.stack([jnp.ones(T, jnp.int32), (jnp.arange(T) >= 20) + 1])
 segments = segments.at[0, -3:].set(0)  # padding: rows with nothing to attend
 CASES = {
     "causal-segments-gqa": dict(causal=True, segments=True),
-    "window": dict(causal=True, sliding_window=5),
     "bidirectional-softcap": dict(softcap=2.0),
-    "causal-balanced": dict(causal=True, segments=True, balanced=True),
-    "causal-balanced-t5-bias": dict(causal=True, balanced=True, bias=True),
+    "causal-balanced-segments-t5-bias": dict(
+        causal=True, segments=True, balanced=True, bias=True
+    ),
+    "chunks-8-devices": dict(causal=True, chunk_size=6, devices=8, block_size=3),
+    "window-balanced-8-devices": dict(
+        causal=True, sliding_window=7, balanced=True, devices=8
+    ),
 }
 
 
@@ -115,12 +124,15 @@ for name, case in CASES.items():
     case = dict(case)
     balanced, with_segments = case.pop("balanced", False), case.pop("segments", False)
     with_bias = case.pop("bias", False)
+    devices = case.pop("devices", 4)
+    mesh = MESHES[devices]
     seg = segments if with_segments else None
 
     def dense(q, k, v, table):
         mask = fp.attention_mask(
             positions, positions, causal=case.get("causal", False),
             sliding_window=case.get("sliding_window"), q_segments=seg, k_segments=seg,
+            chunk_size=case.get("chunk_size"),
         )
         bias = t5(table, positions, positions) if with_bias else None
         return fp.dot_product_attention(
@@ -128,7 +140,7 @@ for name, case in CASES.items():
         )
 
     def ring(q, k, v, table):
-        order = fp.load_balanced_order(T, 4) if balanced else jnp.arange(T)
+        order = fp.load_balanced_order(T, devices) if balanced else jnp.arange(T)
         pos, sg = positions[:, order], None if seg is None else seg[:, order]
 
         def shard(q, k, v, p, s, table):
@@ -166,12 +178,56 @@ for name, case in CASES.items():
         ),
         "table_grad": float(jnp.abs(grads_ring[-1]).max()) if with_bias else None,
     }
+
+# The module: linen MultiHeadAttention with RoPE and ALiBi, its twin with
+# context_axis called on the shards (load-balanced order) inside shard_map.
+module = linen.MultiHeadAttention(
+    num_heads=heads, num_kv_heads=kv_heads, head_dim=dim, causal=True,
+    rotary=linen.RotaryEmbedding(), position_bias=linen.ALiBiBias(heads),
+)
+ring_module = module.clone(context_axis="context")
+x = jax.random.normal(keys[0], (2, T, 16))
+params = module.init(jax.random.key(1), x)["params"]
+order = fp.load_balanced_order(T, 4)
+every = jnp.broadcast_to(jnp.arange(T), (2, T))
+
+
+def module_dense(params, x):
+    return module.apply({"params": params}, x, positions=every)
+
+
+def module_ring(params, x):
+    def shard(params, x, p):
+        return ring_module.apply({"params": params}, x, positions=p)
+
+    local = jax.shard_map(
+        shard, mesh=MESHES[4], in_specs=(P(), seq, seq), out_specs=seq
+    )
+    return local(params, x[:, order], every[:, order])[:, jnp.argsort(order)]
+
+
+def module_loss(f):
+    return lambda params, x: (f(params, x) * x).sum()
+
+
+grads_ring = jax.jit(jax.grad(module_loss(module_ring)))(params, x)
+grads_dense = jax.grad(module_loss(module_dense))(params, x)
+out_ring = jax.jit(module_ring)(params, x)
+results["module-context-axis"] = {
+    "out": float(jnp.abs(out_ring - module_dense(params, x)).max()),
+    "grad": max(
+        float(jnp.abs(a - b).max())
+        for a, b in zip(jax.tree.leaves(grads_ring), jax.tree.leaves(grads_dense))
+    ),
+    "finite": True,
+    "padding_rows": 0.0,
+}
 print(json.dumps(results))
 """
 
 
-def test_ring_attention_on_four_devices_equals_dense_attention():
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
+def test_ring_attention_on_four_and_eight_devices_equals_dense_attention():
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8")
     env["JAX_PLATFORMS"] = "cpu"
     done = subprocess.run(
         [sys.executable, "-c", RING_PROGRAM],
@@ -185,14 +241,15 @@ def test_ring_attention_on_four_devices_equals_dense_attention():
     results = json.loads(done.stdout.strip().splitlines()[-1])
     assert set(results) == {
         "causal-segments-gqa",
-        "window",
         "bidirectional-softcap",
-        "causal-balanced",
-        "causal-balanced-t5-bias",
+        "causal-balanced-segments-t5-bias",
+        "chunks-8-devices",
+        "window-balanced-8-devices",
+        "module-context-axis",
     }
     for name, found in results.items():
         assert found["out"] < 2e-6, (name, found)
         assert found["grad"] < 2e-5, (name, found)
         assert found["finite"], name
         assert found["padding_rows"] == 0.0, name  # nothing to attend: zeros
-    assert results["causal-balanced-t5-bias"]["table_grad"] > 0.1  # it flows
+    assert results["causal-balanced-segments-t5-bias"]["table_grad"] > 0.1  # it flows

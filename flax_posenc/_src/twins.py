@@ -207,11 +207,13 @@ def attend(
     ``module``: either twin; its fields ``position_bias``, ``causal``,
     ``sliding_window``, ``chunk_size``, ``scale``, ``softcap``,
     ``dropout_rate``, ``deterministic``, ``implementation``, ``block_size``
-    and ``context_axis`` are read. The bias is ``position_bias(q_positions,
-    k_positions)``; dropout on the weights draws its key from
-    ``draw_dropout_rng()`` unless `dropout_deterministic` of the field and
-    the call's ``deterministic`` says not to; then `dot_product_attention`
-    with the mask as positions and segments, or, with ``context_axis``,
+    and ``context_axis`` are read. The bias is the ``position_bias``'s
+    ``bias_function()`` (a function of positions, evaluated per block on the
+    blockwise path), else its ``position_bias(q_positions, k_positions)``;
+    dropout on the weights draws its key from ``draw_dropout_rng()`` unless
+    `dropout_deterministic` of the field and the call's ``deterministic``
+    says not to; then `dot_product_attention` with the mask as positions and
+    segments, or, with ``context_axis``,
     `ring_attention` over that mesh axis (the module is called on the local
     shards, inside the user's ``shard_map``). ``fits``: `write_cache`'s
     flag; False gives NaN outputs (an overflowing cache, under ``jit`` and
@@ -219,7 +221,18 @@ def attend(
     """
     bias = None
     if module.position_bias is not None:
-        bias = module.position_bias(q_positions, k_positions)
+        # A bias module's function of positions, when it has one (ALiBi, T5):
+        # the blockwise path and the ring evaluate it block by block.
+        function = getattr(module.position_bias, "bias_function", None)
+        if function is not None:
+            bias = function()
+        elif module.context_axis is None:
+            bias = module.position_bias(q_positions, k_positions)
+        else:
+            raise ValueError(
+                "context_axis: ring_attention takes a bias as a function of "
+                "positions, and this position_bias has no bias_function()."
+            )
     options = dict(
         causal=module.causal,
         sliding_window=module.sliding_window,
@@ -228,11 +241,6 @@ def attend(
         softcap=module.softcap,
     )
     if module.context_axis is not None:
-        if bias is not None:
-            raise ValueError(
-                "context_axis: ring_attention takes no [q, k] bias array; a "
-                "position_bias needs its per-block function form."
-            )
         return attention.ring.ring_attention(
             q,
             k,
@@ -242,6 +250,7 @@ def attend(
             k_positions=k_positions,
             q_segments=q_segments,
             k_segments=k_segments,
+            bias=bias,
             **options,
         )
     dropout_rate = validation.check_rate("dropout_rate", module.dropout_rate)

@@ -108,6 +108,59 @@ def blockwise_attention(
       TypeError: non-floating inputs, non-integer positions or segments, a
         ``bias`` that is not callable or returns non-floating values.
     """
+    args, options = prepare(
+        q,
+        k,
+        v,
+        q_positions,
+        k_positions,
+        q_segments,
+        k_segments,
+        causal=causal,
+        sliding_window=sliding_window,
+        chunk_size=chunk_size,
+        scale=scale,
+        softcap=softcap,
+        bias=bias,
+    )
+    block_q = validation.check_int("block_q", block_q, minimum=1)
+    block_k = validation.check_int("block_k", block_k, minimum=1)
+    q, k, v = args[:3]
+    q_len, k_len = q.shape[-3], k.shape[-3]
+    if q_len == 0 or k_len == 0:
+        # No queries, or no keys: every query attends nothing.
+        shape = (*options["batch"], q_len, q.shape[-2], v.shape[-1])
+        return jnp.zeros(shape, q.dtype)
+    return _blockwise(
+        *args,
+        **options,
+        block_q=min(block_q, q_len),
+        block_k=min(block_k, k_len),
+    )
+
+
+def prepare(
+    q,
+    k,
+    v,
+    q_positions,
+    k_positions,
+    q_segments,
+    k_segments,
+    *,
+    causal,
+    sliding_window,
+    chunk_size,
+    scale,
+    softcap,
+    bias,
+):
+    """The checks of a blockwise call (`blockwise_attention`, the ring's).
+
+    Returns ``(args, options)``: the arrays ``(q, k, v, q_positions,
+    k_positions, q_segments, k_segments, scale, softcap, bias)`` as
+    `attend_blocks` takes them, and its static keywords but the block sizes.
+    """
     q, k, v, batch = checks.check_qkv(q, k, v)
     unsigned = masks.unsigned_pair(q_positions, k_positions)
     q_positions, k_positions = masks.mask_positions(q_positions, k_positions)
@@ -137,15 +190,8 @@ def blockwise_attention(
     window = masks.check_window(sliding_window)
     chunk = masks.check_chunk_size(chunk_size, unsigned)
     chunk_size, chunk_offset = (None, 0) if chunk is None else chunk
-    block_q = validation.check_int("block_q", block_q, minimum=1)
-    block_k = validation.check_int("block_k", block_k, minimum=1)
     scale, softcap = checks.check_scale_softcap(scale, softcap, q.shape[-1])
-    bias = bias_pytree(bias)
-    q_len, k_len = q.shape[-3], k.shape[-3]
-    if q_len == 0 or k_len == 0:
-        # No queries, or no keys: every query attends nothing.
-        return jnp.zeros((*batch, q_len, *q.shape[-2:-1], v.shape[-1]), q.dtype)
-    return _blockwise(
+    args = (
         q,
         k,
         v,
@@ -155,15 +201,16 @@ def blockwise_attention(
         k_segments,
         scale,
         softcap,
-        bias,
-        batch=batch,
+        bias_pytree(bias),
+    )
+    options = dict(
+        batch=tuple(batch),
         causal=causal,
         window=window,
         chunk_size=chunk_size,
         chunk_offset=chunk_offset,
-        block_q=min(block_q, q_len),
-        block_k=min(block_k, k_len),
     )
+    return args, options
 
 
 @functools.partial(
@@ -198,6 +245,56 @@ def _blockwise(
     block_q,
     block_k,
 ):
+    out, _ = attend_blocks(
+        q,
+        k,
+        v,
+        q_positions,
+        k_positions,
+        q_segments,
+        k_segments,
+        scale,
+        softcap,
+        bias,
+        batch=batch,
+        causal=causal,
+        window=window,
+        chunk_size=chunk_size,
+        chunk_offset=chunk_offset,
+        block_q=block_q,
+        block_k=block_k,
+    )
+    return out.astype(q.dtype)
+
+
+def attend_blocks(
+    q,
+    k,
+    v,
+    q_positions,
+    k_positions,
+    q_segments,
+    k_segments,
+    scale,
+    softcap,
+    bias,
+    *,
+    batch,
+    causal,
+    window,
+    chunk_size,
+    chunk_offset,
+    block_q,
+    block_k,
+):
+    """The blockwise computation, traced (inside a jit, or the ring's scan).
+
+    Takes what `prepare` returns, with block sizes at most the lengths (both
+    at least 1). Returns ``(out, lse)``: ``out [*batch, q, heads, v_dim]`` in
+    the compute dtype (zeros for a row with nothing to attend) and the
+    log-sum-exp of each row's kept logits ``lse [*batch, q, heads]`` (``-inf``
+    for such a row), with which the ring combines key blocks.
+    """
     n = math.prod(batch)
     q_len, heads, head_dim = q.shape[-3:]
     k_len, kv_heads, v_dim = v.shape[-3:]
@@ -325,11 +422,14 @@ def _blockwise(
 
     @jax.checkpoint
     def query_block(q_block):
-        rows = (n, kv_heads, block_q * groups)
+        # Made "like" the queries, so that inside a shard_map (the ring) the
+        # carry varies over the mesh axes as the block step's output does.
+        like = q_block[0][..., 0]  # [n, kv, block_q * g]
+        zeros = jnp.zeros_like(like, work)
         init = (
-            jnp.full(rows, -jnp.inf, work),
-            jnp.zeros(rows, work),
-            jnp.zeros((*rows, v_dim), work),
+            jnp.full_like(like, -jnp.inf, work),
+            zeros,
+            jnp.broadcast_to(zeros[..., None], (*zeros.shape, v_dim)),
         )
 
         @jax.checkpoint
@@ -344,19 +444,24 @@ def _blockwise(
             )
             return carry, None
 
-        (_, total, acc), _ = jax.lax.scan(scan_step, init, k_side)
+        (high, total, acc), _ = jax.lax.scan(scan_step, init, k_side)
         empty = total == 0.0
-        return jnp.where(
-            empty[..., None], 0.0, acc / jnp.where(empty, 1.0, total)[..., None]
-        )
+        safe = jnp.where(empty, 1.0, total)
+        out = jnp.where(empty[..., None], 0.0, acc / safe[..., None])
+        return out, jnp.where(empty, -jnp.inf, high + jnp.log(safe))
 
-    out = jax.lax.map(query_block, q_side)
-    # [q_blocks, n, kv, block_q * g, e] -> [..., q, heads, e]
+    out, lse = jax.lax.map(query_block, q_side)
+    # [q_blocks, n, kv, block_q * g, ...] -> [..., q, heads, ...]
     out = out.reshape(q_blocks, n, kv_heads, block_q, groups, v_dim)
     out = jnp.transpose(out, (1, 0, 3, 2, 4, 5)).reshape(
         n, q_blocks * block_q, heads, v_dim
     )
-    return out[:, :q_len].reshape(*batch, q_len, heads, v_dim).astype(q.dtype)
+    lse = lse.reshape(q_blocks, n, kv_heads, block_q, groups)
+    lse = jnp.transpose(lse, (1, 0, 3, 2, 4)).reshape(n, q_blocks * block_q, heads)
+    return (
+        out[:, :q_len].reshape(*batch, q_len, heads, v_dim),
+        lse[:, :q_len].reshape(*batch, q_len, heads),
+    )
 
 
 def bias_pytree(bias):

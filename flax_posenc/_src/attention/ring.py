@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from flax_posenc._src import validation
-from flax_posenc._src.attention import blockwise, checks, masks
+from flax_posenc._src.attention import blockwise
 
 
 def load_balanced_order(length: int, num_shards: int) -> jax.Array:
@@ -79,23 +79,28 @@ def ring_attention(
     k_segments: jax.typing.ArrayLike | None = None,
     causal: bool = False,
     sliding_window: int | None = None,
+    chunk_size: int | None = None,
     scale: float | None = None,
     softcap: float | None = None,
     bias: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
+    block_size: int = 512,
 ) -> jax.Array:
     r"""Attention over a sequence sharded along a mesh axis (a ring of devices).
 
     Call it on the local shards inside ``jax.shard_map`` over ``axis_name``:
     each device holds a block of queries and a block of keys and values with
     their positions and segments. The key blocks travel once around the ring
-    (``lax.ppermute``), and each device folds every visiting block into an
-    online softmax in float32 (running maximum, sum and weighted values), so
-    it never holds more than two key blocks and the result is
+    (``lax.ppermute``). Each device attends to every visiting block as the
+    blockwise path of `dot_product_attention` does on one device (blocks of
+    ``block_size``, an online softmax in float32, key blocks the mask leaves
+    empty skipped, gradients recomputed per block), and merges the visiting
+    blocks' results by their rows' log-sum-exp. It never holds more than two
+    key blocks, nor any ``[q, k]`` array, and the result is
     $\mathrm{softmax}(q k^\top \cdot \mathrm{scale} + \text{mask})\, v$
-    over the whole sequence, as `dot_product_attention` computes it on one
-    device. The mask of each pair of blocks is computed from the blocks'
-    positions and segments (`attention_mask`), so it stays exact for any
-    order of the tokens: with `load_balanced_order` applied to tokens,
+    over the whole sequence. The mask of each pair of blocks is computed from
+    the blocks' positions and segments (as `attention_mask` with
+    ``chunk_size`` computes it), so it stays exact for any order of the
+    tokens: with `load_balanced_order` applied to tokens,
     positions and segments before sharding, causal work is balanced and no
     mask changes. Grouped key/value heads are read without copying keys;
     soft-capping is ``softcap * tanh(logits / softcap)`` before the mask. A
@@ -124,19 +129,24 @@ def ring_attention(
       causal: keys at positions after the query's are excluded.
       sliding_window: keys ``sliding_window`` or more positions before the
         query are excluded.
+      chunk_size: chunked attention (Llama 4): a query attends keys of its
+        own chunk of positions only; or None.
       scale: multiplies ``q k^T``; default ``head_dim ** -0.5``.
       softcap: the soft-capping bound, or None.
       bias: ``bias(q_positions, k_positions) -> [..., heads or 1, q, k]``,
         called on the local queries' and each visiting block's positions, or
         None.
+      block_size: the query and key blocks within a shard (>= 1).
 
     Returns:
       The local outputs ``[..., q, heads, v_dim]`` in ``q``'s dtype.
 
     Raises:
       ValueError: shapes that do not fit, heads that do not group, segments
-        given on one side only, and as `attention_mask`.
-      TypeError: non-floating inputs, non-integer positions.
+        given on one side only, positions not given, and as
+        `attention_mask`.
+      TypeError: non-floating inputs, non-integer positions, a bias that is
+        not callable.
 
     Examples:
       >>> import jax, jax.numpy as jnp
@@ -159,19 +169,14 @@ def ring_attention(
       Liu et al., "Ring Attention with Blockwise Transformers for
       Near-Infinite Context", 2023. https://arxiv.org/abs/2310.01889
     """
-    q, k, v, _ = checks.check_qkv(q, k, v)
     if (q_segments is None) != (k_segments is None):
         raise ValueError("pass both q_segments and k_segments, or neither.")
-    q_positions = validation.position_array("q_positions", q_positions)
-    k_positions = validation.position_array("k_positions", k_positions)
-    if q_segments is not None:
-        q_segments = validation.integer_array("q_segments", q_segments)
-        k_segments = validation.integer_array("k_segments", k_segments)
-    causal = validation.check_bool("causal", causal)
-    sliding_window = masks.check_window(sliding_window)
-    scale, softcap = checks.check_scale_softcap(scale, softcap, q.shape[-1])
-    bias = blockwise.bias_pytree(bias)
-    return _ring(
+    if q_positions is None or k_positions is None:
+        raise ValueError(
+            "ring_attention needs q_positions and k_positions: the local "
+            "shard's positions in the whole sequence."
+        )
+    args, options = blockwise.prepare(
         q,
         k,
         v,
@@ -179,87 +184,52 @@ def ring_attention(
         k_positions,
         q_segments,
         k_segments,
-        scale,
-        softcap,
-        bias,
-        axis_name=axis_name,
         causal=causal,
         sliding_window=sliding_window,
+        chunk_size=chunk_size,
+        scale=scale,
+        softcap=softcap,
+        bias=bias,
+    )
+    block_size = validation.check_int("block_size", block_size, minimum=1)
+    q, k, v = args[:3]
+    if q.shape[-3] == 0 or k.shape[-3] == 0:
+        shape = (*options["batch"], q.shape[-3], q.shape[-2], v.shape[-1])
+        return jnp.zeros(shape, q.dtype)
+    return _ring(
+        *args,
+        axis_name=axis_name,
+        block_q=min(block_size, q.shape[-3]),
+        block_k=min(block_size, k.shape[-3]),
+        **options,
     )
 
 
 def _ring(
-    q,
-    k,
-    v,
-    q_pos,
-    k_pos,
-    q_seg,
-    k_seg,
-    scale,
-    softcap,
-    bias,
-    *,
-    axis_name,
-    causal,
-    sliding_window,
+    q, k, v, q_pos, k_pos, q_seg, k_seg, scale, softcap, bias, *, axis_name, **options
 ):
     devices = jax.lax.axis_size(axis_name)
     shift = [(i, (i + 1) % devices) for i in range(devices)]
-    groups = q.shape[-2] // k.shape[-2]
-    # [..., q, heads, d] -> [..., q, kv_heads, groups, d]: no key is copied.
-    grouped = q.reshape(*q.shape[:-2], k.shape[-2], groups, q.shape[-1])
-    grouped = grouped.astype(jnp.float32)
-    logits_shape = (*grouped.shape[:-4], k.shape[-2], groups, q.shape[-3])
-    state = (
-        jnp.full(logits_shape, -jnp.inf, jnp.float32),  # running maximum
-        jnp.zeros(logits_shape, jnp.float32),  # running sum
-        jnp.zeros((*logits_shape, v.shape[-1]), jnp.float32),  # weighted values
-    )
 
     def fold(state, block):
-        high, total, acc = state
+        # The visiting key block's attention, computed block by block as on
+        # one device, merged by its rows' log-sum-exp: each output is the
+        # kept weights' share of the whole.
+        out, lse = state
         k, v, k_pos, k_seg = block
-        logits = jnp.einsum("...qkgd,...tkd->...kgqt", grouped, k.astype(jnp.float32))
-        logits = logits * scale
-        if softcap is not None:
-            logits = softcap * jnp.tanh(logits / softcap)
-        mask = masks.attention_mask(
-            q_pos,
-            k_pos,
-            causal=causal,
-            sliding_window=sliding_window,
-            q_segments=q_seg,
-            k_segments=k_seg,
-        )  # [..., 1, q, t]
-        if bias is not None:
-            logits = logits + grouped_bias(k_pos)
-        logits = jnp.where(mask[..., None, :, :], logits, -jnp.inf)
-        # The running maximum only shifts the exponents, and the shift cancels
-        # out of the result: a constant for the gradient.
-        new_high = jax.lax.stop_gradient(jnp.maximum(high, logits.max(-1)))
-        shift_by = jnp.where(jnp.isfinite(new_high), new_high, 0.0)
-        weights = jnp.exp(logits - shift_by[..., None])
-        keep = jnp.exp(jnp.where(jnp.isfinite(high), high, 0.0) - shift_by)
-        keep = jnp.where(jnp.isfinite(high), keep, 0.0)
-        total = total * keep + weights.sum(-1)
-        acc = acc * keep[..., None] + jnp.einsum(
-            "...kgqt,...tkd->...kgqd", weights, v.astype(jnp.float32)
+        new_out, new_lse = blockwise.attend_blocks(
+            q, k, v, q_pos, k_pos, q_seg, k_seg, scale, softcap, bias, **options
         )
-        return (new_high, total, acc)
-
-    def grouped_bias(k_pos):
-        # [..., heads or 1, q, t] -> [..., kv or 1, groups or 1, q, t]
-        values = bias(q_pos, k_pos)
-        batch = np.broadcast_shapes(
-            q.shape[:-3], k.shape[:-3], q_pos.shape[:-1], k_pos.shape[:-1]
-        )
-        values = blockwise.check_bias_values(
-            values, batch, q.shape[-2], q.shape[-3], k_pos.shape[-1]
-        )
-        rows = (1, 1) if values.shape[-3] == 1 else (k.shape[-2], groups)
-        values = values.reshape(*values.shape[:-3], *rows, *values.shape[-2:])
-        return values.astype(jnp.float32)
+        high = jax.lax.stop_gradient(jnp.maximum(lse, new_lse))
+        high = jnp.where(high == -jnp.inf, 0.0, high)
+        old_share, new_share = jnp.exp(lse - high), jnp.exp(new_lse - high)
+        total = old_share + new_share
+        safe = jnp.where(total > 0, total, 1.0)  # nothing kept yet: zeros
+        out = (out * old_share[..., None] + new_out * new_share[..., None]) / safe[
+            ..., None
+        ]
+        lse = jnp.where(total > 0, high + jnp.log(safe), -jnp.inf)
+        return out, lse
 
     def permute(block):
         return jax.tree.map(lambda x: jax.lax.ppermute(x, axis_name, shift), block)
@@ -272,10 +242,8 @@ def _ring(
     # The local block first, outside the loop: the loop's carry is then
     # per-device data from the start, as shard_map's scan requires.
     block = (k, v, k_pos, k_seg)
-    state = fold(state, block)
+    state = blockwise.attend_blocks(
+        q, k, v, q_pos, k_pos, q_seg, k_seg, scale, softcap, bias, **options
+    )
     (state, _), _ = jax.lax.scan(step, (state, block), None, length=devices - 1)
-    _, total, acc = state
-    out = acc / jnp.where(total > 0, total, 1.0)[..., None]  # empty rows: zeros
-    # [..., kv, g, q, e] -> [..., q, kv * g, e]
-    out = jnp.moveaxis(out, -2, -4)
-    return out.reshape(*out.shape[:-3], q.shape[-2], v.shape[-1]).astype(q.dtype)
+    return state[0].astype(q.dtype)
