@@ -104,9 +104,16 @@ def dot_product_attention(
       self-attention), or when ``block_size`` is given.
 
     - ``"jax"``: `jax.nn.dot_product_attention`, so that a GPU or TPU gets
-      what jax selects there. Used by default on those backends when there is
-      no ``softcap`` or dropout (jax has neither) and the three inputs share a
-      dtype and head size.
+      what jax selects there. ``causal`` and ``sliding_window`` reach it as
+      its ``is_causal`` and ``local_window_size`` (not as a ``[q, k]``
+      mask, so that jax may choose a kernel that skips masked blocks) when
+      they are the whole mask from positions: neither position given, q and
+      k of one length, no segments and no ``chunk_size``; an array ``mask``
+      or ``bias`` goes beside them. Any other mask from positions reaches it
+      as an array. Used by default on those backends when there is no
+      ``softcap`` or dropout (jax has neither) and the three inputs share a
+      dtype and head size; with any of these, or float16 on CPU (which jax
+      does not compile there), ``implementation="jax"`` raises.
     - ``"xla"``: batched matmuls with the query groups folded into the query
       axis, softmax, and matmuls, written here. Used otherwise: always on CPU,
       where it runs the forward and backward passes in about 0.6x the time of
@@ -148,7 +155,8 @@ def dot_product_attention(
       ValueError: ranks, head counts or sizes that do not fit, a mask or bias
         that does not broadcast, a non-positive softcap, a non-finite scale,
         ``dropout_rate`` outside ``[0, 1)``, an unknown implementation,
-        ``"jax"`` with a softcap, ``"blockwise"`` with an array mask or bias
+        ``"jax"`` with a softcap, dropout, mixed dtypes, unequal head sizes
+        or float16 on CPU, ``"blockwise"`` with an array mask or bias
         or dropout, ``block_size`` with another implementation, ``causal``,
         a window or chunks without both positions when q and k differ in
         length, and as `attention_mask`.
@@ -207,17 +215,12 @@ def dot_product_attention(
             block_k=size,
             **options,
         )
-    if spec is not None:
-        q_pos, k_pos, q_seg, k_seg, options = spec
-        from_positions = masks.attention_mask(
-            q_pos, k_pos, q_segments=q_seg, k_segments=k_seg, **options
-        )
-        if mask is None:
-            mask = from_positions
-        else:
-            mask = jnp.asarray(mask)
-            if mask.dtype == jnp.bool_:
-                mask = mask & from_positions
+    # A mask that a structured mask expresses exactly waits for the
+    # implementation: one that reads it gets it (`request` states the
+    # contract), every other one gets it materialized below.
+    structured = _structured(spec, q_positions, k_positions, q, k)
+    if spec is not None and structured is None:
+        mask = _and_positions(mask, spec)
     heads = q.shape[-2]
     logits_shape = (*batch, heads, q.shape[-3], k.shape[-3])
     if mask is not None:
@@ -258,6 +261,14 @@ def dot_product_attention(
     validation.check_choice(
         "implementation", implementation, implementations.IMPLEMENTATIONS
     )
+    if structured is not None:
+        if implementations.reads_structured_mask(implementation):
+            causal, local_window = structured
+            request = request._replace(causal=causal, local_window=local_window)
+        else:
+            # Default positions: a [1, q, k] mask, which broadcasts with the
+            # checked mask to logits_shape.
+            request = request._replace(mask=_and_positions(request.mask, spec))
     implementations.REGISTRY[implementation].check(request)
     if q.shape[-3] == 0 or k.shape[-3] == 0:
         # No queries, or no keys: every query attends nothing.
@@ -277,6 +288,8 @@ def dot_product_attention(
         batch=batch,
         logits_shape=logits_shape,
         dropout=dropout,
+        causal=request.causal,
+        local_window=request.local_window,
         implementation=implementation,
     )
 
@@ -328,6 +341,51 @@ def _mask_spec(
     return q_positions, k_positions, q_segments, k_segments, options
 
 
+def _and_positions(mask, spec):
+    """``mask`` (None, or as given) and-ed with the mask from positions ``spec``.
+
+    A non-boolean ``mask`` is returned as given, for the caller's check to
+    name it.
+    """
+    q_pos, k_pos, q_seg, k_seg, options = spec
+    from_positions = masks.attention_mask(
+        q_pos, k_pos, q_segments=q_seg, k_segments=k_seg, **options
+    )
+    if mask is None:
+        return from_positions
+    mask = jnp.asarray(mask)
+    return mask & from_positions if mask.dtype == jnp.bool_ else mask
+
+
+def _structured(spec, q_positions, k_positions, q, k):
+    """``(causal, local_window)`` (`request.Request`'s) expressing the mask
+    from positions ``spec`` exactly, or None where they cannot.
+
+    They can when the positions are the default ``arange`` (neither given),
+    q and k have one length, and there are no segments and no chunks. Our
+    window ``w`` keeps ``0 <= i - j < w`` (causal) or ``|i - j| < w``, which
+    is ``local_window = (w - 1, 0)`` or ``(w - 1, w - 1)``: jax.nn keeps
+    ``-right <= i - j <= left``. A window of at least the length excludes
+    nothing and is left out.
+    """
+    if spec is None or q_positions is not None or k_positions is not None:
+        return None
+    _, _, q_segments, k_segments, options = spec
+    length = q.shape[-3]
+    if (
+        q_segments is not None
+        or k_segments is not None
+        or options["chunk_size"] is not None
+        or k.shape[-3] != length
+    ):
+        return None
+    causal = options["causal"]
+    window = masks.check_window(options["sliding_window"])
+    if window is None or window >= length:
+        return causal, None
+    return causal, (window - 1, 0 if causal else window - 1)
+
+
 def _blockwise(implementation, block_size, spec, mask, bias, dropout_rate, q, k):
     """Whether the request goes to the blockwise path (raises if it cannot)."""
     if implementation is not None:
@@ -368,7 +426,15 @@ def _blockwise(implementation, block_size, spec, mask, bias, dropout_rate, q, k)
 
 
 @functools.partial(
-    jax.jit, static_argnames=("batch", "logits_shape", "dropout", "implementation")
+    jax.jit,
+    static_argnames=(
+        "batch",
+        "logits_shape",
+        "dropout",
+        "causal",
+        "local_window",
+        "implementation",
+    ),
 )
 def _attend(
     q,
@@ -383,12 +449,26 @@ def _attend(
     batch,
     logits_shape,
     dropout,
+    causal,
+    local_window,
     implementation,
 ):
     # The boundary: the request rebuilt from the traced arrays and the static
     # options, handed to the chosen implementation.
     request = Request(
-        q, k, v, mask, bias, scale, softcap, rng, batch, logits_shape, dropout
+        q,
+        k,
+        v,
+        mask,
+        bias,
+        scale,
+        softcap,
+        rng,
+        batch,
+        logits_shape,
+        dropout,
+        causal=causal,
+        local_window=local_window,
     )
     return implementations.REGISTRY[implementation].attend(request)
 

@@ -28,3 +28,12 @@ PREFERENCE = ("jax", "xla")
 def default(request: Request) -> str:
     """The implementation's name that ``implementation=None`` chooses."""
     return next(name for name in PREFERENCE if REGISTRY[name].preferred(request))
+
+
+def reads_structured_mask(name: str) -> bool:
+    """Whether the implementation reads a request's ``causal`` and ``local_window``.
+
+    `request` states the contract; an implementation says so with
+    ``READS_STRUCTURED_MASK = True``.
+    """
+    return getattr(REGISTRY[name], "READS_STRUCTURED_MASK", False)

@@ -4,8 +4,8 @@
 one `Request`. It picks an implementation from `implementations.REGISTRY`
 (by name, or by `implementations.default`), calls that implementation's
 ``check(request)``, then, inside one private `jax.jit` whose static options
-are the request's ``batch``, ``logits_shape`` and ``dropout`` and the
-implementation's name, its ``attend(request)``.
+are the request's ``batch``, ``logits_shape``, ``dropout``, ``causal`` and
+``local_window`` and the implementation's name, its ``attend(request)``.
 
 An implementation is one module with three functions:
 
@@ -20,6 +20,17 @@ An implementation is one module with three functions:
   is excluded (``mask`` False or a ``-inf`` bias) returns zeros with finite
   gradients. ``api`` handles zero queries or zero keys before the boundary, so
   ``attend`` sees at least one of each.
+
+The structured mask. An implementation module that sets
+``READS_STRUCTURED_MASK = True`` says that it reads the request's ``causal``
+and ``local_window``; `implementations.reads_structured_mask` asks. Only such
+an implementation ever gets them set, and only for a mask that they express
+exactly: positions left at their default ``arange``, as many queries as keys,
+no segments and no chunks. The rest of the mask (the caller's ``mask`` and
+``bias``) stays in ``mask`` and ``bias``, and the implementation applies both,
+and-ed. Every other implementation, and every other mask from positions, gets
+the mask materialized into ``mask`` by ``api`` and sees ``causal`` False and
+``local_window`` None.
 """
 
 from __future__ import annotations
@@ -47,6 +58,12 @@ class Request(NamedTuple):
       logits_shape: ``(*batch, heads, q, k)`` (static).
       dropout: the dropout rate on the attention weights, in ``[0, 1)``
         (static).
+      causal: query ``i`` attends only keys ``j <= i``, array indices (q and
+        k of one length; static). Set only as the module docstring states.
+      local_window: ``(left, right)``, both ``>= 0``: query ``i`` attends only
+        keys with ``-right <= i - j <= left`` (jax.nn's
+        ``local_window_size``; static), or None. Set only as the module
+        docstring states.
     """
 
     q: jax.Array
@@ -60,3 +77,5 @@ class Request(NamedTuple):
     batch: tuple[int, ...]
     logits_shape: tuple[int, ...]
     dropout: float
+    causal: bool = False
+    local_window: tuple[int, int] | None = None
