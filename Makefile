@@ -49,6 +49,7 @@ bench: $(VENV)/.installed-demo
 	$(BIN)/python -m benchmarks.norms
 	$(BIN)/python -m benchmarks.rope
 	$(BIN)/python -m benchmarks.attention
+	$(BIN)/python -m benchmarks.long_context
 	$(BIN)/python -m benchmarks.demo_speed
 	$(BIN)/python -m benchmarks.demo_compile
 
