@@ -225,46 +225,11 @@ def prepare(
         "block_k",
     ),
 )
-def _blockwise(
-    q,
-    k,
-    v,
-    q_positions,
-    k_positions,
-    q_segments,
-    k_segments,
-    scale,
-    softcap,
-    bias,
-    *,
-    batch,
-    causal,
-    window,
-    chunk_size,
-    chunk_offset,
-    block_q,
-    block_k,
-):
-    out, _ = attend_blocks(
-        q,
-        k,
-        v,
-        q_positions,
-        k_positions,
-        q_segments,
-        k_segments,
-        scale,
-        softcap,
-        bias,
-        batch=batch,
-        causal=causal,
-        window=window,
-        chunk_size=chunk_size,
-        chunk_offset=chunk_offset,
-        block_q=block_q,
-        block_k=block_k,
-    )
-    return out.astype(q.dtype)
+def _blockwise(*args, **options):
+    # The one compiled program of `blockwise_attention`: `attend_blocks`'
+    # output in the queries' dtype.
+    out, _ = attend_blocks(*args, **options)
+    return out.astype(args[0].dtype)
 
 
 def attend_blocks(
