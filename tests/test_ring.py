@@ -253,3 +253,27 @@ def test_ring_attention_on_four_and_eight_devices_equals_dense_attention():
         assert found["finite"], name
         assert found["padding_rows"] == 0.0, name  # nothing to attend: zeros
     assert results["causal-balanced-segments-t5-bias"]["table_grad"] > 0.1  # it flows
+
+
+def test_a_ring_bias_closing_over_a_traced_array_is_an_error():
+    # The ring's backward pass is traced apart from the caller: a traced
+    # table must come as a Partial's argument, where its gradient can go.
+    import jax
+    import jax.numpy as jnp
+
+    q = jnp.ones((1, 4, 2, 8))
+    p = jnp.arange(4)[None]
+
+    def ring(table):
+        return fp.ring_attention(
+            q,
+            q,
+            q,
+            axis_name="context",
+            q_positions=p,
+            k_positions=p,
+            bias=lambda a, b: fp.relative_position_bias(table, a, b),
+        )
+
+    with pytest.raises(ValueError, match=r"closes over traced arrays \(\(2, 32\)\)"):
+        jax.jit(ring)(jnp.ones((2, 32)))

@@ -105,7 +105,12 @@ def ring_attention(
     mask changes. Grouped key/value heads are read without copying keys;
     soft-capping is ``softcap * tanh(logits / softcap)`` before the mask. A
     query with no key to attend returns zeros with finite gradients.
-    Gradients flow through the ring (``ppermute`` is differentiable).
+    The backward pass is a second trip around the ring (a ``custom_vjp``):
+    the key blocks travel again with their keys' and values' gradients, and
+    each device recomputes its queries' attention to the visiting block and
+    pulls that block's share of the output gradient back through it, so the
+    backward too holds O(local length) per device, whatever the number of
+    devices.
 
     A bias is a function of positions, never a ``[q, k]`` array: each device
     calls ``bias(q_positions, k_positions)`` on its queries' positions and the
@@ -113,8 +118,12 @@ def ring_attention(
     1, q, k]``) to the logits after soft-capping, as `dot_product_attention`
     adds a bias; a ``-inf`` bias excludes a key. Learned parameters it reads
     (the T5 table of `flax_posenc.linen.RelativePositionBias.bias_function`)
-    get their gradients: build the function inside the ``shard_map`` from
-    the table passed in replicated.
+    get their gradients when the function holds them as the arguments of a
+    ``jax.tree_util.Partial`` (``Partial(f, table)`` is called as ``f(table,
+    q_positions, k_positions)``), as ``bias_function()`` does; build it
+    inside the ``shard_map`` from the table passed in replicated. A bias
+    that closes over a traced array is a ``ValueError``: the backward pass
+    is traced apart from the function that built it.
 
     Args:
       q: local queries ``[..., q, heads, head_dim]``.
@@ -143,8 +152,8 @@ def ring_attention(
 
     Raises:
       ValueError: shapes that do not fit, heads that do not group, segments
-        given on one side only, positions not given, and as
-        `attention_mask`.
+        given on one side only, positions not given, a bias that closes
+        over traced arrays, and as `attention_mask`.
       TypeError: non-floating inputs, non-integer positions, a bias that is
         not callable.
 
@@ -208,42 +217,178 @@ def ring_attention(
 def _ring(
     q, k, v, q_pos, k_pos, q_seg, k_seg, scale, softcap, bias, *, axis_name, **options
 ):
-    devices = jax.lax.axis_size(axis_name)
-    shift = [(i, (i + 1) % devices) for i in range(devices)]
+    # The bias travels as an argument (a `jax.tree_util.Partial`, whose
+    # arrays are its leaves), so that the custom VJP below returns the
+    # gradients of the arrays it holds.
+    _check_no_closed_over_arrays(bias, q_pos, k_pos, options)
+    floats = (q, k, v, scale, softcap, bias)
 
-    def fold(state, block):
-        # The visiting key block's attention, computed block by block as on
-        # one device, merged by its rows' log-sum-exp: each output is the
-        # kept weights' share of the whole.
-        out, lse = state
-        k, v, k_pos, k_seg = block
-        new_out, new_lse = blockwise.attend_blocks(
-            q, k, v, q_pos, k_pos, q_seg, k_seg, scale, softcap, bias, **options
+    def attend(floats, q_pos, q_seg, k_pos, k_seg):
+        # The local queries' attention to one key block: (out, lse).
+        q, k, v, *rest = floats
+        return blockwise.attend_blocks(
+            q, k, v, q_pos, k_pos, q_seg, k_seg, *rest, **options
         )
-        high = jax.lax.stop_gradient(jnp.maximum(lse, new_lse))
-        high = jnp.where(high == -jnp.inf, 0.0, high)
-        old_share, new_share = jnp.exp(lse - high), jnp.exp(new_lse - high)
-        total = old_share + new_share
-        safe = jnp.where(total > 0, total, 1.0)  # nothing kept yet: zeros
-        out = (out * old_share[..., None] + new_out * new_share[..., None]) / safe[
-            ..., None
-        ]
-        lse = jnp.where(total > 0, high + jnp.log(safe), -jnp.inf)
-        return out, lse
 
-    def permute(block):
-        return jax.tree.map(lambda x: jax.lax.ppermute(x, axis_name, shift), block)
+    ring = _RingPass(axis_name)
 
-    def step(carry, _):
-        state, block = carry
-        block = permute(block)  # the next device's keys arrive
-        return (fold(state, block), block), None
+    # Every array is an argument: the backward is traced apart from the
+    # enclosing function, and may not close over its tracers.
+    @jax.custom_vjp
+    def run(floats, q_pos, q_seg, k_pos, k_seg):
+        return forward(floats, q_pos, q_seg, k_pos, k_seg)[0]
 
-    # The local block first, outside the loop: the loop's carry is then
-    # per-device data from the start, as shard_map's scan requires.
-    block = (k, v, k_pos, k_seg)
-    state = blockwise.attend_blocks(
-        q, k, v, q_pos, k_pos, q_seg, k_seg, scale, softcap, bias, **options
+    def forward(floats, q_pos, q_seg, k_pos, k_seg):
+        q, k, v = floats[:3]
+
+        def fold(state, block):
+            k, v, k_pos, k_seg = block
+            new = attend((q, k, v, *floats[3:]), q_pos, q_seg, k_pos, k_seg)
+            return merge(state, new), block
+
+        local = attend(floats, q_pos, q_seg, k_pos, k_seg)
+        out, lse = ring.scan(fold, local, (k, v, k_pos, k_seg))
+        return out, (floats, q_pos, q_seg, k_pos, k_seg, out, lse)
+
+    def backward(residuals, d_out):
+        # Ring Attention's backward: the key blocks travel around the ring
+        # again, with the gradients of their keys and values; each device
+        # recomputes its queries' attention to the visiting block and pulls
+        # the block's share of the output's gradient back through it (the
+        # block's own blockwise backward). Memory stays O(local length).
+        floats, q_pos, q_seg, k_pos, k_seg, out, lse = residuals
+        # A replicated argument (the bias table, a traced scale) is made
+        # per-device here, so that the sum of its gradient over the devices
+        # is taken once below, not inside a block's `lax.cond`, which some
+        # devices skip.
+        spread = jax.tree.map(ring.per_device, floats)
+        q, k, v = spread[:3]
+        d_out = d_out.astype(out.dtype)
+
+        def pull(grads, block):
+            k, v, k_pos, k_seg, d_k, d_v = block
+            (block_out, block_lse), vjp = jax.vjp(
+                lambda f: attend(f, q_pos, q_seg, k_pos, k_seg), (q, k, v, *spread[3:])
+            )
+            # out = sum_j exp(lse_j - lse) out_j: the cotangents of block j's
+            # out_j and lse_j.
+            share = jnp.where(lse == -jnp.inf, 0.0, jnp.exp(block_lse - lse))
+            d_block_out = share[..., None] * d_out
+            d_block_lse = share * jnp.sum(d_out * (block_out - out), axis=-1)
+            d_block_lse = jnp.where(share > 0, d_block_lse, 0.0)
+            (d_q, d_kj, d_vj, *d_rest) = vjp((d_block_out, d_block_lse))[0]
+            grads = jax.tree.map(jnp.add, grads, (d_q, *d_rest))
+            return grads, (k, v, k_pos, k_seg, d_k + d_kj, d_v + d_vj)
+
+        # Gradients are summed in at least float32, and cast at the end.
+        zeros = jax.tree.map(_zeros_to_sum, (q, *spread[3:]))
+        block = (k, v, k_pos, k_seg, _zeros_to_sum(k), _zeros_to_sum(v))
+        grads, block = ring.scan(pull, zeros, block, first_too=True)
+        # Each key block's gradient is one device short of home.
+        d_k, d_v = ring.permute(block[4:])
+        d_q, *d_rest = grads
+
+        def finish(d, x):
+            # A replicated argument's gradient: the sum of every device's.
+            d = d if ring.varies(x) else jax.lax.psum(d, axis_name)
+            return d.astype(jnp.result_type(x))
+
+        d_floats = jax.tree.map(finish, (d_q, d_k, d_v, *d_rest), floats)
+        return d_floats, None, None, None, None
+
+    run.defvjp(forward, backward)
+    return run(floats, q_pos, q_seg, k_pos, k_seg).astype(q.dtype)
+
+
+def _zeros_to_sum(x):
+    return jnp.zeros(jnp.shape(x), validation.compute_dtype(jnp.result_type(x)))
+
+
+def _check_no_closed_over_arrays(bias, q_pos, k_pos, options):
+    # The ring's backward pass is traced apart from the function that built
+    # the bias: a traced array it closes over could not get its gradient.
+    if bias is None:
+        return
+    batch = options["batch"]
+    examples = (
+        jnp.zeros((*batch, options["block_q"]), q_pos.dtype),
+        jnp.zeros((*batch, options["block_k"]), k_pos.dtype),
     )
-    (state, _), _ = jax.lax.scan(step, (state, block), None, length=devices - 1)
-    return state[0].astype(q.dtype)
+    _, closed_over = jax.closure_convert(lambda b, *p: b(*p), bias, *examples)
+    if closed_over:
+        shapes = ", ".join(str(jnp.shape(x)) for x in closed_over)
+        raise ValueError(
+            f"ring_attention's bias closes over traced arrays ({shapes}); "
+            "pass them as arguments of a jax.tree_util.Partial instead "
+            "(Partial(f, table) is called as f(table, q_positions, "
+            "k_positions)), as the bias modules' bias_function() does: the "
+            "ring's backward pass is traced apart from the function that "
+            "built the bias."
+        )
+
+
+def merge(state, new):
+    """Two partial attentions of the same queries, ``(out, lse)`` each, over
+    disjoint key sets, as one: each output weighted by its share of the
+    rows' total, ``exp(lse_i - lse)``."""
+    (out, lse), (new_out, new_lse) = state, new
+    high = jax.lax.stop_gradient(jnp.maximum(lse, new_lse))
+    high = jnp.where(high == -jnp.inf, 0.0, high)
+    old_share, new_share = jnp.exp(lse - high), jnp.exp(new_lse - high)
+    total = old_share + new_share
+    safe = jnp.where(total > 0, total, 1.0)  # nothing kept yet: zeros
+    out = (out * old_share[..., None] + new_out * new_share[..., None]) / safe[
+        ..., None
+    ]
+    lse = jnp.where(total > 0, high + jnp.log(safe), -jnp.inf)
+    return out, lse
+
+
+class _RingPass:
+    """The blocks' trip around the mesh axis: ``lax.ppermute`` to the next
+    device, ``devices - 1`` times, with a fold at each stop."""
+
+    def __init__(self, axis_name):
+        self.axis_name = axis_name
+        devices = jax.lax.axis_size(axis_name)
+        self.devices = devices
+        self.shift = [(i, (i + 1) % devices) for i in range(devices)]
+
+    def permute(self, block):
+        return jax.tree.map(
+            lambda x: jax.lax.ppermute(x, self.axis_name, self.shift), block
+        )
+
+    def scan(self, fold, state, block, first_too=False):
+        """``fold(state, block) -> (state, block)`` at each device's block
+        as it arrives (the local block first when ``first_too``; otherwise
+        ``state`` already holds it). Returns ``state``, or with ``first_too``
+        ``(state, block)`` with the last block visited."""
+        if first_too:
+            state, block = fold(state, block)
+
+        def step(carry, _):
+            state, block = carry
+            return fold(state, self.permute(block)), None
+
+        (state, block), _ = jax.lax.scan(
+            step, (state, block), None, length=self.devices - 1
+        )
+        return (state, block) if first_too else state
+
+    def per_device(self, x):
+        """``x`` as per-device data along the axis (``lax.pcast``)."""
+        if self.varies(x):
+            return x
+        if hasattr(jax.lax, "pcast"):
+            return jax.lax.pcast(x, self.axis_name, to="varying")
+        return jax.lax.pvary(x, self.axis_name)
+
+    def varies(self, x):
+        """Whether ``x`` is per-device data along the axis (not replicated)."""
+        aval = jax.typeof(x)
+        manual = getattr(aval, "manual_axis_type", None)
+        axes = getattr(manual, "varying", None)
+        if axes is None:
+            axes = getattr(aval, "vma", frozenset())
+        return self.axis_name in axes
