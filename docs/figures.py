@@ -10,6 +10,7 @@ on CPU in well under a minute.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -23,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib import ticker
 
 import flax_posenc as fp
 from flax_posenc.linen import (
@@ -259,6 +261,102 @@ def precision():
     ax.set_ylabel("max |error| vs float64")
     ax.set_title(f"Sinusoidal table, dim {dim}: float32 error by position decade")
     ax.legend()
+    return fig
+
+
+LONG_CONTEXT = os.path.join(
+    os.path.dirname(HERE), "benchmarks", "results", "long_context.json"
+)
+
+
+@figure("long_context.png")
+def long_context():
+    # benchmarks/long_context.py's results, read when drawn: causal attention,
+    # one line per implementation and pass, plus the blockwise sliding window.
+    with open(LONG_CONTEXT) as f:
+        results = json.load(f)
+    runs = results["runs"]
+    window = results["window"]
+    colors = {"blockwise": "tab:blue", "dense": "tab:orange", "jax": "tab:green"}
+    names = {"blockwise": "blockwise", "dense": "dense (xla)", "jax": "jax.nn"}
+    markers = {"fwd": "o", "fwd+bwd": "s"}
+    lines = [
+        (implementation, "causal", passes)
+        for implementation in colors
+        for passes in markers
+    ] + [("blockwise", "window", passes) for passes in markers]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.6), constrained_layout=True)
+    predicted_shown = False
+    for implementation, mask, passes in lines:
+        rows = sorted(
+            (
+                row
+                for row in runs
+                if (row["implementation"], row["mask"], row["passes"])
+                == (implementation, mask, passes)
+            ),
+            key=lambda row: row["T"],
+        )
+        measured = [row for row in rows if "seconds" in row]
+        skipped = [row for row in rows if "skipped" in row]
+        color = "tab:purple" if mask == "window" else colors[implementation]
+        label = f"{names[implementation]} {passes}"
+        if mask == "window":
+            label += f", window {window}"
+        style = {
+            "color": color,
+            "marker": markers[passes],
+            "ls": {"fwd": "-", "fwd+bwd": "--"}[passes],
+            "ms": 4,
+        }
+        if mask == "window":
+            # Beneath the causal blockwise line, wider: the memory is the same.
+            style.update(lw=3, alpha=0.5, zorder=1.5)
+        lengths = [row["T"] for row in measured]
+        left.plot(lengths, [row["rss_bytes"] / 1e9 for row in measured], **style)
+        right.plot(lengths, [row["seconds"] for row in measured], label=label, **style)
+        if skipped:
+            predicted_shown = True
+            left.plot(
+                [row["T"] for row in skipped],
+                [row["predicted_bytes"] / 1e9 for row in skipped],
+                ls="none",
+                marker=markers[passes],
+                mfc="none",
+                color=color,
+                ms=5,
+            )
+    left.axhline(results["max_gb"], color="gray", lw=0.5, ls=":")
+    left.text(
+        min(row["T"] for row in runs),
+        results["max_gb"] * 1.25,
+        f"skip threshold {results['max_gb']:g} GB",
+        fontsize=8,
+        color="gray",
+    )
+    lengths = sorted({row["T"] for row in runs})
+    for ax in (left, right):
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xticks(lengths, [f"{length // 1024}k" for length in lengths])
+        ax.xaxis.set_minor_locator(ticker.NullLocator())
+        ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda y, _: f"{y:g}"))
+        ax.set_xlabel("sequence length T")
+        ax.grid(True, which="major", color="lightgray", lw=0.5)
+    left.set_ylabel("peak RSS (GB)")
+    left.set_title(
+        "peak RSS of a fresh process"
+        + (" (hollow: predicted, run skipped)" if predicted_shown else "")
+    )
+    right.set_ylabel("time (s, median)")
+    right.set_title("time of the compiled call")
+    right.legend(fontsize=8, ncol=2)
+    fig.suptitle(
+        f"Self-attention, batch 1, {results['heads']} query / {results['kv_heads']} "
+        f"key-value heads, head dim {results['head_dim']}, float32, causal; "
+        f"{results['machine']}, {results['date']}",
+        fontsize=10,
+    )
     return fig
 
 

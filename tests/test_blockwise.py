@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import flax_posenc as fp
+from flax_posenc._src.attention import blockwise
 from flax_posenc._src.attention.blockwise import blockwise_attention
 from tests import references
 
@@ -71,6 +72,67 @@ def test_causal_matches_the_formula():
 def test_sliding_window(causal, window):
     mask = fp.attention_mask(Q_POS, K_POS, causal=causal, sliding_window=window)
     _check(Q_POS, K_POS, mask, causal=causal, sliding_window=window)
+
+
+# Default positions (neither given): each query block scans its band of key
+# blocks only (a static plan), over lengths the blocks do not divide.
+BAND_CASES = {
+    "causal-window": dict(causal=True, sliding_window=11),
+    "bidirectional-window": dict(sliding_window=6),
+    "causal-chunks": dict(causal=True, chunk_size=12),
+}
+
+
+@pytest.mark.parametrize("case", BAND_CASES.values(), ids=BAND_CASES)
+def test_default_positions_scan_a_band_that_holds_the_mask(case):
+    length, block = K_LEN, 8
+    positions = np.arange(length)
+    formula = references.attention_mask(
+        positions,
+        positions,
+        causal=case.get("causal", False),
+        window=case.get("sliding_window"),
+    )
+    formula = formula.reshape(length, length)
+    if "chunk_size" in case:
+        formula &= _chunk_mask(positions, positions, case["chunk_size"], False)[0]
+    width, starts = blockwise.static_plan(
+        length,
+        length,
+        block,
+        block,
+        causal=case.get("causal", False),
+        window=case.get("sliding_window"),
+        chunk_size=case.get("chunk_size"),
+    )
+    blocks = -(-length // block)
+    assert width < blocks - 1  # a band, narrower than the keys
+    for i, start in enumerate(starts):
+        rows = formula[i * block : (i + 1) * block]
+        reached = {j // block for j in np.flatnonzero(rows.any(0))}
+        assert reached <= set(range(start, start + width)), (i, reached, start)
+        assert 0 <= start <= blocks - width
+    mask = fp.attention_mask(positions, positions, **case)
+    q, k, v = _inputs(q_len=length, k_len=length)
+
+    def banded(q, k, v):
+        return blockwise_attention(q, k, v, None, None, **case, block_q=8, block_k=8)
+
+    def dense(q, k, v):
+        return fp.dot_product_attention(q, k, v, mask=mask)
+
+    out, grads = _value_and_grads(banded)(q, k, v)
+    expected, expected_grads = _value_and_grads(dense)(q, k, v)
+    chex.assert_trees_all_close(out, expected, atol=1e-5, rtol=1e-5)
+    chex.assert_trees_all_close(grads, expected_grads, atol=1e-5, rtol=1e-5)
+
+
+def test_full_causal_has_no_band():
+    # The last query block reaches every key block: the plain scan.
+    assert (
+        blockwise.static_plan(45, 45, 8, 8, causal=True, window=None, chunk_size=None)
+        is None
+    )
 
 
 def _chunk_mask(q_pos, k_pos, chunk, causal):

@@ -199,6 +199,9 @@ def dot_product_attention(
             # callable, if any) and no mask.
             spec = (*_default_positions(q, k), None, None, {})
         q_pos, k_pos, q_seg, k_seg, options = spec
+        if q_positions is None and k_positions is None:
+            # The default arange: blockwise plans the blocks when tracing.
+            q_pos = k_pos = None
         size = 512 if block_size is None else block_size
         return blockwise.blockwise_attention(
             q,

@@ -28,8 +28,8 @@ def blockwise_attention(
     q: ArrayLike,
     k: ArrayLike,
     v: ArrayLike,
-    q_positions: ArrayLike,
-    k_positions: ArrayLike,
+    q_positions: ArrayLike | None,
+    k_positions: ArrayLike | None,
     q_segments: ArrayLike | None = None,
     k_segments: ArrayLike | None = None,
     *,
@@ -57,6 +57,14 @@ def blockwise_attention(
     gradients. Lengths that the block sizes do not divide are padded; no query
     attends the padding.
 
+    **Skipped blocks.** A key block is skipped when the position ranges of
+    it and the query block cannot meet the mask (a run-time test on the
+    traced positions, ``lax.cond``), for any positions. When neither
+    position is given (both ``arange``), the reachable key blocks of each
+    query block are known when tracing: under a window or chunks each query
+    block then scans its band of key blocks only (`static_plan`), so the
+    cost is O(q * window), not O(q * k) tests.
+
     ``bias`` is a function of positions, ``bias(q_positions, k_positions)``,
     called on each block pair inside the loop: it receives integer
     ``[*batch, block_q]`` and ``[*batch, block_k]`` arrays, the block's
@@ -82,8 +90,8 @@ def blockwise_attention(
         query head ``h`` reads key head ``h // (heads // kv_heads)``.
       v: ``[..., k, kv_heads, v_dim]`` values.
       q_positions: integer ``[..., q]``, leading axes broadcastable with the
-        inputs'; as `attention_mask` takes them.
-      k_positions: integer ``[..., k]``.
+        inputs'; as `attention_mask` takes them. None is ``arange(q)``.
+      k_positions: integer ``[..., k]``; None is ``arange(k)``.
       q_segments: integer ``[..., q]`` segment ids, or None.
       k_segments: integer ``[..., k]``; None takes ``q_segments``.
       causal: keys at later positions are masked.
@@ -108,6 +116,11 @@ def blockwise_attention(
       TypeError: non-floating inputs, non-integer positions or segments, a
         ``bias`` that is not callable or returns non-floating values.
     """
+    default = q_positions is None and k_positions is None
+    if q_positions is None:
+        q_positions = jnp.arange(jnp.shape(q)[-3], dtype=jnp.int32)
+    if k_positions is None:
+        k_positions = jnp.arange(jnp.shape(k)[-3], dtype=jnp.int32)
     args, options = prepare(
         q,
         k,
@@ -131,12 +144,19 @@ def blockwise_attention(
         # No queries, or no keys: every query attends nothing.
         shape = (*options["batch"], q_len, q.shape[-2], v.shape[-1])
         return jnp.zeros(shape, q.dtype)
-    return _blockwise(
-        *args,
-        **options,
-        block_q=min(block_q, q_len),
-        block_k=min(block_k, k_len),
-    )
+    block_q, block_k = min(block_q, q_len), min(block_k, k_len)
+    plan = None
+    if default:
+        plan = static_plan(
+            q_len,
+            k_len,
+            block_q,
+            block_k,
+            causal=options["causal"],
+            window=options["window"],
+            chunk_size=options["chunk_size"],
+        )
+    return _blockwise(*args, **options, block_q=block_q, block_k=block_k, plan=plan)
 
 
 def prepare(
@@ -223,6 +243,7 @@ def prepare(
         "chunk_offset",
         "block_q",
         "block_k",
+        "plan",
     ),
 )
 def _blockwise(*args, **options):
@@ -251,14 +272,17 @@ def attend_blocks(
     chunk_offset,
     block_q,
     block_k,
+    plan=None,
 ):
     """The blockwise computation, traced (inside a jit, or the ring's scan).
 
     Takes what `prepare` returns, with block sizes at most the lengths (both
-    at least 1). Returns ``(out, lse)``: ``out [*batch, q, heads, v_dim]`` in
-    the compute dtype (zeros for a row with nothing to attend) and the
-    log-sum-exp of each row's kept logits ``lse [*batch, q, heads]`` (``-inf``
-    for such a row), with which the ring combines key blocks.
+    at least 1), and optionally `static_plan`'s ``plan``: each query block
+    then scans only its band of key blocks. Returns ``(out, lse)``: ``out
+    [*batch, q, heads, v_dim]`` in the compute dtype (zeros for a row with
+    nothing to attend) and the log-sum-exp of each row's kept logits ``lse
+    [*batch, q, heads]`` (``-inf`` for such a row), with which the ring
+    combines key blocks.
     """
     n = math.prod(batch)
     q_len, heads, head_dim = q.shape[-3:]
@@ -386,7 +410,7 @@ def attend_blocks(
         return meets
 
     @jax.checkpoint
-    def query_block(q_block):
+    def query_block(q_block, start):
         # Made "like" the queries, so that inside a shard_map (the ring) the
         # carry varies over the mesh axes as the block step's output does.
         like = q_block[0][..., 0]  # [n, kv, block_q * g]
@@ -409,13 +433,27 @@ def attend_blocks(
             )
             return carry, None
 
-        (high, total, acc), _ = jax.lax.scan(scan_step, init, k_side)
+        if plan is None:
+            (high, total, acc), _ = jax.lax.scan(scan_step, init, k_side)
+        else:
+            # The static plan: this query block's band of key blocks only.
+            def band_step(carry, j):
+                k_block = jax.tree.map(
+                    lambda x: jax.lax.dynamic_index_in_dim(x, start + j, 0, False),
+                    k_side,
+                )
+                return scan_step(carry, k_block)
+
+            (high, total, acc), _ = jax.lax.scan(
+                band_step, init, jnp.arange(plan[0], dtype=jnp.int32)
+            )
         empty = total == 0.0
         safe = jnp.where(empty, 1.0, total)
         out = jnp.where(empty[..., None], 0.0, acc / safe[..., None])
         return out, jnp.where(empty, -jnp.inf, high + jnp.log(safe))
 
-    out, lse = jax.lax.map(query_block, q_side)
+    starts = jnp.zeros(q_blocks, jnp.int32) if plan is None else jnp.asarray(plan[1])
+    out, lse = jax.lax.map(lambda xs: query_block(*xs), (q_side, starts))
     # [q_blocks, n, kv, block_q * g, ...] -> [..., q, heads, ...]
     out = out.reshape(q_blocks, n, kv_heads, block_q, groups, v_dim)
     out = jnp.transpose(out, (1, 0, 3, 2, 4, 5)).reshape(
@@ -427,6 +465,36 @@ def attend_blocks(
         out[:, :q_len].reshape(*batch, q_len, heads, v_dim),
         lse[:, :q_len].reshape(*batch, q_len, heads),
     )
+
+
+def static_plan(q_len, k_len, block_q, block_k, *, causal, window, chunk_size):
+    """The key blocks each query block can reach, when the positions are the
+    default ``arange`` (so known when tracing): ``(width, starts)``, each
+    query block ``i`` scanning key blocks ``starts[i] .. starts[i] + width -
+    1`` (the blocks of its band, padded at the edges to the common width),
+    or None when some query block reaches every key block (full causal).
+    The run-time range test still skips the band's padding."""
+    if not (causal or window is not None or chunk_size is not None):
+        return None
+    k_blocks = -(-k_len // block_k)
+    bands = []
+    for first in range(0, q_len, block_q):
+        q_lo, q_hi = first, min(first + block_q, q_len) - 1
+        lo, hi = 0, k_len - 1
+        if causal:
+            hi = min(hi, q_hi)
+        if window is not None:
+            lo = max(lo, q_lo - (window - 1))
+            if not causal:
+                hi = min(hi, q_hi + window - 1)
+        if chunk_size is not None:
+            lo = max(lo, q_lo // chunk_size * chunk_size)
+            hi = min(hi, (q_hi // chunk_size + 1) * chunk_size - 1)
+        bands.append((lo // block_k, hi // block_k) if lo <= hi else (0, -1))
+    width = max(1, *(hi - lo + 1 for lo, hi in bands))
+    if width >= k_blocks:
+        return None
+    return width, tuple(min(lo, k_blocks - width) for lo, _ in bands)
 
 
 def bias_pytree(bias):
