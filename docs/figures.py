@@ -353,7 +353,7 @@ def long_context():
     right.legend(fontsize=8, ncol=2)
     fig.suptitle(
         f"Self-attention, batch 1, {results['heads']} query / {results['kv_heads']} "
-        f"key-value heads, head dim {results['head_dim']}, float32, causal; "
+        f"key-value heads, head dim {results['head_dim']}, float32, causal\n"
         f"{results['machine']}, {results['date']}",
         fontsize=10,
     )

@@ -361,3 +361,29 @@ def test_what_a_path_cannot_express_raises(kwargs, match):
     q, k, v = _inputs()
     with pytest.raises(ValueError, match=match):
         fp.dot_product_attention(q, k, v, **kwargs)
+
+
+def test_a_module_without_positions_scans_the_band(monkeypatch):
+    # No positions given, no decoding: the module's positions are the default
+    # arange, so the blockwise path plans its band when tracing; the output is
+    # the dense path's with the positions given.
+    from flax_posenc import linen
+
+    plans = []
+    planned = blockwise.static_plan
+
+    def spy(*args, **kwargs):
+        plans.append(planned(*args, **kwargs))
+        return plans[-1]
+
+    monkeypatch.setattr(blockwise, "static_plan", spy)
+    module = linen.MultiHeadAttention(
+        num_heads=2, head_dim=8, causal=True, sliding_window=5, block_size=8
+    )
+    x = jnp.asarray(np.random.default_rng(1).standard_normal((2, 29, 16)), jnp.float32)
+    params = module.init(jax.random.key(0), x)
+    out = module.apply(params, x)
+    dense = module.clone(implementation="xla", block_size=None)
+    expected = dense.apply(params, x, positions=jnp.arange(29))
+    chex.assert_trees_all_close(out, expected, atol=1e-5, rtol=1e-5)
+    assert plans and plans[-1] is not None and plans[-1][0] == 2

@@ -201,6 +201,7 @@ def attend(
     deterministic: bool | None,
     draw_dropout_rng: Callable[[], jax.Array],
     fits=None,
+    default_positions: bool = False,
 ) -> jax.Array:
     """The attention modules' attention over their keys (linen and NNX).
 
@@ -217,7 +218,9 @@ def attend(
     `ring_attention` over that mesh axis (the module is called on the local
     shards, inside the user's ``shard_map``). ``fits``: `write_cache`'s
     flag; False gives NaN outputs (an overflowing cache, under ``jit`` and
-    unchecked).
+    unchecked). ``default_positions``: the positions are the module default
+    ``arange`` (none given, no decoding), so `dot_product_attention` gets
+    none, and the blockwise path plans its blocks when tracing.
     """
     bias = None
     if module.position_bias is not None:
@@ -260,6 +263,8 @@ def attend(
             dropout_rng = draw_dropout_rng()
     # The mask goes as positions and segments: no [q, k] array is built by
     # the module, and a long sequence can take the blockwise path.
+    if default_positions:
+        q_positions = k_positions = None
     out = attention.api.dot_product_attention(
         q,
         k,

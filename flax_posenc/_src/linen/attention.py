@@ -234,6 +234,7 @@ class MultiHeadAttention(nn.Module):
             deterministic=deterministic,
             draw_dropout_rng=lambda: self.make_rng("dropout"),
             fits=fits,
+            default_positions=given is None and not decode,
         )
         return nn.DenseGeneral(
             self.out_features or x.shape[-1],

@@ -299,5 +299,6 @@ class MultiHeadAttention(nnx.Module):
             deterministic=deterministic,
             draw_dropout_rng=self.dropout_rngs,
             fits=fits,
+            default_positions=given is None and not decode,
         )
         return self.out(out)
