@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import flax_posenc as fp
+from tests import children
 
 
 def _llama3_order(length, shards):
@@ -101,13 +102,16 @@ table = jax.random.normal(keys[4], (heads, 32))
 positions = jnp.stack([jnp.arange(T), jnp.arange(T) % 20])  # row 1 packs 2
 segments = jnp.stack([jnp.ones(T, jnp.int32), (jnp.arange(T) >= 20) + 1])
 segments = segments.at[0, -3:].set(0)  # padding: rows with nothing to attend
+# Each case covers several features at once (one compiled program per case):
+# grouped heads in all, causal with padding and packed segments, soft-capping
+# without a causal mask, chunks, a window, the load-balanced order.
 CASES = {
-    "causal-segments-gqa": dict(causal=True, segments=True),
-    "bidirectional-softcap": dict(softcap=2.0),
     "causal-balanced-segments-t5-bias": dict(
         causal=True, segments=True, balanced=True, bias=True
     ),
-    "chunks-8-devices": dict(causal=True, chunk_size=6, devices=8, block_size=3),
+    "bidirectional-chunks-softcap-8-devices": dict(
+        chunk_size=6, softcap=2.0, devices=8, block_size=3
+    ),
     "window-balanced-8-devices": dict(
         causal=True, sliding_window=7, balanced=True, devices=8
     ),
@@ -236,7 +240,7 @@ print(json.dumps(results))
 
 
 def test_ring_attention_on_four_and_eight_devices_equals_dense_attention():
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8")
+    env = dict(os.environ, XLA_FLAGS=children.xla_flags_with_devices(8))
     env["JAX_PLATFORMS"] = "cpu"
     done = subprocess.run(
         [sys.executable, "-c", RING_PROGRAM],
@@ -249,10 +253,8 @@ def test_ring_attention_on_four_and_eight_devices_equals_dense_attention():
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads(done.stdout.strip().splitlines()[-1])
     assert set(results) == {
-        "causal-segments-gqa",
-        "bidirectional-softcap",
         "causal-balanced-segments-t5-bias",
-        "chunks-8-devices",
+        "bidirectional-chunks-softcap-8-devices",
         "window-balanced-8-devices",
         "module-context-axis",
     }

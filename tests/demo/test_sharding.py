@@ -18,6 +18,8 @@ import sys
 import numpy as np
 import pytest
 
+from tests import children
+
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
 TRAIN = """
@@ -67,7 +69,7 @@ def _start(code, devices, *args):
     env = {
         **os.environ,
         "JAX_PLATFORMS": "cpu",
-        "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
+        "XLA_FLAGS": children.xla_flags_with_devices(devices),
         "COLUMNS": "300",
         "PYTHONPATH": str(REPO),
     }

@@ -14,6 +14,8 @@ import sys
 
 import pytest
 
+from tests import children
+
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
 PROGRAM = """
@@ -80,7 +82,7 @@ def runs():
     processes = {}
     for count in (4, 8):
         env = dict(os.environ)
-        env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={count}"
+        env["XLA_FLAGS"] = children.xla_flags_with_devices(count)
         env["PYTHONPATH"] = str(REPO)
         processes[count] = subprocess.Popen(
             [sys.executable, "-c", PROGRAM],
