@@ -432,12 +432,15 @@ def attention_mask(
     return out
 
 
-def attention(q, k, v, mask=None, bias=None, scale=None, softcap=None) -> np.ndarray:
+def attention(
+    q, k, v, mask=None, bias=None, scale=None, softcap=None, sinks=None
+) -> np.ndarray:
     """Softmax attention in float64 from the formula, one query head at a time.
 
     q [..., q, H, d], k [..., k, K, d], v [..., k, K, e]; head h reads kv head
     h // (H // K). mask/bias broadcast to [..., H, q, k]. A key is excluded
     by mask False or a bias of -inf; rows with nothing to attend are zeros.
+    sinks [H]: head h's logit joins every row's denominator, without a value.
     """
     q, k, v = f64(q), f64(k), f64(v)
     heads, kv_heads, d = q.shape[-2], k.shape[-2], q.shape[-1]
@@ -459,6 +462,13 @@ def attention(q, k, v, mask=None, bias=None, scale=None, softcap=None) -> np.nda
                 np.asarray(mask), (*logits.shape[:-2], heads, *logits.shape[-2:])
             )[..., h, :, :]
             logits = np.where(m, logits, -np.inf)
+        if sinks is not None:
+            sink = float(sinks[h])
+            high = np.maximum(logits.max(-1, keepdims=True), sink)
+            weights = np.exp(logits - high)
+            weights = weights / (weights.sum(-1, keepdims=True) + np.exp(sink - high))
+            outs.append(np.einsum("...ij,...je->...ie", weights, v[..., kh, :]))
+            continue
         any_key = (logits > -np.inf).any(-1, keepdims=True)
         logits = np.where(any_key, logits, 0.0)
         weights = np.exp(logits - logits.max(-1, keepdims=True))

@@ -104,7 +104,8 @@ segments = jnp.stack([jnp.ones(T, jnp.int32), (jnp.arange(T) >= 20) + 1])
 segments = segments.at[0, -3:].set(0)  # padding: rows with nothing to attend
 # Each case covers several features at once (one compiled program per case):
 # grouped heads in all, causal with padding and packed segments, soft-capping
-# without a causal mask, chunks, a window, the load-balanced order.
+# without a causal mask, chunks, a window, attention sinks, the load-balanced
+# order.
 CASES = {
     "causal-balanced-segments-t5-bias": dict(
         causal=True, segments=True, balanced=True, bias=True
@@ -112,10 +113,11 @@ CASES = {
     "bidirectional-chunks-softcap-8-devices": dict(
         chunk_size=6, softcap=2.0, devices=8, block_size=3
     ),
-    "window-balanced-8-devices": dict(
-        causal=True, sliding_window=7, balanced=True, devices=8
+    "window-balanced-sinks-8-devices": dict(
+        causal=True, sliding_window=7, balanced=True, devices=8, sinks=True
     ),
 }
+sinks = jnp.array([-1.0, 0.0, 0.5, 2.0])
 
 
 def t5(table, q_pos, k_pos):
@@ -128,6 +130,7 @@ for name, case in CASES.items():
     case = dict(case)
     balanced, with_segments = case.pop("balanced", False), case.pop("segments", False)
     with_bias = case.pop("bias", False)
+    case_sinks = sinks if case.pop("sinks", False) else None
     devices = case.pop("devices", 4)
     mesh = MESHES[devices]
     seg = segments if with_segments else None
@@ -140,7 +143,8 @@ for name, case in CASES.items():
         )
         bias = t5(table, positions, positions) if with_bias else None
         return fp.dot_product_attention(
-            q, k, v, mask=mask, bias=bias, softcap=case.get("softcap")
+            q, k, v, mask=mask, bias=bias, softcap=case.get("softcap"),
+            sinks=case_sinks,
         )
 
     def ring(q, k, v, table):
@@ -152,7 +156,7 @@ for name, case in CASES.items():
             bias = jax.tree_util.Partial(t5, table) if with_bias else None
             return fp.ring_attention(
                 q, k, v, axis_name="context", q_positions=p, k_positions=p,
-                q_segments=s, k_segments=s, bias=bias, **case,
+                q_segments=s, k_segments=s, bias=bias, sinks=case_sinks, **case,
             )
 
         local = jax.shard_map(
@@ -255,7 +259,7 @@ def test_ring_attention_on_four_and_eight_devices_equals_dense_attention():
     assert set(results) == {
         "causal-balanced-segments-t5-bias",
         "bidirectional-chunks-softcap-8-devices",
-        "window-balanced-8-devices",
+        "window-balanced-sinks-8-devices",
         "module-context-axis",
     }
     for name, found in results.items():

@@ -202,6 +202,7 @@ def attend(
     draw_dropout_rng: Callable[[], jax.Array],
     fits=None,
     default_positions: bool = False,
+    sinks=None,
 ) -> jax.Array:
     """The attention modules' attention over their keys (linen and NNX).
 
@@ -220,7 +221,8 @@ def attend(
     flag; False gives NaN outputs (an overflowing cache, under ``jit`` and
     unchecked). ``default_positions``: the positions are the module default
     ``arange`` (none given, no decoding), so `dot_product_attention` gets
-    none, and the blockwise path plans its blocks when tracing.
+    none, and the blockwise path plans its blocks when tracing. ``sinks``:
+    the module's ``[heads]`` sink logits, or None.
     """
     bias = None
     if module.position_bias is not None:
@@ -242,6 +244,7 @@ def attend(
         chunk_size=module.chunk_size,
         scale=module.scale,
         softcap=module.softcap,
+        sinks=sinks,
     )
     if module.context_axis is not None:
         return attention.ring.ring_attention(

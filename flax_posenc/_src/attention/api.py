@@ -18,7 +18,7 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from flax_posenc._src import validation
-from flax_posenc._src.attention import blockwise, implementations, masks
+from flax_posenc._src.attention import blockwise, checks, implementations, masks
 from flax_posenc._src.attention.checks import check_qkv, check_scale_softcap
 from flax_posenc._src.attention.request import Request
 
@@ -43,6 +43,7 @@ def dot_product_attention(
     dropout_rng: jax.Array | None = None,
     implementation: str | None = None,
     block_size: int | None = None,
+    sinks: ArrayLike | None = None,
 ) -> jax.Array:
     r"""Softmax attention with grouped key/value heads, masks, biases, soft-capping.
 
@@ -147,6 +148,12 @@ def dot_product_attention(
       implementation: ``"blockwise"``, ``"jax"``, ``"xla"``, or None to
         choose as above.
       block_size: the blockwise path's query and key block size (>= 1).
+      sinks: learned attention sinks (gpt-oss), floating ``[heads]``: one
+        logit per query head that joins every row's softmax denominator
+        and is then dropped, $\mathrm{out}_i = \sum_j e^{z_{ij}} v_j /
+        (\sum_j e^{z_{ij}} + e^{\mathrm{sink}_h})$; a row with every key
+        excluded gives zeros. ``"jax"`` cannot express them; the other
+        implementations (and `ring_attention`) take them. Or None.
 
     Returns:
       ``[..., q, heads, v_dim]`` in ``q``'s dtype.
@@ -193,6 +200,7 @@ def dot_product_attention(
         k_segments,
     )
     dropout_rate = validation.check_rate("dropout_rate", dropout_rate)
+    sinks = checks.check_sinks(sinks, q.shape[-2])
     if _blockwise(implementation, block_size, spec, mask, bias, dropout_rate, q, k):
         if spec is None:
             # No mask keyword: the default positions (read by a bias
@@ -216,6 +224,7 @@ def dot_product_attention(
             bias=bias,
             block_q=size,
             block_k=size,
+            sinks=sinks,
             **options,
         )
     # A mask that a structured mask expresses exactly waits for the
@@ -258,6 +267,7 @@ def dot_product_attention(
         batch=batch,
         logits_shape=logits_shape,
         dropout=dropout,
+        sinks=sinks,
     )
     if implementation is None:
         implementation = implementations.default(request)
@@ -288,6 +298,7 @@ def dot_product_attention(
         request.scale,
         request.softcap,
         request.rng,
+        request.sinks,
         batch=batch,
         logits_shape=logits_shape,
         dropout=dropout,
@@ -448,6 +459,7 @@ def _attend(
     scale,
     softcap,
     rng,
+    sinks,
     *,
     batch,
     logits_shape,
@@ -472,6 +484,7 @@ def _attend(
         dropout,
         causal=causal,
         local_window=local_window,
+        sinks=sinks,
     )
     return implementations.REGISTRY[implementation].attend(request)
 

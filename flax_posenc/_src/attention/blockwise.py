@@ -41,6 +41,7 @@ def blockwise_attention(
     bias: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
     block_q: int = 512,
     block_k: int = 512,
+    sinks: ArrayLike | None = None,
 ) -> jax.Array:
     r"""Softmax attention with the mask from positions, computed block by block.
 
@@ -103,6 +104,9 @@ def blockwise_attention(
         for the block's positions (above), or None.
       block_q: the query block's length (at most the query length is used).
       block_k: the key block's length (at most the key length is used).
+      sinks: floating ``[heads]`` attention sinks, as `dot_product_attention`
+        takes them, or None: applied once after the key blocks, as
+        ``out * sigmoid(lse - sink)`` with ``lse`` the row's log-sum-exp.
 
     Returns:
       ``[..., q, heads, v_dim]`` in ``q``'s dtype.
@@ -136,6 +140,7 @@ def blockwise_attention(
         softcap=softcap,
         bias=bias,
     )
+    sinks = checks.check_sinks(sinks, args[0].shape[-2])
     block_q = validation.check_int("block_q", block_q, minimum=1)
     block_k = validation.check_int("block_k", block_k, minimum=1)
     q, k, v = args[:3]
@@ -156,7 +161,14 @@ def blockwise_attention(
             window=options["window"],
             chunk_size=options["chunk_size"],
         )
-    return _blockwise(*args, **options, block_q=block_q, block_k=block_k, plan=plan)
+    return _blockwise(
+        *args,
+        **options,
+        block_q=block_q,
+        block_k=block_k,
+        plan=plan,
+        sinks=sinks,
+    )
 
 
 def prepare(
@@ -246,11 +258,22 @@ def prepare(
         "plan",
     ),
 )
-def _blockwise(*args, **options):
+def _blockwise(*args, sinks=None, **options):
     # The one compiled program of `blockwise_attention`: `attend_blocks`'
-    # output in the queries' dtype.
-    out, _ = attend_blocks(*args, **options)
-    return out.astype(args[0].dtype)
+    # output, with the sinks, in the queries' dtype.
+    out, lse = attend_blocks(*args, **options)
+    return with_sinks(out, lse, sinks).astype(args[0].dtype)
+
+
+def with_sinks(out, lse, sinks):
+    """Attention ``out`` over some keys, with its rows' log-sum-exp ``lse``
+    ``[..., q, heads]``, after one more logit per head without a value (the
+    sink) joins each denominator: ``out * exp(lse - logaddexp(lse, sink))``,
+    that is ``out * sigmoid(lse - sink)``; ``out`` unchanged for None."""
+    if sinks is None:
+        return out
+    share = jax.nn.sigmoid(lse - jnp.asarray(sinks, lse.dtype))
+    return out * share[..., None]
 
 
 def attend_blocks(

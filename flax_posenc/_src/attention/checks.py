@@ -54,3 +54,16 @@ def check_scale_softcap(scale, softcap, head_dim):
         if not isinstance(softcap, jax.Array):
             softcap = validation.check_positive("softcap", softcap)
     return scale, softcap
+
+
+def check_sinks(sinks, heads):
+    """``sinks`` (None, or floating ``[heads]``) as an array."""
+    if sinks is None:
+        return None
+    sinks = validation.floating_array("sinks", sinks)
+    if sinks.shape != (heads,):
+        raise ValueError(
+            f"sinks must be [heads] = ({heads},), one logit per query head, "
+            f"got shape {sinks.shape}."
+        )
+    return sinks

@@ -35,6 +35,8 @@ def _cannot(request: Request) -> list[str]:
         cannot.append("soft-capping")
     if request.dropout:
         cannot.append("dropout")
+    if request.sinks is not None:
+        cannot.append("attention sinks")
     if not q.dtype == k.dtype == v.dtype:
         cannot.append(
             f"mixed dtypes (q {q.dtype}, k {k.dtype}, v {v.dtype}; it takes one)"

@@ -64,6 +64,9 @@ class Request(NamedTuple):
         keys with ``-right <= i - j <= left`` (jax.nn's
         ``local_window_size``; static), or None. Set only as the module
         docstring states.
+      sinks: floating ``[heads]``, one learned logit per query head that
+        joins each row's softmax denominator and has no value (gpt-oss), or
+        None.
     """
 
     q: jax.Array
@@ -79,3 +82,4 @@ class Request(NamedTuple):
     dropout: float
     causal: bool = False
     local_window: tuple[int, int] | None = None
+    sinks: jax.Array | None = None

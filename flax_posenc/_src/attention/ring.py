@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from flax_posenc._src import validation
-from flax_posenc._src.attention import blockwise
+from flax_posenc._src.attention import blockwise, checks
 
 
 def load_balanced_order(length: int, num_shards: int) -> jax.Array:
@@ -84,6 +84,7 @@ def ring_attention(
     softcap: float | None = None,
     bias: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
     block_size: int = 512,
+    sinks: jax.typing.ArrayLike | None = None,
 ) -> jax.Array:
     r"""Attention over a sequence sharded along a mesh axis (a ring of devices).
 
@@ -146,6 +147,9 @@ def ring_attention(
         called on the local queries' and each visiting block's positions, or
         None.
       block_size: the query and key blocks within a shard (>= 1).
+      sinks: floating ``[heads]`` attention sinks (gpt-oss), as
+        `dot_product_attention` takes them, applied once after the whole
+        ring; or None.
 
     Returns:
       The local outputs ``[..., q, heads, v_dim]`` in ``q``'s dtype.
@@ -202,16 +206,18 @@ def ring_attention(
     )
     block_size = validation.check_int("block_size", block_size, minimum=1)
     q, k, v = args[:3]
+    sinks = checks.check_sinks(sinks, q.shape[-2])
     if q.shape[-3] == 0 or k.shape[-3] == 0:
         shape = (*options["batch"], q.shape[-3], q.shape[-2], v.shape[-1])
         return jnp.zeros(shape, q.dtype)
-    return _ring(
+    out, lse = _ring(
         *args,
         axis_name=axis_name,
         block_q=min(block_size, q.shape[-3]),
         block_k=min(block_size, k.shape[-3]),
         **options,
     )
+    return blockwise.with_sinks(out, lse, sinks).astype(q.dtype)
 
 
 def _ring(
@@ -236,6 +242,7 @@ def _ring(
     # enclosing function, and may not close over its tracers.
     @jax.custom_vjp
     def run(floats, q_pos, q_seg, k_pos, k_seg):
+        # (out, lse) over the whole ring, in the compute dtype.
         return forward(floats, q_pos, q_seg, k_pos, k_seg)[0]
 
     def forward(floats, q_pos, q_seg, k_pos, k_seg):
@@ -248,9 +255,9 @@ def _ring(
 
         local = attend(floats, q_pos, q_seg, k_pos, k_seg)
         out, lse = ring.scan(fold, local, (k, v, k_pos, k_seg))
-        return out, (floats, q_pos, q_seg, k_pos, k_seg, out, lse)
+        return (out, lse), (floats, q_pos, q_seg, k_pos, k_seg, out, lse)
 
-    def backward(residuals, d_out):
+    def backward(residuals, cotangents):
         # Ring Attention's backward: the key blocks travel around the ring
         # again, with the gradients of their keys and values; each device
         # recomputes its queries' attention to the visiting block and pulls
@@ -263,18 +270,18 @@ def _ring(
         # devices skip.
         spread = jax.tree.map(ring.per_device, floats)
         q, k, v = spread[:3]
-        d_out = d_out.astype(out.dtype)
+        d_out, d_lse = (d.astype(out.dtype) for d in cotangents)
 
         def pull(grads, block):
             k, v, k_pos, k_seg, d_k, d_v = block
             (block_out, block_lse), vjp = jax.vjp(
                 lambda f: attend(f, q_pos, q_seg, k_pos, k_seg), (q, k, v, *spread[3:])
             )
-            # out = sum_j exp(lse_j - lse) out_j: the cotangents of block j's
-            # out_j and lse_j.
+            # out = sum_j exp(lse_j - lse) out_j and lse = logsumexp_j lse_j:
+            # the cotangents of block j's out_j and lse_j.
             share = jnp.where(lse == -jnp.inf, 0.0, jnp.exp(block_lse - lse))
             d_block_out = share[..., None] * d_out
-            d_block_lse = share * jnp.sum(d_out * (block_out - out), axis=-1)
+            d_block_lse = share * (jnp.sum(d_out * (block_out - out), axis=-1) + d_lse)
             d_block_lse = jnp.where(share > 0, d_block_lse, 0.0)
             (d_q, d_kj, d_vj, *d_rest) = vjp((d_block_out, d_block_lse))[0]
             grads = jax.tree.map(jnp.add, grads, (d_q, *d_rest))
@@ -297,7 +304,7 @@ def _ring(
         return d_floats, None, None, None, None
 
     run.defvjp(forward, backward)
-    return run(floats, q_pos, q_seg, k_pos, k_seg).astype(q.dtype)
+    return run(floats, q_pos, q_seg, k_pos, k_seg)
 
 
 def _zeros_to_sum(x):

@@ -73,7 +73,19 @@ def attend(request: Request) -> jax.Array:
     if mask is not None:
         # -inf, as a -inf bias: either excludes a key, and they agree.
         logits = jnp.where(fold(mask), logits, -jnp.inf)
-    if mask is not None or bias is not None:
+    if request.sinks is not None:
+        # The sink joins each row's denominator as one more logit without a
+        # value (its column is dropped): a row with every key excluded gives
+        # zeros, since the sink keeps the denominator positive.
+        sink = jnp.broadcast_to(
+            request.sinks.astype(work).reshape(kv_heads, 1, groups),
+            (kv_heads, q_len, groups),
+        ).reshape(kv_heads, q_len * groups)
+        high = jax.lax.stop_gradient(jnp.maximum(logits.max(-1), sink))
+        weights = jnp.exp(logits - high[..., None])
+        total = weights.sum(-1) + jnp.exp(sink - high)
+        probs = weights / total[..., None]
+    elif mask is not None or bias is not None:
         # A row with every key excluded attends nothing: zeros, and finite
         # gradients (its softmax runs on zeros, then its weights are zeroed).
         empty = jnp.max(logits, axis=-1, keepdims=True) == -jnp.inf

@@ -112,6 +112,11 @@ class MultiHeadAttention(nn.Module):
       block_size: the blockwise path's block size, or None.
       context_axis: the mesh axis the sequence is sharded over (ring
         attention inside ``shard_map``), or None.
+      sinks: learned attention sinks (gpt-oss): a parameter ``sinks
+        [num_heads]`` (logical axis ``heads``), one logit per head that joins
+        every softmax denominator without a value, as
+        `flax_posenc.dot_product_attention`'s ``sinks``.
+      sinks_init: the sinks' initializer (zeros).
       dtype: computation dtype; default the input's.
       param_dtype: parameter dtype.
       kernel_init: projection kernels' initializer (LeCun normal, as Flax's
@@ -139,6 +144,8 @@ class MultiHeadAttention(nn.Module):
     implementation: str | None = None
     block_size: int | None = None
     context_axis: str | None = None
+    sinks: bool = False
+    sinks_init: nn.initializers.Initializer = nn.initializers.zeros_init()
     dtype: DTypeLike | None = None
     param_dtype: DTypeLike = jnp.float32
     kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
@@ -154,6 +161,12 @@ class MultiHeadAttention(nn.Module):
             bias_init=nn.with_logical_partitioning(self.bias_init, axes[1:]),
             name=name,
         )
+
+    def _sinks(self) -> jax.Array | None:
+        if not validation.check_bool("sinks", self.sinks):
+            return None
+        init = nn.with_logical_partitioning(self.sinks_init, ("heads",))
+        return self.param("sinks", init, (self.num_heads,), self.param_dtype)
 
     @nn.compact
     def __call__(
@@ -235,6 +248,7 @@ class MultiHeadAttention(nn.Module):
             draw_dropout_rng=lambda: self.make_rng("dropout"),
             fits=fits,
             default_positions=given is None and not decode,
+            sinks=self._sinks(),
         )
         return nn.DenseGeneral(
             self.out_features or x.shape[-1],

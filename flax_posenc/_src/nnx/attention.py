@@ -99,6 +99,11 @@ class MultiHeadAttention(nnx.Module):
       block_size: the blockwise path's block size, or None.
       context_axis: the mesh axis the sequence is sharded over (ring
         attention inside ``shard_map``), or None.
+      sinks: learned attention sinks (gpt-oss): a parameter ``sinks
+        [num_heads]`` (logical axis ``heads``), one logit per head that joins
+        every softmax denominator without a value, as
+        `flax_posenc.dot_product_attention`'s ``sinks``; None when False.
+      sinks_init: the sinks' initializer (zeros).
       dtype: computation dtype; default the input's.
       param_dtype: parameter dtype.
       kernel_init: projection kernels' initializer (LeCun normal).
@@ -130,6 +135,8 @@ class MultiHeadAttention(nnx.Module):
         implementation: str | None = None,
         block_size: int | None = None,
         context_axis: str | None = None,
+        sinks: bool = False,
+        sinks_init: nnx.Initializer = BIAS_INIT,
         dtype: DTypeLike | None = None,
         param_dtype: DTypeLike = jnp.float32,
         kernel_init: nnx.Initializer = KERNEL_INIT,
@@ -142,7 +149,11 @@ class MultiHeadAttention(nnx.Module):
             validation.check_module(name, module)
         twins.check_rotary_head_dim(rotary, head_dim)
         validation.check_bools(
-            qkv_bias=qkv_bias, out_bias=out_bias, causal=causal, checked=checked
+            qkv_bias=qkv_bias,
+            out_bias=out_bias,
+            causal=causal,
+            checked=checked,
+            sinks=sinks,
         )
         in_features = validation.check_int("in_features", in_features, minimum=1)
         self.in_features = in_features
@@ -191,6 +202,11 @@ class MultiHeadAttention(nnx.Module):
         self.query_norm = qk_norm(head_dim, rngs=rngs) if qk_norm else None
         self.key_norm = qk_norm(head_dim, rngs=rngs) if qk_norm else None
         self.rotary, self.position_bias = rotary, position_bias
+        self.sinks = (
+            parameters.param(sinks_init, rngs, (num_heads,), param_dtype, ("heads",))
+            if sinks
+            else None
+        )
         self.dropout_rngs = (
             parameters.dropout_stream(rngs) if self.dropout_rate > 0.0 else None
         )
@@ -300,5 +316,6 @@ class MultiHeadAttention(nnx.Module):
             draw_dropout_rng=self.dropout_rngs,
             fits=fits,
             default_positions=given is None and not decode,
+            sinks=None if self.sinks is None else self.sinks[...],
         )
         return self.out(out)

@@ -1,0 +1,159 @@
+"""Learned attention sinks (gpt-oss): one logit per head in every denominator."""
+
+import chex
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+import flax_posenc as fp
+from flax_posenc import linen
+from flax_posenc import nnx as pnnx
+from tests import references
+
+T, HEADS, KV_HEADS = 21, 4, 2  # blocks of 8: three, the last one partial
+
+
+def _inputs():
+    rng = np.random.default_rng(3)
+    q = rng.standard_normal((2, T, HEADS, 8)).astype(np.float32)
+    k = rng.standard_normal((2, T, KV_HEADS, 8)).astype(np.float32)
+    v = rng.standard_normal((2, T, KV_HEADS, 4)).astype(np.float32)
+    sinks = np.array([-1.0, 0.0, 0.5, 2.0], np.float32)
+    # Row 1: a padded tail (segment 0): its queries attend nothing.
+    segments = np.ones((2, T), np.int32)
+    segments[1, -4:] = 0
+    return q, k, v, sinks, segments
+
+
+def _reference_and_sink_gradient(q, k, v, sinks, mask, cotangent):
+    """float64: the outputs, and the gradient of sum(cotangent * out) with
+    respect to each sink, -sum_i p_sink_i <cotangent_i, out_i> over the rows
+    of its head (p_sink: the sink's share of the row's denominator)."""
+    out = references.attention(q, k, v, mask=mask, sinks=sinks)
+    scale = 1.0 / np.sqrt(q.shape[-1])
+    group = HEADS // KV_HEADS
+    grad = np.zeros(HEADS)
+    for h in range(HEADS):
+        z = np.einsum(
+            "bid,bjd->bij",
+            q[:, :, h].astype(np.float64),
+            k[:, :, h // group].astype(np.float64),
+        )
+        z = np.where(mask[:, 0], z * scale, -np.inf)
+        high = np.maximum(z.max(-1), sinks[h])
+        p_sink = np.exp(sinks[h] - high) / (
+            np.exp(z - high[..., None]).sum(-1) + np.exp(sinks[h] - high)
+        )
+        grad[h] = -(p_sink * (cotangent[:, :, h] * out[:, :, h]).sum(-1)).sum()
+    return out, grad
+
+
+@pytest.mark.parametrize("implementation", ["xla", "blockwise"])
+def test_sinks_are_the_formula_in_values_and_gradients(implementation):
+    q, k, v, sinks, segments = _inputs()
+    pos = np.arange(T)
+    mask = np.asarray(
+        fp.attention_mask(
+            pos, pos, causal=True, q_segments=segments, k_segments=segments
+        )
+    )
+    cotangent = np.cos(np.arange(2 * T * HEADS * 4)).reshape(2, T, HEADS, 4)
+    extra = {"block_size": 8} if implementation == "blockwise" else {}
+
+    def attend(q, k, v, sinks):
+        return fp.dot_product_attention(
+            q,
+            k,
+            v,
+            causal=True,
+            q_segments=segments,
+            k_segments=segments,
+            sinks=sinks,
+            implementation=implementation,
+            **extra,
+        )
+
+    def run(q, k, v, sinks):
+        out, vjp = jax.vjp(attend, q, k, v, sinks)
+        return out, vjp(jnp.asarray(cotangent, jnp.float32))
+
+    out, (d_q, d_k, d_v, d_sinks) = jax.jit(run)(q, k, v, sinks)
+    expected, d_sinks_expected = _reference_and_sink_gradient(
+        q, k, v, sinks, mask, cotangent
+    )
+    np.testing.assert_allclose(out, expected, atol=2e-6)
+    np.testing.assert_allclose(d_sinks, d_sinks_expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(out[1, -4:], 0.0)  # nothing to attend: zeros
+    if implementation == "blockwise":
+        # Its q, k, v gradients are the dense path's.
+        def dense(q, k, v, sinks):
+            out = fp.dot_product_attention(
+                q, k, v, mask=mask, sinks=sinks, implementation="xla"
+            )
+            return (out * cotangent).sum()
+
+        expected_grads = jax.jit(jax.grad(dense, argnums=(0, 1, 2)))(q, k, v, sinks)
+        chex.assert_trees_all_close(
+            (d_q, d_k, d_v), expected_grads, atol=1e-5, rtol=1e-5
+        )
+    assert all(np.isfinite(g).all() for g in (d_q, d_k, d_v, d_sinks))
+
+
+def test_jax_nn_cannot_and_a_wrong_shape_is_named():
+    q, k, v, sinks, _ = _inputs()
+    with pytest.raises(ValueError, match="cannot do attention sinks"):
+        fp.dot_product_attention(q, k, v, sinks=sinks, implementation="jax")
+    with pytest.raises(ValueError, match=r"sinks must be \[heads\] = \(4,\)"):
+        fp.dot_product_attention(q, k, v, sinks=sinks[:2])
+
+
+def test_the_modules_sinks_are_a_parameter_in_both_twins_and_decode():
+    # linen against the formula in float64 from its own weights; the NNX twin
+    # with the same weights; prefill + one-token steps against the full pass.
+    x = np.random.default_rng(5).standard_normal((2, 9, 16)).astype(np.float32)
+    fields = dict(num_heads=HEADS, num_kv_heads=KV_HEADS, head_dim=8, causal=True)
+    module = linen.MultiHeadAttention(
+        **fields, sinks=True, sinks_init=jax.nn.initializers.normal(1.0)
+    )
+    params = module.init(jax.random.key(0), x)["params"]
+    weights = jax.tree.map(np.asarray, nn.meta.unbox(params))
+    assert weights["sinks"].shape == (HEADS,)
+    q = np.einsum("btf,fhd->bthd", x, weights["query"]["kernel"])
+    k = np.einsum("btf,fhd->bthd", x, weights["key"]["kernel"])
+    v = np.einsum("btf,fhd->bthd", x, weights["value"]["kernel"])
+    pos = np.arange(9)
+    mask = references.attention_mask(pos, pos, causal=True)
+    heads_out = references.attention(q, k, v, mask=mask, sinks=weights["sinks"])
+    expected = np.einsum("bthd,hdf->btf", heads_out, weights["out"]["kernel"])
+    out = module.apply({"params": params}, x)
+    np.testing.assert_allclose(out, expected, atol=2e-5)
+
+    twin = pnnx.MultiHeadAttention(
+        HEADS,
+        8,
+        16,
+        num_kv_heads=KV_HEADS,
+        causal=True,
+        sinks=True,
+        rngs=nnx.Rngs(1),
+    )
+    pnnx.from_linen(twin, {"params": params})
+    np.testing.assert_allclose(twin(x), out, atol=1e-6)
+
+    cache = module.init(jax.random.key(0), x, decode=True)["cache"]
+    variables = {"params": params, "cache": cache}
+    steps, start = [], 0
+    for size in (5, 1, 1, 1, 1):
+        y, mutated = module.apply(
+            variables, x[:, start : start + size], decode=True, mutable=["cache"]
+        )
+        variables = {"params": params, "cache": mutated["cache"]}
+        steps.append(y)
+        start += size
+    np.testing.assert_allclose(np.concatenate(steps, axis=1), out, atol=2e-5)
+
+    grad = jax.grad(lambda p: module.apply({"params": p}, x).sum())(params)
+    assert np.abs(np.asarray(nn.meta.unbox(grad)["sinks"])).max() > 0
