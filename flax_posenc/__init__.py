@@ -18,6 +18,12 @@ from flax_posenc._src.attention.api import (
 from flax_posenc._src.attention.masks import attention_mask as attention_mask
 from flax_posenc._src.attention.ring import load_balanced_order as load_balanced_order
 from flax_posenc._src.attention.ring import ring_attention as ring_attention
+from flax_posenc._src.attention.temperature import (
+    llama_4_scaling as llama_4_scaling,
+)
+from flax_posenc._src.attention.temperature import (
+    temperature_tuning_scale as temperature_tuning_scale,
+)
 from flax_posenc._src.embedding import embedding_attend as embedding_attend
 from flax_posenc._src.embedding import embedding_lookup as embedding_lookup
 from flax_posenc._src.naive import fraction_encoding as fraction_encoding
@@ -69,6 +75,7 @@ __all__ = (
     "grid_positions",
     "index_encoding",
     "layer_norm",
+    "llama_4_scaling",
     "load_balanced_order",
     "randomized_positions",
     "relative_position_bias",
@@ -80,6 +87,7 @@ __all__ = (
     "sinusoidal_encoding",
     "sinusoidal_frequencies",
     "sinusoidal_table",
+    "temperature_tuning_scale",
 )
 
 

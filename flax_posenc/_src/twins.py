@@ -288,6 +288,30 @@ def attend(
     return out
 
 
+def check_query_scale(query_scale):
+    """An attention module's ``query_scale``: None or a callable."""
+    if query_scale is not None and not callable(query_scale):
+        raise TypeError(
+            "query_scale must be a function of positions, query_scale(positions) "
+            f"-> [..., seq], or None; got {type(query_scale).__name__}."
+        )
+    return query_scale
+
+
+def scale_queries(query_scale, q, positions):
+    """``q [..., seq, heads, dim]`` times ``query_scale(positions)`` (float32,
+    ``[..., seq]``), in ``q``'s dtype; ``q`` as it is for None."""
+    if check_query_scale(query_scale) is None:
+        return q
+    factor = jnp.asarray(query_scale(positions), jnp.float32)
+    if factor.shape != positions.shape:
+        raise ValueError(
+            f"query_scale returned {factor.shape} for positions {positions.shape}; "
+            "it must return one factor per position."
+        )
+    return (q * factor[..., None, None]).astype(q.dtype)
+
+
 # -- Dropout -------------------------------------------------------------------
 
 

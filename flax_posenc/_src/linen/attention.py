@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -117,6 +119,14 @@ class MultiHeadAttention(nn.Module):
         every softmax denominator without a value, as
         `flax_posenc.dot_product_attention`'s ``sinks``.
       sinks_init: the sinks' initializer (zeros).
+      query_scale: a function of positions, ``query_scale(positions) ->
+        [..., seq]``, whose values multiply the queries (in float32) after
+        the rotary and the QK norm, just before attention: a
+        position-dependent temperature such as
+        `flax_posenc.temperature_tuning_scale` (Llama 4's NoPE layers) or
+        `flax_posenc.llama_4_scaling` (Ministral 3), given with its
+        parameters by ``functools.partial``; or None. It reads the module's
+        positions (the cache slots' when decoding without positions).
       dtype: computation dtype; default the input's.
       param_dtype: parameter dtype.
       kernel_init: projection kernels' initializer (LeCun normal, as Flax's
@@ -146,6 +156,7 @@ class MultiHeadAttention(nn.Module):
     context_axis: str | None = None
     sinks: bool = False
     sinks_init: nn.initializers.Initializer = nn.initializers.zeros_init()
+    query_scale: Callable[[jax.Array], jax.Array] | None = None
     dtype: DTypeLike | None = None
     param_dtype: DTypeLike = jnp.float32
     kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
@@ -229,6 +240,7 @@ class MultiHeadAttention(nn.Module):
                 **twins.rotary_keywords(self.rotary, x, given, decode, seq_len),
             )
 
+        q = twins.scale_queries(self.query_scale, q, positions)
         k_positions, q_segments, k_segments = positions, segments, segments
         fits = None
         if decode:

@@ -104,6 +104,14 @@ class MultiHeadAttention(nnx.Module):
         every softmax denominator without a value, as
         `flax_posenc.dot_product_attention`'s ``sinks``; None when False.
       sinks_init: the sinks' initializer (zeros).
+      query_scale: a function of positions, ``query_scale(positions) ->
+        [..., seq]``, whose values multiply the queries (in float32) after
+        the rotary and the QK norm, just before attention: a
+        position-dependent temperature such as
+        `flax_posenc.temperature_tuning_scale` (Llama 4's NoPE layers) or
+        `flax_posenc.llama_4_scaling` (Ministral 3), given with its
+        parameters by ``functools.partial``; or None. It reads the module's
+        positions (the cache slots' when decoding without positions).
       dtype: computation dtype; default the input's.
       param_dtype: parameter dtype.
       kernel_init: projection kernels' initializer (LeCun normal).
@@ -137,6 +145,7 @@ class MultiHeadAttention(nnx.Module):
         context_axis: str | None = None,
         sinks: bool = False,
         sinks_init: nnx.Initializer = BIAS_INIT,
+        query_scale: Callable[[jax.Array], jax.Array] | None = None,
         dtype: DTypeLike | None = None,
         param_dtype: DTypeLike = jnp.float32,
         kernel_init: nnx.Initializer = KERNEL_INIT,
@@ -202,6 +211,7 @@ class MultiHeadAttention(nnx.Module):
         self.query_norm = qk_norm(head_dim, rngs=rngs) if qk_norm else None
         self.key_norm = qk_norm(head_dim, rngs=rngs) if qk_norm else None
         self.rotary, self.position_bias = rotary, position_bias
+        self.query_scale = twins.check_query_scale(query_scale)
         self.sinks = (
             parameters.param(sinks_init, rngs, (num_heads,), param_dtype, ("heads",))
             if sinks
@@ -285,6 +295,7 @@ class MultiHeadAttention(nnx.Module):
                 positions=positions,
                 **twins.rotary_keywords(self.rotary, x, given, decode, seq_len),
             )
+        q = twins.scale_queries(self.query_scale, q, positions)
         k_positions, q_segments, k_segments = positions, segments, segments
         fits = None
         if decode:
