@@ -28,6 +28,7 @@ from flax_posenc._src.embedding import embedding_attend as embedding_attend
 from flax_posenc._src.embedding import embedding_lookup as embedding_lookup
 from flax_posenc._src.naive import fraction_encoding as fraction_encoding
 from flax_posenc._src.naive import index_encoding as index_encoding
+from flax_posenc._src.normalization import dynamic_tanh as dynamic_tanh
 from flax_posenc._src.normalization import layer_norm as layer_norm
 from flax_posenc._src.normalization import rms_norm as rms_norm
 from flax_posenc._src.randomized import randomized_positions as randomized_positions
@@ -69,6 +70,7 @@ __all__ = (
     "apply_rope",
     "attention_mask",
     "dot_product_attention",
+    "dynamic_tanh",
     "embedding_attend",
     "embedding_lookup",
     "fraction_encoding",

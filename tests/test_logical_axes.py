@@ -70,6 +70,7 @@ LINEN = {
     ),
     "LayerNorm": lambda: (plinen.LayerNorm(), (X,)),
     "RMSNorm": lambda: (plinen.RMSNorm(), (X,)),
+    "DynamicTanh": lambda: (plinen.DynamicTanh(), (X,)),
     # Its sublayer and norm have no parameters: what is left is its own.
     "Residual": lambda: (
         plinen.Residual(
@@ -84,6 +85,7 @@ LINEN = {
             num_kv_heads=S["num_kv_heads"],
             qkv_bias=True,
             out_bias=True,
+            sinks=True,
         ),
         (X,),
     ),
@@ -107,6 +109,7 @@ NNX = {
     ),
     "LayerNorm": lambda r: pnnx.LayerNorm(S["features"], rngs=r),
     "RMSNorm": lambda r: pnnx.RMSNorm(S["features"], rngs=r),
+    "DynamicTanh": lambda r: pnnx.DynamicTanh(S["features"], rngs=r),
     "Residual": lambda r: pnnx.Residual(
         pnnx.SinusoidalPositionEmbedding(),
         pnnx.RMSNorm(S["features"], use_scale=False, rngs=r),
@@ -118,6 +121,7 @@ NNX = {
         num_kv_heads=S["num_kv_heads"],
         qkv_bias=True,
         out_bias=True,
+        sinks=True,
         rngs=r,
     ),
 }
@@ -157,9 +161,9 @@ def documented() -> dict[str, dict[str, tuple[tuple[int, ...], tuple]]]:
         if path is None:
             assert not shape and not names, line
             continue
-        sizes = CODE.search(shape)[1].strip("[]").split(", ")
+        sizes = CODE.search(shape)[1].strip("[]")  # `[]`: a scalar
         table[module][path[1]] = (
-            tuple(SIZES[size] for size in sizes),
+            tuple(SIZES[size] for size in sizes.split(", ") if size),
             ast.literal_eval(CODE.search(names)[1]),
         )
     return table

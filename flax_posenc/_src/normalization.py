@@ -283,4 +283,70 @@ def _rms_norm(x, eps, scale, *, axes, unit_offset, out_dtype):
     return y.astype(out_dtype)
 
 
+def dynamic_tanh(
+    x: ArrayLike,
+    alpha: ArrayLike,
+    scale: ArrayLike | None = None,
+    bias: ArrayLike | None = None,
+    *,
+    dtype: DTypeLike | None = None,
+) -> jax.Array:
+    r"""Dynamic Tanh, a normalization layer without statistics.
+
+    .. math::
+        y = \gamma \cdot \tanh(\alpha x) + \beta
+
+    with ``alpha`` a learned scalar and ``gamma = scale``, ``beta = bias``
+    per feature (the last axis): the element-wise replacement of LayerNorm
+    and RMSNorm by Zhu et al. (2025), which squashes extreme activations as
+    a norm does but reads no mean or variance, so it needs no reduction over
+    the features. Computed in at least float32.
+
+    Args:
+      x: floating ``[..., features]``.
+      alpha: a floating scalar (the paper initializes it to 0.5, smaller for
+        wider or deeper models).
+      scale: ``[features]``, or None for 1.
+      bias: ``[features]``, or None for 0.
+      dtype: output dtype; default ``x.dtype``.
+
+    Returns:
+      Array of ``x``'s shape and ``dtype``.
+
+    Raises:
+      TypeError: non-floating ``x`` or ``dtype``, complex ``alpha``,
+        ``scale`` or ``bias``.
+      ValueError: ``alpha`` not a scalar, ``scale`` or ``bias`` not of shape
+        ``[features]``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import flax_posenc as fp
+      >>> y = fp.dynamic_tanh(jnp.array([0.0, 2.0, -100.0]), 0.5)
+      >>> [round(float(v), 4) for v in y]
+      [0.0, 0.7616, -1.0]
+
+    References:
+      Zhu, Chen, He, LeCun and Liu, "Transformers without Normalization",
+      2025. https://arxiv.org/abs/2503.10622
+    """
+    x, axes, out_dtype, work = _prepare(x, -1, 0.0, dtype)
+    alpha = validation.floating_array("alpha", alpha)
+    if alpha.shape != ():
+        raise ValueError(f"alpha must be a scalar, got shape {alpha.shape}.")
+    scale = _broadcastable("scale", scale, x, axes)
+    bias = _broadcastable("bias", bias, x, axes)
+    return _dynamic_tanh(x, alpha, scale, bias, work=work, out_dtype=out_dtype)
+
+
+@functools.partial(jax.jit, static_argnames=("work", "out_dtype"))
+def _dynamic_tanh(x, alpha, scale, bias, *, work, out_dtype):
+    y = jnp.tanh(alpha.astype(work) * x.astype(work))
+    if scale is not None:
+        y = y * scale.astype(work)
+    if bias is not None:
+        y = y + bias.astype(work)
+    return y.astype(out_dtype)
+
+
 NORM_POSITIONS = ("post", "pre", "sandwich", "parallel")

@@ -8,6 +8,7 @@ from flax_posenc._src.linen.attention_bias import (
 from flax_posenc._src.linen.embedding import InputEmbedding as InputEmbedding
 from flax_posenc._src.linen.embedding import TokenEmbedding as TokenEmbedding
 from flax_posenc._src.linen.embedding import pretrained_init as pretrained_init
+from flax_posenc._src.linen.normalization import DynamicTanh as DynamicTanh
 from flax_posenc._src.linen.normalization import LayerNorm as LayerNorm
 from flax_posenc._src.linen.normalization import Residual as Residual
 from flax_posenc._src.linen.normalization import RMSNorm as RMSNorm
@@ -21,6 +22,7 @@ from flax_posenc._src.linen.rotary import RotaryEmbedding as RotaryEmbedding
 
 __all__ = (
     "ALiBiBias",
+    "DynamicTanh",
     "InputEmbedding",
     "LayerNorm",
     "LearnedPositionEmbedding",

@@ -14,6 +14,7 @@ from flax_posenc._src.nnx.convert import from_linen as from_linen
 from flax_posenc._src.nnx.convert import to_linen as to_linen
 from flax_posenc._src.nnx.embedding import InputEmbedding as InputEmbedding
 from flax_posenc._src.nnx.embedding import TokenEmbedding as TokenEmbedding
+from flax_posenc._src.nnx.normalization import DynamicTanh as DynamicTanh
 from flax_posenc._src.nnx.normalization import LayerNorm as LayerNorm
 from flax_posenc._src.nnx.normalization import Residual as Residual
 from flax_posenc._src.nnx.normalization import RMSNorm as RMSNorm
@@ -27,6 +28,7 @@ from flax_posenc._src.nnx.rotary import RotaryEmbedding as RotaryEmbedding
 
 __all__ = (
     "ALiBiBias",
+    "DynamicTanh",
     "InputEmbedding",
     "LayerNorm",
     "LearnedPositionEmbedding",

@@ -68,7 +68,8 @@ class MultiHeadAttention(nn.Module):
     ``("embed", "kv_heads", "kv")``, ``out/kernel``: ``("heads", "kv", "embed")``;
     with ``qkv_bias``, ``query/bias``: ``("heads", "kv")``, ``key/bias``:
     ``("kv_heads", "kv")``, ``value/bias``: ``("kv_heads", "kv")``; with
-    ``out_bias``, ``out/bias``: ``("embed",)``. A ``qk_norm``'s are its own.
+    ``out_bias``, ``out/bias``: ``("embed",)``; with ``sinks``, ``sinks``:
+    ``("heads",)``. A ``qk_norm``'s are its own.
 
     Examples:
       >>> import jax, jax.numpy as jnp

@@ -1,4 +1,4 @@
-"""LayerNorm and RMSNorm modules, and the residual wrapper with its norms."""
+"""LayerNorm, RMSNorm and DynamicTanh modules, and the residual with its norms."""
 
 from __future__ import annotations
 
@@ -164,6 +164,65 @@ class RMSNorm(nn.Module):
             unit_offset=self.unit_offset,
             dtype=self.dtype,
         )
+
+
+class DynamicTanh(nn.Module):
+    """Dynamic Tanh (Zhu et al. 2025): ``scale * tanh(alpha * x) + bias``.
+
+    A normalization layer without statistics, opt-in beside `LayerNorm` and
+    `RMSNorm` (which it replaces where a model was trained with it): the
+    learned scalar ``alpha`` squashes extreme activations as a norm does,
+    with no mean or variance over the features. By
+    `flax_posenc.dynamic_tanh`, in at least float32, over the last axis.
+
+    Logical axis names: ``alpha``: ``()``, ``scale``: ``("embed",)``,
+    ``bias``: ``("embed",)`` (``param_axes``).
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> import flax.linen as nn
+      >>> from flax_posenc.linen import DynamicTanh
+      >>> x = jnp.ones((2, 5, 8))
+      >>> variables = DynamicTanh().init(jax.random.key(0), x)
+      >>> jax.tree.map(jnp.shape, nn.meta.unbox(variables))
+      {'params': {'alpha': (), 'bias': (8,), 'scale': (8,)}}
+
+    Attributes:
+      alpha_init: the initial ``alpha`` (the paper's 0.5; it advises less for
+        wider or deeper models).
+      use_scale: learn the per-feature ``scale`` (ones at first).
+      use_bias: learn the per-feature ``bias`` (zeros at first).
+      dtype: output dtype; default the input's.
+      param_dtype: dtype of the parameters.
+      param_axes: logical axis names of ``scale`` and ``bias``.
+    """
+
+    alpha_init: float = 0.5
+    use_scale: bool = True
+    use_bias: bool = True
+    dtype: DTypeLike | None = None
+    param_dtype: DTypeLike = jnp.float32
+    param_axes: tuple[str | None] = ("embed",)
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """``scale * tanh(alpha * x) + bias``; ``x``'s shape in ``dtype``."""
+        x = jnp.asarray(x)
+        validation.check_bools(use_scale=self.use_scale, use_bias=self.use_bias)
+        alpha_init = validation.check_real("alpha_init", self.alpha_init)
+        shape = _param_shape(x, -1, self.param_axes)
+        alpha = self.param(
+            "alpha",
+            nn.with_logical_partitioning(nn.initializers.constant(alpha_init), ()),
+            (),
+            self.param_dtype,
+        )
+        scale = bias = None
+        if self.use_scale:
+            scale = _norm_param(self, "scale", nn.initializers.ones_init(), shape)
+        if self.use_bias:
+            bias = _norm_param(self, "bias", nn.initializers.zeros_init(), shape)
+        return normalization.dynamic_tanh(x, alpha, scale, bias, dtype=self.dtype)
 
 
 class Residual(nn.Module):

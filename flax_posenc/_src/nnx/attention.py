@@ -55,7 +55,8 @@ class MultiHeadAttention(nnx.Module):
     ``("embed", "kv_heads", "kv")``, ``out/kernel``: ``("heads", "kv", "embed")``;
     with ``qkv_bias``, ``query/bias``: ``("heads", "kv")``, ``key/bias``:
     ``("kv_heads", "kv")``, ``value/bias``: ``("kv_heads", "kv")``; with
-    ``out_bias``, ``out/bias``: ``("embed",)``. A ``qk_norm``'s are its own.
+    ``out_bias``, ``out/bias``: ``("embed",)``; with ``sinks``, ``sinks``:
+    ``("heads",)``. A ``qk_norm``'s are its own.
 
     Examples:
       >>> import jax.numpy as jnp

@@ -1,4 +1,4 @@
-"""NNX twins of LayerNorm and RMSNorm."""
+"""NNX twins of LayerNorm, RMSNorm and DynamicTanh."""
 
 from __future__ import annotations
 
@@ -169,6 +169,80 @@ class RMSNorm(nnx.Module):
             axis=self.axis,
             eps=self.epsilon,
             unit_offset=self.unit_offset,
+            dtype=self.dtype,
+        )
+
+
+class DynamicTanh(nnx.Module):
+    """Dynamic Tanh (Zhu et al. 2025): ``scale * tanh(alpha * x) + bias`` (NNX).
+
+    The twin of `flax_posenc.linen.DynamicTanh` (same parameters ``alpha``,
+    ``scale``, ``bias``, logical names and initial values), by
+    `flax_posenc.dynamic_tanh` over the last axis.
+
+    Logical axis names: ``alpha``: ``()``, ``scale``: ``("embed",)``,
+    ``bias``: ``("embed",)`` (``param_axes``).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from flax import nnx
+      >>> from flax_posenc.nnx import DynamicTanh
+      >>> norm = DynamicTanh(8, rngs=nnx.Rngs(0))
+      >>> norm(jnp.ones((2, 5, 8))).shape
+      (2, 5, 8)
+
+    Attributes:
+      num_features: the size of the last axis.
+      alpha_init: the initial ``alpha`` (the paper's 0.5).
+      use_scale: learn the per-feature ``scale`` (ones at first).
+      use_bias: learn the per-feature ``bias`` (zeros at first).
+      dtype: output dtype; default the input's.
+      param_dtype: dtype of the parameters.
+      param_axes: logical axis names of ``scale`` and ``bias``.
+      rngs: the PRNG streams (``params``).
+    """
+
+    def __init__(
+        self,
+        num_features: int,
+        *,
+        alpha_init: float = 0.5,
+        use_scale: bool = True,
+        use_bias: bool = True,
+        dtype: DTypeLike | None = None,
+        param_dtype: DTypeLike = jnp.float32,
+        param_axes: tuple[str | None] = ("embed",),
+        rngs: nnx.Rngs,
+    ):
+        validation.check_bools(use_scale=use_scale, use_bias=use_bias)
+        alpha_init = validation.check_real("alpha_init", alpha_init)
+        shape = _feature_shape(num_features, param_axes)
+        self.dtype = dtype
+        self.alpha = parameters.param(
+            nnx.initializers.constant(alpha_init), rngs, (), param_dtype, ()
+        )
+        self.scale = (
+            parameters.param(
+                nnx.initializers.ones_init(), rngs, shape, param_dtype, param_axes
+            )
+            if use_scale
+            else None
+        )
+        self.bias = (
+            parameters.param(
+                nnx.initializers.zeros_init(), rngs, shape, param_dtype, param_axes
+            )
+            if use_bias
+            else None
+        )
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """``scale * tanh(alpha * x) + bias``; ``x``'s shape in ``dtype``."""
+        return normalization.dynamic_tanh(
+            x,
+            self.alpha[...],
+            None if self.scale is None else self.scale[...],
+            None if self.bias is None else self.bias[...],
             dtype=self.dtype,
         )
 
