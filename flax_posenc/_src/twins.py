@@ -81,6 +81,21 @@ def check_rotary_head_dim(rotary, head_dim: int) -> None:
     )
 
 
+QK_NORM_POSITIONS = ("before_rope", "after_rope")
+
+
+def v_norm(value_norm, v: jax.Array) -> jax.Array:
+    """Values normalized per head (Gemma 4's ``v_norm``), shape kept."""
+    normed = value_norm(v)
+    if not isinstance(normed, jax.Array) or normed.shape != v.shape:
+        shape = getattr(normed, "shape", type(normed).__name__)
+        raise ValueError(
+            f"v_norm must return its input's shape (a normalization per head), "
+            f"but v {v.shape} became {shape}."
+        )
+    return normed
+
+
 def qk_norm(query_norm, key_norm, q: jax.Array, k: jax.Array):
     """Queries and keys normalized per head (linen and NNX): ``qk_norm`` must
     keep their shape, as a normalization does."""
@@ -140,6 +155,9 @@ def check_attention_choice(module: Any) -> None:
     """The attention modules' ``chunk_size``, ``implementation``,
     ``block_size`` and ``context_axis`` fields (linen and NNX), checked where
     a mistake would otherwise show only at the first call."""
+    validation.check_choice(
+        "qk_norm_position", module.qk_norm_position, QK_NORM_POSITIONS
+    )
     if module.chunk_size is not None:
         validation.check_int("chunk_size", module.chunk_size, minimum=1)
     if module.block_size is not None:

@@ -97,6 +97,12 @@ class MultiHeadAttention(nn.Module):
       qk_norm: a normalization module (e.g. ``RMSNorm()``) applied per head to
         queries and keys before the rotation (Gemma 3, Qwen3); cloned as
         ``query_norm`` and ``key_norm``.
+      qk_norm_position: ``"before_rope"`` (Gemma 3, Qwen3) or
+        ``"after_rope"`` (Llama 4's L2 norm, ``RMSNorm(use_scale=False)``):
+        where ``qk_norm`` acts. A norm without a scale gives the same either
+        way (a rotation keeps each head's length); a learned scale does not.
+      v_norm: a normalization module applied per head to the values (Gemma
+        4: ``RMSNorm(use_scale=False)``), cloned as ``value_norm``; or None.
       rotary: a `RotaryEmbedding`, or None.
       position_bias: a module called as ``position_bias(q_positions,
         k_positions)`` returning ``[..., heads, q, k]``, or None.
@@ -142,6 +148,8 @@ class MultiHeadAttention(nn.Module):
     qkv_bias: bool = False
     out_bias: bool = False
     qk_norm: nn.Module | None = None
+    qk_norm_position: str = "before_rope"
+    v_norm: nn.Module | None = None
     rotary: nn.Module | None = None
     position_bias: nn.Module | None = None
     causal: bool = False
@@ -174,6 +182,14 @@ class MultiHeadAttention(nn.Module):
             name=name,
         )
 
+    def _qk_norm(self, q, k):
+        return twins.qk_norm(
+            self.qk_norm.clone(name="query_norm", parent=self),
+            self.qk_norm.clone(name="key_norm", parent=self),
+            q,
+            k,
+        )
+
     def _sinks(self) -> jax.Array | None:
         if not validation.check_bool("sinks", self.sinks):
             return None
@@ -202,7 +218,7 @@ class MultiHeadAttention(nn.Module):
         """
         heads = self.num_heads
         kv_heads = twins.check_heads(heads, self.head_dim, self.num_kv_heads)
-        for name in ("qk_norm", "rotary", "position_bias"):
+        for name in ("qk_norm", "v_norm", "rotary", "position_bias"):
             validation.check_module(name, getattr(self, name))
         twins.check_rotary_head_dim(self.rotary, self.head_dim)
         validation.check_bools(
@@ -218,13 +234,10 @@ class MultiHeadAttention(nn.Module):
         q = self._projection(heads, ("embed", "heads", "kv"), "query")(x)
         k = self._projection(kv_heads, ("embed", "kv_heads", "kv"), "key")(x)
         v = self._projection(kv_heads, ("embed", "kv_heads", "kv"), "value")(x)
-        if self.qk_norm is not None:
-            q, k = twins.qk_norm(
-                self.qk_norm.clone(name="query_norm", parent=self),
-                self.qk_norm.clone(name="key_norm", parent=self),
-                q,
-                k,
-            )
+        if self.v_norm is not None:
+            v = twins.v_norm(self.v_norm.clone(name="value_norm", parent=self), v)
+        if self.qk_norm is not None and self.qk_norm_position == "before_rope":
+            q, k = self._qk_norm(q, k)
 
         start = 0
         if decode and self.has_variable("cache", "cache_index"):
@@ -241,6 +254,8 @@ class MultiHeadAttention(nn.Module):
                 **twins.rotary_keywords(self.rotary, x, given, decode, seq_len),
             )
 
+        if self.qk_norm is not None and self.qk_norm_position == "after_rope":
+            q, k = self._qk_norm(q, k)
         q = twins.scale_queries(self.query_scale, q, positions)
         k_positions, q_segments, k_segments = positions, segments, segments
         fits = None

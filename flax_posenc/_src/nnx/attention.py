@@ -81,6 +81,11 @@ class MultiHeadAttention(nnx.Module):
       out_bias: a bias on the output projection.
       qk_norm: a norm factory called as ``qk_norm(head_dim, rngs=rngs)``
         (e.g. `RMSNorm`) for ``query_norm`` and ``key_norm``, or None.
+      qk_norm_position: ``"before_rope"`` (Gemma 3, Qwen3) or
+        ``"after_rope"`` (Llama 4's L2 norm): where ``qk_norm`` acts.
+      v_norm: a norm factory called as ``v_norm(head_dim, rngs=rngs)`` for
+        ``value_norm`` (Gemma 4: ``functools.partial(RMSNorm,
+        use_scale=False)``), or None.
       rotary: a `RotaryEmbedding`, or None.
       position_bias: a module called as ``position_bias(q_positions,
         k_positions)`` (`ALiBiBias`, `RelativePositionBias`; pass one
@@ -131,6 +136,8 @@ class MultiHeadAttention(nnx.Module):
         qkv_bias: bool = False,
         out_bias: bool = False,
         qk_norm: Callable[..., nnx.Module] | None = None,
+        qk_norm_position: str = "before_rope",
+        v_norm: Callable[..., nnx.Module] | None = None,
         rotary: nnx.Module | None = None,
         position_bias: nnx.Module | None = None,
         causal: bool = False,
@@ -155,6 +162,8 @@ class MultiHeadAttention(nnx.Module):
     ):
         kv_heads = twins.check_heads(num_heads, head_dim, num_kv_heads)
         validation.check_factory("qk_norm", qk_norm, nnx.Module)
+        validation.check_factory("v_norm", v_norm, nnx.Module)
+        self.qk_norm_position = qk_norm_position
         for name, module in (("rotary", rotary), ("position_bias", position_bias)):
             validation.check_module(name, module)
         twins.check_rotary_head_dim(rotary, head_dim)
@@ -211,6 +220,7 @@ class MultiHeadAttention(nnx.Module):
         )
         self.query_norm = qk_norm(head_dim, rngs=rngs) if qk_norm else None
         self.key_norm = qk_norm(head_dim, rngs=rngs) if qk_norm else None
+        self.value_norm = v_norm(head_dim, rngs=rngs) if v_norm else None
         self.rotary, self.position_bias = rotary, position_bias
         self.query_scale = twins.check_query_scale(query_scale)
         self.sinks = (
@@ -282,7 +292,10 @@ class MultiHeadAttention(nnx.Module):
             raise ValueError("decode=True needs a cache: call init_cache first.")
         twins.check_context_call(self, positions, decode)
         q, k, v = self.query(x), self.key(x), self.value(x)
-        if self.query_norm is not None:
+        if self.value_norm is not None:
+            v = twins.v_norm(self.value_norm, v)
+        before = self.qk_norm_position == "before_rope"
+        if self.query_norm is not None and before:
             q, k = twins.qk_norm(self.query_norm, self.key_norm, q, k)
         start = self.cache_index[...] if decode else 0
         given = positions
@@ -296,6 +309,8 @@ class MultiHeadAttention(nnx.Module):
                 positions=positions,
                 **twins.rotary_keywords(self.rotary, x, given, decode, seq_len),
             )
+        if self.query_norm is not None and not before:
+            q, k = twins.qk_norm(self.query_norm, self.key_norm, q, k)
         q = twins.scale_queries(self.query_scale, q, positions)
         k_positions, q_segments, k_segments = positions, segments, segments
         fits = None
