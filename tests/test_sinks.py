@@ -102,6 +102,23 @@ def test_sinks_are_the_formula_in_values_and_gradients(implementation):
     assert all(np.isfinite(g).all() for g in (d_q, d_k, d_v, d_sinks))
 
 
+@pytest.mark.parametrize("implementation", ["xla", "blockwise"])
+def test_sinks_per_batch_row(implementation):
+    # [batch, heads] sinks: each row with its own, as the row alone computes.
+    q, k, v, sinks, _ = _inputs()
+    rows = np.stack([sinks, sinks[::-1] - 1.0])
+    extra = {"block_size": 8} if implementation == "blockwise" else {}
+    out = fp.dot_product_attention(
+        q, k, v, causal=True, sinks=rows, implementation=implementation, **extra
+    )
+    mask = references.attention_mask(np.arange(T), np.arange(T), causal=True)
+    for row in range(2):
+        expected = references.attention(
+            q[row], k[row], v[row], mask=mask, sinks=rows[row]
+        )
+        np.testing.assert_allclose(out[row], expected, atol=2e-6)
+
+
 def test_jax_nn_cannot_and_a_wrong_shape_is_named():
     q, k, v, sinks, _ = _inputs()
     with pytest.raises(ValueError, match="cannot do attention sinks"):

@@ -148,8 +148,9 @@ def dot_product_attention(
       implementation: ``"blockwise"``, ``"jax"``, ``"xla"``, or None to
         choose as above.
       block_size: the blockwise path's query and key block size (>= 1).
-      sinks: learned attention sinks (gpt-oss), floating ``[heads]``: one
-        logit per query head that joins every row's softmax denominator
+      sinks: learned attention sinks (gpt-oss), floating ``[heads]`` (or
+        broadcastable to ``[..., heads]``): one logit per query head that
+        joins every row's softmax denominator
         and is then dropped, $\mathrm{out}_i = \sum_j e^{z_{ij}} v_j /
         (\sum_j e^{z_{ij}} + e^{\mathrm{sink}_h})$; a row with every key
         excluded gives zeros. ``"jax"`` cannot express them; the other
@@ -200,7 +201,7 @@ def dot_product_attention(
         k_segments,
     )
     dropout_rate = validation.check_rate("dropout_rate", dropout_rate)
-    sinks = checks.check_sinks(sinks, q.shape[-2])
+    sinks = checks.check_sinks(sinks, q.shape[-2], batch)
     if _blockwise(implementation, block_size, spec, mask, bias, dropout_rate, q, k):
         if spec is None:
             # No mask keyword: the default positions (read by a bias

@@ -140,7 +140,7 @@ def blockwise_attention(
         softcap=softcap,
         bias=bias,
     )
-    sinks = checks.check_sinks(sinks, args[0].shape[-2])
+    sinks = checks.check_sinks(sinks, args[0].shape[-2], options["batch"])
     block_q = validation.check_int("block_q", block_q, minimum=1)
     block_k = validation.check_int("block_k", block_k, minimum=1)
     q, k, v = args[:3]
@@ -268,11 +268,12 @@ def _blockwise(*args, sinks=None, **options):
 def with_sinks(out, lse, sinks):
     """Attention ``out`` over some keys, with its rows' log-sum-exp ``lse``
     ``[..., q, heads]``, after one more logit per head without a value (the
-    sink) joins each denominator: ``out * exp(lse - logaddexp(lse, sink))``,
-    that is ``out * sigmoid(lse - sink)``; ``out`` unchanged for None."""
+    sink, ``sinks [..., heads]``) joins each denominator: ``out * exp(lse -
+    logaddexp(lse, sink))``, that is ``out * sigmoid(lse - sink)``; ``out``
+    unchanged for None."""
     if sinks is None:
         return out
-    share = jax.nn.sigmoid(lse - jnp.asarray(sinks, lse.dtype))
+    share = jax.nn.sigmoid(lse - jnp.asarray(sinks, lse.dtype)[..., None, :])
     return out * share[..., None]
 
 

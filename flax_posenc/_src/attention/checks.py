@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from flax_posenc._src import validation
@@ -56,14 +57,20 @@ def check_scale_softcap(scale, softcap, head_dim):
     return scale, softcap
 
 
-def check_sinks(sinks, heads):
-    """``sinks`` (None, or floating ``[heads]``) as an array."""
+def check_sinks(sinks, heads, batch):
+    """``sinks`` (None, or floating ``[..., heads]`` whose leading axes
+    broadcast to ``batch``) broadcast to ``[*batch, heads]``."""
     if sinks is None:
         return None
     sinks = validation.floating_array("sinks", sinks)
-    if sinks.shape != (heads,):
+    shape = (*batch, heads)
+    try:
+        fits = sinks.ndim >= 1 and np.broadcast_shapes(sinks.shape, shape) == shape
+    except ValueError:
+        fits = False
+    if not fits or sinks.shape[-1] != heads:
         raise ValueError(
-            f"sinks must be [heads] = ({heads},), one logit per query head, "
-            f"got shape {sinks.shape}."
+            f"sinks must be [heads] = ({heads},), one logit per query head, or "
+            f"broadcast to [..., heads] = {shape}; got shape {sinks.shape}."
         )
-    return sinks
+    return jnp.broadcast_to(sinks, shape)

@@ -64,9 +64,9 @@ class Request(NamedTuple):
         keys with ``-right <= i - j <= left`` (jax.nn's
         ``local_window_size``; static), or None. Set only as the module
         docstring states.
-      sinks: floating ``[heads]``, one learned logit per query head that
-        joins each row's softmax denominator and has no value (gpt-oss), or
-        None.
+      sinks: floating ``[*batch, heads]``, one learned logit per query head
+        (and batch row) that joins each row's softmax denominator and has no
+        value (gpt-oss), or None.
     """
 
     q: jax.Array

@@ -206,7 +206,7 @@ def ring_attention(
     )
     block_size = validation.check_int("block_size", block_size, minimum=1)
     q, k, v = args[:3]
-    sinks = checks.check_sinks(sinks, q.shape[-2])
+    sinks = checks.check_sinks(sinks, q.shape[-2], options["batch"])
     if q.shape[-3] == 0 or k.shape[-3] == 0:
         shape = (*options["batch"], q.shape[-3], q.shape[-2], v.shape[-1])
         return jnp.zeros(shape, q.dtype)

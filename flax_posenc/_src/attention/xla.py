@@ -77,10 +77,13 @@ def attend(request: Request) -> jax.Array:
         # The sink joins each row's denominator as one more logit without a
         # value (its column is dropped): a row with every key excluded gives
         # zeros, since the sink keeps the denominator positive.
+        # [*batch, heads] -> [*batch, kv, q * groups], rows (t, g).
+        sinks = request.sinks.astype(work)
+        lead = sinks.shape[:-1]
         sink = jnp.broadcast_to(
-            request.sinks.astype(work).reshape(kv_heads, 1, groups),
-            (kv_heads, q_len, groups),
-        ).reshape(kv_heads, q_len * groups)
+            sinks.reshape(*lead, kv_heads, 1, groups),
+            (*lead, kv_heads, q_len, groups),
+        ).reshape(*lead, kv_heads, q_len * groups)
         high = jax.lax.stop_gradient(jnp.maximum(logits.max(-1), sink))
         weights = jnp.exp(logits - high[..., None])
         total = weights.sum(-1) + jnp.exp(sink - high)
