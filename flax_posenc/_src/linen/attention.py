@@ -165,7 +165,7 @@ class MultiHeadAttention(nn.Module):
     context_axis: str | None = None
     sinks: bool = False
     sinks_init: nn.initializers.Initializer = nn.initializers.zeros_init()
-    query_scale: Callable[[jax.Array], jax.Array] | None = None
+    query_scale: Callable[..., jax.Array] | None = None
     dtype: DTypeLike | None = None
     param_dtype: DTypeLike = jnp.float32
     kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()

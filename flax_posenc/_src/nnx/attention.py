@@ -153,7 +153,7 @@ class MultiHeadAttention(nnx.Module):
         context_axis: str | None = None,
         sinks: bool = False,
         sinks_init: nnx.Initializer = BIAS_INIT,
-        query_scale: Callable[[jax.Array], jax.Array] | None = None,
+        query_scale: Callable[..., jax.Array] | None = None,
         dtype: DTypeLike | None = None,
         param_dtype: DTypeLike = jnp.float32,
         kernel_init: nnx.Initializer = KERNEL_INIT,
