@@ -86,28 +86,26 @@ QK_NORM_POSITIONS = ("before_rope", "after_rope")
 
 def v_norm(value_norm, v: jax.Array) -> jax.Array:
     """Values normalized per head (Gemma 4's ``v_norm``), shape kept."""
-    normed = value_norm(v)
-    if not isinstance(normed, jax.Array) or normed.shape != v.shape:
-        shape = getattr(normed, "shape", type(normed).__name__)
-        raise ValueError(
-            f"v_norm must return its input's shape (a normalization per head), "
-            f"but v {v.shape} became {shape}."
-        )
-    return normed
+    return _normed("v_norm", "v", v, value_norm(v))
 
 
 def qk_norm(query_norm, key_norm, q: jax.Array, k: jax.Array):
     """Queries and keys normalized per head (linen and NNX): ``qk_norm`` must
     keep their shape, as a normalization does."""
-    normed = query_norm(q), key_norm(k)
-    for name, before, after in (("q", q, normed[0]), ("k", k, normed[1])):
-        if not isinstance(after, jax.Array) or after.shape != before.shape:
-            shape = getattr(after, "shape", type(after).__name__)
-            raise ValueError(
-                f"qk_norm must return its input's shape (a normalization per "
-                f"head), but {name} {before.shape} became {shape}."
-            )
-    return normed
+    return _normed("qk_norm", "q", q, query_norm(q)), _normed(
+        "qk_norm", "k", k, key_norm(k)
+    )
+
+
+def _normed(field: str, name: str, before: jax.Array, after) -> jax.Array:
+    # A norm module given to an attention module keeps its input's shape.
+    if not isinstance(after, jax.Array) or after.shape != before.shape:
+        shape = getattr(after, "shape", type(after).__name__)
+        raise ValueError(
+            f"{field} must return its input's shape (a normalization per head), "
+            f"but {name} {before.shape} became {shape}."
+        )
+    return after
 
 
 def attention_input(x: ArrayLike) -> jax.Array:

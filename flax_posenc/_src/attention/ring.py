@@ -254,7 +254,7 @@ def _ring(
             return merge(state, new), block
 
         local = attend(floats, q_pos, q_seg, k_pos, k_seg)
-        out, lse = ring.scan(fold, local, (k, v, k_pos, k_seg))
+        (out, lse), _ = ring.visit(fold, local, (k, v, k_pos, k_seg))
         return (out, lse), (floats, q_pos, q_seg, k_pos, k_seg, out, lse)
 
     def backward(residuals, cotangents):
@@ -290,7 +290,7 @@ def _ring(
         # Gradients are summed in at least float32, and cast at the end.
         zeros = jax.tree.map(_zeros_to_sum, (q, *spread[3:]))
         block = (k, v, k_pos, k_seg, _zeros_to_sum(k), _zeros_to_sum(v))
-        grads, block = ring.scan(pull, zeros, block, first_too=True)
+        grads, block = ring.visit(pull, *pull(zeros, block))
         # Each key block's gradient is one device short of home.
         d_k, d_v = ring.permute(block[4:])
         d_q, *d_rest = grads
@@ -366,13 +366,10 @@ class _RingPass:
             lambda x: jax.lax.ppermute(x, self.axis_name, self.shift), block
         )
 
-    def scan(self, fold, state, block, first_too=False):
-        """``fold(state, block) -> (state, block)`` at each device's block
-        as it arrives (the local block first when ``first_too``; otherwise
-        ``state`` already holds it). Returns ``state``, or with ``first_too``
-        ``(state, block)`` with the last block visited."""
-        if first_too:
-            state, block = fold(state, block)
+    def visit(self, fold, state, block):
+        """``fold(state, block) -> (state, block)`` at each other device's
+        block as it arrives (``state`` already holds the local ``block``).
+        Returns ``(state, block)``, with the last block visited."""
 
         def step(carry, _):
             state, block = carry
@@ -381,7 +378,7 @@ class _RingPass:
         (state, block), _ = jax.lax.scan(
             step, (state, block), None, length=self.devices - 1
         )
-        return (state, block) if first_too else state
+        return state, block
 
     def per_device(self, x):
         """``x`` as per-device data along the axis (``lax.pcast``)."""
