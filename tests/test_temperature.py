@@ -88,28 +88,3 @@ def test_the_modules_scale_their_queries_by_position():
     np.testing.assert_allclose(twin(x), out, atol=1e-6)
     with pytest.raises(TypeError, match="query_scale must be a function"):
         pnnx.MultiHeadAttention(4, 8, 16, query_scale=2.0, rngs=nnx.Rngs(1))
-
-
-def test_decoding_scales_each_step_by_its_own_position():
-    scale = functools.partial(
-        fp.llama_4_scaling, beta=0.5, original_max_position_embeddings=3
-    )
-    x = jnp.asarray(np.random.default_rng(1).standard_normal((1, 9, 16)), jnp.float32)
-    module = linen.MultiHeadAttention(
-        num_heads=2, head_dim=8, causal=True, query_scale=scale
-    )
-    params = module.init(jax.random.key(0), x)["params"]
-    full = module.apply({"params": params}, x)
-    variables = {
-        "params": params,
-        "cache": module.init(jax.random.key(0), x, decode=True)["cache"],
-    }
-    steps, start = [], 0
-    for size in (4, 1, 1, 1, 1, 1):
-        y, mutated = module.apply(
-            variables, x[:, start : start + size], decode=True, mutable=["cache"]
-        )
-        variables = {"params": params, "cache": mutated["cache"]}
-        steps.append(y)
-        start += size
-    np.testing.assert_allclose(np.concatenate(steps, axis=1), full, atol=2e-5)

@@ -1,5 +1,7 @@
 """MultiHeadAttention: projections, positions, masks and the decode cache."""
 
+import functools
+
 import chex
 import flax.linen as nn
 import jax
@@ -8,6 +10,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+import flax_posenc as fp
 from flax_posenc import nnx as pnnx
 from flax_posenc.linen import ALiBiBias, MultiHeadAttention, RMSNorm, RotaryEmbedding
 from tests import references
@@ -234,8 +237,21 @@ def _decode_module(**kwargs):
         {"rotary": RotaryEmbedding()},
         {"rotary": RotaryEmbedding(), "sliding_window": 3},
         {"position_bias": ALiBiBias(4)},
+        # Learned sinks (gpt-oss) and a query temperature of position
+        # (Ministral 3's, blocks of 3 so that the steps cross blocks).
+        {
+            "rotary": RotaryEmbedding(),
+            "sinks": True,
+            "sinks_init": jax.nn.initializers.normal(1.0),
+        },
+        {
+            "rotary": RotaryEmbedding(),
+            "query_scale": functools.partial(
+                fp.llama_4_scaling, beta=0.5, original_max_position_embeddings=3
+            ),
+        },
     ],
-    ids=["rope", "rope-window", "alibi"],
+    ids=["rope", "rope-window", "alibi", "sinks", "query-scale"],
 )
 def test_prefill_then_steps_equal_the_full_forward(kwargs):
     module = _decode_module(**kwargs)
