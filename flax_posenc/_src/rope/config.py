@@ -59,7 +59,7 @@ class RopeConfig:
         }
 
 
-def _text_config(config: Mapping[str, Any]) -> dict[str, Any]:
+def text_config(config: Mapping[str, Any]) -> dict[str, Any]:
     """The text model's config, with transformers' defaults for what it omits."""
     if not isinstance(config, Mapping) and callable(getattr(config, "to_dict", None)):
         config = config.to_dict()  # a transformers PretrainedConfig
@@ -121,13 +121,15 @@ def _rope_dict(
     nested = hf.is_nested(params)
     if nested:
         available = list(params)
-    elif model_type == "gemma3_text":
-        available = ["full_attention", "sliding_attention"]
+    elif model_type in families.LAYER_THETA_KEYS:
+        available = list(families.LAYER_THETA_KEYS[model_type])
     else:
         available = layer_types or list(families.LAYER_TYPES)
     if model_type == "llama4_text" and not nested:
         available = ["chunked_attention", "full_attention"]
     per_layer = nested or model_type in families.PER_LAYER_FAMILIES
+    if model_type in families.UNSCALED_LAYER_TYPES and not nested:
+        per_layer = per_layer or hf.rope_type(params) not in (None, "default")
     if per_layer and layer_type is None:
         raise ValueError(
             f"this {model_type or 'model'} config gives RoPE per layer type: pass "
@@ -142,7 +144,15 @@ def _rope_dict(
     if nope is not None and layer_type == nope[0]:
         raise ValueError(nope[1])
     _check_no_rope_layers(config)
-    if nested:
+    return layer_rope_dict(config, layer_type), layer_type
+
+
+def layer_rope_dict(config: dict[str, Any], layer_type: str | None) -> dict[str, Any]:
+    """The rope dict (transformers-5 form) of ``layer_type``'s layers, read
+    without the checks of which layer types rotate (the schedule's reader)."""
+    params = _scaling_dict(config)
+    model_type = config.get("model_type")
+    if hf.is_nested(params):
         chosen = params.get(layer_type)
         if chosen is None:
             raise ValueError(
@@ -150,13 +160,15 @@ def _rope_dict(
                 "without positions)."
             )
         params = dict(chosen)
-    elif model_type == "gemma3_text" and layer_type == "sliding_attention":
-        # transformers 4 form: sliding layers use rope_local_base_freq, unscaled.
-        params = {"rope_type": "default", "rope_theta": config["rope_local_base_freq"]}
+    elif layer_type in families.UNSCALED_LAYER_TYPES.get(model_type, ()):
+        # transformers 4 form: these layers rotate unscaled (Gemma 3's and
+        # OLMo 3's sliding layers).
+        params = {"rope_type": "default"}
     hf.renamed(params).setdefault("rope_type", "default")
-    theta = _real(config, _first_key(config, "rotary_emb_base", "rope_theta"))
-    if model_type == "gemma3_text" and layer_type == "sliding_attention":
-        theta = _real(config, "rope_local_base_freq")
+    theta_key = families.LAYER_THETA_KEYS.get(model_type, {}).get(layer_type)
+    if theta_key is None:
+        theta_key = _first_key(config, "rotary_emb_base", "rope_theta")
+    theta = _real(config, theta_key)
     if params.get("rope_theta") is None and theta is not None:
         params["rope_theta"] = theta
     partial = _real(config, _first_key(config, "rotary_pct", "partial_rotary_factor"))
@@ -179,7 +191,19 @@ def _rope_dict(
         top = _int(config, "original_max_position_embeddings")
         if top is not None:
             params["original_max_position_embeddings"] = top
-    return params, layer_type
+    # Keys a rope dict may carry that are not the rotation's: Ministral 3's
+    # query temperature (read by the attention schedule), and the model's
+    # length, which must then be the config's.
+    for key in hf.QUERY_SCALE_KEYS:
+        params.pop(key, None)
+    length = params.pop("max_position_embeddings", None)
+    top = config.get("max_position_embeddings")
+    if length is not None and top is not None and length != top:
+        raise ValueError(
+            f"the rope dict's max_position_embeddings={length!r} disagrees with "
+            f"the config's {top!r}."
+        )
+    return params
 
 
 def _scaling_dict(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -366,8 +390,22 @@ def rope_config_from_hf(
       >>> rc.head_dim, rc.rotary_dim, rc.base, rc.layout
       (128, 128, 500000.0, 'halves')
     """
-    text = _text_config(config)
+    text = text_config(config)
     params, layer_type = _rope_dict(text, layer_type)
+    return layer_rope(text, layer_type, layout=layout, params=params)
+
+
+def layer_rope(
+    text: dict[str, Any],
+    layer_type: str | None,
+    *,
+    layout: str | None = None,
+    params: dict[str, Any] | None = None,
+) -> RopeConfig:
+    """The `RopeConfig` of ``layer_type``'s layers of a text config (as read
+    by `text_config`), without the checks of which layer types rotate."""
+    if params is None:
+        params = layer_rope_dict(text, layer_type)
     model_type = text.get("model_type")
     head_dim = _head_dim(text, layer_type)
     max_positions = _int(

@@ -14,6 +14,7 @@ INTERLEAVED = frozenset(
     {
         "gptj",
         "llama4_text",
+        "deepseek_v4",
         "deepseek_v2",
         "deepseek_v3",
         "kimi_k2",
@@ -46,6 +47,7 @@ HALVES = frozenset(
         "gemma4_text",
         "glm4_moe",
         "gpt_neox",
+        "gpt_oss",
         "granite",
         "hunyuan_v1_dense",
         "hunyuan_v1_moe",
@@ -54,8 +56,10 @@ HALVES = frozenset(
         "llama",
         "minimax",
         "ministral",
+        "ministral3",
         "mistral",
         "mixtral",
+        "modernbert",
         "nemotron",
         "olmo",
         "olmo2",
@@ -112,6 +116,8 @@ READ_KEYS = (
     "global_head_dim",
     "mrope_section",
     "no_rope_layers",
+    "global_rope_theta",
+    "local_rope_theta",
     "num_attention_heads",
 )
 
@@ -141,6 +147,9 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         },
     },
     "llama4_text": {"head_dim": 128, "rope_theta": 500_000.0},
+    "modernbert": {"global_rope_theta": 160_000.0, "local_rope_theta": 10_000.0},
+    "olmo3": {"rope_theta": 500_000.0},
+    "gpt_oss": {"head_dim": 64},
     "cohere": {"rope_theta": 500_000.0},
     "qwen3": {"head_dim": 128},
     "qwen2_vl": QWEN2_VL,
@@ -169,8 +178,26 @@ TEXT_MODEL_TYPES = {
 }
 # Families whose RoPE differs per layer type even when the config does not nest
 # it (Gemma 3 in transformers 4: rope_local_base_freq for sliding layers;
-# Cohere2: NoPE full-attention layers).
-PER_LAYER_FAMILIES = frozenset({"gemma3_text", "gemma4_text", "cohere2"})
+# Cohere2: NoPE full-attention layers; ModernBERT: a base per layer type).
+PER_LAYER_FAMILIES = frozenset({"gemma3_text", "gemma4_text", "cohere2", "modernbert"})
+# Configs without a nested rope dict (transformers 4 form) whose layer types
+# rotate with different bases: the key of each layer type's base.
+LAYER_THETA_KEYS = {
+    "gemma3_text": {
+        "full_attention": "rope_theta",
+        "sliding_attention": "rope_local_base_freq",
+    },
+    "modernbert": {
+        "full_attention": "global_rope_theta",
+        "sliding_attention": "local_rope_theta",
+    },
+}
+# ... and the layer types that the config's rope_scaling does not scale:
+# transformers 4 gave Gemma 3's and OLMo 3's sliding layers plain RoPE.
+UNSCALED_LAYER_TYPES = {
+    "gemma3_text": frozenset({"sliding_attention"}),
+    "olmo3": frozenset({"sliding_attention"}),
+}
 # Layer type names transformers uses, for configs that list none.
 LAYER_TYPES = ("full_attention", "sliding_attention", "chunked_attention")
 # Qwen3-VL assigns M-RoPE bands interleaved whatever its config says.

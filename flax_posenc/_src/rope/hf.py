@@ -31,6 +31,9 @@ COMMON_KEYS = frozenset(
         "mrope_interleaved",
     }
 )
+# Keys a rope dict may carry that change the attention, not the rotation:
+# Ministral 3's query temperature, read by the attention schedule.
+QUERY_SCALE_KEYS = frozenset({"llama_4_scaling_beta"})
 # Older spellings of a type in published configs: Phi-3's first releases wrote
 # "su" for LongRoPE; Qwen2-VL writes "mrope" for default RoPE with sections.
 _TYPE_ALIASES = {"su": "longrope", "mrope": "default"}
