@@ -111,10 +111,9 @@ def _real(config: Mapping[str, Any], key: str | None) -> float | None:
     return validation.check_real(f"config key {key!r}", value)
 
 
-def _rope_dict(
-    config: dict[str, Any], layer_type: str | None
-) -> tuple[dict[str, Any], str | None]:
-    """The rope dict for ``layer_type``, in transformers-5 form, and the type used."""
+def _check_layer_type(config: dict[str, Any], layer_type: str | None) -> None:
+    """``layer_type`` is one this config has, given where RoPE differs per
+    layer type, and one whose layers rotate."""
     params = _scaling_dict(config)
     model_type = config.get("model_type")
     layer_types = list(dict.fromkeys(config.get("layer_types") or ()))
@@ -144,7 +143,6 @@ def _rope_dict(
     if nope is not None and layer_type == nope[0]:
         raise ValueError(nope[1])
     _check_no_rope_layers(config)
-    return layer_rope_dict(config, layer_type), layer_type
 
 
 def layer_rope_dict(config: dict[str, Any], layer_type: str | None) -> dict[str, Any]:
@@ -320,7 +318,8 @@ def rope_config_from_hf(
       ``qk_rope_head_dim``; Gemma 4 full-attention layers: ``global_head_dim``;
     - the base: the rope dict's ``rope_theta``, else the top-level
       ``rope_theta`` (GPT-NeoX: ``rotary_emb_base``), else 10000; Gemma 3 in
-      transformers 4: ``rope_local_base_freq`` for sliding layers;
+      transformers 4: ``rope_local_base_freq`` for sliding layers; ModernBERT:
+      ``global_rope_theta`` and ``local_rope_theta``;
     - the rotated part: ``partial_rotary_factor`` (in the dict or top level;
       GPT-NeoX: ``rotary_pct``), rotary dim ``int(head_dim * factor)``; GPT-J:
       ``rotary_dim``;
@@ -328,7 +327,8 @@ def rope_config_from_hf(
       (transformers 4), with ``max_position_embeddings`` (GPT-J:
       ``n_positions``) and a top-level ``original_max_position_embeddings``
       (Phi-3), which wins over the dict's for llama3, yarn and longrope, as in
-      transformers;
+      transformers; in transformers 4 form, Gemma 3's and OLMo 3's sliding
+      layers rotate unscaled;
     - M-RoPE: the dict's ``mrope_section`` and ``mrope_interleaved``.
 
     A multimodal config is read through its ``text_config``. Keys the config
@@ -391,21 +391,16 @@ def rope_config_from_hf(
       (128, 128, 500000.0, 'halves')
     """
     text = text_config(config)
-    params, layer_type = _rope_dict(text, layer_type)
-    return layer_rope(text, layer_type, layout=layout, params=params)
+    _check_layer_type(text, layer_type)
+    return layer_rope(text, layer_type, layout=layout)
 
 
 def layer_rope(
-    text: dict[str, Any],
-    layer_type: str | None,
-    *,
-    layout: str | None = None,
-    params: dict[str, Any] | None = None,
+    text: dict[str, Any], layer_type: str | None, *, layout: str | None = None
 ) -> RopeConfig:
     """The `RopeConfig` of ``layer_type``'s layers of a text config (as read
     by `text_config`), without the checks of which layer types rotate."""
-    if params is None:
-        params = layer_rope_dict(text, layer_type)
+    params = layer_rope_dict(text, layer_type)
     model_type = text.get("model_type")
     head_dim = _head_dim(text, layer_type)
     max_positions = _int(

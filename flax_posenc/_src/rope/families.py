@@ -14,7 +14,6 @@ INTERLEAVED = frozenset(
     {
         "gptj",
         "llama4_text",
-        "deepseek_v4",
         "deepseek_v2",
         "deepseek_v3",
         "kimi_k2",
