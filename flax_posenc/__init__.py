@@ -49,6 +49,10 @@ from flax_posenc._src.rope.scalings import LongRopeScaling as LongRopeScaling
 from flax_posenc._src.rope.scalings import ProportionalScaling as ProportionalScaling
 from flax_posenc._src.rope.scalings import RopeScaling as RopeScaling
 from flax_posenc._src.rope.scalings import YarnScaling as YarnScaling
+from flax_posenc._src.schedule.layers import LayerAttention as LayerAttention
+from flax_posenc._src.schedule.layers import (
+    attention_schedule as attention_schedule,
+)
 from flax_posenc._src.sinusoidal import sinusoidal_encoding as sinusoidal_encoding
 from flax_posenc._src.sinusoidal import sinusoidal_frequencies as sinusoidal_frequencies
 from flax_posenc._src.sinusoidal import sinusoidal_table as sinusoidal_table
@@ -57,6 +61,7 @@ __version__ = "0.1.0"
 
 __all__ = (
     "DynamicNTKScaling",
+    "LayerAttention",
     "LinearScaling",
     "Llama3Scaling",
     "LongRopeScaling",
@@ -69,6 +74,7 @@ __all__ = (
     "apply_axial_rope",
     "apply_rope",
     "attention_mask",
+    "attention_schedule",
     "dot_product_attention",
     "dynamic_tanh",
     "embedding_attend",

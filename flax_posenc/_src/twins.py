@@ -31,6 +31,7 @@ from flax_posenc._src import (
     validation,
 )
 from flax_posenc._src.rope import apply as rope_apply
+from flax_posenc._src.schedule.layers import attention_schedule
 
 # -- Modules -------------------------------------------------------------------
 
@@ -89,12 +90,27 @@ def v_norm(value_norm, v: jax.Array) -> jax.Array:
     return _normed("v_norm", "v", v, value_norm(v))
 
 
-def qk_norm(query_norm, key_norm, q: jax.Array, k: jax.Array):
-    """Queries and keys normalized per head (linen and NNX): ``qk_norm`` must
+QK_NORM_OVER = ("head", "all_heads")
+
+
+def qk_norm(query_norm, key_norm, q: jax.Array, k: jax.Array, over: str = "head"):
+    """Queries and keys normalized (linen and NNX), per head or, with
+    ``over="all_heads"``, over all heads' features at once (OLMo 2/3: the
+    projection's output before it is split into heads); ``qk_norm`` must
     keep their shape, as a normalization does."""
-    return _normed("qk_norm", "q", q, query_norm(q)), _normed(
-        "qk_norm", "k", k, key_norm(k)
-    )
+    return _norm_heads(query_norm, "q", q, over), _norm_heads(key_norm, "k", k, over)
+
+
+def qk_norm_features(over: str, heads: int, head_dim: int) -> int:
+    """The features a QK norm of ``heads`` heads normalizes (NNX sizes it)."""
+    return head_dim if over == "head" else heads * head_dim
+
+
+def _norm_heads(norm, name: str, x: jax.Array, over: str) -> jax.Array:
+    if over == "head":
+        return _normed("qk_norm", name, x, norm(x))
+    flat = x.reshape(*x.shape[:-2], x.shape[-2] * x.shape[-1])
+    return _normed("qk_norm", name, flat, norm(flat)).reshape(x.shape)
 
 
 def _normed(field: str, name: str, before: jax.Array, after) -> jax.Array:
@@ -156,6 +172,7 @@ def check_attention_choice(module: Any) -> None:
     validation.check_choice(
         "qk_norm_position", module.qk_norm_position, QK_NORM_POSITIONS
     )
+    validation.check_choice("qk_norm_over", module.qk_norm_over, QK_NORM_OVER)
     if module.chunk_size is not None:
         validation.check_int("chunk_size", module.chunk_size, minimum=1)
     if module.block_size is not None:
@@ -326,6 +343,87 @@ def scale_queries(query_scale, q, positions):
             "it must return one factor per position."
         )
     return (q * factor[..., None, None]).astype(q.dtype)
+
+
+# Fields of MultiHeadAttention.from_hf_config's overrides: what a config does
+# not say. Everything else comes from the layer's schedule.
+FROM_CONFIG_OVERRIDES = (
+    "dtype",
+    "param_dtype",
+    "kernel_init",
+    "bias_init",
+    "sinks_init",
+    "implementation",
+    "block_size",
+    "context_axis",
+    "deterministic",
+    "checked",
+    "dropout_rate",
+)
+
+
+def attention_from_config(
+    config: Mapping[str, Any],
+    layer: int,
+    overrides: Mapping[str, Any],
+    *,
+    rotary: Callable[..., Any],
+    rms_norm: Callable[..., Any],
+) -> tuple[Any, dict[str, Any]]:
+    """Layer ``layer``'s `LayerAttention` and the fields of its attention
+    module, from a ``config.json`` (linen and NNX): the schedule's entry,
+    its rotary built by ``rotary(**fields)`` and its norms by
+    ``rms_norm(epsilon=, use_scale=, unit_offset=, param_axes=)`` (the
+    twin's RMSNorm class, or a partial of it), then ``overrides``, which may
+    set only `FROM_CONFIG_OVERRIDES`."""
+    unknown = sorted(set(overrides) - set(FROM_CONFIG_OVERRIDES))
+    if unknown:
+        raise TypeError(
+            f"from_hf_config takes the config's fields from the config; {unknown} "
+            f"cannot be set here (it takes {list(FROM_CONFIG_OVERRIDES)}). Build "
+            "the module with its constructor to choose them."
+        )
+    schedule = attention_schedule(config)
+    index = validation.check_int("layer", layer, minimum=0)
+    if index >= len(schedule):
+        raise ValueError(
+            f"layer {index} is out of range: the config has {len(schedule)} layers."
+        )
+    spec = schedule[index]
+
+    def norm(kind: str | None, over: str = "head"):
+        if kind is None:
+            return None
+        axes = ("kv",) if over == "head" else (None,)
+        return rms_norm(
+            epsilon=spec.norm_eps,
+            use_scale=kind != "rms_unscaled",
+            unit_offset=kind == "rms_unit_offset",
+            param_axes=axes,
+        )
+
+    over = "all_heads" if spec.qk_norm == "rms_all_heads" else "head"
+    fields = {
+        "num_heads": spec.num_heads,
+        "head_dim": spec.head_dim,
+        "num_kv_heads": spec.num_kv_heads,
+        "qkv_bias": spec.qkv_bias,
+        "out_bias": spec.out_bias,
+        "qk_norm": norm(spec.qk_norm, over),
+        "qk_norm_position": spec.qk_norm_position,
+        "qk_norm_over": over,
+        "v_norm": norm(spec.v_norm),
+        "rotary": None if spec.rope is None else rotary(**spec.rope.module_fields),
+        "causal": spec.causal,
+        "sliding_window": spec.sliding_window,
+        "chunk_size": spec.chunk_size,
+        "softcap": spec.softcap,
+        "scale": spec.scale,
+        "sinks": spec.sinks,
+        "query_scale": spec.query_scale,
+        "dropout_rate": spec.dropout_rate,
+    }
+    return spec, {**fields, **overrides}
 
 
 # -- Dropout -------------------------------------------------------------------

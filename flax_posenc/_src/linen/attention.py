@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -10,6 +11,7 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike, DTypeLike
 
 from flax_posenc._src import attention, twins, validation
+from flax_posenc._src.linen import normalization, rotary
 
 
 class MultiHeadAttention(nn.Module):
@@ -101,6 +103,9 @@ class MultiHeadAttention(nn.Module):
         ``"after_rope"`` (Llama 4's L2 norm, ``RMSNorm(use_scale=False)``):
         where ``qk_norm`` acts. A norm without a scale gives the same either
         way (a rotation keeps each head's length); a learned scale does not.
+      qk_norm_over: ``"head"`` (each head's ``head_dim`` features) or
+        ``"all_heads"`` (all heads' features at once, OLMo 2/3: the norms see
+        ``num_heads * head_dim`` and ``num_kv_heads * head_dim`` features).
       v_norm: a normalization module applied per head to the values (Gemma
         4: ``RMSNorm(use_scale=False)``), cloned as ``value_norm``; or None.
       rotary: a `RotaryEmbedding`, or None.
@@ -149,6 +154,7 @@ class MultiHeadAttention(nn.Module):
     out_bias: bool = False
     qk_norm: nn.Module | None = None
     qk_norm_position: str = "before_rope"
+    qk_norm_over: str = "head"
     v_norm: nn.Module | None = None
     rotary: nn.Module | None = None
     position_bias: nn.Module | None = None
@@ -171,6 +177,36 @@ class MultiHeadAttention(nn.Module):
     kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
     bias_init: nn.initializers.Initializer = nn.initializers.zeros_init()
 
+    @classmethod
+    def from_hf_config(
+        cls, config: Mapping[str, Any], *, layer: int, **overrides: Any
+    ) -> MultiHeadAttention:
+        """Layer ``layer``'s attention of a Hugging Face ``config.json`` (a dict).
+
+        As `flax_posenc.attention_schedule` reads it: the rotary (None on a
+        layer without positions), window, chunk, causality, sinks, query
+        temperature, QK and V norms (`RMSNorm`s with the config's epsilon),
+        scale, soft cap, biases and ``attention_dropout``. ``overrides`` set
+        what a config does not say: ``dtype``, ``param_dtype``,
+        ``kernel_init``, ``bias_init``, ``sinks_init``, ``implementation``,
+        ``block_size``, ``context_axis``, ``deterministic``, ``checked``,
+        ``dropout_rate``. The input's features are the config's
+        ``hidden_size``.
+
+        Raises:
+          ValueError: as `flax_posenc.attention_schedule`; ``layer`` out of
+            range.
+          TypeError: an override of a field the config gives.
+        """
+        _, fields = twins.attention_from_config(
+            config,
+            layer,
+            overrides,
+            rotary=rotary.RotaryEmbedding,
+            rms_norm=normalization.RMSNorm,
+        )
+        return cls(**fields)
+
     def _projection(self, heads: int, axes: tuple[str, ...], name: str):
         return nn.DenseGeneral(
             (heads, self.head_dim),
@@ -188,6 +224,7 @@ class MultiHeadAttention(nn.Module):
             self.qk_norm.clone(name="key_norm", parent=self),
             q,
             k,
+            self.qk_norm_over,
         )
 
     def _sinks(self) -> jax.Array | None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import functools
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -10,7 +12,7 @@ from flax import nnx
 from jax.typing import ArrayLike, DTypeLike
 
 from flax_posenc._src import attention, twins, validation
-from flax_posenc._src.nnx import parameters
+from flax_posenc._src.nnx import normalization, parameters, rotary
 
 KERNEL_INIT = nnx.initializers.lecun_normal()
 BIAS_INIT = nnx.initializers.zeros_init()
@@ -83,6 +85,10 @@ class MultiHeadAttention(nnx.Module):
         (e.g. `RMSNorm`) for ``query_norm`` and ``key_norm``, or None.
       qk_norm_position: ``"before_rope"`` (Gemma 3, Qwen3) or
         ``"after_rope"`` (Llama 4's L2 norm): where ``qk_norm`` acts.
+      qk_norm_over: ``"head"`` (each head's ``head_dim`` features) or
+        ``"all_heads"`` (all heads' features at once, OLMo 2/3: the norms are
+        then ``qk_norm(num_heads * head_dim)`` and ``qk_norm(num_kv_heads *
+        head_dim)``).
       v_norm: a norm factory called as ``v_norm(head_dim, rngs=rngs)`` for
         ``value_norm`` (Gemma 4: ``functools.partial(RMSNorm,
         use_scale=False)``), or None.
@@ -137,6 +143,7 @@ class MultiHeadAttention(nnx.Module):
         out_bias: bool = False,
         qk_norm: Callable[..., nnx.Module] | None = None,
         qk_norm_position: str = "before_rope",
+        qk_norm_over: str = "head",
         v_norm: Callable[..., nnx.Module] | None = None,
         rotary: nnx.Module | None = None,
         position_bias: nnx.Module | None = None,
@@ -163,7 +170,7 @@ class MultiHeadAttention(nnx.Module):
         kv_heads = twins.check_heads(num_heads, head_dim, num_kv_heads)
         validation.check_factory("qk_norm", qk_norm, nnx.Module)
         validation.check_factory("v_norm", v_norm, nnx.Module)
-        self.qk_norm_position = qk_norm_position
+        self.qk_norm_position, self.qk_norm_over = qk_norm_position, qk_norm_over
         for name, module in (("rotary", rotary), ("position_bias", position_bias)):
             validation.check_module(name, module)
         twins.check_rotary_head_dim(rotary, head_dim)
@@ -218,8 +225,13 @@ class MultiHeadAttention(nnx.Module):
             axis=(-2, -1),
             out_shape=out_features or in_features,
         )
-        self.query_norm = qk_norm(head_dim, rngs=rngs) if qk_norm else None
-        self.key_norm = qk_norm(head_dim, rngs=rngs) if qk_norm else None
+        features = functools.partial(twins.qk_norm_features, qk_norm_over)
+        self.query_norm = (
+            qk_norm(features(num_heads, head_dim), rngs=rngs) if qk_norm else None
+        )
+        self.key_norm = (
+            qk_norm(features(kv_heads, head_dim), rngs=rngs) if qk_norm else None
+        )
         self.value_norm = v_norm(head_dim, rngs=rngs) if v_norm else None
         self.rotary, self.position_bias = rotary, position_bias
         self.query_scale = twins.check_query_scale(query_scale)
@@ -233,6 +245,40 @@ class MultiHeadAttention(nnx.Module):
         )
         for name in _CACHE_NAMES:
             setattr(self, name, nnx.data(None))
+
+    @classmethod
+    def from_hf_config(
+        cls,
+        config: Mapping[str, Any],
+        *,
+        layer: int,
+        rngs: nnx.Rngs,
+        **overrides: Any,
+    ) -> MultiHeadAttention:
+        """Layer ``layer``'s attention of a Hugging Face ``config.json`` (a dict).
+
+        As `flax_posenc.attention_schedule` reads it: the rotary (None on a
+        layer without positions), window, chunk, causality, sinks, query
+        temperature, QK and V norms (`RMSNorm`s with the config's epsilon),
+        scale, soft cap, biases and ``attention_dropout``, with
+        ``in_features`` the config's ``hidden_size``. ``overrides`` set what
+        a config does not say: ``dtype``, ``param_dtype``, ``kernel_init``,
+        ``bias_init``, ``sinks_init``, ``implementation``, ``block_size``,
+        ``context_axis``, ``deterministic``, ``checked``, ``dropout_rate``.
+
+        Raises:
+          ValueError: as `flax_posenc.attention_schedule`; ``layer`` out of
+            range.
+          TypeError: an override of a field the config gives.
+        """
+        spec, fields = twins.attention_from_config(
+            config,
+            layer,
+            overrides,
+            rotary=rotary.RotaryEmbedding,
+            rms_norm=lambda **kw: functools.partial(normalization.RMSNorm, **kw),
+        )
+        return cls(in_features=spec.hidden_size, rngs=rngs, **fields)
 
     def init_cache(self, input_shape: Sequence[int], dtype: DTypeLike | None = None):
         """Creates an empty cache for inputs ``[batch..., max_length, features]``.
@@ -296,7 +342,9 @@ class MultiHeadAttention(nnx.Module):
             v = twins.v_norm(self.value_norm, v)
         before = self.qk_norm_position == "before_rope"
         if self.query_norm is not None and before:
-            q, k = twins.qk_norm(self.query_norm, self.key_norm, q, k)
+            q, k = twins.qk_norm(
+                self.query_norm, self.key_norm, q, k, self.qk_norm_over
+            )
         start = self.cache_index[...] if decode else 0
         given = positions
         positions, segments = twins.module_positions(
@@ -310,7 +358,9 @@ class MultiHeadAttention(nnx.Module):
                 **twins.rotary_keywords(self.rotary, x, given, decode, seq_len),
             )
         if self.query_norm is not None and not before:
-            q, k = twins.qk_norm(self.query_norm, self.key_norm, q, k)
+            q, k = twins.qk_norm(
+                self.query_norm, self.key_norm, q, k, self.qk_norm_over
+            )
         q = twins.scale_queries(self.query_scale, q, positions)
         k_positions, q_segments, k_segments = positions, segments, segments
         fits = None

@@ -114,7 +114,7 @@ def _real(config: Mapping[str, Any], key: str | None) -> float | None:
 def _check_layer_type(config: dict[str, Any], layer_type: str | None) -> None:
     """``layer_type`` is one this config has, given where RoPE differs per
     layer type, and one whose layers rotate."""
-    params = _scaling_dict(config)
+    params = scaling_dict(config)
     model_type = config.get("model_type")
     layer_types = list(dict.fromkeys(config.get("layer_types") or ()))
     nested = hf.is_nested(params)
@@ -148,7 +148,7 @@ def _check_layer_type(config: dict[str, Any], layer_type: str | None) -> None:
 def layer_rope_dict(config: dict[str, Any], layer_type: str | None) -> dict[str, Any]:
     """The rope dict (transformers-5 form) of ``layer_type``'s layers, read
     without the checks of which layer types rotate (the schedule's reader)."""
-    params = _scaling_dict(config)
+    params = scaling_dict(config)
     model_type = config.get("model_type")
     if hf.is_nested(params):
         chosen = params.get(layer_type)
@@ -204,7 +204,7 @@ def layer_rope_dict(config: dict[str, Any], layer_type: str | None) -> dict[str,
     return params
 
 
-def _scaling_dict(config: Mapping[str, Any]) -> dict[str, Any]:
+def scaling_dict(config: Mapping[str, Any]) -> dict[str, Any]:
     """``rope_scaling`` and ``rope_parameters`` as one dict (they must agree)."""
     found = {}
     for key in ("rope_scaling", "rope_parameters"):
@@ -259,7 +259,7 @@ def _first_key(config: Mapping[str, Any], *keys: str) -> str | None:
     return next((key for key in keys if config.get(key) is not None), None)
 
 
-def _head_dim(config: dict[str, Any], layer_type: str | None) -> int:
+def head_dim(config: dict[str, Any], layer_type: str | None) -> int:
     model_type = config.get("model_type")
     if model_type in ("deepseek_v2", "deepseek_v3", "kimi_k2"):
         value = _int(config, "qk_rope_head_dim")
@@ -402,7 +402,7 @@ def layer_rope(
     by `text_config`), without the checks of which layer types rotate."""
     params = layer_rope_dict(text, layer_type)
     model_type = text.get("model_type")
-    head_dim = _head_dim(text, layer_type)
+    dim = head_dim(text, layer_type)
     max_positions = _int(
         text, _first_key(text, "max_position_embeddings", "n_positions")
     )
@@ -411,7 +411,7 @@ def layer_rope(
         rotary_dim = _int(text, "rotary_dim")
     else:
         partial = parsed.partial_rotary_factor
-        rotary_dim = apply.resolve_rotary_dim(head_dim, None, partial)
+        rotary_dim = apply.resolve_rotary_dim(dim, None, partial)
     if layout is None:
         layout = _layout(text)
     validation.check_choice("layout", layout, angles.LAYOUTS)
@@ -419,7 +419,7 @@ def layer_rope(
     # Check the scaling now (lengths of LongRoPE lists, factors, sections).
     apply.check_plan(rotary_dim, parsed)
     return RopeConfig(
-        head_dim=head_dim,
+        head_dim=dim,
         rotary_dim=rotary_dim,
         base=parsed.base,
         layout=layout,

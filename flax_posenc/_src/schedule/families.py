@@ -1,0 +1,351 @@
+"""What each model family's attention is, layer by layer: one entry per
+``model_type``, read by `read.attention_schedule`.
+
+A family is a `Family`: how its config names each layer's type (``layers``,
+one of the `LAYER_RULES`), which layers have no positions (``nope``), and
+the pieces around attention (norms, sinks, temperature, scale, biases),
+with the defaults transformers' config class fills in for keys a
+``config.json`` leaves out. The facts are transformers 5.25's; its source
+is where a new entry's facts come from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+# How a family's layers get their types when the config lists no
+# ``layer_types`` (and, when it does, what the list must agree with):
+# - "full": every layer full attention;
+# - "all_sliding": every layer sliding when ``sliding_window`` is set (Mistral,
+#   Ministral, Phi-3);
+# - "period": layer i full when (i + offset) % period == 0, else sliding
+#   (Gemma 2/3/4, Cohere2, gpt-oss, OLMo 3: offset 1; ModernBERT: offset 0);
+# - "from_layer": sliding from layer ``from_key`` on, when ``switch_key`` and
+#   a window are set (Qwen2, Qwen3);
+# - "nope_sliding": sliding on the NoPE layers when ``switch_key`` and a
+#   window are set (SmolLM3);
+# - "rope_chunked": chunked on the rotating layers when a chunk size is set,
+#   full on the NoPE ones (Llama 4).
+LAYER_RULES = (
+    "full",
+    "all_sliding",
+    "period",
+    "from_layer",
+    "nope_sliding",
+    "rope_chunked",
+)
+# The norms of q and k (and v) a family may have, by the names of `LayerAttention`:
+# "rms" per head with a weight; "rms_unit_offset" per head with (1 + weight)
+# (Gemma 3); "rms_all_heads" over all heads' features with a weight
+# (OLMo 2/3); "rms_unscaled" per head without weight (Llama 4's L2 norm,
+# Gemma 4's v_norm).
+NORM_KINDS = ("rms", "rms_unit_offset", "rms_all_heads", "rms_unscaled")
+
+
+@dataclasses.dataclass(frozen=True)
+class Family:
+    """One model family's attention schedule (see the module docstring).
+
+    Attributes:
+      layers: one of `LAYER_RULES`.
+      period_key: "period": the config key of the period (None: fixed).
+      period: "period": its default.
+      offset: "period": layer i is full when (i + offset) % period == 0.
+      last_full: the last layer is full whatever the rule (Gemma 4).
+      from_key: "from_layer": the first sliding layer's key.
+      switch_key: "from_layer", "nope_sliding": the key that turns windows on.
+      nope: "flags" (``no_rope_layers``, default every
+        ``no_rope_layer_interval``-th layer without RoPE), a layer type whose
+        layers have no RoPE, or None.
+      window_key: the key of the sliding layers' window.
+      window_half: the window is bidirectional, ``|q - k| <= key // 2``
+        (ModernBERT's ``local_attention``): ours is ``key // 2 + 1``.
+      chunk_key: the key of the chunked layers' chunk size.
+      causal: whether the layers mask later positions.
+      sinks: every layer has learned sinks.
+      qk_norm: one of `NORM_KINDS`, or None.
+      qk_norm_position: "before_rope" or "after_rope".
+      qk_norm_rope_layers_only: only rotating layers norm q and k (Llama 4).
+      qk_norm_switch: the key that turns the QK norm on (default true).
+      v_norm: one of `NORM_KINDS`, or None.
+      eps_key: the norms' epsilon key.
+      temperature: "tuning" (Llama 4, on NoPE layers, when
+        ``attn_temperature_tuning``), "llama_4_scaling" (Ministral 3, every
+        layer, when the rope dict has ``llama_4_scaling_beta``), or None.
+      scale_key: the logit scale is ``config[scale_key] ** -0.5``.
+      scale: a fixed logit scale (Gemma 4: 1.0).
+      softcap_key: the key of the logits' soft cap.
+      qkv_bias: a key (default false) or a fixed value.
+      out_bias: a key (default false) or a fixed value.
+      defaults: transformers' values for keys a config leaves out.
+      unsupported: keys whose truthy values need what is not built yet, with
+        the reason.
+    """
+
+    layers: str = "full"
+    period_key: str | None = None
+    period: int = 2
+    offset: int = 1
+    last_full: bool = False
+    from_key: str | None = None
+    switch_key: str | None = None
+    nope: str | None = None
+    window_key: str = "sliding_window"
+    window_half: bool = False
+    chunk_key: str | None = None
+    causal: bool = True
+    sinks: bool = False
+    qk_norm: str | None = None
+    qk_norm_position: str = "before_rope"
+    qk_norm_rope_layers_only: bool = False
+    qk_norm_switch: str | None = None
+    v_norm: str | None = None
+    eps_key: str = "rms_norm_eps"
+    temperature: str | None = None
+    scale_key: str | None = None
+    scale: float | None = None
+    softcap_key: str | None = None
+    qkv_bias: str | bool = "attention_bias"
+    out_bias: str | bool = "attention_bias"
+    defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    unsupported: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+    @property
+    def reads(self) -> frozenset[str]:
+        """The schedule keys this family reads."""
+        keys = {
+            self.period_key,
+            self.from_key,
+            self.switch_key,
+            self.chunk_key,
+            self.qk_norm_switch,
+            self.scale_key,
+            self.softcap_key,
+            *self.unsupported,
+        }
+        if self.layers != "full":
+            keys.add(self.window_key)
+        if self.nope == "flags":
+            keys |= {"no_rope_layers", "no_rope_layer_interval"}
+        if self.temperature == "tuning":
+            keys |= {"attn_temperature_tuning", "floor_scale", "attn_scale"}
+        keys.add("layer_types")
+        return frozenset(k for k in keys if k is not None)
+
+
+# Config keys that shape a layer's attention. One present (not null or false)
+# in a config whose family does not read it is an error naming it: read
+# silently as "absent" it would give that layer the wrong attention.
+SCHEDULE_KEYS = frozenset(
+    {
+        "layer_types",
+        "sliding_window",
+        "sliding_window_pattern",
+        "use_sliding_window",
+        "max_window_layers",
+        "no_rope_layers",
+        "no_rope_layer_interval",
+        "attention_chunk_size",
+        "attn_temperature_tuning",
+        "floor_scale",
+        "attn_scale",
+        "use_qk_norm",
+        "global_attn_every_n_layers",
+        "local_attention",
+        "query_pre_attn_scalar",
+        "attn_logit_softcapping",
+        "use_bidirectional_attention",
+        "attention_k_eq_v",
+        "num_global_key_value_heads",
+        "num_kv_shared_layers",
+        "compress_ratios",
+        "kv_lora_rank",
+        "q_lora_rank",
+    }
+)
+
+_GEMMA = {"scale_key": "query_pre_attn_scalar", "softcap_key": "attn_logit_softcapping"}
+_WINDOW_4096 = {"sliding_window": 4096}
+_QWEN = Family(
+    layers="from_layer",
+    from_key="max_window_layers",
+    switch_key="use_sliding_window",
+    defaults={"sliding_window": 4096, "max_window_layers": 28, "rms_norm_eps": 1e-6},
+)
+_NOT_MLA = {
+    "kv_lora_rank": (
+        "multi-head latent attention (MLA) is not built yet; a DeepSeek-V2/V3 "
+        "layer has no MultiHeadAttention equivalent"
+    ),
+    "q_lora_rank": "multi-head latent attention (MLA) is not built yet",
+}
+_PLAIN = Family()
+_ALL_SLIDING = Family(layers="all_sliding")
+
+FAMILIES: dict[str, Family] = {
+    # Every layer the same: causal full attention, RoPE from the config.
+    **dict.fromkeys(
+        (
+            "llama",
+            "granite",
+            "olmo",
+            "olmoe",
+            "phi",
+            "gpt_neox",
+            "gptj",
+            "stablelm",
+            "cohere",
+            "glm",
+            "glm4",
+            "helium",
+            "ernie4_5",
+            "persimmon",
+            "falcon",
+            "exaone4",
+            "apertus",
+            "arcee",
+            "seed_oss",
+        ),
+        _PLAIN,
+    ),
+    "mistral": dataclasses.replace(
+        _ALL_SLIDING, qkv_bias=False, out_bias=False, defaults=_WINDOW_4096
+    ),
+    "mixtral": dataclasses.replace(
+        _ALL_SLIDING, qkv_bias=False, out_bias=False, defaults=_WINDOW_4096
+    ),
+    "ministral": dataclasses.replace(
+        _ALL_SLIDING, qkv_bias=False, out_bias=False, defaults=_WINDOW_4096
+    ),
+    "ministral3": Family(
+        layers="all_sliding",
+        qkv_bias=False,
+        out_bias=False,
+        temperature="llama_4_scaling",
+    ),
+    "phi3": Family(layers="all_sliding", qkv_bias=False, out_bias=False),
+    "qwen2": dataclasses.replace(_QWEN, qkv_bias=True, out_bias=False),
+    **dict.fromkeys(
+        ("qwen2_vl", "qwen2_vl_text", "qwen2_5_vl", "qwen2_5_vl_text"),
+        dataclasses.replace(_QWEN, qkv_bias=True, out_bias=False),
+    ),
+    "qwen3": dataclasses.replace(_QWEN, qk_norm="rms"),
+    "qwen3_moe": dataclasses.replace(_QWEN, qk_norm="rms"),
+    "qwen3_vl_text": Family(qk_norm="rms"),
+    "gemma": Family(),
+    "gemma2": Family(
+        layers="period",
+        period=2,
+        **_GEMMA,
+        defaults={
+            **_WINDOW_4096,
+            "query_pre_attn_scalar": 256,
+            "attn_logit_softcapping": 50.0,
+        },
+    ),
+    "gemma3_text": Family(
+        layers="period",
+        period_key="sliding_window_pattern",
+        period=6,
+        qk_norm="rms_unit_offset",
+        **_GEMMA,
+        defaults={
+            **_WINDOW_4096,
+            "query_pre_attn_scalar": 256,
+            "rms_norm_eps": 1e-6,
+        },
+        unsupported={
+            "use_bidirectional_attention": (
+                "Gemma 3's bidirectional attention (EmbeddingGemma) is not read yet"
+            )
+        },
+    ),
+    "gemma4_text": Family(
+        layers="period",
+        period=6,
+        last_full=True,
+        qk_norm="rms",
+        v_norm="rms_unscaled",
+        scale=1.0,
+        defaults={"sliding_window": 512, "rms_norm_eps": 1e-6},
+        unsupported={
+            "use_bidirectional_attention": (
+                "Gemma 4's bidirectional attention is not read yet"
+            ),
+            "attention_k_eq_v": "Gemma 4's shared key/value projection is not built",
+            "num_global_key_value_heads": (
+                "Gemma 4's own key/value head count on full layers is not read yet"
+            ),
+            "num_kv_shared_layers": (
+                "Gemma 4's layers that reuse an earlier layer's keys and values "
+                "are not built"
+            ),
+        },
+    ),
+    "cohere2": Family(
+        layers="period",
+        period_key="sliding_window_pattern",
+        period=4,
+        nope="full_attention",
+        eps_key="layer_norm_eps",
+        defaults=_WINDOW_4096,
+    ),
+    "gpt_oss": Family(
+        layers="period",
+        period=2,
+        sinks=True,
+        defaults={"sliding_window": 128, "attention_bias": True},
+    ),
+    "olmo2": Family(qk_norm="rms_all_heads", defaults={"rms_norm_eps": 1e-5}),
+    "olmo3": Family(
+        layers="period",
+        period=4,
+        qk_norm="rms_all_heads",
+        defaults={**_WINDOW_4096, "rms_norm_eps": 1e-5},
+    ),
+    "modernbert": Family(
+        layers="period",
+        period_key="global_attn_every_n_layers",
+        period=3,
+        offset=0,
+        window_key="local_attention",
+        window_half=True,
+        causal=False,
+        eps_key="norm_eps",
+        defaults={"local_attention": 128},
+    ),
+    "smollm3": Family(
+        layers="nope_sliding", nope="flags", switch_key="use_sliding_window"
+    ),
+    "llama4_text": Family(
+        layers="rope_chunked",
+        nope="flags",
+        chunk_key="attention_chunk_size",
+        qk_norm="rms_unscaled",
+        qk_norm_position="after_rope",
+        qk_norm_rope_layers_only=True,
+        qk_norm_switch="use_qk_norm",
+        temperature="tuning",
+        defaults={
+            "attention_chunk_size": 8192,
+            "use_qk_norm": True,
+            "rms_norm_eps": 1e-5,
+            "attn_temperature_tuning": True,
+            "floor_scale": 8192,
+            "attn_scale": 0.1,
+        },
+    ),
+    "deepseek_v2": Family(unsupported=_NOT_MLA),
+    "deepseek_v3": Family(unsupported=_NOT_MLA),
+    "kimi_k2": Family(unsupported=_NOT_MLA),
+    "deepseek_v4": Family(
+        unsupported={
+            "compress_ratios": (
+                "DeepSeek-V4's compressed sparse attention layers are not built yet"
+            ),
+            **_NOT_MLA,
+        }
+    ),
+}

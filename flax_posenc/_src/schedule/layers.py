@@ -1,0 +1,418 @@
+"""A model's attention, layer by layer, from its ``config.json``."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from flax_posenc._src import validation
+from flax_posenc._src.attention import temperature
+from flax_posenc._src.rope import config as rope_config
+from flax_posenc._src.schedule import families
+
+LAYER_TYPES = ("full_attention", "sliding_attention", "chunked_attention")
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerAttention:
+    """One layer's attention, as its checkpoint was trained (built by
+    `attention_schedule`; the fields of ``MultiHeadAttention`` by name).
+
+    Attributes:
+      layer: the layer's index.
+      layer_type: ``"full_attention"``, ``"sliding_attention"`` or
+        ``"chunked_attention"``.
+      hidden_size: the model's width (the attention's input features).
+      num_heads: query heads.
+      num_kv_heads: key/value heads.
+      head_dim: features per head.
+      rope: the layer's `RopeConfig`, or None for a layer without positions
+        (NoPE).
+      causal: whether later positions are masked.
+      sliding_window: the window ``w`` of `attention_mask` (``q - k < w``, or
+        ``|q - k| < w`` when not causal), or None.
+      chunk_size: the chunk of chunked attention, or None.
+      sinks: learned attention sinks, one logit per head.
+      scale: the logits' scale, or None for ``head_dim ** -0.5``.
+      softcap: the logits' soft cap, or None.
+      query_scale: a position-dependent query temperature
+        (`temperature_tuning_scale` or `llama_4_scaling` with the config's
+        parameters), or None.
+      qk_norm: the norm of queries and keys: ``"rms"`` (per head, a weight),
+        ``"rms_unit_offset"`` (per head, ``1 + weight``: Gemma 3),
+        ``"rms_all_heads"`` (over all heads' features, a weight: OLMo 2/3),
+        ``"rms_unscaled"`` (per head, no weight: Llama 4's L2 norm), or None.
+      qk_norm_position: ``"before_rope"`` or ``"after_rope"``.
+      v_norm: the values' norm (``"rms_unscaled"``: Gemma 4), or None.
+      norm_eps: the QK and V norms' epsilon.
+      qkv_bias: biases on the query, key and value projections.
+      out_bias: a bias on the output projection.
+      dropout_rate: dropout on the attention weights (``attention_dropout``).
+    """
+
+    layer: int
+    layer_type: str
+    hidden_size: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    rope: rope_config.RopeConfig | None
+    causal: bool = True
+    sliding_window: int | None = None
+    chunk_size: int | None = None
+    sinks: bool = False
+    scale: float | None = None
+    softcap: float | None = None
+    query_scale: Callable[..., Any] | None = None
+    qk_norm: str | None = None
+    qk_norm_position: str = "before_rope"
+    v_norm: str | None = None
+    norm_eps: float = 1e-6
+    qkv_bias: bool = False
+    out_bias: bool = False
+    dropout_rate: float = 0.0
+
+
+def attention_schedule(config: Mapping[str, Any]) -> tuple[LayerAttention, ...]:
+    """Every layer's attention from a Hugging Face ``config.json`` (as a dict).
+
+    Reads what transformers reads for the config's ``model_type`` (its text
+    model's, through ``text_config``), in the transformers-4 and -5 forms:
+    the layer types (``layer_types``, else the family's rule: Gemma 2/3/4,
+    Cohere2 ``sliding_window_pattern``, gpt-oss and OLMo 3 alternating,
+    ModernBERT ``global_attn_every_n_layers``, Qwen2/3
+    ``use_sliding_window`` from ``max_window_layers``, Mistral and Phi-3
+    sliding everywhere when ``sliding_window`` is set, Llama 4 chunked on its
+    rotating layers), the layers without RoPE (Llama 4 and SmolLM3
+    ``no_rope_layers``, default every ``no_rope_layer_interval``-th layer;
+    Cohere2's full layers), each layer's rotation (as
+    `rope_config_from_hf` with its layer type), windows and chunks, sinks
+    (gpt-oss), the query temperature (Llama 4's NoPE layers, Ministral 3's
+    ``llama_4_scaling_beta``), the QK and V norms, the logit scale and soft
+    cap (Gemma), and the projections' biases. The families and what each
+    reads are tables (``flax_posenc/_src/schedule/families.py``).
+
+    **Nothing is guessed.** A key that shapes attention (``sliding_window``,
+    ``layer_types``, ``no_rope_layers``, ...) present (not null or false) in
+    a config whose family does not read it, or in a config of a family the
+    table does not know, is an error naming it; so are ``layer_types`` that
+    disagree with the keys they derive from, a sliding layer without a
+    window, a chunked layer without a chunk size, unknown layer type names,
+    and what is not built yet (multi-head latent attention: DeepSeek-V2/V3;
+    DeepSeek-V4's compressed layers). A family without any of these keys
+    (Llama, Granite, ...) is causal full attention with its RoPE on every
+    layer.
+
+    Args:
+      config: the parsed ``config.json``, or an object with ``to_dict()``.
+
+    Returns:
+      One `LayerAttention` per layer (``num_hidden_layers``).
+
+    Raises:
+      ValueError: as described above, and as `rope_config_from_hf`.
+      TypeError: values of the wrong type.
+
+    Examples:
+      >>> import flax_posenc as fp
+      >>> gemma2 = {"model_type": "gemma2", "hidden_size": 2304,
+      ...     "num_attention_heads": 8, "num_key_value_heads": 4,
+      ...     "head_dim": 256, "num_hidden_layers": 4}
+      >>> [a.sliding_window for a in fp.attention_schedule(gemma2)]
+      [4096, None, 4096, None]
+    """
+    raw = rope_config.text_config(config)
+    model_type = raw.get("model_type")
+    family = families.FAMILIES.get(model_type)
+    present = sorted(k for k in families.SCHEDULE_KEYS if _given(raw.get(k)))
+    if family is None:
+        if present:
+            raise ValueError(
+                f"model_type {model_type!r} is not a family flax_posenc's attention "
+                f"schedule knows, and its config has keys that shape attention: "
+                f"{present}. Reading them as absent would be wrong; add the family "
+                "to flax_posenc/_src/schedule/families.py."
+            )
+        family = families.FAMILIES["llama"]
+    _check_typos(raw)
+    unread = [k for k in present if k not in family.reads]
+    if unread:
+        raise ValueError(
+            f"this {model_type} config has keys that shape attention but that "
+            f"{model_type}'s transformers code does not read: {unread}. Remove them "
+            "or check the model_type."
+        )
+    for key, reason in family.unsupported.items():
+        if _given(raw.get(key)):
+            raise ValueError(f"config key {key!r}: {reason}.")
+    text = dict(raw)
+    for key, value in family.defaults.items():
+        if text.get(key) is None:
+            text[key] = value
+    n = _int(text, "num_hidden_layers", required=True)
+    rotates = _rotating_layers(text, family, n)
+    types = _layer_types(text, raw, family, rotates, n)
+    return tuple(_layer(text, family, i, types[i], rotates[i]) for i in range(n))
+
+
+def _given(value: Any) -> bool:
+    """A key counts as present unless it is null, false or an empty list."""
+    if value is None or value is False:
+        return False
+    return not (isinstance(value, (list, tuple)) and not value)
+
+
+def _check_typos(config: Mapping[str, Any]) -> None:
+    for key in config:
+        meant = validation.one_edit_away(key, sorted(families.SCHEDULE_KEYS))
+        if meant is not None and meant not in config:
+            raise ValueError(
+                f"config key {key!r} is not one the attention schedule reads; did "
+                f"you mean {meant!r}?"
+            )
+
+
+def _int(config: Mapping[str, Any], key: str, *, required: bool = False, minimum=1):
+    value = config.get(key)
+    if value is None:
+        if required:
+            raise ValueError(f"the config needs {key!r}.")
+        return None
+    return validation.check_int(f"config key {key!r}", value, minimum=minimum)
+
+
+def _flag(config: Mapping[str, Any], key: str | None, default: bool = True) -> bool:
+    if key is None:
+        return default
+    value = config.get(key)
+    if value is None:
+        return default
+    return validation.check_bool(f"config key {key!r}", value)
+
+
+def _rotating_layers(text: dict, family: families.Family, n: int) -> list[bool]:
+    """Whether each layer has RoPE."""
+    if family.nope != "flags":
+        return [True] * n  # a NoPE layer type is read with the types
+    flags = text.get("no_rope_layers")
+    if not flags:  # transformers: missing or empty is every interval-th layer
+        interval = _int(text, "no_rope_layer_interval") or 4
+        return [(i + 1) % interval != 0 for i in range(n)]
+    if isinstance(flags, (str, bytes)) or not isinstance(flags, Sequence):
+        raise TypeError(f"config key 'no_rope_layers' must be a list, got {flags!r}.")
+    if len(flags) != n:
+        raise ValueError(
+            f"config key 'no_rope_layers' has {len(flags)} entries for "
+            f"num_hidden_layers={n}."
+        )
+    bad = [f for f in flags if f not in (0, 1) or isinstance(f, float)]
+    if bad:
+        raise ValueError(
+            f"config key 'no_rope_layers' holds 1 (RoPE) or 0 (none) per layer, "
+            f"got {bad}."
+        )
+    return [bool(f) for f in flags]
+
+
+def _window(text: dict, family: families.Family) -> int | None:
+    window = _int(text, family.window_key)
+    if window is not None and family.window_half:
+        window = window // 2 + 1  # |q - k| <= key // 2
+    return window
+
+
+def _derived_types(
+    text: dict, family: families.Family, rotates: list[bool], n: int
+) -> list[str]:
+    """The layer types the family's rule gives (transformers' default)."""
+    full, sliding = "full_attention", "sliding_attention"
+    window = _window(text, family) is not None
+    rule = family.layers
+    if rule == "full":
+        types = [full] * n
+    elif rule == "all_sliding":
+        types = [sliding if window else full] * n
+    elif rule == "period":
+        period = family.period
+        if family.period_key is not None:
+            period = _int(text, family.period_key) or period
+        types = [
+            full if (i + family.offset) % period == 0 else sliding for i in range(n)
+        ]
+    elif rule == "from_layer":
+        on = _flag(text, family.switch_key, default=False) and window
+        first = _int(text, family.from_key, minimum=0)
+        types = [sliding if on and i >= first else full for i in range(n)]
+    elif rule == "nope_sliding":
+        on = _flag(text, family.switch_key, default=False) and window
+        types = [sliding if on and not r else full for r in rotates]
+    elif rule == "rope_chunked":
+        chunked = _int(text, family.chunk_key) is not None
+        types = ["chunked_attention" if chunked and r else full for r in rotates]
+    else:  # a table entry naming a rule that does not exist
+        raise AssertionError(f"unknown layer rule {rule!r}")
+    if family.last_full and types:
+        types[-1] = full
+    return types
+
+
+# The keys a family's rule derives the layer types from: when the config gives
+# one of them and layer_types too, the two must agree.
+def _rule_keys(family: families.Family) -> tuple[str, ...]:
+    keys = [family.period_key, family.from_key, family.switch_key, family.chunk_key]
+    if family.nope == "flags":
+        keys += ["no_rope_layers", "no_rope_layer_interval"]
+    if family.layers != "full":
+        keys.append(family.window_key)
+    return tuple(k for k in keys if k is not None)
+
+
+def _layer_types(
+    text: dict, raw: dict, family: families.Family, rotates: list[bool], n: int
+) -> list[str]:
+    derived = _derived_types(text, family, rotates, n)
+    given = raw.get("layer_types")
+    if given is None:
+        return derived
+    if isinstance(given, (str, bytes)) or not isinstance(given, Sequence):
+        raise TypeError(f"config key 'layer_types' must be a list, got {given!r}.")
+    given = list(given)
+    if len(given) != n:
+        raise ValueError(
+            f"config key 'layer_types' has {len(given)} entries for "
+            f"num_hidden_layers={n}."
+        )
+    unknown = sorted({t for t in given if t not in LAYER_TYPES}, key=str)
+    if unknown:
+        raise ValueError(
+            f"config key 'layer_types' has layer types {unknown} the attention "
+            f"schedule does not know; it knows {list(LAYER_TYPES)}."
+        )
+    explicit = [k for k in _rule_keys(family) if _given(raw.get(k))]
+    if family.last_full and given[-1] != "full_attention":
+        raise ValueError(
+            f"this {raw.get('model_type')} config's last layer must be "
+            f"full_attention (transformers forces it), but layer_types gives "
+            f"{given[-1]!r}."
+        )
+    if explicit and given != derived:
+        differ = [i for i in range(n) if given[i] != derived[i]]
+        raise ValueError(
+            f"config key 'layer_types' disagrees with {explicit} at layers "
+            f"{differ}: layer_types gives {[given[i] for i in differ]}, the keys "
+            f"give {[derived[i] for i in differ]}."
+        )
+    return given
+
+
+def _bias(text: dict, rule: str | bool) -> bool:
+    if isinstance(rule, bool):
+        return rule
+    return _flag(text, rule, default=False)
+
+
+def _query_scale(text: dict, family: families.Family, rotates: bool):
+    if family.temperature == "tuning":
+        if rotates or not _flag(text, "attn_temperature_tuning"):
+            return None
+        return functools.partial(
+            temperature.temperature_tuning_scale,
+            floor_scale=_int(text, "floor_scale"),
+            attn_scale=validation.check_real(
+                "config key 'attn_scale'", text["attn_scale"]
+            ),
+        )
+    if family.temperature == "llama_4_scaling":
+        params = rope_config.scaling_dict(text)
+        beta = params.get("llama_4_scaling_beta")
+        if beta is None:
+            return None
+        original = params.get("original_max_position_embeddings")
+        if original is None:
+            raise ValueError(
+                "the rope dict's llama_4_scaling_beta needs its "
+                "original_max_position_embeddings."
+            )
+        return functools.partial(
+            temperature.llama_4_scaling,
+            beta=validation.check_real("llama_4_scaling_beta", beta),
+            original_max_position_embeddings=validation.check_int(
+                "original_max_position_embeddings", original, minimum=1
+            ),
+        )
+    return None
+
+
+def _layer(
+    text: dict, family: families.Family, i: int, layer_type: str, rotates: bool
+) -> LayerAttention:
+    if family.nope is not None and family.nope != "flags":
+        rotates = layer_type != family.nope
+    window = chunk = None
+    if layer_type == "sliding_attention":
+        window = _window(text, family)
+        if window is None:
+            raise ValueError(
+                f"layer {i} is sliding_attention but the config gives no "
+                f"{family.window_key!r}."
+            )
+    elif layer_type == "chunked_attention":
+        chunk = None if family.chunk_key is None else _int(text, family.chunk_key)
+        if chunk is None:
+            raise ValueError(
+                f"layer {i} is chunked_attention but the config gives no "
+                f"{family.chunk_key or 'attention_chunk_size'!r}."
+            )
+    heads = _int(text, "num_attention_heads", required=True)
+    kv_heads = _int(text, "num_key_value_heads") or heads
+    hidden = _int(text, "hidden_size", required=True)
+    head_dim = rope_config.head_dim(text, layer_type)
+    rope = rope_config.layer_rope(text, layer_type) if rotates else None
+    qk_norm = family.qk_norm
+    if not _flag(text, family.qk_norm_switch) or (
+        family.qk_norm_rope_layers_only and not rotates
+    ):
+        qk_norm = None
+    scale = family.scale
+    if family.scale_key is not None:
+        scale = (
+            validation.check_real(
+                f"config key {family.scale_key!r}", text[family.scale_key]
+            )
+            ** -0.5
+        )
+    softcap = None
+    if family.softcap_key is not None and text.get(family.softcap_key) is not None:
+        softcap = validation.check_real(
+            f"config key {family.softcap_key!r}", text[family.softcap_key]
+        )
+    eps = text.get(family.eps_key)
+    return LayerAttention(
+        layer=i,
+        layer_type=layer_type,
+        hidden_size=hidden,
+        num_heads=heads,
+        num_kv_heads=kv_heads,
+        head_dim=head_dim,
+        rope=rope,
+        causal=family.causal,
+        sliding_window=window,
+        chunk_size=chunk,
+        sinks=family.sinks,
+        scale=scale,
+        softcap=softcap,
+        query_scale=_query_scale(text, family, rotates),
+        qk_norm=qk_norm,
+        qk_norm_position=family.qk_norm_position,
+        v_norm=family.v_norm,
+        norm_eps=1e-6
+        if eps is None
+        else validation.check_real(f"config key {family.eps_key!r}", eps),
+        qkv_bias=_bias(text, family.qkv_bias),
+        out_bias=_bias(text, family.out_bias),
+        dropout_rate=validation.check_rate(
+            "config key 'attention_dropout'", text.get("attention_dropout") or 0.0
+        ),
+    )
