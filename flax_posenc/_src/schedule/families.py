@@ -251,10 +251,13 @@ FAMILIES: dict[str, Family] = {
         period=6,
         qk_norm="rms_unit_offset",
         **_GEMMA,
+        # gemma-3-4b-it's config.json names neither head count.
         defaults={
             **_WINDOW_4096,
             "query_pre_attn_scalar": 256,
             "rms_norm_eps": 1e-6,
+            "num_attention_heads": 8,
+            "num_key_value_heads": 4,
         },
         unsupported={
             "use_bidirectional_attention": (

@@ -149,8 +149,7 @@ def attention_schedule(config: Mapping[str, Any]) -> tuple[LayerAttention, ...]:
             raise ValueError(f"config key {key!r}: {reason}.")
     text = dict(raw)
     for key, value in family.defaults.items():
-        if text.get(key) is None:
-            text[key] = value
+        text.setdefault(key, value)  # an explicit null stays null, as in transformers
     n = _int(text, "num_hidden_layers", required=True)
     rotates = _rotating_layers(text, family, n)
     types = _layer_types(text, raw, family, rotates, n)
@@ -217,6 +216,8 @@ def _rotating_layers(text: dict, family: families.Family, n: int) -> list[bool]:
 
 
 def _window(text: dict, family: families.Family) -> int | None:
+    if family.layers == "from_layer" and not _flag(text, family.switch_key, False):
+        return None  # Qwen2/3: no window unless use_sliding_window
     window = _int(text, family.window_key)
     if window is not None and family.window_half:
         window = window // 2 + 1  # |q - k| <= key // 2

@@ -1,0 +1,319 @@
+"""attention_schedule on published configs, and its refusals.
+
+Each published config (tests/published_rope_configs.py, facts copied from
+public copies of the models' ``config.json``) must give, for every layer,
+the layer type, window, chunk and causality its transformers code uses
+(written here from the family's rule, as a comprehension over the layer
+index), and RoPE frequencies equal to the float64 formula of the layer's
+rope type, or no RoPE on a NoPE layer.
+"""
+
+import numpy as np
+import pytest
+from flax import nnx
+
+import flax_posenc as fp
+from flax_posenc import linen
+from flax_posenc import nnx as pnnx
+from tests import published_rope_configs as pub
+from tests import references
+
+paper = references.paper_frequencies
+FULL, SLIDING, CHUNKED = "full_attention", "sliding_attention", "chunked_attention"
+
+
+def _gemma2_9b(i):
+    # Gemma 2: (i + 1) % 2 -> sliding (window 4096), else full; one base.
+    if (i + 1) % 2:
+        return SLIDING, 4096, None, paper(256, 10000.0)
+    return FULL, None, None, paper(256, 10000.0)
+
+
+def _gemma3_1b(i):
+    # Gemma 3: pattern 6; sliding layers rope_local_base_freq, full rope_theta.
+    if (i + 1) % 6:
+        return SLIDING, 512, None, paper(256, 10000.0)
+    return FULL, None, None, paper(256, 1e6)
+
+
+def _gemma3_4b(i):
+    # gemma-3-4b-it: transformers' defaults for the bases; the linear factor
+    # scales the full layers only (transformers 4 form).
+    if (i + 1) % 6:
+        return SLIDING, 1024, None, paper(256, 10000.0)
+    return FULL, None, None, paper(256, 1e6) / 8.0
+
+
+def _gemma4_31b(i):
+    # Gemma 4: the listed layer types; full layers a 512 head, proportional.
+    if (i + 1) % 6:
+        return SLIDING, 1024, None, paper(256, 10000.0)
+    return FULL, None, None, references.proportional_frequencies(512, 1e6, 0.25)
+
+
+def _llama4_scout(i):
+    # Llama 4: no_rope_layers absent -> every 4th layer NoPE (full, no
+    # chunk); the others chunked (8192) with llama3-scaled RoPE.
+    if (i + 1) % 4 == 0:
+        return FULL, None, None, None
+    return (
+        CHUNKED,
+        None,
+        8192,
+        references.llama3_frequencies(128, 5e5, 16.0, 1.0, 1.0, 8192),
+    )
+
+
+# name: (config, layers, per-layer rule, facts of every layer)
+PUBLISHED = {
+    "gemma-2-9b": (
+        pub.GEMMA_2_9B,
+        42,
+        _gemma2_9b,
+        {"scale": 256**-0.5, "softcap": 50.0, "qk_norm": None},
+    ),
+    "gemma-3-1b-it": (
+        pub.GEMMA_3_1B_IT,
+        26,
+        _gemma3_1b,
+        {"scale": 256**-0.5, "softcap": None, "qk_norm": "rms_unit_offset"},
+    ),
+    "gemma-3-4b-it": (
+        pub.GEMMA_3_4B_IT_RAW,
+        34,
+        _gemma3_4b,
+        {"scale": 256**-0.5, "qk_norm": "rms_unit_offset", "num_heads": 8},
+    ),
+    "gemma-4-31b": (
+        pub.GEMMA_4_31B,
+        60,
+        _gemma4_31b,
+        {"scale": 1.0, "qk_norm": "rms", "v_norm": "rms_unscaled"},
+    ),
+    "llama-4-scout": (
+        pub.LLAMA_4_SCOUT_17B_16E,
+        48,
+        _llama4_scout,
+        {"scale": None, "sinks": False, "causal": True},
+    ),
+}
+
+
+def _frequencies(rope):
+    inv_freq, factor = fp.rope_frequencies(
+        rope.rotary_dim,
+        base=rope.base,
+        scaling=rope.scaling,
+        max_position_embeddings=rope.max_position_embeddings,
+    )
+    return np.asarray(inv_freq), float(factor)
+
+
+@pytest.mark.filterwarnings("error")  # a published config reads without a warning
+@pytest.mark.parametrize("name", list(PUBLISHED))
+def test_published_schedule(name):
+    config, n, rule, facts = PUBLISHED[name]
+    schedule = fp.attention_schedule(config)
+    assert len(schedule) == n
+    for i, layer in enumerate(schedule):
+        kind, window, chunk, inv_freq = rule(i)
+        assert layer.layer == i
+        assert (layer.layer_type, layer.sliding_window, layer.chunk_size) == (
+            kind,
+            window,
+            chunk,
+        ), f"layer {i}"
+        for field, value in facts.items():
+            assert getattr(layer, field) == value, (i, field)
+        if inv_freq is None:
+            assert layer.rope is None, f"layer {i}"
+        else:
+            got, _ = _frequencies(layer.rope)
+            np.testing.assert_allclose(got, inv_freq, rtol=1e-13, err_msg=f"layer {i}")
+        # The module of each layer has the layer's rotary, mask and norms.
+        module = linen.MultiHeadAttention.from_hf_config(config, layer=i)
+        assert (module.rotary is None) == (inv_freq is None)
+        assert (module.sliding_window, module.chunk_size) == (window, chunk)
+        assert module.causal == layer.causal
+
+
+def test_nnx_modules_of_a_published_schedule_abstractly():
+    """Llama 4 Scout's two kinds of layer, built without allocating."""
+    config = pub.LLAMA_4_SCOUT_17B_16E
+    for i in (2, 3):
+        m = nnx.eval_shape(
+            lambda i=i: pnnx.MultiHeadAttention.from_hf_config(
+                config, layer=i, rngs=nnx.Rngs(0)
+            )
+        )
+        assert m.query.kernel.shape == (5120, 40, 128)
+        assert m.key.kernel.shape == (5120, 8, 128)
+        assert (m.rotary is None, m.chunk_size) == ((False, 8192), (True, None))[i - 2]
+        assert (m.query_scale is None) == (i == 2)
+
+
+# -- Refusals -----------------------------------------------------------------
+
+_SMALL = {
+    "hidden_size": 32,
+    "num_attention_heads": 4,
+    "head_dim": 8,
+    "num_hidden_layers": 4,
+}
+
+
+@pytest.mark.parametrize(
+    "config, error, match",
+    [
+        # An unknown family whose config shapes attention.
+        (
+            {**_SMALL, "model_type": "mystery", "sliding_window": 8},
+            ValueError,
+            r"'mystery' is not a family .* \['sliding_window'\]",
+        ),
+        # A key the family's transformers code does not read.
+        (
+            {**_SMALL, "model_type": "llama", "sliding_window": 8},
+            ValueError,
+            r"does not read: \['sliding_window'\]",
+        ),
+        (
+            {**_SMALL, "model_type": "gemma2", "no_rope_layers": [1, 1, 1, 0]},
+            ValueError,
+            r"does not read: \['no_rope_layers'\]",
+        ),
+        # A key one edit from one the schedule reads.
+        (
+            {**_SMALL, "model_type": "gemma2", "sliding_windw": 8},
+            ValueError,
+            "did you mean 'sliding_window'",
+        ),
+        # layer_types of the wrong length, with unknown names, or disagreeing
+        # with the keys they derive from.
+        (
+            {**_SMALL, "model_type": "gpt_oss", "layer_types": [FULL] * 3},
+            ValueError,
+            "3 entries for num_hidden_layers=4",
+        ),
+        (
+            {**_SMALL, "model_type": "gpt_oss", "layer_types": [FULL] * 3 + ["x"]},
+            ValueError,
+            r"layer types \['x'\]",
+        ),
+        (
+            {
+                **_SMALL,
+                "model_type": "gemma3_text",
+                "sliding_window_pattern": 2,
+                "layer_types": [SLIDING, SLIDING, SLIDING, FULL],
+            },
+            ValueError,
+            r"disagrees with \['sliding_window_pattern'\] at layers \[1\]",
+        ),
+        (
+            {
+                **_SMALL,
+                "model_type": "llama4_text",
+                "no_rope_layers": [1, 0, 1, 0],
+                "layer_types": [CHUNKED, CHUNKED, CHUNKED, FULL],
+            },
+            ValueError,
+            r"at layers \[1\]",
+        ),
+        (
+            {**_SMALL, "model_type": "gemma4_text", "layer_types": [SLIDING] * 4},
+            ValueError,
+            "last layer must be full_attention",
+        ),
+        # A sliding layer without a window, a chunked layer without a chunk.
+        (
+            {
+                **_SMALL,
+                "model_type": "qwen3",
+                "layer_types": [FULL, FULL, FULL, SLIDING],
+            },
+            ValueError,
+            "layer 3 is sliding_attention but the config gives no 'sliding_window'",
+        ),
+        (
+            {
+                **_SMALL,
+                "model_type": "llama4_text",
+                "attention_chunk_size": None,
+                "layer_types": [CHUNKED, CHUNKED, CHUNKED, FULL],
+            },
+            ValueError,
+            "layer 0 is chunked_attention but the config gives no",
+        ),
+        # no_rope_layers of the wrong length or values.
+        (
+            {**_SMALL, "model_type": "smollm3", "no_rope_layers": [1, 0]},
+            ValueError,
+            "2 entries for num_hidden_layers=4",
+        ),
+        (
+            {**_SMALL, "model_type": "smollm3", "no_rope_layers": [1, 2, 1, 1]},
+            ValueError,
+            r"got \[2\]",
+        ),
+        # What is not built yet.
+        (
+            {**pub.DEEPSEEK_V3, "num_hidden_layers": 2, "kv_lora_rank": 512},
+            ValueError,
+            "multi-head latent attention",
+        ),
+        (
+            {**_SMALL, "model_type": "gemma4_text", "attention_k_eq_v": True},
+            ValueError,
+            "shared key/value projection",
+        ),
+        (
+            {**_SMALL, "model_type": "llama"},
+            None,
+            None,
+        ),
+        ({"model_type": "llama", "hidden_size": 32}, ValueError, "num_hidden_layers"),
+        (
+            {**_SMALL, "model_type": "llama", "num_hidden_layers": "4"},
+            TypeError,
+            "num_hidden_layers",
+        ),
+    ],
+)
+def test_refusals_name_what_is_wrong(config, error, match):
+    if error is None:  # the plain family: causal full attention with RoPE
+        layers = fp.attention_schedule(config)
+        assert [(a.layer_type, a.causal, a.rope.base) for a in layers] == [
+            (FULL, True, 10000.0)
+        ] * 4
+        return
+    with pytest.raises(error, match=match):
+        fp.attention_schedule(config)
+
+
+def test_the_schedule_reads_the_published_forms_alike():
+    """transformers 5's layer_types and nested rope dict equal the
+    transformers 4 pattern and top-level bases they were written from."""
+    old = dict(pub.GEMMA_3_1B_IT)
+    new = {
+        key: value
+        for key, value in old.items()
+        if key not in ("sliding_window_pattern", "rope_theta", "rope_local_base_freq")
+    }
+    new["layer_types"] = [_gemma3_1b(i)[0] for i in range(26)]
+    new["rope_parameters"] = {
+        FULL: {"rope_type": "default", "rope_theta": 1000000.0},
+        SLIDING: {"rope_type": "default", "rope_theta": 10000.0},
+    }
+    del new["rope_scaling"]
+    assert fp.attention_schedule(old) == fp.attention_schedule(new)
+
+
+def test_query_scale_is_the_published_formula():
+    (nope,) = [
+        a for a in fp.attention_schedule(pub.LLAMA_4_SCOUT_17B_16E) if a.layer == 3
+    ]
+    positions = np.array([0, 8190, 8191, 10**6])
+    want = 1 + 0.1 * np.log(np.floor((positions + 1) / 8192) + 1)
+    np.testing.assert_allclose(nope.query_scale(positions), want, rtol=1e-6)
+    assert nope.query_scale.keywords == {"floor_scale": 8192, "attn_scale": 0.1}
