@@ -16,6 +16,7 @@ import sys
 import time
 
 import matplotlib
+import matplotlib.patches
 
 matplotlib.use("Agg")
 
@@ -709,6 +710,57 @@ def prenorm_gradients():
         "Gradient norms at initialization (width 64, 4 heads; mean and range "
         "over 8 seeds)"
     )
+    return fig
+
+
+@figure("schedules.png")
+def schedules():
+    """Three published schedules: each layer's mask kind and RoPE base."""
+    from matplotlib.colors import ListedColormap, LogNorm
+
+    from tests import published_rope_configs as pub
+
+    models = [
+        ("Llama-4-Scout-17B-16E", pub.LLAMA_4_SCOUT_17B_16E),
+        ("gemma-3-1b-it", pub.GEMMA_3_1B_IT),
+        ("ModernBERT-base", pub.MODERNBERT_BASE),
+    ]
+    kinds = ["full_attention", "sliding_attention", "chunked_attention"]
+    colors = ListedColormap(["#3b6fb6", "#e8a33d", "#5aa469"])
+    fig, axes = plt.subplots(
+        len(models), 1, figsize=(11, 1.25 * len(models) + 1.0), constrained_layout=True
+    )
+    bases = LogNorm(vmin=1e4, vmax=1e6)
+    for ax, (name, config) in zip(axes, models, strict=True):
+        layers = fp.attention_schedule(config)
+        n = len(layers)
+        kind = np.array([[kinds.index(a.layer_type) for a in layers]])
+        base = np.array(
+            [[np.nan if a.rope is None else a.rope.base for a in layers]], float
+        )
+        ax.imshow(kind, cmap=colors, vmin=0, vmax=2, extent=(-0.5, n - 0.5, 1, 0))
+        shown = ax.imshow(
+            base, cmap="viridis", norm=bases, extent=(-0.5, n - 0.5, 2, 1)
+        )
+        for a in layers:
+            size = a.sliding_window or a.chunk_size
+            if size is not None:
+                ax.text(a.layer, 0.5, str(size), ha="center", va="center", fontsize=5)
+        ax.set_ylim(2, 0)
+        ax.set_yticks([0.5, 1.5], ["mask", "RoPE base"])
+        ax.set_xlim(-0.5, n - 0.5)
+        ax.set_xlabel("layer")
+        causal = "causal" if layers[0].causal else "bidirectional"
+        ax.set_title(f"{name}: {n} layers, {causal}", fontsize=10)
+    handles = [
+        matplotlib.patches.Patch(color=colors(i), label=k.replace("_attention", ""))
+        for i, k in enumerate(kinds)
+    ]
+    axes[0].legend(
+        handles=handles, loc="lower right", bbox_to_anchor=(1, 1.15), ncol=3, fontsize=8
+    )
+    fig.colorbar(shown, ax=axes, shrink=0.7, label="RoPE base (blank: none)")
+    fig.suptitle("fp.attention_schedule: numbers in cells are the window or chunk")
     return fig
 
 
