@@ -74,7 +74,9 @@ LINEN = {
     # Its sublayer and norm have no parameters: what is left is its own.
     "Residual": lambda: (
         plinen.Residual(
-            plinen.SinusoidalPositionEmbedding(), norm=plinen.RMSNorm(use_scale=False)
+            plinen.SinusoidalPositionEmbedding(),
+            norm=plinen.RMSNorm(use_scale=False),
+            output_scale="layer_scale",
         ),
         (X,),
     ),
@@ -113,6 +115,8 @@ NNX = {
     "Residual": lambda r: pnnx.Residual(
         pnnx.SinusoidalPositionEmbedding(),
         pnnx.RMSNorm(S["features"], use_scale=False, rngs=r),
+        output_scale="layer_scale",
+        num_features=S["features"],
     ),
     "MultiHeadAttention": lambda r: pnnx.MultiHeadAttention(
         S["num_heads"],

@@ -349,4 +349,7 @@ def _dynamic_tanh(x, alpha, scale, bias, *, work, out_dtype):
     return y.astype(out_dtype)
 
 
-NORM_POSITIONS = ("post", "pre", "sandwich", "parallel")
+NORM_POSITIONS = ("post", "pre", "sandwich", "parallel", "reordered")
+# Learned scales of a residual's output: LayerScale's vector on the branch
+# (CaiT, DINOv3), or one scalar on the sum (Gemma 4's layer_scalar).
+OUTPUT_SCALES = ("layer_scale", "layer_scalar")

@@ -586,14 +586,18 @@ def residual_sum(
     post_norm: Callable[[Any], Any] | None = None,
     parallel: Any = None,
     parallel_norm: Callable[[Any], Any] | None = None,
+    output_scale: str | None = None,
+    scale: Any = None,
 ) -> Any:
     """The residual modules' output ``y``, or ``(y, *extras)`` (linen and NNX).
 
-    The four forms; each sublayer is called by `call_sublayer` (with ``args``,
-    ``kwargs`` and ``deterministic``), and its output goes through
+    The five forms; each sublayer is called by `call_sublayer` (with
+    ``args``, ``kwargs`` and ``deterministic``), and its output goes through
     ``dropout`` (the twin's) before the sum. ``parallel_norm=None`` in the
     parallel form shares ``norm`` (GPT-J). The extras are ``sublayer``'s,
-    then ``parallel``'s.
+    then ``parallel``'s. ``output_scale="layer_scale"`` multiplies what is
+    added to ``x`` by ``scale`` (a vector over features); ``"layer_scalar"``
+    multiplies the result (one number).
     """
     extras: list[Any] = []
 
@@ -602,17 +606,46 @@ def residual_sum(
         extras.extend(more)
         return dropout(out)
 
+    def branch(out):
+        if output_scale != "layer_scale":
+            return out
+        return (out * scale.astype(out.dtype)).astype(out.dtype)
+
     if norm_position == "post":
-        y = norm(x + run(sublayer, x))
+        y = norm(x + branch(run(sublayer, x)))
     elif norm_position == "pre":
-        y = x + run(sublayer, norm(x))
+        y = x + branch(run(sublayer, norm(x)))
     elif norm_position == "sandwich":
-        y = x + post_norm(run(sublayer, norm(x)))
+        y = x + branch(post_norm(run(sublayer, norm(x))))
+    elif norm_position == "reordered":
+        y = x + branch(norm(run(sublayer, x)))
     else:
         normed = norm(x)
         second = normed if parallel_norm is None else parallel_norm(x)
-        y = x + run(sublayer, normed) + run(parallel, second)
+        y = x + branch(run(sublayer, normed) + run(parallel, second))
+    if output_scale == "layer_scalar":
+        y = (y * scale.astype(y.dtype)).astype(y.dtype)
     return (y, *extras) if extras else y
+
+
+def check_output_scale(output_scale: str | None, init: float) -> float:
+    """The residual modules' ``output_scale`` and its initial value."""
+    if output_scale is not None:
+        validation.check_choice(
+            "output_scale", output_scale, normalization.OUTPUT_SCALES
+        )
+    return validation.check_real("output_scale_init", init)
+
+
+def output_scale_shape(output_scale: str, features: int) -> tuple[int, ...]:
+    """The shape of a residual's learned output scale: LayerScale's
+    ``[features]``, Gemma 4's ``layer_scalar`` ``[1]``."""
+    return (features,) if output_scale == "layer_scale" else (1,)
+
+
+def output_scale_axes(output_scale: str) -> tuple[str | None]:
+    """Its logical axis names."""
+    return ("embed",) if output_scale == "layer_scale" else (None,)
 
 
 def check_residual(

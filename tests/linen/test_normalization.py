@@ -340,6 +340,52 @@ def test_residual_pre_ln(transform):
     chex.assert_trees_all_close(f64(out), expected, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("transform", TRANSFORMS)
+@pytest.mark.parametrize(
+    "position, output_scale",
+    [("reordered", None), ("pre", "layer_scale"), ("reordered", "layer_scalar")],
+)
+def test_residual_reordered_and_output_scales(transform, position, output_scale):
+    """OLMo 2's y = x + norm(f(x)); LayerScale's x + gamma * branch; Gemma 4's
+    layer_scalar * y."""
+    params = _residual_params(2)
+    if output_scale == "layer_scale":
+        params["layer_scale"] = normal(7, (8,))
+    elif output_scale == "layer_scalar":
+        params["layer_scalar"] = jnp.array([0.75])
+    block = Residual(nn.Dense(8), norm_position=position, output_scale=output_scale)
+    out = transform(block.apply)({"params": params}, X)
+    sub, norm = params["sublayer"], params["norm"]
+
+    def f(x):
+        return x @ f64(sub["kernel"]) + f64(sub["bias"])
+
+    def n(x):
+        return layer_norm_ref(x, norm["scale"], norm["bias"])
+
+    x = f64(X)
+    if position == "reordered":
+        branch = n(f(x))
+    else:
+        branch = f(n(x))
+    if output_scale == "layer_scale":
+        branch = branch * f64(params["layer_scale"])
+    expected = x + branch
+    if output_scale == "layer_scalar":
+        expected = 0.75 * expected
+    chex.assert_trees_all_close(f64(out), expected, atol=1e-5, rtol=1e-5)
+    # The scales start at output_scale_init, with their shapes.
+    if output_scale is not None:
+        made = Residual(
+            nn.Dense(8),
+            norm_position=position,
+            output_scale=output_scale,
+            output_scale_init=1e-5,
+        ).init(jax.random.key(0), X)["params"][output_scale]
+        want = 1e-5 * np.ones(8 if output_scale == "layer_scale" else 1)
+        np.testing.assert_allclose(nn.meta.unbox(made), want, rtol=1e-6)
+
+
 def test_residual_default_is_post_ln():
     params = _residual_params(3)
     post = Residual(nn.Dense(8), norm_position="post").apply({"params": params}, X)

@@ -380,9 +380,15 @@ def test_input_embedding_twin():
     )
 
 
-@pytest.mark.parametrize("form", ["post", "pre", "sandwich", "parallel", "gptj"])
+@pytest.mark.parametrize(
+    "form",
+    ["post", "pre", "sandwich", "parallel", "gptj", "reordered", "layer_scale"],
+)
 def test_residual_twin(form):
-    position = "parallel" if form == "gptj" else form
+    position = {"gptj": "parallel", "layer_scale": "pre"}.get(form, form)
+    # The output scales ride on two forms: LayerScale on pre, Gemma 4's
+    # layer_scalar on sandwich.
+    scale = {"layer_scale": "layer_scale", "sandwich": "layer_scalar"}.get(form)
     linen_module = linen.Residual(
         linen.MultiHeadAttention(num_heads=2, head_dim=4, causal=True),
         norm=linen.RMSNorm(),
@@ -390,6 +396,8 @@ def test_residual_twin(form):
         post_norm=linen.RMSNorm() if form == "sandwich" else None,
         parallel=nn.Dense(16) if position == "parallel" else None,
         share_norm=form == "gptj",
+        output_scale=scale,
+        output_scale_init=0.5,
     )
     rngs = nnx.Rngs(0)
     twin = pnnx.Residual(
@@ -400,6 +408,9 @@ def test_residual_twin(form):
         parallel=nnx.Linear(16, 16, rngs=rngs) if position == "parallel" else None,
         parallel_norm=pnnx.RMSNorm(16, rngs=rngs) if form == "parallel" else None,
         share_norm=form == "gptj",
+        output_scale=scale,
+        output_scale_init=0.5,
+        num_features=16,
     )
     linen_module_with_norm = (
         linen_module.clone(parallel_norm=linen.RMSNorm())
@@ -434,6 +445,10 @@ def test_residual_twin_errors():
         pnnx.Residual(nnx.Linear(8, 8, rngs=rngs), norm, norm_position="parallel")
     with pytest.raises(ValueError, match="needs post_norm"):
         pnnx.Residual(nnx.Linear(8, 8, rngs=rngs), norm, norm_position="sandwich")
+    with pytest.raises(ValueError, match="'layer_scale' needs num_features"):
+        pnnx.Residual(nnx.Linear(8, 8, rngs=rngs), norm, output_scale="layer_scale")
+    with pytest.raises(ValueError, match="output_scale"):
+        pnnx.Residual(nnx.Linear(8, 8, rngs=rngs), norm, output_scale="layerscale")
 
 
 def test_scan_over_stacked_attention_layers():

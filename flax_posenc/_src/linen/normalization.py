@@ -226,7 +226,7 @@ class DynamicTanh(nn.Module):
 
 
 class Residual(nn.Module):
-    """A residual connection with its normalization: post-, pre-, sandwich or parallel.
+    """A residual connection with its normalization, in one of five forms.
 
     - ``norm_position="post"`` (Vaswani et al. 2017): ``y = norm(x + f(x))``.
     - ``"pre"`` (Xiong et al. 2020, ``https://arxiv.org/abs/2002.04745``):
@@ -236,6 +236,16 @@ class Residual(nn.Module):
     - ``"parallel"`` (GPT-NeoX, GPT-J): ``y = x + f(norm(x)) +
       g(parallel_norm(x))``, ``g = parallel``; GPT-J shares one norm
       (``share_norm=True``).
+    - ``"reordered"`` (OLMo 2, Walsh et al. 2024): ``y = x + norm(f(x))``:
+      the sublayer's output is normalized before the sum, its input is not.
+
+    A learned output scale (``output_scale``): ``"layer_scale"`` (LayerScale,
+    Touvron et al. 2021; DINOv3) multiplies what is added to ``x`` by a
+    vector ``layer_scale [features]`` (``y = x + layer_scale * f(norm(x))``
+    for ``"pre"``); ``"layer_scalar"`` (Gemma 4) multiplies the result by one
+    number ``layer_scalar [1]`` (put it on a layer's last residual for Gemma
+    4's ``h = layer_scalar * (h_mid + mlp(...))``). Both start at
+    ``output_scale_init``.
 
     Dropout (``dropout_rate``) applies to each sublayer's output before the sum.
     Extra call arguments go to ``f`` (and ``g``), and so does ``deterministic``
@@ -243,8 +253,9 @@ class Residual(nn.Module):
     *extra)`` (e.g. with its attention weights): the residual then returns
     ``(y, *extra)`` (``f``'s extras, then ``g``'s).
 
-    Logical axis names: none of its own; its sublayers' and norms' are
-    theirs.
+    Logical axis names: ``layer_scale``: ``("embed",)`` (Gemma 4's
+    ``layer_scalar [1]`` has the name None); otherwise none of its own; its
+    sublayers' and norms' are theirs.
 
     Examples:
       >>> import jax, jax.numpy as jnp
@@ -265,12 +276,16 @@ class Residual(nn.Module):
       sublayer: the module ``f``.
       norm: the normalization before ``f`` (after the sum for ``"post"``);
         default `LayerNorm`.
-      norm_position: ``"post"``, ``"pre"``, ``"sandwich"`` or ``"parallel"``.
+      norm_position: ``"post"``, ``"pre"``, ``"sandwich"``, ``"parallel"``
+        or ``"reordered"``.
       post_norm: ``"sandwich"``'s norm of ``f``'s output; default `LayerNorm`
         (Gemma: ``RMSNorm(unit_offset=True)``).
       parallel: ``"parallel"``'s second sublayer ``g`` (the MLP).
       parallel_norm: the norm before ``g``; default `LayerNorm`.
       share_norm: ``g`` reads ``norm(x)`` too (GPT-J) instead of its own norm.
+      output_scale: None, ``"layer_scale"`` or ``"layer_scalar"``.
+      output_scale_init: the output scale's initial value (LayerScale:
+        ``layerscale_value``, e.g. 1e-5 in CaiT, 1.0 in DINOv3).
       dropout_rate: dropout on each sublayer's output.
       deterministic: disable dropout; the call's ``deterministic`` wins when
         given, and is passed on to sublayers that take it.
@@ -283,6 +298,8 @@ class Residual(nn.Module):
     parallel: nn.Module | None = None
     parallel_norm: nn.Module | None = None
     share_norm: bool = False
+    output_scale: str | None = None
+    output_scale_init: float = 1.0
     dropout_rate: float = 0.0
     deterministic: bool | None = None
 
@@ -298,6 +315,7 @@ class Residual(nn.Module):
             self.parallel_norm,
             self.share_norm,
         )
+        init = twins.check_output_scale(self.output_scale, self.output_scale_init)
         validation.check_module("sublayer", self.sublayer, optional=False)
         for name in ("norm", "post_norm", "parallel", "parallel_norm"):
             validation.check_module(name, getattr(self, name))
@@ -313,6 +331,17 @@ class Residual(nn.Module):
             parallel_norm = self.parallel_norm
             if parallel_norm is None:
                 parallel_norm = LayerNorm(name="parallel_norm")
+        scale = None
+        if self.output_scale is not None:
+            scale = self.param(
+                self.output_scale,
+                nn.with_logical_partitioning(
+                    nn.initializers.constant(init),
+                    twins.output_scale_axes(self.output_scale),
+                ),
+                twins.output_scale_shape(self.output_scale, x.shape[-1]),
+                jnp.float32,
+            )
         return twins.residual_sum(
             x,
             args,
@@ -327,4 +356,6 @@ class Residual(nn.Module):
             post_norm=post_norm,
             parallel=self.parallel,
             parallel_norm=parallel_norm,
+            output_scale=self.output_scale,
+            scale=scale,
         )

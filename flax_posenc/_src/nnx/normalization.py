@@ -248,17 +248,20 @@ class DynamicTanh(nnx.Module):
 
 
 class Residual(nnx.Module):
-    """A residual connection with its norms: post-, pre-, sandwich or parallel (NNX).
+    """A residual connection with its norms, in one of five forms (NNX).
 
     The twin of `flax_posenc.linen.Residual` (same forms, same parameter
     names ``sublayer``, ``norm``, ``post_norm``, ``parallel``,
     ``parallel_norm``). NNX modules know their sizes when built, so the norms
     are passed in, built: ``norm`` always, ``post_norm`` for ``"sandwich"``,
     ``parallel`` and (unless ``share_norm``) ``parallel_norm`` for
-    ``"parallel"``.
+    ``"parallel"``. ``output_scale`` creates its parameter (``layer_scale
+    [num_features]`` or ``layer_scalar [1]``), so ``"layer_scale"`` needs
+    ``num_features``.
 
-    Logical axis names: none of its own; its sublayers' and norms' are
-    theirs.
+    Logical axis names: ``layer_scale``: ``("embed",)`` (Gemma 4's
+    ``layer_scalar [1]`` has the name None); otherwise none of its own; its
+    sublayers' and norms' are theirs.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -273,11 +276,17 @@ class Residual(nnx.Module):
     Args:
       sublayer: the module ``f``.
       norm: the normalization before ``f`` (after the sum for ``"post"``).
-      norm_position: ``"post"``, ``"pre"``, ``"sandwich"`` or ``"parallel"``.
+      norm_position: ``"post"``, ``"pre"``, ``"sandwich"``, ``"parallel"``
+        or ``"reordered"`` (OLMo 2: ``y = x + norm(f(x))``).
       post_norm: ``"sandwich"``'s norm of ``f``'s output.
       parallel: ``"parallel"``'s second sublayer ``g``.
       parallel_norm: the norm before ``g``.
       share_norm: ``g`` reads ``norm(x)`` too (GPT-J).
+      output_scale: None, ``"layer_scale"`` (LayerScale: ``x +
+        layer_scale * branch``) or ``"layer_scalar"`` (Gemma 4: ``layer_scalar
+        * y``); see `flax_posenc.linen.Residual`.
+      output_scale_init: its initial value.
+      num_features: the features of ``x`` (for ``"layer_scale"``).
       dropout_rate: dropout on each sublayer's output.
       deterministic: disable dropout; the call's value wins when given.
       rngs: the PRNG streams (``dropout``), needed with a dropout rate.
@@ -293,6 +302,9 @@ class Residual(nnx.Module):
         parallel: nnx.Module | None = None,
         parallel_norm: nnx.Module | None = None,
         share_norm: bool = False,
+        output_scale: str | None = None,
+        output_scale_init: float = 1.0,
+        num_features: int | None = None,
         dropout_rate: float = 0.0,
         deterministic: bool | None = None,
         rngs: nnx.Rngs | None = None,
@@ -314,6 +326,24 @@ class Residual(nnx.Module):
             raise ValueError(
                 "norm_position='parallel' needs parallel_norm (or share_norm=True)."
             )
+        init = twins.check_output_scale(output_scale, output_scale_init)
+        self.output_scale = output_scale
+        if output_scale == "layer_scale" and num_features is None:
+            raise ValueError("output_scale='layer_scale' needs num_features.")
+        if output_scale is not None:
+            shape = twins.output_scale_shape(
+                output_scale,
+                validation.check_int("num_features", num_features or 1, minimum=1),
+            )
+            setattr(
+                self,
+                output_scale,
+                nnx.Param(
+                    jnp.full(shape, init, jnp.float32),
+                    out_sharding=twins.output_scale_axes(output_scale),
+                    eager_sharding=False,
+                ),
+            )
         self.sublayer, self.norm, self.norm_position = sublayer, norm, norm_position
         self.post_norm, self.parallel = post_norm, parallel
         self.parallel_norm, self.share_norm = parallel_norm, share_norm
@@ -334,4 +364,8 @@ class Residual(nnx.Module):
             post_norm=self.post_norm,
             parallel=self.parallel,
             parallel_norm=None if self.share_norm else self.parallel_norm,
+            output_scale=self.output_scale,
+            scale=None
+            if self.output_scale is None
+            else getattr(self, self.output_scale)[...],
         )
