@@ -82,6 +82,8 @@ class Family:
       defaults: transformers' values for keys a config leaves out.
       unsupported: keys whose truthy values need what is not built yet, with
         the reason.
+      ignored: keys the family's published configs carry that its
+        transformers code does not read (harmless there, so not an error).
     """
 
     layers: str = "full"
@@ -111,6 +113,7 @@ class Family:
     out_bias: str | bool = "attention_bias"
     defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     unsupported: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    ignored: frozenset[str] = frozenset()
 
     @property
     def reads(self) -> frozenset[str]:
@@ -124,6 +127,7 @@ class Family:
             self.scale_key,
             self.softcap_key,
             *self.unsupported,
+            *self.ignored,
         }
         if self.layers != "full":
             keys.add(self.window_key)
@@ -319,8 +323,13 @@ FAMILIES: dict[str, Family] = {
         eps_key="norm_eps",
         defaults={"local_attention": 128},
     ),
+    # SmolLM3-3B's config.json carries Qwen2's max_window_layers (28), which
+    # transformers' SmolLM3 does not read.
     "smollm3": Family(
-        layers="nope_sliding", nope="flags", switch_key="use_sliding_window"
+        layers="nope_sliding",
+        nope="flags",
+        switch_key="use_sliding_window",
+        ignored=frozenset({"max_window_layers"}),
     ),
     "llama4_text": Family(
         layers="rope_chunked",

@@ -137,6 +137,9 @@ def attention_schedule(config: Mapping[str, Any]) -> tuple[LayerAttention, ...]:
             )
         family = families.FAMILIES["llama"]
     _check_typos(raw)
+    for key, reason in family.unsupported.items():
+        if _given(raw.get(key)):
+            raise ValueError(f"config key {key!r}: {reason}.")
     unread = [k for k in present if k not in family.reads]
     if unread:
         raise ValueError(
@@ -144,9 +147,6 @@ def attention_schedule(config: Mapping[str, Any]) -> tuple[LayerAttention, ...]:
             f"{model_type}'s transformers code does not read: {unread}. Remove them "
             "or check the model_type."
         )
-    for key, reason in family.unsupported.items():
-        if _given(raw.get(key)):
-            raise ValueError(f"config key {key!r}: {reason}.")
     text = dict(raw)
     for key, value in family.defaults.items():
         text.setdefault(key, value)  # an explicit null stays null, as in transformers
