@@ -742,25 +742,27 @@ def schedules():
         shown = ax.imshow(
             base, cmap="viridis", norm=bases, extent=(-0.5, n - 0.5, 2, 1)
         )
-        for a in layers:
-            size = a.sliding_window or a.chunk_size
-            if size is not None:
-                ax.text(a.layer, 0.5, str(size), ha="center", va="center", fontsize=5)
         ax.set_ylim(2, 0)
         ax.set_yticks([0.5, 1.5], ["mask", "RoPE base"])
         ax.set_xlim(-0.5, n - 0.5)
+        ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
         ax.set_xlabel("layer")
-        causal = "causal" if layers[0].causal else "bidirectional"
-        ax.set_title(f"{name}: {n} layers, {causal}", fontsize=10)
+        facts = ["causal" if layers[0].causal else "bidirectional"]
+        reach = "q - k" if layers[0].causal else "|q - k|"
+        windows = {a.sliding_window for a in layers if a.sliding_window}
+        facts += [f"window {reach} < {w}" for w in sorted(windows)]
+        facts += sorted({f"chunk {a.chunk_size}" for a in layers if a.chunk_size})
+        nope = sum(a.rope is None for a in layers)
+        if nope:
+            facts.append(f"{nope} layers without RoPE")
+        ax.set_title(f"{name}: {n} layers, " + ", ".join(facts), fontsize=10)
     handles = [
         matplotlib.patches.Patch(color=colors(i), label=k.replace("_attention", ""))
         for i, k in enumerate(kinds)
     ]
-    axes[0].legend(
-        handles=handles, loc="lower right", bbox_to_anchor=(1, 1.15), ncol=3, fontsize=8
-    )
+    fig.legend(handles=handles, loc="upper left", ncol=3, fontsize=8)
     fig.colorbar(shown, ax=axes, shrink=0.7, label="RoPE base (blank: none)")
-    fig.suptitle("fp.attention_schedule: numbers in cells are the window or chunk")
+    fig.suptitle("fp.attention_schedule(config): each layer's mask and RoPE base")
     return fig
 
 
