@@ -49,6 +49,7 @@ from flax_posenc._src.rope.scalings import LongRopeScaling as LongRopeScaling
 from flax_posenc._src.rope.scalings import ProportionalScaling as ProportionalScaling
 from flax_posenc._src.rope.scalings import RopeScaling as RopeScaling
 from flax_posenc._src.rope.scalings import YarnScaling as YarnScaling
+from flax_posenc._src.schedule.layers import LatentDims as LatentDims
 from flax_posenc._src.schedule.layers import LayerAttention as LayerAttention
 from flax_posenc._src.schedule.layers import (
     attention_schedule as attention_schedule,
@@ -61,6 +62,7 @@ __version__ = "0.1.0"
 
 __all__ = (
     "DynamicNTKScaling",
+    "LatentDims",
     "LayerAttention",
     "LinearScaling",
     "Llama3Scaling",

@@ -37,6 +37,22 @@ SIZES = {
     "num_kv_heads": 2,
     "head_dim": 6,
     "num_buckets": 10,
+    "q_lora_rank": 7,
+    "kv_lora_rank": 9,
+    "qk_rope_head_dim": 2,
+    "v_head_dim": 5,
+    "qk_nope_head_dim + qk_rope_head_dim": 3 + 2,
+    "kv_lora_rank + qk_rope_head_dim": 9 + 2,
+    "qk_nope_head_dim + v_head_dim": 3 + 5,
+}
+_LATENT = {
+    "kv_lora_rank": 9,
+    "qk_nope_head_dim": 3,
+    "qk_rope_head_dim": 2,
+    "v_head_dim": 5,
+    "q_lora_rank": 7,
+    "qkv_bias": True,
+    "out_bias": True,
 }
 S = SIZES
 SEQ = 5
@@ -80,6 +96,10 @@ LINEN = {
         ),
         (X,),
     ),
+    "MultiHeadLatentAttention": lambda: (
+        plinen.MultiHeadLatentAttention(S["num_heads"], **_LATENT),
+        (X,),
+    ),
     "MultiHeadAttention": lambda: (
         plinen.MultiHeadAttention(
             S["num_heads"],
@@ -117,6 +137,9 @@ NNX = {
         pnnx.RMSNorm(S["features"], use_scale=False, rngs=r),
         output_scale="layer_scale",
         num_features=S["features"],
+    ),
+    "MultiHeadLatentAttention": lambda r: pnnx.MultiHeadLatentAttention(
+        S["num_heads"], S["features"], rngs=r, **_LATENT
     ),
     "MultiHeadAttention": lambda r: pnnx.MultiHeadAttention(
         S["num_heads"],

@@ -369,7 +369,6 @@ _SMALL = {
             r"got \[2\]",
         ),
         # What is not built yet, in published configs.
-        (pub.DEEPSEEK_V3, ValueError, "multi-head latent attention"),
         (pub.DEEPSEEK_V4_FLASH, ValueError, "compressed sparse attention"),
         (
             {**_SMALL, "model_type": "gemma4_text", "attention_k_eq_v": True},

@@ -345,6 +345,89 @@ def scale_queries(query_scale, q, positions):
     return (q * factor[..., None, None]).astype(q.dtype)
 
 
+# -- Multi-head latent attention ----------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class LatentSizes:
+    """MLA's checked sizes; ``head_dim`` is the q/k head (nope + rope)."""
+
+    head_dim: int
+
+
+def check_latent(heads, q_lora_rank, kv_lora_rank, nope, rope, v_dim) -> LatentSizes:
+    """The latent attention modules' size checks (linen and NNX)."""
+    validation.check_int("num_heads", heads, minimum=1)
+    if q_lora_rank is not None:
+        validation.check_int("q_lora_rank", q_lora_rank, minimum=1)
+    validation.check_int("kv_lora_rank", kv_lora_rank, minimum=1)
+    validation.check_int("qk_nope_head_dim", nope, minimum=0)
+    validation.check_int("qk_rope_head_dim", rope, minimum=2)
+    validation.check_int("v_head_dim", v_dim, minimum=1)
+    return LatentSizes(head_dim=nope + rope)
+
+
+# The latent cache's variables: the normalized latent and the rotated shared
+# key of each token, their positions and segments, the next slot.
+LATENT_CACHE_NAMES = (
+    "cached_latent",
+    "cached_rope_key",
+    "cached_positions",
+    "cached_segments",
+    "cache_index",
+)
+_AS_KEYS = {"cached_latent": "cached_key", "cached_rope_key": "cached_value"}
+
+
+def latent_cache_in(cache: Mapping[str, Any]) -> dict[str, Any]:
+    """The latent cache under `attention.cache.write`'s names (the latent as
+    one key head, the rotated key as one value head)."""
+    return {_AS_KEYS.get(name, name): value for name, value in cache.items()}
+
+
+def latent_cache_out(cache: Mapping[str, Any]) -> dict[str, Any]:
+    """`latent_cache_in` undone."""
+    back = {v: k for k, v in _AS_KEYS.items()}
+    return {back.get(name, name): value for name, value in cache.items()}
+
+
+def split_latent(compressed, kv_lora_rank: int):
+    """``kv_a_proj``'s output ``[..., seq, kv_lora_rank + rope]`` as the latent
+    ``[..., seq, kv_lora_rank]`` and the shared key ``[..., seq, 1, rope]``."""
+    latent = compressed[..., :kv_lora_rank]
+    return latent, compressed[..., None, kv_lora_rank:]
+
+
+def latent_keys_values(kv, k_rot, nope: int):
+    """Each head's key ``[k_nope, k_rot]`` and value from ``kv_b_proj``'s
+    ``[..., L, heads, nope + v]`` and the shared rotated key ``[..., L, 1, rope]``."""
+    k_nope, v = kv[..., :nope], kv[..., nope:]
+    shared = jnp.broadcast_to(
+        k_rot.astype(k_nope.dtype), (*k_nope.shape[:-1], k_rot.shape[-1])
+    )
+    return jnp.concatenate([k_nope, shared], axis=-1), v
+
+
+def cache_shape(module: Any, input_shape, dtype):
+    """``(batch, slots, dtype)`` of an attention module's cache for inputs
+    ``[batch..., max_length, features]`` (linen and NNX)."""
+    shape = tuple(input_shape)
+    if len(shape) < 2:
+        raise ValueError(
+            "init_cache needs input_shape [batch..., max_length, features], "
+            f"got {shape}."
+        )
+    for size in shape:
+        validation.check_int("init_cache input_shape", size, minimum=1)
+    *batch, max_length, _ = shape
+    slots = attention.cache.cache_length(
+        max_length, module.sliding_window, module.chunk_size
+    )
+    if dtype is None:
+        dtype = module.param_dtype if module.dtype is None else module.dtype
+    return tuple(batch), slots, validation.floating_dtype("init_cache dtype", dtype)
+
+
 # Fields of MultiHeadAttention.from_hf_config's overrides: what a config does
 # not say. Everything else comes from the layer's schedule.
 FROM_CONFIG_OVERRIDES = (
@@ -390,6 +473,8 @@ def attention_from_config(
             f"layer {index} is out of range: the config has {len(schedule)} layers."
         )
     spec = schedule[index]
+    if spec.latent is not None:
+        return spec, _latent_fields(spec, overrides, rotary)
 
     def norm(kind: str | None, over: str = "head"):
         if kind is None:
@@ -424,6 +509,35 @@ def attention_from_config(
         "dropout_rate": spec.dropout_rate,
     }
     return spec, {**fields, **overrides}
+
+
+def _latent_fields(spec, overrides, rotary) -> dict[str, Any]:
+    """A latent attention module's fields from its `LayerAttention`."""
+    unused = sorted({"sinks_init", "context_axis"} & set(overrides))
+    if unused:
+        raise TypeError(
+            f"a multi-head latent attention layer takes no {unused} (no sinks, "
+            "no ring over a mesh axis yet)."
+        )
+    dims = spec.latent
+    fields = {
+        "num_heads": spec.num_heads,
+        "q_lora_rank": dims.q_lora_rank,
+        "kv_lora_rank": dims.kv_lora_rank,
+        "qk_nope_head_dim": dims.qk_nope_head_dim,
+        "qk_rope_head_dim": dims.qk_rope_head_dim,
+        "v_head_dim": dims.v_head_dim,
+        "qkv_bias": spec.qkv_bias,
+        "out_bias": spec.out_bias,
+        "norm_eps": spec.norm_eps,
+        "rotary": None if spec.rope is None else rotary(**spec.rope.module_fields),
+        "causal": spec.causal,
+        "sliding_window": spec.sliding_window,
+        "chunk_size": spec.chunk_size,
+        "scale": spec.scale,
+        "dropout_rate": spec.dropout_rate,
+    }
+    return {**fields, **overrides}
 
 
 # -- Dropout -------------------------------------------------------------------

@@ -8,6 +8,9 @@ from flax_posenc._src.linen.attention_bias import (
 from flax_posenc._src.linen.embedding import InputEmbedding as InputEmbedding
 from flax_posenc._src.linen.embedding import TokenEmbedding as TokenEmbedding
 from flax_posenc._src.linen.embedding import pretrained_init as pretrained_init
+from flax_posenc._src.linen.latent_attention import (
+    MultiHeadLatentAttention as MultiHeadLatentAttention,
+)
 from flax_posenc._src.linen.normalization import DynamicTanh as DynamicTanh
 from flax_posenc._src.linen.normalization import LayerNorm as LayerNorm
 from flax_posenc._src.linen.normalization import Residual as Residual
@@ -27,6 +30,7 @@ __all__ = (
     "LayerNorm",
     "LearnedPositionEmbedding",
     "MultiHeadAttention",
+    "MultiHeadLatentAttention",
     "RMSNorm",
     "RelativePositionBias",
     "Residual",

@@ -14,6 +14,9 @@ from flax_posenc._src.nnx.convert import from_linen as from_linen
 from flax_posenc._src.nnx.convert import to_linen as to_linen
 from flax_posenc._src.nnx.embedding import InputEmbedding as InputEmbedding
 from flax_posenc._src.nnx.embedding import TokenEmbedding as TokenEmbedding
+from flax_posenc._src.nnx.latent_attention import (
+    MultiHeadLatentAttention as MultiHeadLatentAttention,
+)
 from flax_posenc._src.nnx.normalization import DynamicTanh as DynamicTanh
 from flax_posenc._src.nnx.normalization import LayerNorm as LayerNorm
 from flax_posenc._src.nnx.normalization import Residual as Residual
@@ -33,6 +36,7 @@ __all__ = (
     "LayerNorm",
     "LearnedPositionEmbedding",
     "MultiHeadAttention",
+    "MultiHeadLatentAttention",
     "RMSNorm",
     "RelativePositionBias",
     "Residual",

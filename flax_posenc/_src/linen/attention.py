@@ -11,7 +11,7 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike, DTypeLike
 
 from flax_posenc._src import attention, twins, validation
-from flax_posenc._src.linen import normalization, rotary
+from flax_posenc._src.linen import latent_attention, normalization, rotary
 
 
 class MultiHeadAttention(nn.Module):
@@ -191,20 +191,23 @@ class MultiHeadAttention(nn.Module):
         ``kernel_init``, ``bias_init``, ``sinks_init``, ``implementation``,
         ``block_size``, ``context_axis``, ``deterministic``, ``checked``,
         ``dropout_rate``. The input's features are the config's
-        ``hidden_size``.
+        ``hidden_size``. A multi-head latent attention layer (DeepSeek-V2/V3)
+        comes back as a `MultiHeadLatentAttention`.
 
         Raises:
           ValueError: as `flax_posenc.attention_schedule`; ``layer`` out of
             range.
           TypeError: an override of a field the config gives.
         """
-        _, fields = twins.attention_from_config(
+        spec, fields = twins.attention_from_config(
             config,
             layer,
             overrides,
             rotary=rotary.RotaryEmbedding,
             rms_norm=normalization.RMSNorm,
         )
+        if spec.latent is not None:
+            return latent_attention.MultiHeadLatentAttention(**fields)
         return cls(**fields)
 
     def _projection(self, heads: int, axes: tuple[str, ...], name: str):

@@ -12,7 +12,7 @@ from flax import nnx
 from jax.typing import ArrayLike, DTypeLike
 
 from flax_posenc._src import attention, twins, validation
-from flax_posenc._src.nnx import normalization, parameters, rotary
+from flax_posenc._src.nnx import latent_attention, normalization, parameters, rotary
 
 KERNEL_INIT = nnx.initializers.lecun_normal()
 BIAS_INIT = nnx.initializers.zeros_init()
@@ -265,6 +265,8 @@ class MultiHeadAttention(nnx.Module):
         a config does not say: ``dtype``, ``param_dtype``, ``kernel_init``,
         ``bias_init``, ``sinks_init``, ``implementation``, ``block_size``,
         ``context_axis``, ``deterministic``, ``checked``, ``dropout_rate``.
+        A multi-head latent attention layer (DeepSeek-V2/V3) comes back as a
+        `MultiHeadLatentAttention`.
 
         Raises:
           ValueError: as `flax_posenc.attention_schedule`; ``layer`` out of
@@ -278,7 +280,8 @@ class MultiHeadAttention(nnx.Module):
             rotary=rotary.RotaryEmbedding,
             rms_norm=lambda **kw: functools.partial(normalization.RMSNorm, **kw),
         )
-        return cls(in_features=spec.hidden_size, rngs=rngs, **fields)
+        made = latent_attention.MultiHeadLatentAttention if spec.latent else cls
+        return made(in_features=spec.hidden_size, rngs=rngs, **fields)
 
     def init_cache(self, input_shape: Sequence[int], dtype: DTypeLike | None = None):
         """Creates an empty cache for inputs ``[batch..., max_length, features]``.

@@ -84,6 +84,11 @@ class Family:
         the reason.
       ignored: keys the family's published configs carry that its
         transformers code does not read (harmless there, so not an error).
+      latent: multi-head latent attention (DeepSeek-V2/V3): ``q_lora_rank``,
+        ``kv_lora_rank``, ``qk_nope_head_dim``, ``qk_rope_head_dim``,
+        ``v_head_dim``; the scale is ``(qk_nope_head_dim +
+        qk_rope_head_dim) ** -0.5`` times YaRN's ``mscale(factor,
+        mscale_all_dim) ** 2``, and the latent norms' epsilon 1e-6.
     """
 
     layers: str = "full"
@@ -114,6 +119,7 @@ class Family:
     defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     unsupported: Mapping[str, str] = dataclasses.field(default_factory=dict)
     ignored: frozenset[str] = frozenset()
+    latent: bool = False
 
     @property
     def reads(self) -> frozenset[str]:
@@ -133,6 +139,8 @@ class Family:
             keys.add(self.window_key)
         if self.nope == "flags":
             keys |= {"no_rope_layers", "no_rope_layer_interval"}
+        if self.latent:
+            keys |= {"q_lora_rank", "kv_lora_rank"}
         if self.temperature == "tuning":
             keys |= {"attn_temperature_tuning", "floor_scale", "attn_scale"}
         keys.add("layer_types")
@@ -178,13 +186,7 @@ _QWEN = Family(
     switch_key="use_sliding_window",
     defaults={"sliding_window": 4096, "max_window_layers": 28, "rms_norm_eps": 1e-6},
 )
-_NOT_MLA = {
-    "kv_lora_rank": (
-        "multi-head latent attention (MLA) is not built yet; a DeepSeek-V2/V3 "
-        "layer has no MultiHeadAttention equivalent"
-    ),
-    "q_lora_rank": "multi-head latent attention (MLA) is not built yet",
-}
+_MLA = Family(latent=True)
 _PLAIN = Family()
 _ALL_SLIDING = Family(layers="all_sliding")
 
@@ -349,15 +351,15 @@ FAMILIES: dict[str, Family] = {
             "attn_scale": 0.1,
         },
     ),
-    "deepseek_v2": Family(unsupported=_NOT_MLA),
-    "deepseek_v3": Family(unsupported=_NOT_MLA),
-    "kimi_k2": Family(unsupported=_NOT_MLA),
+    "deepseek_v2": _MLA,
+    "deepseek_v3": _MLA,
+    "kimi_k2": _MLA,
     "deepseek_v4": Family(
         unsupported={
             "compress_ratios": (
                 "DeepSeek-V4's compressed sparse attention layers are not built yet"
             ),
-            **_NOT_MLA,
+            "q_lora_rank": "DeepSeek-V4's attention is not built yet",
         }
     ),
 }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -13,6 +14,28 @@ from flax_posenc._src.rope import config as rope_config
 from flax_posenc._src.schedule import families
 
 LAYER_TYPES = ("full_attention", "sliding_attention", "chunked_attention")
+
+
+@dataclasses.dataclass(frozen=True)
+class LatentDims:
+    """The sizes of multi-head latent attention (DeepSeek-V2/V3's config keys).
+
+    Attributes:
+      q_lora_rank: the queries' low-rank width, or None for a full query
+        projection.
+      kv_lora_rank: the compressed latent's width (what the cache keeps).
+      qk_nope_head_dim: the features per head of queries and keys without
+        positions.
+      qk_rope_head_dim: the rotated features per head, of one key shared by
+        every head.
+      v_head_dim: the values' features per head.
+    """
+
+    q_lora_rank: int | None
+    kv_lora_rank: int
+    qk_nope_head_dim: int
+    qk_rope_head_dim: int
+    v_head_dim: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +73,10 @@ class LayerAttention:
       qkv_bias: biases on the query, key and value projections.
       out_bias: a bias on the output projection.
       dropout_rate: dropout on the attention weights (``attention_dropout``).
+      latent: multi-head latent attention's sizes (DeepSeek-V2/V3), or None.
+        ``head_dim`` is then ``qk_nope_head_dim + qk_rope_head_dim``, the
+        rope's head the rotated part, ``qkv_bias`` the biases of the query
+        and key/value down-projections and ``norm_eps`` the latents' norms'.
     """
 
     layer: int
@@ -73,6 +100,7 @@ class LayerAttention:
     qkv_bias: bool = False
     out_bias: bool = False
     dropout_rate: float = 0.0
+    latent: LatentDims | None = None
 
 
 def attention_schedule(config: Mapping[str, Any]) -> tuple[LayerAttention, ...]:
@@ -390,6 +418,10 @@ def _layer(
             f"config key {family.softcap_key!r}", text[family.softcap_key]
         )
     eps = text.get(family.eps_key)
+    latent = None
+    if family.latent:
+        latent, head_dim, scale = _latent(text, layer_type)
+        eps = 1e-6  # transformers builds the latents' RMSNorms without the config's
     return LayerAttention(
         layer=i,
         layer_type=layer_type,
@@ -416,4 +448,27 @@ def _layer(
         dropout_rate=validation.check_rate(
             "config key 'attention_dropout'", text.get("attention_dropout") or 0.0
         ),
+        latent=latent,
     )
+
+
+def _latent(text: dict, layer_type: str):
+    """MLA's sizes, head and scale: ``head ** -0.5`` times YaRN's
+    ``mscale(factor, mscale_all_dim) ** 2`` (transformers' yarn_apply_mscale)."""
+    dims = LatentDims(
+        q_lora_rank=_int(text, "q_lora_rank"),
+        kv_lora_rank=_int(text, "kv_lora_rank", required=True),
+        qk_nope_head_dim=_int(text, "qk_nope_head_dim", required=True),
+        qk_rope_head_dim=_int(text, "qk_rope_head_dim", required=True),
+        v_head_dim=_int(text, "v_head_dim", required=True),
+    )
+    head = dims.qk_nope_head_dim + dims.qk_rope_head_dim
+    scale = head**-0.5
+    params = rope_config.layer_rope_dict(text, layer_type)
+    all_dim = params.get("mscale_all_dim")
+    if params.get("rope_type") != "default" and all_dim:
+        factor = validation.check_real("the rope dict's factor", params["factor"])
+        all_dim = validation.check_real("the rope dict's mscale_all_dim", all_dim)
+        mscale = 1.0 if factor <= 1 else 0.1 * all_dim * math.log(factor) + 1.0
+        scale = scale * mscale * mscale
+    return dims, head, scale
