@@ -40,6 +40,8 @@ from flax_posenc._src.rope.apply import apply_axial_rope as apply_axial_rope
 from flax_posenc._src.rope.apply import apply_rope as apply_rope
 from flax_posenc._src.rope.apply import grid_positions as grid_positions
 from flax_posenc._src.rope.apply import rope_frequencies as rope_frequencies
+from flax_posenc._src.rope.axial import AxialRope as AxialRope
+from flax_posenc._src.rope.axial import video_grid_positions as video_grid_positions
 from flax_posenc._src.rope.config import RopeConfig as RopeConfig
 from flax_posenc._src.rope.config import rope_config_from_hf as rope_config_from_hf
 from flax_posenc._src.rope.scalings import DynamicNTKScaling as DynamicNTKScaling
@@ -61,6 +63,7 @@ from flax_posenc._src.sinusoidal import sinusoidal_table as sinusoidal_table
 __version__ = "0.1.0"
 
 __all__ = (
+    "AxialRope",
     "DynamicNTKScaling",
     "LatentDims",
     "LayerAttention",
@@ -98,6 +101,7 @@ __all__ = (
     "sinusoidal_frequencies",
     "sinusoidal_table",
     "temperature_tuning_scale",
+    "video_grid_positions",
 )
 
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import flax_posenc as fp
+from flax_posenc._src import angles
 from tests import references
 
 TOLERANCE = 1e-6  # DESIGN.md's promise, for every position below 2**20.
@@ -63,3 +64,18 @@ def test_naive_float32_product_misses_the_promise():
     assert errors[0] > 1e-4
     assert errors[1] > 1e-2
     assert _max_error(p.astype(np.int64), dim) <= TOLERANCE
+
+
+@pytest.mark.parametrize("magnitude", [1.0, 1e3, 1e5])
+def test_real_positions_keep_exact_angles(magnitude):
+    """Fractional coordinates: sin/cos of p * w (+ phase) within 1e-6 of
+    float64 at the float32 p, for angles up to about 1e6 radians."""
+    rng = np.random.default_rng(int(magnitude))
+    p = (rng.uniform(-1, 1, 4000) * magnitude).astype(np.float32)
+    w = np.array([1e-3, 0.7, 3.0, 1570.8, 15707.96])
+    w = w[p.max() * w < 2e6]
+    phase = -w / 3
+    s, c = angles.sin_cos_real(jnp.asarray(p), w, phase=phase)
+    theta = p.astype(np.float64)[:, None] * w + phase
+    np.testing.assert_allclose(s, np.sin(theta), atol=1e-6)
+    np.testing.assert_allclose(c, np.cos(theta), atol=1e-6)

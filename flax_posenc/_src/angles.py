@@ -66,3 +66,50 @@ def sin_cos(positions: jax.Array, inv_freq: np.ndarray) -> tuple[jax.Array, jax.
     turns = turns * np.float32(2.0**-32) + positions.astype(jnp.float32) * tail
     angles = turns * np.float32(_TWO_PI)
     return jnp.sin(angles), jnp.cos(angles)
+
+
+def _split_12(values: np.ndarray) -> list[np.ndarray]:
+    """float64 ``values`` as four float32 parts of <= 12 significant bits each
+    (the last holds the rest), summing to ``values`` within 2**-48 relative."""
+    parts, rest = [], np.asarray(values, dtype=np.float64)
+    for _ in range(3):
+        mantissa, exponent = np.frexp(rest)
+        head = np.ldexp(np.round(np.ldexp(mantissa, 12)), exponent - 12)
+        parts.append(head.astype(np.float32))
+        rest = rest - head
+    parts.append(rest.astype(np.float32))
+    return parts
+
+
+def sin_cos_real(
+    positions: jax.Array, inv_freq: np.ndarray, phase: np.ndarray | None = None
+) -> tuple[jax.Array, jax.Array]:
+    """`sin_cos` for real (fractional) positions, float32 ``[...]``, of the
+    angles ``positions * inv_freq + phase`` (``phase``: static float64 ``[n]``
+    radians, or None).
+
+    The turns ``p * inv_freq / 2 pi`` are again formed modulo 1 without the
+    product's rounding: ``p`` is cut into two halves of 12 significant bits
+    (by masking its mantissa) and the frequency, at trace time, into parts of
+    12 bits, so that every product of a half and a part is exact in float32;
+    each is reduced modulo 1 (exactly) before the sum. The angle carries the
+    float32 rounding of ``p`` itself and a few ulps of the sum: within 1e-6
+    radians of ``p * inv_freq`` in float64 for ``|p * inv_freq| < 2**20``.
+    """
+    f1, f2, f3, f4 = _split_12(np.asarray(inv_freq, dtype=np.float64) / _TWO_PI)
+    p = positions.astype(jnp.float32)[..., None]
+    bits = jax.lax.bitcast_convert_type(p, jnp.uint32)
+    p_hi = jax.lax.bitcast_convert_type(bits & np.uint32(0xFFFFF000), jnp.float32)
+    p_lo = p - p_hi  # exact: the low 12 bits of the mantissa
+
+    def frac(t):  # t - round(t): exact for a float32 t, in [-1/2, 1/2]
+        return t - jnp.round(t)
+
+    turns = frac(p_hi * f1) + frac(p_lo * f1)
+    turns = frac(turns) + frac(p_hi * f2) + frac(p_lo * f2)
+    turns = frac(turns) + frac(p_hi * f3) + p_lo * f3 + p * f4
+    if phase is not None:
+        shift = np.asarray(phase, dtype=np.float64) / _TWO_PI
+        turns = frac(turns) + (shift - np.round(shift)).astype(np.float32)
+    angles = frac(turns) * np.float32(_TWO_PI)
+    return jnp.sin(angles), jnp.cos(angles)

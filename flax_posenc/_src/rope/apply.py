@@ -18,6 +18,7 @@ from jax.typing import ArrayLike
 
 from flax_posenc._src import angles, validation
 from flax_posenc._src.rope import hf
+from flax_posenc._src.rope.axial import AxialRope
 from flax_posenc._src.rope.scalings import (
     DynamicNTKScaling,
     LongRopeScaling,
@@ -680,34 +681,56 @@ def apply_axial_rope(
     x: ArrayLike,
     positions: ArrayLike,
     *,
-    base: float = 10_000.0,
-    layout: str = "halves",
+    base: float | None = None,
+    layout: str | None = None,
     rotary_dim: int | None = None,
+    rope: AxialRope | None = None,
 ) -> jax.Array:
-    r"""Axial RoPE for images: each position axis rotates its own share of pairs.
+    r"""Axial (N-axis) RoPE: each position axis rotates its own share of pairs.
 
-    With ``A`` axes (2 for the row and column of a patch) and ``r`` rotated
-    features, pairs ``[a r / (2A), (a + 1) r / (2A))`` read axis ``a`` and
-    have the frequencies of 1-D RoPE of dimension ``r / A``:
-    $\omega_i = \mathrm{base}^{-2i A / r}$, so every axis sees the whole
-    spectrum (Heo et al. 2024, "axial"). Relative in each axis separately:
-    scores depend only on the row and column offsets.
+    **Equal shares** (``rope=None``, vision transformers): with ``A`` axes
+    (2 for the row and column of a patch) and ``r`` rotated features, pairs
+    ``[a r / (2A), (a + 1) r / (2A))`` read axis ``a`` and have the
+    frequencies of 1-D RoPE of dimension ``r / A``: $\omega_i =
+    \mathrm{base}^{-2i A / r}$, so every axis sees the whole spectrum (Heo et
+    al. 2024, "axial"); ``base`` (10000), ``layout`` (``"halves"``) and
+    ``rotary_dim`` (all) as `apply_rope`'s.
+
+    **The general form** (``rope=`` an `AxialRope`, image, video and
+    diffusion transformers): each axis its own features, base, NTK factor,
+    spacing and place, as the preset or spec says (`AxialRope.flux`,
+    `AxialRope.flux2`, `AxialRope.wan`, `AxialRope.hunyuan_video`,
+    `AxialRope.cosmos`, `AxialRope.ltx_video`); ``base``, ``layout`` and
+    ``rotary_dim`` then come from it. Coordinates may be integers or real
+    numbers (LTX-Video's fractions, Cosmos's frame rate): integers get the
+    exact angles of `apply_rope`; real ones are reduced modulo a turn
+    without the float32 product's rounding (within 1e-6 radians of float64
+    for angles up to 2**20).
+
+    Either way, relative in each axis separately: scores depend only on the
+    offsets along each axis.
 
     Args:
-      x: ``[..., seq, heads, head_dim]`` queries or keys.
-      positions: integer ``[..., seq, A]``, e.g. `grid_positions`.
-      base: frequency base.
-      layout: ``"halves"`` or ``"interleaved"``.
-      rotary_dim: leading features to rotate, a multiple of ``2 A``; default
-        all.
+      x: ``[..., seq, heads, head_dim]`` queries or keys (LTX-Video: ``[...,
+        seq, 1, dim]``, the whole width before the split into heads).
+      positions: ``[..., seq, A]``, e.g. `grid_positions` or
+        `video_grid_positions`; integer, or floating with ``rope``.
+      base: frequency base (equal shares).
+      layout: ``"halves"`` or ``"interleaved"`` (equal shares).
+      rotary_dim: leading features to rotate, a multiple of ``2 A`` (equal
+        shares); default all.
+      rope: an `AxialRope`, or None for equal shares.
 
     Returns:
       Array of ``x``'s shape and dtype.
 
     Raises:
-      ValueError: ``rotary_dim`` not a multiple of ``2 A``, positions that do
-        not broadcast, and as `apply_rope`.
-      TypeError: ``x`` not floating, ``positions`` not integer.
+      ValueError: ``rotary_dim`` not a multiple of ``2 A``; positions whose
+        last axis is not the rope's axes or that do not broadcast; a rope
+        wider than ``head_dim``; ``base``, ``layout`` or ``rotary_dim`` with
+        ``rope``; and as `apply_rope`.
+      TypeError: ``x`` not floating; positions not integer (equal shares) or
+        not numbers.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -715,12 +738,20 @@ def apply_axial_rope(
       >>> patches = jnp.ones((1, 6, 2, 8))  # [batch, 2 x 3 patches, heads, dim]
       >>> fp.apply_axial_rope(patches, fp.grid_positions(2, 3)).shape
       (1, 6, 2, 8)
+      >>> video = jnp.ones((1, 4, 2, 128))  # 2 frames of 1 x 2 patches
+      >>> ids = fp.video_grid_positions(2, 1, 2)
+      >>> fp.apply_axial_rope(video, ids, rope=fp.AxialRope.wan(128)).shape
+      (1, 4, 2, 128)
 
     References:
       Heo et al., "Rotary Position Embedding for Vision Transformer", 2024.
       https://arxiv.org/abs/2403.13298
     """
     x = _check_x(x)
+    if rope is not None:
+        return _apply_axial_spec(x, positions, base, layout, rotary_dim, rope)
+    base = 10_000.0 if base is None else base
+    layout = "halves" if layout is None else layout
     positions = validation.position_array("positions", positions)
     if positions.ndim < 2:
         raise ValueError(
@@ -741,3 +772,78 @@ def apply_axial_rope(
         frequencies=(np.tile(per_axis, axes), 1.0),
         mrope_section=(rotary_dim // (2 * axes),) * axes,
     )
+
+
+def _apply_axial_spec(x, positions, base, layout, rotary_dim, rope) -> jax.Array:
+    if not isinstance(rope, AxialRope):
+        raise TypeError(f"rope must be an AxialRope, got {type(rope).__name__}.")
+    given = [
+        name
+        for name, value in (
+            ("base", base),
+            ("layout", layout),
+            ("rotary_dim", rotary_dim),
+        )
+        if value is not None
+    ]
+    if given:
+        raise ValueError(
+            f"{given} come from the AxialRope with rope=; leave them out "
+            "(or build an AxialRope with the values you want)."
+        )
+    if rope.rotary_dim > x.shape[-1]:
+        raise ValueError(
+            f"this AxialRope rotates {rope.rotary_dim} features, but x has "
+            f"head_dim {x.shape[-1]} (shape {x.shape})."
+        )
+    if not isinstance(positions, (jax.Array, np.ndarray)):
+        positions = np.asarray(positions)
+    if jnp.issubdtype(positions.dtype, jnp.floating):
+        positions = validation.floating_array("positions", positions)
+        real = True
+    else:
+        positions = validation.position_array("positions", positions)
+        real = False
+    _check_positions_fit(positions, x, rope.num_axes)
+    inv_freq, axis = rope.frequencies()
+    return _axial(
+        x,
+        positions,
+        inv_freq=tuple(inv_freq.tolist()),
+        axis=tuple(axis.tolist()),
+        layout=rope.layout,
+        rotary_dim=rope.rotary_dim,
+        centered=rope.centered,
+        real=real,
+    )
+
+
+@functools.partial(
+    jax.jit,
+    static_argnames=("inv_freq", "axis", "layout", "rotary_dim", "centered", "real"),
+)
+def _axial(x, positions, *, inv_freq, axis, layout, rotary_dim, centered, real):
+    """The N-axis rotation, one compiled program per signature: each axis's
+    angles from its coordinates (exact for integers, `angles.sin_cos_real`
+    for real ones), in the pairs' order."""
+    inv_freq, axis = np.asarray(inv_freq, np.float64), np.asarray(axis)
+    positions = jnp.broadcast_to(positions, (*x.shape[:-2], positions.shape[-1]))
+    if centered and not real:
+        positions = 2 * positions - 1  # exact in integers
+    sins, coss, order = [], [], []
+    for a in range(int(axis.max()) + 1):
+        index = np.flatnonzero(axis == a)
+        if not real:
+            s, c = angles.sin_cos(positions[..., a], inv_freq[index])
+        elif centered:  # w (2p - 1) as (2w) p - w: 2p - 1 would round in float32
+            w = inv_freq[index]
+            s, c = angles.sin_cos_real(positions[..., a], 2 * w, phase=-w)
+        else:
+            s, c = angles.sin_cos_real(positions[..., a], inv_freq[index])
+        sins.append(s)
+        coss.append(c)
+        order.extend(index.tolist())
+    back = np.argsort(order)
+    sin = jnp.concatenate(sins, axis=-1)[..., back]
+    cos = jnp.concatenate(coss, axis=-1)[..., back]
+    return _rotate(x, sin, cos, layout, rotary_dim)
