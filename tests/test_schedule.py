@@ -371,9 +371,9 @@ _SMALL = {
         # What is not built yet, in published configs.
         (pub.DEEPSEEK_V4_FLASH, ValueError, "compressed sparse attention"),
         (
-            {**_SMALL, "model_type": "gemma4_text", "attention_k_eq_v": True},
+            {**_SMALL, "model_type": "gemma4_text", "num_kv_shared_layers": 2},
             ValueError,
-            "shared key/value projection",
+            "reuse an earlier layer's keys and values",
         ),
         (
             {**_SMALL, "model_type": "llama"},

@@ -68,6 +68,8 @@ def _layer(kind, inv_freq=None, **fields):
         "qkv_bias": False,
         "out_bias": False,
         "head_dim": 8,
+        "kv_heads": 2,
+        "k_eq_v": False,
         **fields,
     }
 
@@ -208,6 +210,7 @@ FAMILIES = {
                 "full",
                 paper(8, 1000.0),
                 causal=False,
+                kv_heads=4,
                 qkv_bias=True,
                 out_bias=True,
             ),
@@ -216,6 +219,7 @@ FAMILIES = {
                 paper(8, 10.0),
                 window=3,
                 causal=False,
+                kv_heads=4,
                 qkv_bias=True,
                 out_bias=True,
             ),
@@ -261,12 +265,15 @@ FAMILIES = {
         ],
     ),
     # Gemma 4: scale 1, QK norms with a plain weight, V norm without one, a
-    # wider head on the full layer (global_head_dim) with proportional RoPE.
+    # wider head on the full layer (global_head_dim) with proportional RoPE,
+    # whose values are its keys (attention_k_eq_v) with one kv head.
     "gemma4": (
         {
             **SMALL,
             "model_type": "gemma4_text",
             "num_hidden_layers": 2,
+            "attention_k_eq_v": True,
+            "num_global_key_value_heads": 1,
             "global_head_dim": 16,
             "sliding_window": 3,
             "layer_types": ["sliding_attention", "full_attention"],
@@ -290,6 +297,8 @@ FAMILIES = {
                 v_norm=True,
                 scale=1.0,
                 head_dim=16,
+                kv_heads=1,
+                k_eq_v=True,
             ),
         ],
     ),
@@ -334,7 +343,7 @@ def _rms(x, scale, eps, offset=False):
 def _reference(layer, w, x):
     """float64 attention of one layer from its formula, with weights ``w``."""
     # The module has exactly the parameters the family's code has.
-    expected = {"wq", "wk", "wv", "wo"}
+    expected = {"wq", "wk", "wo"} | (set() if layer["k_eq_v"] else {"wv"})
     if layer["qkv_bias"]:
         expected |= {"bq", "bk", "bv"}
     if layer["out_bias"]:
@@ -345,11 +354,15 @@ def _reference(layer, w, x):
         expected.add("sinks")
     assert set(w) == expected
     assert w["wq"].shape[-1] == layer["head_dim"]
+    assert w["wk"].shape[-2] == layer["kv_heads"]
     x = f64(x)
     pos = np.arange(x.shape[-2])
     q = np.einsum("bsi,ihd->bshd", x, f64(w["wq"])) + f64(w.get("bq", 0.0))
     k = np.einsum("bsi,ihd->bshd", x, f64(w["wk"])) + f64(w.get("bk", 0.0))
-    v = np.einsum("bsi,ihd->bshd", x, f64(w["wv"])) + f64(w.get("bv", 0.0))
+    if layer["k_eq_v"]:  # Gemma 4: the values are the keys' projection
+        v = k.copy()
+    else:
+        v = np.einsum("bsi,ihd->bshd", x, f64(w["wv"])) + f64(w.get("bv", 0.0))
     if layer["v_norm"]:
         v = _rms(v, None, layer["eps"])
 
@@ -403,14 +416,11 @@ def _reference(layer, w, x):
 
 
 def _nnx_weights(m):
-    w = {
-        "wq": m.query.kernel[...],
-        "wk": m.key.kernel[...],
-        "wv": m.value.kernel[...],
-        "wo": m.out.kernel[...],
-    }
+    w = {"wq": m.query.kernel[...], "wk": m.key.kernel[...], "wo": m.out.kernel[...]}
+    if m.value is not None:
+        w["wv"] = m.value.kernel[...]
     for name, proj in (("q", m.query), ("k", m.key), ("v", m.value), ("o", m.out)):
-        if proj.bias is not None:
+        if proj is not None and proj.bias is not None:
             w[f"b{name}"] = proj.bias[...]
     if m.query_norm is not None and m.query_norm.scale is not None:
         w["q_scale"], w["k_scale"] = m.query_norm.scale[...], m.key_norm.scale[...]
@@ -422,7 +432,11 @@ def _nnx_weights(m):
 def _randomize_nnx(m, seed):
     """Biases, norm scales and sinks away from their zeros/ones inits."""
     rng = np.random.default_rng(seed)
-    targets = [getattr(m, name).bias for name in ("query", "key", "value", "out")]
+    targets = [
+        getattr(m, name).bias
+        for name in ("query", "key", "value", "out")
+        if getattr(m, name) is not None
+    ]
     targets += [
         getattr(m, n).scale for n in ("query_norm", "key_norm") if getattr(m, n)
     ]
@@ -449,11 +463,12 @@ def _linen_weights(params):
     w = {
         "wq": params["query"]["kernel"],
         "wk": params["key"]["kernel"],
-        "wv": params["value"]["kernel"],
         "wo": params["out"]["kernel"],
     }
+    if "value" in params:
+        w["wv"] = params["value"]["kernel"]
     for name, key in (("q", "query"), ("k", "key"), ("v", "value"), ("o", "out")):
-        if "bias" in params[key]:
+        if "bias" in params.get(key, {}):
             w[f"b{name}"] = params[key]["bias"]
     if "scale" in params.get("query_norm", {}):
         w["q_scale"] = params["query_norm"]["scale"]

@@ -507,6 +507,7 @@ def attention_from_config(
         "sinks": spec.sinks,
         "query_scale": spec.query_scale,
         "dropout_rate": spec.dropout_rate,
+        "k_eq_v": spec.k_eq_v,
     }
     return spec, {**fields, **overrides}
 

@@ -139,6 +139,9 @@ class MultiHeadAttention(nn.Module):
         `flax_posenc.llama_4_scaling` (Ministral 3), given with its
         parameters by ``functools.partial``; or None. It reads the module's
         positions (the cache slots' when decoding without positions).
+      k_eq_v: the values are the key projection's output (before the key's
+        norm and rotation), with no ``value`` projection (Gemma 4's
+        ``attention_k_eq_v`` full layers).
       dtype: computation dtype; default the input's.
       param_dtype: parameter dtype.
       kernel_init: projection kernels' initializer (LeCun normal, as Flax's
@@ -172,6 +175,7 @@ class MultiHeadAttention(nn.Module):
     sinks: bool = False
     sinks_init: nn.initializers.Initializer = nn.initializers.zeros_init()
     query_scale: Callable[..., jax.Array] | None = None
+    k_eq_v: bool = False
     dtype: DTypeLike | None = None
     param_dtype: DTypeLike = jnp.float32
     kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
@@ -267,13 +271,17 @@ class MultiHeadAttention(nn.Module):
             causal=self.causal,
             checked=self.checked,
             decode=decode,
+            k_eq_v=self.k_eq_v,
         )
         twins.check_attention_choice(self)
         twins.check_context_call(self, positions, decode)
         x = twins.attention_input(x)
         q = self._projection(heads, ("embed", "heads", "kv"), "query")(x)
         k = self._projection(kv_heads, ("embed", "kv_heads", "kv"), "key")(x)
-        v = self._projection(kv_heads, ("embed", "kv_heads", "kv"), "value")(x)
+        if self.k_eq_v:
+            v = k  # Gemma 4's attention_k_eq_v: no value projection
+        else:
+            v = self._projection(kv_heads, ("embed", "kv_heads", "kv"), "value")(x)
         if self.v_norm is not None:
             v = twins.v_norm(self.v_norm.clone(name="value_norm", parent=self), v)
         if self.qk_norm is not None and self.qk_norm_position == "before_rope":

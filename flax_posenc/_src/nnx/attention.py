@@ -124,6 +124,9 @@ class MultiHeadAttention(nnx.Module):
         `flax_posenc.llama_4_scaling` (Ministral 3), given with its
         parameters by ``functools.partial``; or None. It reads the module's
         positions (the cache slots' when decoding without positions).
+      k_eq_v: the values are the key projection's output (before the key's
+        norm and rotation), with no ``value`` projection (Gemma 4's
+        ``attention_k_eq_v`` full layers).
       dtype: computation dtype; default the input's.
       param_dtype: parameter dtype.
       kernel_init: projection kernels' initializer (LeCun normal).
@@ -161,6 +164,7 @@ class MultiHeadAttention(nnx.Module):
         sinks: bool = False,
         sinks_init: nnx.Initializer = BIAS_INIT,
         query_scale: Callable[..., jax.Array] | None = None,
+        k_eq_v: bool = False,
         dtype: DTypeLike | None = None,
         param_dtype: DTypeLike = jnp.float32,
         kernel_init: nnx.Initializer = KERNEL_INIT,
@@ -180,6 +184,7 @@ class MultiHeadAttention(nnx.Module):
             causal=causal,
             checked=checked,
             sinks=sinks,
+            k_eq_v=k_eq_v,
         )
         in_features = validation.check_int("in_features", in_features, minimum=1)
         self.in_features = in_features
@@ -216,7 +221,11 @@ class MultiHeadAttention(nnx.Module):
 
         self.query = projection(num_heads, ("embed", "heads", "kv"), qkv_bias)
         self.key = projection(kv_heads, ("embed", "kv_heads", "kv"), qkv_bias)
-        self.value = projection(kv_heads, ("embed", "kv_heads", "kv"), qkv_bias)
+        self.value = (
+            None
+            if k_eq_v
+            else projection(kv_heads, ("embed", "kv_heads", "kv"), qkv_bias)
+        )
         self.out = projection(
             None,
             ("heads", "kv", "embed"),
@@ -340,7 +349,8 @@ class MultiHeadAttention(nnx.Module):
         if validation.check_bool("decode", decode) and self.cache_index is None:
             raise ValueError("decode=True needs a cache: call init_cache first.")
         twins.check_context_call(self, positions, decode)
-        q, k, v = self.query(x), self.key(x), self.value(x)
+        q, k = self.query(x), self.key(x)
+        v = k if self.value is None else self.value(x)
         if self.value_norm is not None:
             v = twins.v_norm(self.value_norm, v)
         before = self.qk_norm_position == "before_rope"

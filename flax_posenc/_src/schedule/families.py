@@ -84,6 +84,10 @@ class Family:
         the reason.
       ignored: keys the family's published configs carry that its
         transformers code does not read (harmless there, so not an error).
+      k_eq_v_key: the key that makes full layers' values their keys
+        (Gemma 4's ``attention_k_eq_v``), with ``global_kv_heads_key`` their
+        key/value heads when it is set.
+      global_kv_heads_key: see ``k_eq_v_key``.
       latent: multi-head latent attention (DeepSeek-V2/V3): ``q_lora_rank``,
         ``kv_lora_rank``, ``qk_nope_head_dim``, ``qk_rope_head_dim``,
         ``v_head_dim``; the scale is ``(qk_nope_head_dim +
@@ -120,6 +124,8 @@ class Family:
     unsupported: Mapping[str, str] = dataclasses.field(default_factory=dict)
     ignored: frozenset[str] = frozenset()
     latent: bool = False
+    k_eq_v_key: str | None = None
+    global_kv_heads_key: str | None = None
 
     @property
     def reads(self) -> frozenset[str]:
@@ -130,6 +136,8 @@ class Family:
             self.switch_key,
             self.chunk_key,
             self.qk_norm_switch,
+            self.k_eq_v_key,
+            self.global_kv_heads_key,
             self.scale_key,
             self.softcap_key,
             *self.unsupported,
@@ -278,14 +286,12 @@ FAMILIES: dict[str, Family] = {
         qk_norm="rms",
         v_norm="rms_unscaled",
         scale=1.0,
+        k_eq_v_key="attention_k_eq_v",
+        global_kv_heads_key="num_global_key_value_heads",
         defaults={"sliding_window": 512, "rms_norm_eps": 1e-6},
         unsupported={
             "use_bidirectional_attention": (
                 "Gemma 4's bidirectional attention is not read yet"
-            ),
-            "attention_k_eq_v": "Gemma 4's shared key/value projection is not built",
-            "num_global_key_value_heads": (
-                "Gemma 4's own key/value head count on full layers is not read yet"
             ),
             "num_kv_shared_layers": (
                 "Gemma 4's layers that reuse an earlier layer's keys and values "

@@ -73,6 +73,9 @@ class LayerAttention:
       qkv_bias: biases on the query, key and value projections.
       out_bias: a bias on the output projection.
       dropout_rate: dropout on the attention weights (``attention_dropout``).
+      k_eq_v: the values are the keys' projection (Gemma 4's full layers
+        with ``attention_k_eq_v``; their ``num_kv_heads`` is then
+        ``num_global_key_value_heads`` when given).
       latent: multi-head latent attention's sizes (DeepSeek-V2/V3), or None.
         ``head_dim`` is then ``qk_nope_head_dim + qk_rope_head_dim``, the
         rope's head the rotated part, ``qkv_bias`` the biases of the query
@@ -100,6 +103,7 @@ class LayerAttention:
     qkv_bias: bool = False
     out_bias: bool = False
     dropout_rate: float = 0.0
+    k_eq_v: bool = False
     latent: LatentDims | None = None
 
 
@@ -396,6 +400,13 @@ def _layer(
             )
     heads = _int(text, "num_attention_heads", required=True)
     kv_heads = _int(text, "num_key_value_heads") or heads
+    k_eq_v = (
+        family.k_eq_v_key is not None
+        and layer_type == "full_attention"
+        and _flag(text, family.k_eq_v_key, default=False)
+    )
+    if k_eq_v:  # transformers reads the global count only with k_eq_v
+        kv_heads = _int(text, family.global_kv_heads_key) or kv_heads
     hidden = _int(text, "hidden_size", required=True)
     head_dim = rope_config.head_dim(text, layer_type)
     rope = rope_config.layer_rope(text, layer_type) if rotates else None
@@ -448,6 +459,7 @@ def _layer(
         dropout_rate=validation.check_rate(
             "config key 'attention_dropout'", text.get("attention_dropout") or 0.0
         ),
+        k_eq_v=k_eq_v,
         latent=latent,
     )
 
