@@ -216,7 +216,6 @@ def test_published_deepseek_v3_schedule():
     "kwargs, error, match",
     [
         ({"sinks_init": nn.initializers.ones}, TypeError, "no \\['sinks_init'\\]"),
-        ({"context_axis": "sp"}, TypeError, "context_axis"),
         ({"sliding_window": 4}, TypeError, "cannot be set"),
     ],
 )

@@ -79,7 +79,7 @@ def test_bad_sizes(length, shards, error, match):
 # fixed when JAX starts), on meshes of 4 and of 8 of them; it prints, per case,
 # the largest differences from dense attention on one device, for the outputs
 # and for the gradients (of q, k, v and of the T5 table that the bias case
-# reads), and the same for a MultiHeadAttention module with context_axis.
+# reads), and the same for the attention modules with context_axis.
 RING_PROGRAM = """
 import json
 import jax
@@ -193,31 +193,23 @@ for name, case in CASES.items():
         "table_grad": float(jnp.abs(grads_ring[-1]).max()) if with_bias else None,
     }
 
-# The module: linen MultiHeadAttention with RoPE and ALiBi, its twin with
-# context_axis called on the shards (load-balanced order) inside shard_map.
-module = linen.MultiHeadAttention(
-    num_heads=heads, num_kv_heads=kv_heads, head_dim=dim, causal=True,
-    rotary=linen.RotaryEmbedding(), position_bias=linen.ALiBiBias(heads),
-)
-ring_module = module.clone(context_axis="context")
+# The modules: linen MultiHeadAttention with RoPE and ALiBi, and
+# MultiHeadLatentAttention (DeepSeek's MLA) with its rotary part; their twins
+# with context_axis called on the shards (load-balanced order) in shard_map.
+modules = {
+    "module-context-axis": linen.MultiHeadAttention(
+        num_heads=heads, num_kv_heads=kv_heads, head_dim=dim, causal=True,
+        rotary=linen.RotaryEmbedding(), position_bias=linen.ALiBiBias(heads),
+    ),
+    "latent-module-context-axis": linen.MultiHeadLatentAttention(
+        heads, kv_lora_rank=12, qk_nope_head_dim=4, qk_rope_head_dim=4,
+        v_head_dim=6, q_lora_rank=10,
+        rotary=linen.RotaryEmbedding(layout="interleaved"),
+    ),
+}
 x = jax.random.normal(keys[0], (2, T, 16))
-params = module.init(jax.random.key(1), x)["params"]
 order = fp.load_balanced_order(T, 4)
 every = jnp.broadcast_to(jnp.arange(T), (2, T))
-
-
-def module_dense(params, x):
-    return module.apply({"params": params}, x, positions=every)
-
-
-def module_ring(params, x):
-    def shard(params, x, p):
-        return ring_module.apply({"params": params}, x, positions=p)
-
-    local = jax.shard_map(
-        shard, mesh=MESHES[4], in_specs=(P(), seq, seq), out_specs=seq
-    )
-    return local(params, x[:, order], every[:, order])[:, jnp.argsort(order)]
 
 
 def module_value_and_grads(f):
@@ -228,17 +220,33 @@ def module_value_and_grads(f):
     return jax.jit(run)
 
 
-out_ring, grads_ring = module_value_and_grads(module_ring)(params, x)
-out_dense, grads_dense = module_value_and_grads(module_dense)(params, x)
-results["module-context-axis"] = {
-    "out": float(jnp.abs(out_ring - out_dense).max()),
-    "grad": max(
-        float(jnp.abs(a - b).max())
-        for a, b in zip(jax.tree.leaves(grads_ring), jax.tree.leaves(grads_dense))
-    ),
-    "finite": True,
-    "padding_rows": 0.0,
-}
+for name, module in modules.items():
+    ring_module = module.clone(context_axis="context")
+    params = module.init(jax.random.key(1), x)["params"]
+
+    def module_dense(params, x, module=module):
+        return module.apply({"params": params}, x, positions=every)
+
+    def module_ring(params, x, ring_module=ring_module):
+        def shard(params, x, p):
+            return ring_module.apply({"params": params}, x, positions=p)
+
+        local = jax.shard_map(
+            shard, mesh=MESHES[4], in_specs=(P(), seq, seq), out_specs=seq
+        )
+        return local(params, x[:, order], every[:, order])[:, jnp.argsort(order)]
+
+    out_ring, grads_ring = module_value_and_grads(module_ring)(params, x)
+    out_dense, grads_dense = module_value_and_grads(module_dense)(params, x)
+    results[name] = {
+        "out": float(jnp.abs(out_ring - out_dense).max()),
+        "grad": max(
+            float(jnp.abs(a - b).max())
+            for a, b in zip(jax.tree.leaves(grads_ring), jax.tree.leaves(grads_dense))
+        ),
+        "finite": True,
+        "padding_rows": 0.0,
+    }
 print(json.dumps(results))
 """
 
@@ -261,6 +269,7 @@ def test_ring_attention_on_four_and_eight_devices_equals_dense_attention():
         "bidirectional-chunks-softcap-8-devices",
         "window-balanced-sinks-8-devices",
         "module-context-axis",
+        "latent-module-context-axis",
     }
     for name, found in results.items():
         assert found["out"] < 2e-6, (name, found)

@@ -93,6 +93,9 @@ class MultiHeadLatentAttention(nn.Module):
       checked: emit a ``checkify`` check that a decoding step fits the cache.
       implementation: `flax_posenc.dot_product_attention`'s.
       block_size: the blockwise path's block size, or None.
+      context_axis: the mesh axis the sequence is sharded over (ring
+        attention inside ``shard_map``, with the shard's true positions;
+        the heads' keys and values are expanded on each shard), or None.
       dtype: computation dtype; default the input's.
       param_dtype: parameter dtype.
       kernel_init: projection kernels' initializer.
@@ -123,6 +126,7 @@ class MultiHeadLatentAttention(nn.Module):
     checked: bool = False
     implementation: str | None = None
     block_size: int | None = None
+    context_axis: str | None = None
     dtype: DTypeLike | None = None
     param_dtype: DTypeLike = jnp.float32
     kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
@@ -131,7 +135,6 @@ class MultiHeadLatentAttention(nn.Module):
     # What the shared attention step reads and this module does not have.
     softcap = None
     position_bias = None
-    context_axis = None
     qk_norm_position = "before_rope"
     qk_norm_over = "head"
 
@@ -201,6 +204,7 @@ class MultiHeadLatentAttention(nn.Module):
             decode=decode,
         )
         twins.check_attention_choice(self)
+        twins.check_context_call(self, positions, decode)
         x = twins.attention_input(x)
         heads_qk = (self.num_heads, dims.head_dim)
         if self.q_lora_rank is None:

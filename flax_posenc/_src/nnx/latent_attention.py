@@ -72,6 +72,8 @@ class MultiHeadLatentAttention(nnx.Module):
       checked: emit a ``checkify`` check that a decoding step fits the cache.
       implementation: `flax_posenc.dot_product_attention`'s.
       block_size: the blockwise path's block size, or None.
+      context_axis: the mesh axis the sequence is sharded over (ring
+        attention inside ``shard_map``), or None.
       dtype: computation dtype; default the input's.
       param_dtype: parameter dtype.
       kernel_init: projection kernels' initializer.
@@ -103,6 +105,7 @@ class MultiHeadLatentAttention(nnx.Module):
         checked: bool = False,
         implementation: str | None = None,
         block_size: int | None = None,
+        context_axis: str | None = None,
         dtype: DTypeLike | None = None,
         param_dtype: DTypeLike = jnp.float32,
         kernel_init: nnx.Initializer = KERNEL_INIT,
@@ -136,7 +139,8 @@ class MultiHeadLatentAttention(nnx.Module):
             chunk_size,
         )
         self.scale = dims.head_dim**-0.5 if scale is None else scale
-        self.softcap = self.position_bias = self.context_axis = None
+        self.softcap = self.position_bias = None
+        self.context_axis = context_axis
         self.qk_norm_position, self.qk_norm_over = "before_rope", "head"
         self.dropout_rate = validation.check_rate("dropout_rate", dropout_rate)
         self.deterministic, self.checked = deterministic, checked
@@ -262,6 +266,7 @@ class MultiHeadLatentAttention(nnx.Module):
             )
         if validation.check_bool("decode", decode) and self.cache_index is None:
             raise ValueError("decode=True needs a cache: call init_cache first.")
+        twins.check_context_call(self, positions, decode)
         if self.q_proj is not None:
             q = self.q_proj(x)
         else:
