@@ -1,0 +1,75 @@
+"""Greedy and sampled generation with the decode cache: a jitted prefill, then
+a jitted step per token."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+
+@nnx.jit
+def _forward(model, ids, positions, segments):
+    """Writes ``ids`` into the cache and returns the last position's logits."""
+    logits = model(ids, positions=positions, segments=segments, decode=True)
+    return logits[:, -1].astype(jnp.float32)
+
+
+def _choose(logits, temperature: float, key):
+    if temperature == 0.0:
+        return jnp.argmax(logits, axis=-1).astype(jnp.int32)
+    return jax.random.categorical(key, logits / temperature).astype(jnp.int32)
+
+
+def generate(
+    model,
+    ids,
+    *,
+    max_new_tokens: int,
+    attention_mask=None,
+    stop_tokens: Sequence[int] = (),
+    pad_id: int | None = None,
+    temperature: float = 0.0,
+    seed: int = 0,
+) -> np.ndarray:
+    """The continuation ``[batch, max_new_tokens]`` of int ``ids [batch, seq]``.
+
+    Greedy (``temperature=0``) or sampled (softmax of ``logits /
+    temperature``, from ``seed``). ``attention_mask [batch, seq]`` marks
+    left padding with 0: those tokens are in no row's attention and the
+    row's positions start at its first real token. After one of
+    ``stop_tokens`` a row is filled with ``pad_id`` (default the config's
+    ``pad_token_id``, else 0).
+    """
+    ids = np.asarray(ids, np.int32)
+    if ids.ndim != 2:
+        raise ValueError(f"ids must be [batch, seq], got shape {ids.shape}.")
+    batch, length = ids.shape
+    mask = np.ones_like(ids) if attention_mask is None else np.asarray(attention_mask)
+    if mask.shape != ids.shape:
+        raise ValueError(
+            f"attention_mask {mask.shape} must have the shape of ids {ids.shape}."
+        )
+    if pad_id is None:
+        pad_id = model.config.get("pad_token_id") or 0
+    segments = (mask != 0).astype(np.int32)
+    positions = np.maximum(np.cumsum(segments, axis=1) - 1, 0).astype(np.int32)
+    model.init_cache(batch, length + max_new_tokens)
+    keys = jax.random.split(jax.random.key(seed), max_new_tokens)
+    logits = _forward(model, ids, positions, segments)
+    last = positions[:, -1]
+    done = np.zeros(batch, bool)
+    out = np.full((batch, max_new_tokens), pad_id, np.int32)
+    ones = np.ones((batch, 1), np.int32)
+    for t in range(max_new_tokens):
+        token = np.asarray(_choose(logits, temperature, keys[t]))
+        out[:, t] = np.where(done, pad_id, token)
+        done |= np.isin(token, list(stop_tokens))
+        if done.all() or t == max_new_tokens - 1:
+            break
+        last = last + 1
+        logits = _forward(model, token[:, None], last[:, None], ones)
+    return out

@@ -1,0 +1,160 @@
+"""Makes the golden fixtures under examples/fixtures/ with transformers.
+
+Not run by the tests, and never imported by them: torch and transformers are
+not test dependencies. Run it in a scratch environment outside the
+repository::
+
+    python3 -m venv /tmp/fixtures-venv
+    /tmp/fixtures-venv/bin/pip install torch transformers safetensors numpy
+    /tmp/fixtures-venv/bin/python examples/make_fixtures.py
+
+For each family it builds a tiny model with random weights (fixed seed), saves
+it as transformers does (``config.json``, ``model.safetensors``), and writes
+``reference.npz``: prompts (a left-padded batch), their logits, and the greedy
+continuation, from prompts whose top-2 logit margin exceeds 1e-3 at every
+greedy step (so that float32 rounding cannot flip a token). For the RoPE
+family ``llama`` it also writes the logits of one prompt at positions offset
+by 10^5, computed in float64.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+import numpy as np
+import torch
+import transformers
+
+HERE = pathlib.Path(__file__).resolve().parent / "fixtures"
+SMALL = {
+    "vocab_size": 96,
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "max_position_embeddings": 131072,
+    "rms_norm_eps": 1e-6,
+    "rope_theta": 10000.0,
+    "tie_word_embeddings": False,
+    "pad_token_id": 0,
+    "bos_token_id": 1,
+    "eos_token_id": 2,
+}
+FAMILIES = {
+    # Larger weights than the default 0.02: attention sharp enough that the
+    # angles at 10^5 show in the logits.
+    "llama": {
+        "model_type": "llama",
+        "tie_word_embeddings": True,
+        "initializer_range": 0.5,
+    },
+    "qwen2": {"model_type": "qwen2"},
+    "qwen3": {"model_type": "qwen3", "head_dim": 8},
+    "mistral": {"model_type": "mistral", "sliding_window": 4},
+    "smollm3": {
+        "model_type": "smollm3",
+        "num_hidden_layers": 4,
+        "no_rope_layer_interval": 2,
+    },
+    "olmo2": {"model_type": "olmo2"},
+}
+NEW_TOKENS = 8
+MARGIN = 1e-3
+
+
+def _margins(model, ids, mask):
+    """The greedy continuation and the smallest top-2 margin along it."""
+    out = model.generate(
+        input_ids=ids,
+        attention_mask=mask,
+        max_new_tokens=NEW_TOKENS,
+        do_sample=False,
+        output_scores=True,
+        return_dict_in_generate=True,
+        eos_token_id=None,
+        pad_token_id=0,
+    )
+    scores = torch.stack(out.scores, 1)  # [batch, new, vocab]
+    top2 = scores.topk(2, dim=-1).values
+    margin = float((top2[..., 0] - top2[..., 1]).min())
+    return out.sequences[:, ids.shape[1] :], margin
+
+
+def _float64_rotary(config):
+    """Llama's default RoPE, ``cos``/``sin`` of ``p * theta^(-2i/d)`` in
+    float64 (frequencies too)."""
+    dim = config.hidden_size // config.num_attention_heads
+    theta = config.rope_parameters["rope_theta"]
+    inv_freq = 1.0 / theta ** (torch.arange(0, dim, 2, dtype=torch.float64) / dim)
+
+    def forward(x, position_ids):
+        freqs = position_ids[..., None].double() * inv_freq
+        emb = torch.cat((freqs, freqs), dim=-1)
+        return emb.cos().to(x.dtype), emb.sin().to(x.dtype)
+
+    return forward
+
+
+def make(name, extra, seed=0):
+    config_dict = {**SMALL, **extra}
+    config = transformers.AutoConfig.for_model(**config_dict)
+    config._attn_implementation = "eager"
+    for attempt in range(100):
+        torch.manual_seed(seed + attempt)
+        model = transformers.AutoModelForCausalLM.from_config(config).eval()
+        generator = torch.Generator().manual_seed(seed + attempt)
+        ids = torch.randint(3, 96, (2, 7), generator=generator)
+        mask = torch.ones_like(ids)
+        ids[1, :2], mask[1, :2] = 0, 0  # row 1: two left-padding tokens
+        with torch.no_grad():
+            tokens, margin = _margins(model, ids, mask)
+        if margin > MARGIN:
+            break
+    else:
+        raise RuntimeError(f"{name}: no prompt with a top-2 margin > {MARGIN}")
+    folder = HERE / name
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder, safe_serialization=True)
+    with torch.no_grad():
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        logits = model(
+            input_ids=ids, attention_mask=mask, position_ids=positions
+        ).logits
+    arrays = {
+        "input_ids": ids.numpy().astype(np.int32),
+        "attention_mask": mask.numpy().astype(np.int32),
+        "logits": logits.numpy().astype(np.float32),
+        "greedy": tokens.numpy().astype(np.int32),
+        "margin": np.float32(margin),
+    }
+    if name == "llama":
+        # One prompt at positions 10^5 + arange: transformers in float32 (its
+        # angles are float32 products of float32 frequencies), and the same
+        # model in float64 throughout, angles included: transformers' rotary
+        # casts to float32 even in a float64 model, so its forward is
+        # replaced by the formula in float64.
+        offset = 100_000 + torch.arange(ids.shape[1])[None]
+        with torch.no_grad():
+            far32 = model(input_ids=ids[:1], position_ids=offset).logits
+            double = model.double()
+            double.model.rotary_emb.forward = _float64_rotary(config)
+            far64 = double(input_ids=ids[:1], position_ids=offset).logits
+        arrays["far_positions"] = offset.numpy().astype(np.int32)
+        arrays["far_logits_float32"] = far32.numpy().astype(np.float32)
+        arrays["far_logits_float64"] = far64.numpy()
+    np.savez_compressed(folder / "reference.npz", **arrays)
+    meta = {
+        "transformers": transformers.__version__,
+        "torch": torch.__version__,
+        "seed": seed + attempt,
+        "margin": margin,
+    }
+    (folder / "made_by.json").write_text(json.dumps(meta, indent=1) + "\n")
+    print(f"{name}: seed {seed + attempt}, margin {margin:.4f}")
+
+
+if __name__ == "__main__":
+    for name, extra in FAMILIES.items():
+        make(name, extra)

@@ -1,0 +1,149 @@
+"""examples/: whole checkpoints from their safetensors, against transformers.
+
+The fixtures (examples/fixtures/, made by examples/make_fixtures.py with
+transformers in a scratch environment) hold tiny random-weight checkpoints
+as transformers saves them and the reference logits and greedy tokens. The
+tests read them with the examples' code only.
+
+Tolerance: logits to a relative 1e-4 of the reference's largest. Both sides
+compute in float32, so they differ by float32 rounding (about 1e-6 relative
+here, through two or four layers); 1e-4 leaves room for other BLAS and XLA
+versions while a wrong rotation, norm or mask is off by 1e-2 or more.
+Greedy tokens must be equal: the script chose prompts whose top-2 margin
+exceeds 1e-3 at every step.
+"""
+
+import contextlib
+import io
+import json
+import pathlib
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import examples
+from examples import __main__ as cli
+
+FIXTURES = pathlib.Path(examples.__file__).parent / "fixtures"
+NAMES = ["llama", "qwen2", "qwen3", "mistral", "smollm3", "olmo2"]
+
+
+def _reference(name):
+    return dict(np.load(FIXTURES / name / "reference.npz"))
+
+
+def _positions(mask):
+    return np.maximum(np.cumsum(mask, axis=1) - 1, 0).astype(np.int32)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_logits_and_greedy_tokens_equal_transformers(name):
+    ref = _reference(name)
+    model = examples.from_pretrained(FIXTURES / name)
+    ids, mask = ref["input_ids"], ref["attention_mask"]
+    logits = model(
+        jnp.asarray(ids), positions=_positions(mask), segments=jnp.asarray(mask)
+    )
+    real = mask.astype(bool)  # padding tokens' logits are nobody's
+    want = ref["logits"][real]
+    np.testing.assert_allclose(
+        np.asarray(logits)[real], want, atol=1e-4 * np.abs(want).max(), rtol=0
+    )
+    tokens = examples.generate(model, ids, max_new_tokens=8, attention_mask=mask)
+    np.testing.assert_array_equal(tokens, ref["greedy"])
+
+
+def test_exact_angles_at_an_offset_of_ten_to_the_five():
+    """Llama at positions 10^5 + arange: ours is within float32 rounding of
+    the float64 model, where transformers' float32 angles are off."""
+    ref = _reference("llama")
+    model = examples.from_pretrained(FIXTURES / "llama")
+    far = np.asarray(
+        model(jnp.asarray(ref["input_ids"][:1]), positions=ref["far_positions"]),
+        np.float64,
+    )
+    exact = ref["far_logits_float64"]
+    ours = np.abs(far - exact).max()
+    theirs = np.abs(ref["far_logits_float32"] - exact).max()
+    assert ours < 1e-5 * np.abs(exact).max()
+    assert theirs > 100 * ours  # transformers' float32 angles: 8e-3 here
+
+
+def test_stop_tokens_fill_the_row_with_the_pad_id():
+    ref = _reference("qwen3")
+    model = examples.from_pretrained(FIXTURES / "qwen3")
+    ids, mask = ref["input_ids"], ref["attention_mask"]
+    greedy = ref["greedy"]
+    stop = int(greedy[0, 2])
+    tokens = examples.generate(
+        model, ids, max_new_tokens=8, attention_mask=mask, stop_tokens=[stop]
+    )
+    first = int(np.argmax(greedy[0] == stop))
+    assert tokens[0, : first + 1].tolist() == greedy[0, : first + 1].tolist()
+    assert (tokens[0, first + 1 :] == 0).all()  # the config's pad_token_id
+
+
+def test_sharded_checkpoints_and_their_index(tmp_path):
+    from safetensors.numpy import save_file
+
+    tensors = examples.read_tensors(FIXTURES / "mistral")
+    names = sorted(tensors)
+    halves = {"model-00001-of-00002.safetensors": names[::2]}
+    halves["model-00002-of-00002.safetensors"] = names[1::2]
+    for shard, part in halves.items():
+        save_file({n: tensors[n] for n in part}, str(tmp_path / shard))
+    index = {"weight_map": {n: s for s, part in halves.items() for n in part}}
+    (tmp_path / "model.safetensors.index.json").write_text(json.dumps(index))
+    (tmp_path / "config.json").write_text(
+        (FIXTURES / "mistral/config.json").read_text()
+    )
+    model = examples.from_pretrained(tmp_path)
+    ref = _reference("mistral")
+    ids, mask = ref["input_ids"], ref["attention_mask"]
+    logits = model(ids, positions=_positions(mask), segments=mask)
+    real = mask.astype(bool)
+    np.testing.assert_allclose(
+        np.asarray(logits)[real], ref["logits"][real], atol=1e-6, rtol=0
+    )
+
+
+def test_a_checkpoint_that_does_not_fit_is_one_error_naming_it_all():
+    tensors = examples.read_tensors(FIXTURES / "qwen2")
+    model = examples.models.build(
+        json.loads((FIXTURES / "qwen2/config.json").read_text())
+    )
+    broken = dict(tensors)
+    del broken["model.layers.0.self_attn.q_proj.bias"]
+    broken["model.layers.0.extra.weight"] = np.zeros(3, np.float32)
+    broken["model.norm.weight"] = np.zeros(5, np.float32)
+    with pytest.raises(ValueError) as error:
+        examples.load_weights(model, broken)
+    message = str(error.value)
+    assert "missing tensors: ['model.layers.0.self_attn.q_proj.bias']" in message
+    assert "unexpected tensors: ['model.layers.0.extra.weight']" in message
+    assert "model.norm.weight (5,) for norm.scale (32,)" in message
+
+
+def test_unknown_families_are_refused_by_name():
+    with pytest.raises(ValueError, match="build no model_type 'gpt2'"):
+        examples.models.build({"model_type": "gpt2", "num_hidden_layers": 1})
+
+
+def test_the_command_line_prints_tokens_and_their_rate():
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        cli.main(
+            [
+                "--checkpoint",
+                str(FIXTURES / "llama"),
+                "--prompt-ids",
+                ",".join(str(t) for t in _reference("llama")["input_ids"][0]),
+                "--max-new-tokens",
+                "8",
+            ]
+        )
+    lines = printed.getvalue().splitlines()
+    greedy = _reference("llama")["greedy"][0]
+    assert lines[0] == "tokens: " + ",".join(str(t) for t in greedy)
+    assert lines[1].endswith("tokens/s (prefill and decode)")
