@@ -66,21 +66,73 @@ def _reshaped(w: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return w.reshape(shape)
 
 
-def _rules(family: models.Family) -> list[tuple[str, str, Callable]]:
+def _rows(start: int, stop: int) -> Callable:
+    """Rows ``[start, stop)`` of a fused Linear weight, transposed."""
+
+    def convert(w: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+        return _transposed(w[start:stop], shape)
+
+    return convert
+
+
+def _fused(config: Mapping[str, Any]) -> list[tuple[str, str, Callable]]:
+    """Phi-3's ``qkv_proj`` (q, then k, then v rows) and ``gate_up_proj``
+    (gate rows, then up rows)."""
+    heads = config["num_attention_heads"]
+    kv = config.get("num_key_value_heads") or heads
+    dim = config.get("head_dim") or config["hidden_size"] // heads
+    q, k = heads * dim, kv * dim
+    inter = config["intermediate_size"]
+    attn, mlp = (
+        r"layers\.(\d+)\.attention\.sublayer\.",
+        r"layers\.(\d+)\.mlp\.sublayer\.",
+    )
+    qkv, gate_up = (
+        "model.layers.{0}.self_attn.qkv_proj.weight",
+        "model.layers.{0}.mlp.gate_up_proj.weight",
+    )
+    return [
+        (attn + r"query\.kernel", qkv, _rows(0, q)),
+        (attn + r"key\.kernel", qkv, _rows(q, q + k)),
+        (attn + r"value\.kernel", qkv, _rows(q + k, q + 2 * k)),
+        (mlp + r"gate\.kernel", gate_up, _rows(0, inter)),
+        (mlp + r"up\.kernel", gate_up, _rows(inter, 2 * inter)),
+    ]
+
+
+def _rules(
+    family: models.Family, config: Mapping[str, Any]
+) -> list[tuple[str, str, Callable]]:
     """(our parameter path pattern, transformers' name, conversion)."""
-    if family.norm_position == "reordered":  # OLMo 2: the sublayers' outputs
-        attn_norm, mlp_norm = "post_attention_layernorm", "post_feedforward_layernorm"
-    else:
-        attn_norm, mlp_norm = "input_layernorm", "post_attention_layernorm"
     layer = r"layers\.(\d+)\."
     attn = layer + r"attention\.sublayer\."
     hf = "model.layers.{0}."
-    return [
+    norms = {  # our Residual's norm (and post_norm): transformers' names
+        "pre": ("input_layernorm", None, "post_attention_layernorm", None),
+        "reordered": (
+            "post_attention_layernorm",
+            None,
+            "post_feedforward_layernorm",
+            None,
+        ),
+        "sandwich": (
+            "input_layernorm",
+            "post_attention_layernorm",
+            "pre_feedforward_layernorm",
+            "post_feedforward_layernorm",
+        ),
+    }[family.norm_position]
+    rules = _fused(config) if family.fused else []
+    for sub, norm, post in (("attention", *norms[:2]), ("mlp", *norms[2:])):
+        rules.append((layer + sub + r"\.norm\.scale", hf + norm + ".weight", _reshaped))
+        if post is not None:
+            rules.append(
+                (layer + sub + r"\.post_norm\.scale", hf + post + ".weight", _reshaped)
+            )
+    rules += [
         (r"embed\.embedding", "model.embed_tokens.weight", _reshaped),
         (r"norm\.scale", "model.norm.weight", _reshaped),
         (r"lm_head\.kernel", "lm_head.weight", _transposed),
-        (layer + r"attention\.norm\.scale", hf + attn_norm + ".weight", _reshaped),
-        (layer + r"mlp\.norm\.scale", hf + mlp_norm + ".weight", _reshaped),
         (attn + r"query\.kernel", hf + "self_attn.q_proj.weight", _transposed),
         (attn + r"key\.kernel", hf + "self_attn.k_proj.weight", _transposed),
         (attn + r"value\.kernel", hf + "self_attn.v_proj.weight", _transposed),
@@ -103,6 +155,7 @@ def _rules(family: models.Family) -> list[tuple[str, str, Callable]]:
             _transposed,
         ),
     ]
+    return rules
 
 
 def _source(path: str, rules) -> tuple[str, Callable] | None:
@@ -119,7 +172,7 @@ def load_weights(model: models.Decoder, tensors: Mapping[str, np.ndarray]) -> No
     Raises:
       ValueError: naming every missing, unexpected or misshapen tensor.
     """
-    rules = _rules(models.family_of(model.config))
+    rules = _rules(models.family_of(model.config), model.config)
     params = nnx.to_flat_state(nnx.state(model, nnx.Param))
     used, missing, misshapen, unmapped = set(), [], [], []
     updates = []
@@ -136,10 +189,14 @@ def load_weights(model: models.Decoder, tensors: Mapping[str, np.ndarray]) -> No
             continue
         used.add(name)
         array = np.asarray(tensors[name])
-        if array.size != int(np.prod(shape)):
+        try:
+            value = convert(array, shape)
+        except ValueError:  # a reshape that cannot be
+            value = None
+        if value is None or value.shape != shape:
             misshapen.append(f"{name} {tuple(array.shape)} for {key} {shape}")
             continue
-        updates.append((variable, convert(array, shape)))
+        updates.append((variable, value))
     unexpected = sorted(
         name for name in tensors if name not in used and not IGNORED.fullmatch(name)
     )

@@ -59,6 +59,23 @@ FAMILIES = {
         "no_rope_layer_interval": 2,
     },
     "olmo2": {"model_type": "olmo2"},
+    "phi3": {"model_type": "phi3", "sliding_window": 5},
+    "gemma2": {
+        "model_type": "gemma2",
+        "head_dim": 8,
+        "sliding_window": 4,
+        "query_pre_attn_scalar": 8,
+        "tie_word_embeddings": True,
+    },
+    "gemma3": {
+        "model_type": "gemma3_text",
+        "head_dim": 8,
+        "sliding_window": 4,
+        "sliding_window_pattern": 2,
+        "query_pre_attn_scalar": 8,
+        "rope_local_base_freq": 100.0,
+        "tie_word_embeddings": True,
+    },
 }
 NEW_TOKENS = 8
 MARGIN = 1e-3

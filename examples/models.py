@@ -1,7 +1,7 @@
 """Decoder-only transformers from a ``config.json``, built from flax_posenc's parts.
 
 One class, `Decoder`, covers the Llama-shaped families (Llama 2/3, Mistral,
-Qwen2/2.5, Qwen3, SmolLM3, OLMo 2): token embedding, then per layer an
+Qwen2/2.5, Qwen3, SmolLM3, OLMo 2, Phi-3, Gemma 2/3): token embedding, then per layer an
 attention and a gated MLP each inside a `Residual`, a final RMSNorm and the
 LM head (tied to the embedding or not). What differs between the families is
 data, read from the config: each layer's attention comes from
@@ -12,6 +12,7 @@ windows, QK norms, biases), the residual form and MLP from `FAMILIES`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -29,13 +30,26 @@ class Family:
 
     Attributes:
       norm_position: the residual form of both sublayers (`Residual`):
-        ``"pre"`` (Llama) or ``"reordered"`` (OLMo 2: the sublayer's output
-        is normalized, its input is not).
+        ``"pre"`` (Llama), ``"reordered"`` (OLMo 2: the sublayer's output
+        is normalized, its input is not) or ``"sandwich"`` (Gemma 2/3: both).
       activation: the gated MLP's activation (``hidden_act``).
+      unit_offset: the RMSNorms scale by ``1 + w`` (Gemma).
+      scale_embeddings: the token embeddings times ``sqrt(hidden_size)``
+        (Gemma).
+      final_softcap_key: the config key of the logits' soft cap (Gemma 2).
+      fused: transformers fuses q/k/v and gate/up into one weight each
+        (Phi-3's ``qkv_proj`` and ``gate_up_proj``).
+      tied: transformers' ``tie_word_embeddings`` default (SmolLM3, Gemma:
+        true).
     """
 
     norm_position: str = "pre"
     activation: str = "silu"
+    unit_offset: bool = False
+    scale_embeddings: bool = False
+    final_softcap_key: str | None = None
+    fused: bool = False
+    tied: bool = False
 
 
 FAMILIES = {
@@ -43,10 +57,25 @@ FAMILIES = {
     "mistral": Family(),
     "qwen2": Family(),
     "qwen3": Family(),
-    "smollm3": Family(),
+    "smollm3": Family(tied=True),
     "olmo2": Family(norm_position="reordered"),
+    "phi3": Family(fused=True),
+    **dict.fromkeys(
+        ("gemma2", "gemma3_text"),
+        Family(
+            norm_position="sandwich",
+            activation="gelu_pytorch_tanh",
+            unit_offset=True,
+            scale_embeddings=True,
+            final_softcap_key="final_logit_softcapping",
+            tied=True,
+        ),
+    ),
 }
-ACTIVATIONS = {"silu": jax.nn.silu, "gelu_pytorch_tanh": jax.nn.gelu}
+ACTIVATIONS = {
+    "silu": jax.nn.silu,
+    "gelu_pytorch_tanh": functools.partial(jax.nn.gelu, approximate=True),
+}
 
 
 def family_of(config: Mapping[str, Any]) -> Family:
@@ -79,6 +108,11 @@ class GatedMLP(nnx.Module):
         self.gate = linear(hidden, intermediate, ("embed", "mlp"))
         self.up = linear(hidden, intermediate, ("embed", "mlp"))
         self.down = linear(intermediate, hidden, ("mlp", "embed"))
+        if activation not in ACTIVATIONS:
+            raise ValueError(
+                f"hidden_act {activation!r} is not one the examples build "
+                f"({sorted(ACTIVATIONS)})."
+            )
         self.activation = ACTIVATIONS[activation]
 
     def __call__(self, x):
@@ -94,8 +128,15 @@ class DecoderLayer(nnx.Module):
 
         def norm():
             return pnnx.RMSNorm(
-                hidden, epsilon=eps, dtype=dtype, param_dtype=param_dtype, rngs=rngs
+                hidden,
+                epsilon=eps,
+                unit_offset=family.unit_offset,
+                dtype=dtype,
+                param_dtype=param_dtype,
+                rngs=rngs,
             )
+
+        sandwich = family.norm_position == "sandwich"
 
         attention = pnnx.MultiHeadAttention.from_hf_config(
             config, layer=layer, dtype=dtype, param_dtype=param_dtype, rngs=rngs
@@ -103,15 +144,25 @@ class DecoderLayer(nnx.Module):
         mlp = GatedMLP(
             hidden,
             config["intermediate_size"],
-            config.get("hidden_act", family.activation),
+            config.get("hidden_activation")  # Gemma's key
+            or config.get("hidden_act")
+            or family.activation,
             dtype=dtype,
             param_dtype=param_dtype,
             rngs=rngs,
         )
         self.attention = pnnx.Residual(
-            attention, norm(), norm_position=family.norm_position
+            attention,
+            norm(),
+            norm_position=family.norm_position,
+            post_norm=norm() if sandwich else None,
         )
-        self.mlp = pnnx.Residual(mlp, norm(), norm_position=family.norm_position)
+        self.mlp = pnnx.Residual(
+            mlp,
+            norm(),
+            norm_position=family.norm_position,
+            post_norm=norm() if sandwich else None,
+        )
 
     def __call__(self, x, *, positions, segments, decode):
         x = self.attention(x, positions=positions, segments=segments, decode=decode)
@@ -136,12 +187,23 @@ class Decoder(nnx.Module):
         rngs: nnx.Rngs,
     ):
         config = dict(config)
-        family_of(config)
+        family = family_of(config)
         self.config = config
         hidden, vocab = config["hidden_size"], config["vocab_size"]
         self.embed = pnnx.TokenEmbedding(
-            vocab, hidden, dtype=dtype, param_dtype=param_dtype, rngs=rngs
+            vocab,
+            hidden,
+            scale_by_sqrt_features=family.scale_embeddings,
+            dtype=dtype,
+            param_dtype=param_dtype,
+            rngs=rngs,
         )
+        cap = (
+            None
+            if family.final_softcap_key is None
+            else config.get(family.final_softcap_key)
+        )
+        self.final_softcap = None if cap is None else float(cap)
         self.layers = nnx.List(
             [
                 DecoderLayer(config, i, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
@@ -151,11 +213,12 @@ class Decoder(nnx.Module):
         self.norm = pnnx.RMSNorm(
             hidden,
             epsilon=config.get("rms_norm_eps", 1e-6),
+            unit_offset=family.unit_offset,
             dtype=dtype,
             param_dtype=param_dtype,
             rngs=rngs,
         )
-        tied = config.get("tie_word_embeddings", False)
+        tied = config.get("tie_word_embeddings", family.tied)
         self.lm_head = (
             None
             if tied
@@ -185,9 +248,10 @@ class Decoder(nnx.Module):
         for layer in self.layers:
             x = layer(x, positions=positions, segments=segments, decode=decode)
         x = self.norm(x)
-        if self.lm_head is None:
-            return self.embed.attend(x)
-        return self.lm_head(x)
+        logits = self.embed.attend(x) if self.lm_head is None else self.lm_head(x)
+        if self.final_softcap is not None:  # Gemma 2: cap * tanh(logits / cap)
+            logits = self.final_softcap * jnp.tanh(logits / self.final_softcap)
+        return logits
 
 
 def build(config: Mapping[str, Any], *, dtype=None, seed: int = 0) -> Decoder:

@@ -26,7 +26,17 @@ import examples
 from examples import __main__ as cli
 
 FIXTURES = pathlib.Path(examples.__file__).parent / "fixtures"
-NAMES = ["llama", "qwen2", "qwen3", "mistral", "smollm3", "olmo2"]
+NAMES = [
+    "llama",
+    "qwen2",
+    "qwen3",
+    "mistral",
+    "smollm3",
+    "olmo2",
+    "phi3",
+    "gemma2",
+    "gemma3",
+]
 
 
 def _reference(name):
