@@ -221,6 +221,54 @@ def check_context_call(module: Any, positions, decode: bool) -> None:
         )
 
 
+def cross_inputs(module: Any, x, kv, kv_positions, kv_segments, mask, decode):
+    """A call's key/value input (linen and NNX): ``kv [..., kv_seq,
+    features]`` for cross-attention, else None, with its positions (default
+    ``arange(kv_seq)``) and segments; and the explicit ``mask``.
+
+    Cross-attention has no rotary (a query's and a key's positions count in
+    different sequences) and no decode cache (the keys do not grow); an
+    explicit mask is not taken when decoding (the cache's slots move) or on
+    the ring.
+    """
+    if mask is not None:
+        mask = jnp.asarray(mask)
+        if mask.dtype != jnp.bool_:
+            raise TypeError(f"mask must be boolean, got {mask.dtype}.")
+        if decode:
+            raise ValueError(
+                "mask= is not taken with decode=True (the cache's slots move); "
+                "mark padding with segments= (0) instead."
+            )
+        if module.context_axis is not None:
+            raise ValueError("context_axis: ring_attention takes no mask array.")
+    if kv is None:
+        for name, value in (
+            ("kv_positions", kv_positions),
+            ("kv_segments", kv_segments),
+        ):
+            if value is not None:
+                raise ValueError(f"{name} is for cross-attention: pass kv= too.")
+        return None, None, None, mask
+    kv = attention_input(kv)
+    if module.rotary is not None:
+        raise ValueError(
+            "cross-attention (kv=) takes no rotary: queries and keys count their "
+            "positions in different sequences; build the module with rotary=None."
+        )
+    if decode:
+        raise ValueError(
+            "cross-attention (kv=) has no decode cache: call it with decode=False "
+            "at every step (its keys are the encoder's, they do not grow)."
+        )
+    if kv_positions is None:
+        kv_positions = jnp.arange(kv.shape[-2], dtype=jnp.int32)
+    kv_positions = validation.integer_array("kv_positions", kv_positions)
+    if kv_segments is not None:
+        kv_segments = validation.integer_array("kv_segments", kv_segments)
+    return kv, kv_positions, kv_segments, mask
+
+
 def attend(
     module: Any,
     q,
@@ -236,6 +284,7 @@ def attend(
     fits=None,
     default_positions: bool = False,
     sinks=None,
+    mask=None,
 ) -> jax.Array:
     """The attention modules' attention over their keys (linen and NNX).
 
@@ -255,7 +304,10 @@ def attend(
     unchecked). ``default_positions``: the positions are the module default
     ``arange`` (none given, no decoding), so `dot_product_attention` gets
     none, and the blockwise path plans its blocks when tracing. ``sinks``:
-    the module's ``[heads]`` sink logits, or None.
+    the module's ``[heads]`` sink logits, or None. ``mask``: an explicit
+    boolean mask broadcastable to ``[..., heads, q, k]``, ANDed with the one
+    from positions (it makes `dot_product_attention` build ``[q, k]``
+    arrays: the dense path).
     """
     bias = None
     if module.position_bias is not None:
@@ -314,6 +366,7 @@ def attend(
         dropout_rng=dropout_rng,
         implementation=module.implementation,
         block_size=module.block_size,
+        mask=mask,
         **options,
     )
     if fits is not None:

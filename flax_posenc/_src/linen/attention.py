@@ -245,8 +245,12 @@ class MultiHeadAttention(nn.Module):
         self,
         x: ArrayLike,
         *,
+        kv: ArrayLike | None = None,
         positions: ArrayLike | None = None,
         segments: ArrayLike | None = None,
+        kv_positions: ArrayLike | None = None,
+        kv_segments: ArrayLike | None = None,
+        mask: ArrayLike | None = None,
         decode: bool = False,
         deterministic: bool | None = None,
         seq_len: int | None = None,
@@ -255,6 +259,12 @@ class MultiHeadAttention(nn.Module):
 
         ``positions`` and ``segments``: integer ``[..., seq]`` (default
         ``arange(seq)``, or the next cache slots when decoding; no segments).
+        ``kv``: cross-attention's key/value input ``[..., kv_seq,
+        features]`` (T5's decoder reading the encoder), with its
+        ``kv_positions`` (default ``arange(kv_seq)``) and ``kv_segments``;
+        not with a rotary or ``decode``. ``mask``: a boolean mask
+        broadcastable to ``[..., heads, seq, kv_seq]``, ANDed with the one
+        from positions and segments (not when decoding).
         ``seq_len``: the static length the rotary's dynamic NTK (or LongRoPE)
         scaling reads, the largest position + 1; default the sequence length
         for default positions, else read from concrete positions (traced
@@ -276,12 +286,16 @@ class MultiHeadAttention(nn.Module):
         twins.check_attention_choice(self)
         twins.check_context_call(self, positions, decode)
         x = twins.attention_input(x)
+        kv, kv_positions, kv_segments, mask = twins.cross_inputs(
+            self, x, kv, kv_positions, kv_segments, mask, decode
+        )
+        source = x if kv is None else kv
         q = self._projection(heads, ("embed", "heads", "kv"), "query")(x)
-        k = self._projection(kv_heads, ("embed", "kv_heads", "kv"), "key")(x)
+        k = self._projection(kv_heads, ("embed", "kv_heads", "kv"), "key")(source)
         if self.k_eq_v:
             v = k  # Gemma 4's attention_k_eq_v: no value projection
         else:
-            v = self._projection(kv_heads, ("embed", "kv_heads", "kv"), "value")(x)
+            v = self._projection(kv_heads, ("embed", "kv_heads", "kv"), "value")(source)
         if self.v_norm is not None:
             v = twins.v_norm(self.v_norm.clone(name="value_norm", parent=self), v)
         if self.qk_norm is not None and self.qk_norm_position == "before_rope":
@@ -306,6 +320,13 @@ class MultiHeadAttention(nn.Module):
             q, k = self._qk_norm(q, k)
         q = twins.scale_queries(self.query_scale, q, positions)
         k_positions, q_segments, k_segments = positions, segments, segments
+        if kv is not None:
+            k_positions, k_segments = kv_positions, kv_segments
+            if (segments is None) != (kv_segments is None):
+                raise ValueError(
+                    "cross-attention: give segments and kv_segments together, or "
+                    "neither."
+                )
         fits = None
         if decode:
             k, v, k_positions, q_segments, k_segments, fits = self._update_cache(
@@ -323,8 +344,9 @@ class MultiHeadAttention(nn.Module):
             deterministic=deterministic,
             draw_dropout_rng=lambda: self.make_rng("dropout"),
             fits=fits,
-            default_positions=given is None and not decode,
+            default_positions=given is None and not decode and kv is None,
             sinks=self._sinks(),
+            mask=mask,
         )
         return nn.DenseGeneral(
             self.out_features or x.shape[-1],

@@ -325,8 +325,12 @@ class MultiHeadAttention(nnx.Module):
         self,
         x: ArrayLike,
         *,
+        kv: ArrayLike | None = None,
         positions: ArrayLike | None = None,
         segments: ArrayLike | None = None,
+        kv_positions: ArrayLike | None = None,
+        kv_segments: ArrayLike | None = None,
+        mask: ArrayLike | None = None,
         decode: bool = False,
         deterministic: bool | None = None,
         seq_len: int | None = None,
@@ -335,6 +339,12 @@ class MultiHeadAttention(nnx.Module):
 
         ``positions`` and ``segments``: integer ``[..., seq]`` (default
         ``arange(seq)``, or the next cache slots when decoding; no segments).
+        ``kv``: cross-attention's key/value input ``[..., kv_seq,
+        in_features]`` (T5's decoder reading the encoder), with its
+        ``kv_positions`` (default ``arange(kv_seq)``) and ``kv_segments``;
+        not with a rotary or ``decode``. ``mask``: a boolean mask
+        broadcastable to ``[..., heads, seq, kv_seq]``, ANDed with the one
+        from positions and segments (not when decoding).
         ``seq_len``: the static length the rotary's dynamic NTK (or LongRoPE)
         scaling reads, the largest position + 1; default the sequence length
         for default positions, else read from concrete positions (traced
@@ -349,8 +359,17 @@ class MultiHeadAttention(nnx.Module):
         if validation.check_bool("decode", decode) and self.cache_index is None:
             raise ValueError("decode=True needs a cache: call init_cache first.")
         twins.check_context_call(self, positions, decode)
-        q, k = self.query(x), self.key(x)
-        v = k if self.value is None else self.value(x)
+        kv, kv_positions, kv_segments, mask = twins.cross_inputs(
+            self, x, kv, kv_positions, kv_segments, mask, decode
+        )
+        source = x if kv is None else kv
+        if source.shape[-1] != self.in_features:
+            raise ValueError(
+                f"kv has {source.shape[-1]} features (shape {source.shape}), but "
+                f"this module was built for in_features={self.in_features}."
+            )
+        q, k = self.query(x), self.key(source)
+        v = k if self.value is None else self.value(source)
         if self.value_norm is not None:
             v = twins.v_norm(self.value_norm, v)
         before = self.qk_norm_position == "before_rope"
@@ -376,6 +395,13 @@ class MultiHeadAttention(nnx.Module):
             )
         q = twins.scale_queries(self.query_scale, q, positions)
         k_positions, q_segments, k_segments = positions, segments, segments
+        if kv is not None:
+            k_positions, k_segments = kv_positions, kv_segments
+            if (segments is None) != (kv_segments is None):
+                raise ValueError(
+                    "cross-attention: give segments and kv_segments together, or "
+                    "neither."
+                )
         fits = None
         if decode:
             cache = {name: getattr(self, name)[...] for name in _CACHE_NAMES}
@@ -405,7 +431,8 @@ class MultiHeadAttention(nnx.Module):
             deterministic=deterministic,
             draw_dropout_rng=self.dropout_rngs,
             fits=fits,
-            default_positions=given is None and not decode,
+            default_positions=given is None and not decode and kv is None,
             sinks=None if self.sinks is None else self.sinks[...],
+            mask=mask,
         )
         return self.out(out)
