@@ -17,6 +17,8 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import flax.linen as nn
+import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
@@ -166,19 +168,53 @@ def _source(path: str, rules) -> tuple[str, Callable] | None:
     return None
 
 
-def load_weights(model: models.Decoder, tensors: Mapping[str, np.ndarray]) -> None:
+# Logical axis names -> mesh axes: heads, MLP width and vocabulary over
+# "model" (tensor parallel), everything else replicated; the batch goes over
+# "data" (the caller's inputs).
+RULES = (
+    ("vocab", "model"),
+    ("embed", None),
+    ("heads", "model"),
+    ("kv_heads", "model"),
+    ("kv", None),
+    ("mlp", "model"),
+)
+
+
+def _sharding(variable, mesh, rules):
+    """The `NamedSharding` of a parameter from its logical names."""
+    names = variable.get_metadata().get("out_sharding")
+    if names is None:  # no names (a norm's default is named): replicated
+        names = (None,) * len(variable.get_value().shape)
+    spec = nn.logical_to_mesh_axes(tuple(names), rules)
+    return jax.sharding.NamedSharding(mesh, spec)
+
+
+def load_weights(
+    model: models.Decoder,
+    tensors: Mapping[str, np.ndarray],
+    *,
+    mesh: jax.sharding.Mesh | None = None,
+    rules=RULES,
+) -> None:
     """Puts transformers' ``tensors`` into ``model``'s parameters, in place.
+
+    With a ``mesh``, each parameter goes straight from its NumPy array to
+    its shards (`jax.device_put` with the `NamedSharding` its logical axis
+    names give under ``rules``); ``model`` may then be abstract
+    (`nnx.eval_shape`), and no device holds a whole parameter it does not
+    keep.
 
     Raises:
       ValueError: naming every missing, unexpected or misshapen tensor.
     """
-    rules = _rules(models.family_of(model.config), model.config)
+    mapping = _rules(models.family_of(model.config), model.config)
     params = nnx.to_flat_state(nnx.state(model, nnx.Param))
     used, missing, misshapen, unmapped = set(), [], [], []
     updates = []
     for path, variable in params:
         key = ".".join(str(p) for p in path)
-        found = _source(key, rules)
+        found = _source(key, mapping)
         if found is None:
             unmapped.append(key)
             continue
@@ -214,22 +250,27 @@ def load_weights(model: models.Decoder, tensors: Mapping[str, np.ndarray]) -> No
             "the checkpoint does not fit the model: " + "; ".join(problems)
         )
     for variable, value in updates:
-        dtype = variable.get_value().dtype
-        variable.set_value(jnp.asarray(value, dtype))
+        value = value.astype(variable.get_value().dtype)
+        if mesh is None:
+            variable.set_value(jnp.asarray(value))
+        else:
+            variable.set_value(jax.device_put(value, _sharding(variable, mesh, rules)))
 
 
 def from_pretrained(
-    path: str | pathlib.Path, *, dtype=None, mesh=None
+    path: str | pathlib.Path, *, dtype=None, mesh=None, rules=RULES
 ) -> models.Decoder:
     """The model of a checkpoint folder (``config.json`` + safetensors).
 
-    ``dtype``: the computation dtype (the parameters stay float32); ``mesh``:
-    a `jax.sharding.Mesh` to place the parameters on by their logical axis
-    names (not yet: a ValueError).
+    ``dtype``: the computation dtype (the parameters stay float32). ``mesh``:
+    a `jax.sharding.Mesh` (of ``AxisType.Auto`` axes, XLA choosing the
+    shardings in between) with a ``"model"`` axis and any others: each
+    parameter is placed on it by its logical axis names under ``rules``
+    (`RULES`: heads, MLP width and vocabulary split over ``"model"``), as it
+    is read. The model is built abstractly (`nnx.eval_shape`): no random
+    weights are made and then thrown away.
     """
-    if mesh is not None:
-        raise ValueError("from_pretrained(mesh=...) is not built yet.")
     config = read_config(path)
-    model = models.build(config, dtype=dtype)
-    load_weights(model, read_tensors(path))
+    model = nnx.eval_shape(lambda: models.build(config, dtype=dtype))
+    load_weights(model, read_tensors(path), mesh=mesh, rules=rules)
     return model
