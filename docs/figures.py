@@ -766,6 +766,54 @@ def schedules():
     return fig
 
 
+@figure("whole_model_sharding.png")
+def whole_model_sharding():
+    """Which axis of each parameter of one decoder layer goes on the mesh's
+    "model" axis under examples.checkpoint.RULES (the rest replicated)."""
+    import pathlib
+
+    from flax import nnx
+
+    from examples import checkpoint, models
+
+    folder = pathlib.Path(checkpoint.__file__).parent / "fixtures" / "qwen2"
+    config = checkpoint.read_config(folder)
+    model = nnx.eval_shape(lambda: models.build(config))
+    rules = dict(checkpoint.RULES)
+    rows = []
+    for path, variable in nnx.to_flat_state(nnx.state(model, nnx.Param)):
+        key = ".".join(str(p) for p in path)
+        if key.startswith("layers.") and not key.startswith("layers.0."):
+            continue
+        names = variable.get_metadata().get("out_sharding") or ()
+        rows.append((key.replace("sublayer.", ""), names))
+    fig, ax = plt.subplots(
+        figsize=(10, 0.34 * len(rows) + 1.2), constrained_layout=True
+    )
+    for i, (_, names) in enumerate(rows):
+        for j, name in enumerate(names):
+            split = rules.get(name) == "model"
+            ax.add_patch(
+                matplotlib.patches.Rectangle(
+                    (j, i + 0.1), 0.95, 0.8, color="#e8a33d" if split else "#cfd8e3"
+                )
+            )
+            ax.text(j + 0.47, i + 0.5, str(name), ha="center", va="center", fontsize=8)
+    ax.set_xlim(0, 3)
+    ax.set_ylim(len(rows), 0)
+    ax.set_yticks([i + 0.5 for i in range(len(rows))], [k for k, _ in rows], fontsize=8)
+    ax.set_xticks([0.47, 1.47, 2.47], ["axis 0", "axis 1", "axis 2"])
+    ax.set_title(
+        'from_pretrained(mesh=): orange axes split over the mesh\'s "model" '
+        "axis, grey ones replicated\n(examples.checkpoint.RULES; the embedding, "
+        "layer 0, the head and the final norm of Qwen2)",
+        fontsize=9,
+    )
+    for side in ("top", "right", "bottom", "left"):
+        ax.spines[side].set_visible(False)
+    return fig
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=os.path.join(HERE, "figures"))
