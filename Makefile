@@ -52,6 +52,7 @@ bench: $(VENV)/.installed-demo
 	$(BIN)/python -m benchmarks.long_context
 	$(BIN)/python -m benchmarks.demo_speed
 	$(BIN)/python -m benchmarks.demo_compile
+	$(BIN)/python -m benchmarks.generate
 
 # The site, built strictly: any warning (a broken link, a bad docstring) fails.
 docs: $(VENV)/.installed-docs

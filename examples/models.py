@@ -122,7 +122,7 @@ class GatedMLP(nnx.Module):
 class DecoderLayer(nnx.Module):
     """Attention then MLP, each a `Residual` with its RMSNorm."""
 
-    def __init__(self, config, layer: int, *, dtype, param_dtype, rngs):
+    def __init__(self, config, layer: int, *, dtype, param_dtype, attention, rngs):
         family = family_of(config)
         hidden, eps = config["hidden_size"], config.get("rms_norm_eps", 1e-6)
 
@@ -139,7 +139,12 @@ class DecoderLayer(nnx.Module):
         sandwich = family.norm_position == "sandwich"
 
         attention = pnnx.MultiHeadAttention.from_hf_config(
-            config, layer=layer, dtype=dtype, param_dtype=param_dtype, rngs=rngs
+            config,
+            layer=layer,
+            dtype=dtype,
+            param_dtype=param_dtype,
+            rngs=rngs,
+            **attention,
         )
         mlp = GatedMLP(
             hidden,
@@ -175,7 +180,9 @@ class Decoder(nnx.Module):
     ``model(ids)`` gives logits ``[batch, seq, vocab]`` of int ids ``[batch,
     seq]``; ``positions`` and ``segments`` (0: padding) as
     `flax_posenc.nnx.MultiHeadAttention` takes them; ``decode=True`` after
-    `init_cache` writes the tokens into every layer's cache.
+    `init_cache` writes the tokens into every layer's cache. ``attention``:
+    what ``MultiHeadAttention.from_hf_config`` takes beside the config
+    (``implementation="blockwise"``, ``block_size``, ...).
     """
 
     def __init__(
@@ -184,6 +191,7 @@ class Decoder(nnx.Module):
         *,
         dtype=None,
         param_dtype=jnp.float32,
+        attention: Mapping[str, Any] | None = None,
         rngs: nnx.Rngs,
     ):
         config = dict(config)
@@ -206,7 +214,14 @@ class Decoder(nnx.Module):
         self.final_softcap = None if cap is None else float(cap)
         self.layers = nnx.List(
             [
-                DecoderLayer(config, i, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+                DecoderLayer(
+                    config,
+                    i,
+                    dtype=dtype,
+                    param_dtype=param_dtype,
+                    attention=attention or {},
+                    rngs=rngs,
+                )
                 for i in range(config["num_hidden_layers"])
             ]
         )
@@ -254,8 +269,10 @@ class Decoder(nnx.Module):
         return logits
 
 
-def build(config: Mapping[str, Any], *, dtype=None, seed: int = 0) -> Decoder:
+def build(
+    config: Mapping[str, Any], *, dtype=None, seed: int = 0, attention=None
+) -> Decoder:
     """A `Decoder` with random weights (the loader then replaces them)."""
     family_of(config)
     fp.attention_schedule(config)  # the config's errors before any weight
-    return Decoder(config, dtype=dtype, rngs=nnx.Rngs(seed))
+    return Decoder(config, dtype=dtype, attention=attention, rngs=nnx.Rngs(seed))

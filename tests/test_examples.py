@@ -208,3 +208,19 @@ def test_loading_straight_onto_a_mesh():
     assert found["embed"] == "P('model', None)"
     assert found["down"] == "P('model', None)"
     assert found["diff"] < 1e-6
+
+
+def test_sampling_follows_the_seed_and_tends_to_greedy():
+    ref = _reference("gemma2")
+    model = examples.from_pretrained(FIXTURES / "gemma2")
+    ids, mask = ref["input_ids"], ref["attention_mask"]
+
+    def run(**kw):
+        return examples.generate(
+            model, ids, max_new_tokens=8, attention_mask=mask, **kw
+        )
+
+    np.testing.assert_array_equal(run(temperature=1e-4, seed=3), ref["greedy"])
+    first, again = run(temperature=1.0, seed=5), run(temperature=1.0, seed=5)
+    np.testing.assert_array_equal(first, again)
+    assert not np.array_equal(first, run(temperature=1.0, seed=6))
