@@ -27,7 +27,11 @@ from examples import models
 
 # Tensors a checkpoint may carry that are not weights (buffers transformers
 # saved in some versions).
-IGNORED = re.compile(r".*rotary_emb\.inv_freq$")
+IGNORED = re.compile(
+    r".*rotary_emb\.inv_freq$"
+    # T5's tied copies of shared.weight, when a checkpoint keeps them.
+    r"|(encoder|decoder)\.embed_tokens\.weight$"
+)
 
 
 def read_config(folder: str | pathlib.Path) -> dict[str, Any]:
@@ -160,6 +164,56 @@ def _rules(
     return rules
 
 
+def _t5_rules() -> list[tuple[str, str, Callable]]:
+    """T5's names: ``{encoder,decoder}.block.{i}.layer.{j}`` with
+    SelfAttention / EncDecAttention / DenseReluDense, each with its
+    layer_norm; the relative bias table ``[buckets, heads]`` in block 0."""
+    rules = [
+        (r"shared\.embedding", "shared.weight", _reshaped),
+        (r"encoder_norm\.scale", "encoder.final_layer_norm.weight", _reshaped),
+        (r"decoder_norm\.scale", "decoder.final_layer_norm.weight", _reshaped),
+        (r"lm_head\.kernel", "lm_head.weight", _transposed),
+    ]
+    stacks = {
+        "encoder": ["SelfAttention", "DenseReluDense"],
+        "decoder": ["SelfAttention", "EncDecAttention", "DenseReluDense"],
+    }
+    projections = {"query": "q", "key": "k", "value": "v", "out": "o"}
+    for stack, sublayers in stacks.items():
+        for j, sub in enumerate(sublayers):
+            ours = rf"{stack}\.(\d+)\.{j}\."
+            theirs = f"{stack}.block.{{0}}.layer.{j}."
+            rules.append(
+                (ours + r"norm\.scale", theirs + "layer_norm.weight", _reshaped)
+            )
+            if sub == "DenseReluDense":
+                for name in ("wi", "wi_0", "wi_1", "wo"):
+                    rules.append(
+                        (
+                            ours + rf"sublayer\.{name}\.kernel",
+                            theirs + f"{sub}.{name}.weight",
+                            _transposed,
+                        )
+                    )
+                continue
+            for name, hf in projections.items():
+                rules.append(
+                    (
+                        ours + rf"sublayer\.{name}\.kernel",
+                        theirs + f"{sub}.{hf}.weight",
+                        _transposed,
+                    )
+                )
+            rules.append(
+                (
+                    ours + r"sublayer\.position_bias\.rel_embedding",
+                    theirs + f"{sub}.relative_attention_bias.weight",
+                    _transposed,
+                )
+            )
+    return rules
+
+
 def _source(path: str, rules) -> tuple[str, Callable] | None:
     for pattern, name, convert in rules:
         match = re.fullmatch(pattern, path)
@@ -208,7 +262,10 @@ def load_weights(
     Raises:
       ValueError: naming every missing, unexpected or misshapen tensor.
     """
-    mapping = _rules(models.family_of(model.config), model.config)
+    if model.config.get("model_type") == "t5":
+        mapping = _t5_rules()
+    else:
+        mapping = _rules(models.family_of(model.config), model.config)
     params = nnx.to_flat_state(nnx.state(model, nnx.Param))
     used, missing, misshapen, unmapped = set(), [], [], []
     updates = []

@@ -18,6 +18,17 @@ def _forward(model, ids, positions, segments):
     return logits[:, -1].astype(jnp.float32)
 
 
+@nnx.jit
+def _encode(model, ids, mask):
+    return model.encode(ids, mask)
+
+
+@nnx.jit
+def _decode_step(model, token, encoded, mask):
+    logits = model.decode(token, encoded, mask, decode=True)
+    return logits[:, -1].astype(jnp.float32)
+
+
 def _choose(logits, temperature: float, key):
     if temperature == 0.0:
         return jnp.argmax(logits, axis=-1).astype(jnp.int32)
@@ -55,10 +66,14 @@ def generate(
         )
     if pad_id is None:
         pad_id = model.config.get("pad_token_id") or 0
+    keys = jax.random.split(jax.random.key(seed), max_new_tokens)
+    if hasattr(model, "encode"):  # an encoder-decoder (T5)
+        return _seq2seq(
+            model, ids, mask, max_new_tokens, stop_tokens, pad_id, temperature, keys
+        )
     segments = (mask != 0).astype(np.int32)
     positions = np.maximum(np.cumsum(segments, axis=1) - 1, 0).astype(np.int32)
     model.init_cache(batch, length + max_new_tokens)
-    keys = jax.random.split(jax.random.key(seed), max_new_tokens)
     logits = _forward(model, ids, positions, segments)
     last = positions[:, -1]
     done = np.zeros(batch, bool)
@@ -72,4 +87,25 @@ def generate(
             break
         last = last + 1
         logits = _forward(model, token[:, None], last[:, None], ones)
+    return out
+
+
+def _seq2seq(model, ids, mask, max_new_tokens, stop_tokens, pad_id, temperature, keys):
+    """The decoder's continuation from ``decoder_start_token_id``: the
+    encoder once, then one cached decoder step per token."""
+    batch = ids.shape[0]
+    mask = (mask != 0).astype(np.int32)
+    encoded = _encode(model, ids, mask)
+    model.init_cache(batch, max_new_tokens)
+    start = model.config.get("decoder_start_token_id")
+    token = np.full(batch, pad_id if start is None else start, np.int32)
+    done = np.zeros(batch, bool)
+    out = np.full((batch, max_new_tokens), pad_id, np.int32)
+    for t in range(max_new_tokens):
+        logits = _decode_step(model, token[:, None], encoded, mask)
+        token = np.asarray(_choose(logits, temperature, keys[t]))
+        out[:, t] = np.where(done, pad_id, token)
+        done |= np.isin(token, list(stop_tokens))
+        if done.all():
+            break
     return out

@@ -81,7 +81,7 @@ NEW_TOKENS = 8
 MARGIN = 1e-3
 
 
-def _margins(model, ids, mask):
+def _margins(model, ids, mask, seq2seq=False):
     """The greedy continuation and the smallest top-2 margin along it."""
     out = model.generate(
         input_ids=ids,
@@ -96,7 +96,8 @@ def _margins(model, ids, mask):
     scores = torch.stack(out.scores, 1)  # [batch, new, vocab]
     top2 = scores.topk(2, dim=-1).values
     margin = float((top2[..., 0] - top2[..., 1]).min())
-    return out.sequences[:, ids.shape[1] :], margin
+    # An encoder-decoder's sequences start with decoder_start_token_id.
+    return out.sequences[:, 1 if seq2seq else ids.shape[1] :], margin
 
 
 def _float64_rotary(config):
@@ -172,6 +173,79 @@ def make(name, extra, seed=0):
     print(f"{name}: seed {seed + attempt}, margin {margin:.4f}")
 
 
+T5_SMALL = {
+    "model_type": "t5",
+    "vocab_size": 96,
+    "d_model": 32,
+    "d_kv": 8,
+    "d_ff": 64,
+    "num_layers": 2,
+    "num_decoder_layers": 2,
+    "num_heads": 4,
+    "relative_attention_num_buckets": 8,
+    "relative_attention_max_distance": 20,
+    "pad_token_id": 0,
+    "eos_token_id": 1,
+    "decoder_start_token_id": 0,
+    "dropout_rate": 0.0,
+    # Larger weights than the default, where random T5s predict token 0 at
+    # every step (testing little); not so large that float32 rounding,
+    # amplified through activations of 1e2, reaches 1e-4 of the logits.
+    "initializer_factor": 2.0,
+}
+T5_FAMILIES = {
+    "t5": {"feed_forward_proj": "relu", "tie_word_embeddings": True},  # v1.0
+    "flan_t5": {"feed_forward_proj": "gated-gelu", "tie_word_embeddings": False},
+}
+
+
+def make_t5(name, extra, seed=0):
+    """T5: the decoder's logits for given decoder ids over a padded encoder
+    batch, and the greedy continuation from decoder_start_token_id."""
+    config = transformers.AutoConfig.for_model(**{**T5_SMALL, **extra})
+    config._attn_implementation = "eager"
+    for attempt in range(100):
+        torch.manual_seed(seed + attempt)
+        model = transformers.AutoModelForSeq2SeqLM.from_config(config).eval()
+        generator = torch.Generator().manual_seed(seed + attempt)
+        ids = torch.randint(3, 96, (2, 9), generator=generator)
+        mask = torch.ones_like(ids)
+        ids[1, -3:], mask[1, -3:] = 0, 0  # row 1: three padding tokens
+        with torch.no_grad():
+            tokens, margin = _margins(model, ids, mask, seq2seq=True)
+        if margin > MARGIN:
+            break
+    else:
+        raise RuntimeError(f"{name}: no prompt with a top-2 margin > {MARGIN}")
+    folder = HERE / name
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder, safe_serialization=True)
+    decoder_ids = torch.cat([torch.zeros((2, 1), dtype=torch.long), tokens[:, :5]], 1)
+    with torch.no_grad():
+        logits = model(
+            input_ids=ids, attention_mask=mask, decoder_input_ids=decoder_ids
+        ).logits
+    np.savez_compressed(
+        folder / "reference.npz",
+        input_ids=ids.numpy().astype(np.int32),
+        attention_mask=mask.numpy().astype(np.int32),
+        decoder_input_ids=decoder_ids.numpy().astype(np.int32),
+        logits=logits.numpy().astype(np.float32),
+        greedy=tokens.numpy().astype(np.int32),
+        margin=np.float32(margin),
+    )
+    meta = {
+        "transformers": transformers.__version__,
+        "torch": torch.__version__,
+        "seed": seed + attempt,
+        "margin": margin,
+    }
+    (folder / "made_by.json").write_text(json.dumps(meta, indent=1) + "\n")
+    print(f"{name}: seed {seed + attempt}, margin {margin:.4f}")
+
+
 if __name__ == "__main__":
     for name, extra in FAMILIES.items():
         make(name, extra)
+    for name, extra in T5_FAMILIES.items():
+        make_t5(name, extra)

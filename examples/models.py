@@ -269,10 +269,12 @@ class Decoder(nnx.Module):
         return logits
 
 
-def build(
-    config: Mapping[str, Any], *, dtype=None, seed: int = 0, attention=None
-) -> Decoder:
-    """A `Decoder` with random weights (the loader then replaces them)."""
+def build(config: Mapping[str, Any], *, dtype=None, seed: int = 0, attention=None):
+    """A `Decoder` (or T5) with random weights (the loader then replaces them)."""
+    if config.get("model_type") == "t5":
+        from examples import t5
+
+        return t5.T5(config, dtype=dtype, rngs=nnx.Rngs(seed))
     family_of(config)
     fp.attention_schedule(config)  # the config's errors before any weight
     return Decoder(config, dtype=dtype, attention=attention, rngs=nnx.Rngs(seed))

@@ -64,6 +64,23 @@ def test_logits_and_greedy_tokens_equal_transformers(name):
     np.testing.assert_array_equal(tokens, ref["greedy"])
 
 
+@pytest.mark.parametrize("name", ["t5", "flan_t5"])
+def test_t5_logits_and_greedy_tokens_equal_transformers(name):
+    """T5 v1.0 (ReLU, scaled tied head) and v1.1 / Flan-T5 (gated GeLU): the
+    relative bias, cross-attention over a padded encoder batch, the
+    decoder's cache."""
+    ref = _reference(name)
+    model = examples.from_pretrained(FIXTURES / name)
+    ids, mask = ref["input_ids"], ref["attention_mask"]
+    logits = model(ids, decoder_input_ids=ref["decoder_input_ids"], attention_mask=mask)
+    want = ref["logits"]
+    np.testing.assert_allclose(
+        np.asarray(logits), want, atol=1e-4 * np.abs(want).max(), rtol=0
+    )
+    tokens = examples.generate(model, ids, max_new_tokens=8, attention_mask=mask)
+    np.testing.assert_array_equal(tokens, ref["greedy"])
+
+
 def test_exact_angles_at_an_offset_of_ten_to_the_five():
     """Llama at positions 10^5 + arange: ours is within float32 rounding of
     the float64 model, where transformers' float32 angles are off."""
