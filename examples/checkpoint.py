@@ -31,6 +31,8 @@ IGNORED = re.compile(
     r".*rotary_emb\.inv_freq$"
     # T5's tied copies of shared.weight, when a checkpoint keeps them.
     r"|(encoder|decoder)\.embed_tokens\.weight$"
+    # BERT's pooler (not the last hidden states) and its position-id buffer.
+    r"|pooler\..*|embeddings\.position_ids$"
 )
 
 
@@ -214,6 +216,46 @@ def _t5_rules() -> list[tuple[str, str, Callable]]:
     return rules
 
 
+def _bert_rules() -> list[tuple[str, str, Callable]]:
+    """BERT's names: ``embeddings.*`` and ``encoder.layer.{i}.*``."""
+    ours, theirs = r"layers\.(\d+)\.", "encoder.layer.{0}."
+    rules = [
+        (
+            r"embeddings\.token\.embedding",
+            "embeddings.word_embeddings.weight",
+            _reshaped,
+        ),
+        (
+            r"embeddings\.position\.embedding",
+            "embeddings.position_embeddings.weight",
+            _reshaped,
+        ),
+        (
+            r"embeddings\.token_type\.embedding",
+            "embeddings.token_type_embeddings.weight",
+            _reshaped,
+        ),
+    ]
+    layers = {  # ours -> theirs, for kernels (transposed) and biases
+        r"embeddings\.norm\.": "embeddings.LayerNorm.",
+        ours + r"0\.sublayer\.query\.": theirs + "attention.self.query.",
+        ours + r"0\.sublayer\.key\.": theirs + "attention.self.key.",
+        ours + r"0\.sublayer\.value\.": theirs + "attention.self.value.",
+        ours + r"0\.sublayer\.out\.": theirs + "attention.output.dense.",
+        ours + r"0\.norm\.": theirs + "attention.output.LayerNorm.",
+        ours + r"1\.sublayer\.intermediate\.": theirs + "intermediate.dense.",
+        ours + r"1\.sublayer\.output\.": theirs + "output.dense.",
+        ours + r"1\.norm\.": theirs + "output.LayerNorm.",
+    }
+    for mine, hf in layers.items():
+        rules += [
+            (mine + "kernel", hf + "weight", _transposed),
+            (mine + "scale", hf + "weight", _reshaped),
+            (mine + "bias", hf + "bias", _reshaped),
+        ]
+    return rules
+
+
 def _source(path: str, rules) -> tuple[str, Callable] | None:
     for pattern, name, convert in rules:
         match = re.fullmatch(pattern, path)
@@ -264,6 +306,8 @@ def load_weights(
     """
     if model.config.get("model_type") == "t5":
         mapping = _t5_rules()
+    elif model.config.get("model_type") == "bert":
+        mapping = _bert_rules()
     else:
         mapping = _rules(models.family_of(model.config), model.config)
     params = nnx.to_flat_state(nnx.state(model, nnx.Param))

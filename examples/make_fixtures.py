@@ -244,8 +244,57 @@ def make_t5(name, extra, seed=0):
     print(f"{name}: seed {seed + attempt}, margin {margin:.4f}")
 
 
+BERT_SMALL = {
+    "model_type": "bert",
+    "vocab_size": 96,
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "max_position_embeddings": 64,
+    "type_vocab_size": 2,
+    "hidden_dropout_prob": 0.0,
+    "attention_probs_dropout_prob": 0.0,
+    "pad_token_id": 0,
+}
+
+
+def make_bert(name="bert", seed=0):
+    """BERT: the last hidden states of a padded batch with token types."""
+    config = transformers.AutoConfig.for_model(**BERT_SMALL)
+    config._attn_implementation = "eager"
+    torch.manual_seed(seed)
+    model = transformers.AutoModel.from_config(config).eval()
+    generator = torch.Generator().manual_seed(seed)
+    ids = torch.randint(3, 96, (2, 9), generator=generator)
+    mask = torch.ones_like(ids)
+    ids[1, -3:], mask[1, -3:] = 0, 0
+    types = torch.zeros_like(ids)
+    types[:, 5:] = 1
+    with torch.no_grad():
+        hidden = model(input_ids=ids, attention_mask=mask, token_type_ids=types)
+    folder = HERE / name
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder, safe_serialization=True)
+    np.savez_compressed(
+        folder / "reference.npz",
+        input_ids=ids.numpy().astype(np.int32),
+        attention_mask=mask.numpy().astype(np.int32),
+        token_type_ids=types.numpy().astype(np.int32),
+        hidden=hidden.last_hidden_state.numpy().astype(np.float32),
+    )
+    meta = {
+        "transformers": transformers.__version__,
+        "torch": torch.__version__,
+        "seed": seed,
+    }
+    (folder / "made_by.json").write_text(json.dumps(meta, indent=1) + "\n")
+    print(f"{name}: seed {seed}")
+
+
 if __name__ == "__main__":
     for name, extra in FAMILIES.items():
         make(name, extra)
     for name, extra in T5_FAMILIES.items():
         make_t5(name, extra)
+    make_bert()

@@ -81,6 +81,23 @@ def test_t5_logits_and_greedy_tokens_equal_transformers(name):
     np.testing.assert_array_equal(tokens, ref["greedy"])
 
 
+def test_bert_last_hidden_states_equal_transformers():
+    """Learned positions, token types, post-LN, biases, a padded batch (the
+    padding tokens' own states are not compared: here they attend nothing)."""
+    ref = _reference("bert")
+    model = examples.from_pretrained(FIXTURES / "bert")
+    hidden = model(
+        ref["input_ids"],
+        attention_mask=ref["attention_mask"],
+        token_type_ids=ref["token_type_ids"],
+    )
+    real = ref["attention_mask"].astype(bool)
+    want = ref["hidden"][real]
+    np.testing.assert_allclose(
+        np.asarray(hidden)[real], want, atol=1e-4 * np.abs(want).max(), rtol=0
+    )
+
+
 def test_exact_angles_at_an_offset_of_ten_to_the_five():
     """Llama at positions 10^5 + arange: ours is within float32 rounding of
     the float64 model, where transformers' float32 angles are off."""

@@ -1,0 +1,104 @@
+"""BERT from its ``config.json``, from flax_posenc's parts: an encoder whose
+call gives the last hidden states.
+
+Token, learned-position and token-type embeddings summed and layer-normed
+(`InputEmbedding`), then per layer a post-LN `Residual` of bidirectional
+attention (biases on every projection, no positions: they came in with the
+embeddings) and one of a GELU MLP, as Devlin et al. 2018.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+from flax import nnx
+
+from flax_posenc import nnx as pnnx
+
+ACTIVATIONS = {
+    "gelu": functools.partial(jax.nn.gelu, approximate=False),
+    "gelu_new": functools.partial(jax.nn.gelu, approximate=True),
+    "relu": jax.nn.relu,
+}
+
+
+class MLP(nnx.Module):
+    """``output(act(intermediate(x)))``, with biases."""
+
+    def __init__(self, hidden, intermediate, activation, *, dtype, rngs):
+        if activation not in ACTIVATIONS:
+            raise ValueError(
+                f"hidden_act {activation!r} is not one the example builds "
+                f"({sorted(ACTIVATIONS)})."
+            )
+        self.intermediate = nnx.Linear(hidden, intermediate, dtype=dtype, rngs=rngs)
+        self.output = nnx.Linear(intermediate, hidden, dtype=dtype, rngs=rngs)
+        self.activation = ACTIVATIONS[activation]
+
+    def __call__(self, x):
+        return self.output(self.activation(self.intermediate(x)))
+
+
+class Bert(nnx.Module):
+    """BERT's encoder: ``model(ids, attention_mask=..., token_type_ids=...)``
+    gives the last hidden states ``[batch, seq, hidden]`` (those of padding
+    tokens, ``attention_mask`` 0, are not transformers': here they attend
+    nothing)."""
+
+    def __init__(self, config: Mapping[str, Any], *, dtype=None, rngs: nnx.Rngs):
+        self.config = config = dict(config)
+        hidden, heads = config["hidden_size"], config["num_attention_heads"]
+        eps = config.get("layer_norm_eps", 1e-12)
+
+        def norm():
+            return pnnx.LayerNorm(hidden, epsilon=eps, dtype=dtype, rngs=rngs)
+
+        self.embeddings = pnnx.InputEmbedding(
+            config["vocab_size"],
+            hidden,
+            position=pnnx.LearnedPositionEmbedding(
+                config["max_position_embeddings"], hidden, rngs=rngs
+            ),
+            num_token_types=config.get("type_vocab_size", 2),
+            norm=norm(),
+            dtype=dtype,
+            rngs=rngs,
+        )
+        self.layers = nnx.List()
+        for _ in range(config["num_hidden_layers"]):
+            attention = pnnx.MultiHeadAttention(
+                heads,
+                hidden // heads,
+                hidden,
+                qkv_bias=True,
+                out_bias=True,
+                dtype=dtype,
+                rngs=rngs,
+            )
+            mlp = MLP(
+                hidden,
+                config["intermediate_size"],
+                config.get("hidden_act", "gelu"),
+                dtype=dtype,
+                rngs=rngs,
+            )
+            self.layers.append(
+                nnx.List(
+                    [
+                        pnnx.Residual(attention, norm(), norm_position="post"),
+                        pnnx.Residual(mlp, norm(), norm_position="post"),
+                    ]
+                )
+            )
+
+    def __call__(self, ids, *, attention_mask=None, token_type_ids=None):
+        if token_type_ids is None:
+            token_type_ids = jax.numpy.zeros_like(ids)
+        x = self.embeddings(ids, token_types=token_type_ids)
+        segments = None if attention_mask is None else jax.numpy.asarray(attention_mask)
+        for attention, mlp in self.layers:
+            x = mlp(attention(x, segments=segments))
+        return x
