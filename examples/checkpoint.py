@@ -256,6 +256,28 @@ def _bert_rules() -> list[tuple[str, str, Callable]]:
     return rules
 
 
+def _modernbert_rules(config: Mapping[str, Any]) -> list[tuple[str, str, Callable]]:
+    """ModernBERT's names: ``embeddings.*``, ``layers.{i}.*`` (``attn.Wqkv``
+    q, k, v rows; ``mlp.Wi`` input then gate), ``final_norm``."""
+    h = config["hidden_size"]
+    ours, theirs = r"layers\.(\d+)\.", "layers.{0}."
+    attn = ours + r"0\.sublayer\."
+    rules = [
+        (r"embeddings\.embedding", "embeddings.tok_embeddings.weight", _reshaped),
+        (r"embeddings_norm\.scale", "embeddings.norm.weight", _reshaped),
+        (r"final_norm\.scale", "final_norm.weight", _reshaped),
+        (ours + r"0\.norm\.scale", theirs + "attn_norm.weight", _reshaped),
+        (ours + r"1\.norm\.scale", theirs + "mlp_norm.weight", _reshaped),
+        (attn + r"query\.kernel", theirs + "attn.Wqkv.weight", _rows(0, h)),
+        (attn + r"key\.kernel", theirs + "attn.Wqkv.weight", _rows(h, 2 * h)),
+        (attn + r"value\.kernel", theirs + "attn.Wqkv.weight", _rows(2 * h, 3 * h)),
+        (attn + r"out\.kernel", theirs + "attn.Wo.weight", _transposed),
+        (ours + r"1\.sublayer\.wi\.kernel", theirs + "mlp.Wi.weight", _transposed),
+        (ours + r"1\.sublayer\.wo\.kernel", theirs + "mlp.Wo.weight", _transposed),
+    ]
+    return rules
+
+
 def _source(path: str, rules) -> tuple[str, Callable] | None:
     for pattern, name, convert in rules:
         match = re.fullmatch(pattern, path)
@@ -308,6 +330,8 @@ def load_weights(
         mapping = _t5_rules()
     elif model.config.get("model_type") == "bert":
         mapping = _bert_rules()
+    elif model.config.get("model_type") == "modernbert":
+        mapping = _modernbert_rules(model.config)
     else:
         mapping = _rules(models.family_of(model.config), model.config)
     params = nnx.to_flat_state(nnx.state(model, nnx.Param))

@@ -259,9 +259,30 @@ BERT_SMALL = {
 }
 
 
-def make_bert(name="bert", seed=0):
-    """BERT: the last hidden states of a padded batch with token types."""
-    config = transformers.AutoConfig.for_model(**BERT_SMALL)
+MODERNBERT_SMALL = {
+    "model_type": "modernbert",
+    "vocab_size": 96,
+    "hidden_size": 32,
+    "intermediate_size": 48,
+    "num_hidden_layers": 3,
+    "num_attention_heads": 4,
+    "max_position_embeddings": 64,
+    "global_attn_every_n_layers": 3,
+    "local_attention": 4,  # |q - k| <= 2 on the sliding layers
+    "global_rope_theta": 160000.0,
+    "local_rope_theta": 100.0,
+    "pad_token_id": 0,
+    "bos_token_id": 1,
+    "eos_token_id": 2,
+    "cls_token_id": 1,
+    "sep_token_id": 2,
+}
+
+
+def make_bert(name="bert", seed=0, small=None):
+    """BERT (or ModernBERT): the last hidden states of a padded batch."""
+    small = BERT_SMALL if small is None else small
+    config = transformers.AutoConfig.for_model(**small)
     config._attn_implementation = "eager"
     torch.manual_seed(seed)
     model = transformers.AutoModel.from_config(config).eval()
@@ -271,8 +292,9 @@ def make_bert(name="bert", seed=0):
     ids[1, -3:], mask[1, -3:] = 0, 0
     types = torch.zeros_like(ids)
     types[:, 5:] = 1
+    extra = {"token_type_ids": types} if small is BERT_SMALL else {}
     with torch.no_grad():
-        hidden = model(input_ids=ids, attention_mask=mask, token_type_ids=types)
+        hidden = model(input_ids=ids, attention_mask=mask, **extra)
     folder = HERE / name
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder, safe_serialization=True)
@@ -298,3 +320,4 @@ if __name__ == "__main__":
     for name, extra in T5_FAMILIES.items():
         make_t5(name, extra)
     make_bert()
+    make_bert("modernbert", small=MODERNBERT_SMALL)

@@ -275,10 +275,11 @@ def build(config: Mapping[str, Any], *, dtype=None, seed: int = 0, attention=Non
         from examples import t5
 
         return t5.T5(config, dtype=dtype, rngs=nnx.Rngs(seed))
-    if config.get("model_type") == "bert":
+    if config.get("model_type") in ("bert", "modernbert"):
         from examples import encoder
 
-        return encoder.Bert(config, dtype=dtype, rngs=nnx.Rngs(seed))
+        kind = encoder.Bert if config["model_type"] == "bert" else encoder.ModernBert
+        return kind(config, dtype=dtype, rngs=nnx.Rngs(seed))
     family_of(config)
     fp.attention_schedule(config)  # the config's errors before any weight
     return Decoder(config, dtype=dtype, attention=attention, rngs=nnx.Rngs(seed))

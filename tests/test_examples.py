@@ -81,16 +81,16 @@ def test_t5_logits_and_greedy_tokens_equal_transformers(name):
     np.testing.assert_array_equal(tokens, ref["greedy"])
 
 
-def test_bert_last_hidden_states_equal_transformers():
-    """Learned positions, token types, post-LN, biases, a padded batch (the
-    padding tokens' own states are not compared: here they attend nothing)."""
-    ref = _reference("bert")
-    model = examples.from_pretrained(FIXTURES / "bert")
-    hidden = model(
-        ref["input_ids"],
-        attention_mask=ref["attention_mask"],
-        token_type_ids=ref["token_type_ids"],
-    )
+@pytest.mark.parametrize("name", ["bert", "modernbert"])
+def test_encoder_last_hidden_states_equal_transformers(name):
+    """BERT: learned positions, token types, post-LN, biases. ModernBERT:
+    global and bidirectional-window layers with their own bases, GeGLU, no
+    norm before the first attention. A padded batch (the padding tokens' own
+    states are not compared: here they attend nothing)."""
+    ref = _reference(name)
+    model = examples.from_pretrained(FIXTURES / name)
+    types = {"token_type_ids": ref["token_type_ids"]} if name == "bert" else {}
+    hidden = model(ref["input_ids"], attention_mask=ref["attention_mask"], **types)
     real = ref["attention_mask"].astype(bool)
     want = ref["hidden"][real]
     np.testing.assert_allclose(
