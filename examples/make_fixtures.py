@@ -59,6 +59,15 @@ FAMILIES = {
         "no_rope_layer_interval": 2,
     },
     "olmo2": {"model_type": "olmo2"},
+    "olmo3": {"model_type": "olmo3", "num_hidden_layers": 4, "sliding_window": 4},
+    "ministral3": {
+        "model_type": "ministral3",
+        "rope_parameters": {
+            "rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 4,
+            "rope_theta": 10000.0, "llama_4_scaling_beta": 0.5,
+            "beta_fast": 32.0, "beta_slow": 1.0,
+        },
+    },
     "phi3": {"model_type": "phi3", "sliding_window": 5},
     "gemma2": {
         "model_type": "gemma2",

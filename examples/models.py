@@ -59,6 +59,9 @@ FAMILIES = {
     "qwen3": Family(),
     "smollm3": Family(tied=True),
     "olmo2": Family(norm_position="reordered"),
+    "olmo3": Family(norm_position="reordered"),
+    "ministral": Family(),
+    "ministral3": Family(),
     "phi3": Family(fused=True),
     **dict.fromkeys(
         ("gemma2", "gemma3_text"),

@@ -33,6 +33,8 @@ NAMES = [
     "mistral",
     "smollm3",
     "olmo2",
+    "olmo3",
+    "ministral3",
     "phi3",
     "gemma2",
     "gemma3",
