@@ -8,7 +8,12 @@ decoder's, with ``decoder_input_ids=``);
 examples --checkpoint DIR --prompt-ids 1,2,3``.
 """
 
-from examples.checkpoint import from_pretrained, load_weights, read_tensors
+from examples.checkpoint import (
+    from_pretrained,
+    load_attention,
+    load_weights,
+    read_tensors,
+)
 from examples.generation import generate
 from examples.models import FAMILIES, Decoder
 
@@ -17,6 +22,7 @@ __all__ = [
     "Decoder",
     "from_pretrained",
     "generate",
+    "load_attention",
     "load_weights",
     "read_tensors",
 ]

@@ -24,6 +24,7 @@ import numpy as np
 from flax import nnx
 
 from examples import models
+from flax_posenc import nnx as pnnx
 
 # Tensors a checkpoint may carry that are not weights (buffers transformers
 # saved in some versions).
@@ -334,6 +335,12 @@ def load_weights(
         mapping = _modernbert_rules(model.config)
     else:
         mapping = _rules(models.family_of(model.config), model.config)
+    _put(model, tensors, mapping, mesh, rules)
+
+
+def _put(model, tensors, mapping, mesh, rules) -> None:
+    """Each parameter of ``model`` from its tensor (``mapping``), or one
+    ValueError naming what does not fit."""
     params = nnx.to_flat_state(nnx.state(model, nnx.Param))
     used, missing, misshapen, unmapped = set(), [], [], []
     updates = []
@@ -380,6 +387,33 @@ def load_weights(
             variable.set_value(jnp.asarray(value))
         else:
             variable.set_value(jax.device_put(value, _sharding(variable, mesh, rules)))
+
+
+def load_attention(path: str | pathlib.Path, layer: int, *, dtype=None):
+    """Layer ``layer``'s attention of a checkpoint folder, alone: the module
+    ``MultiHeadAttention.from_hf_config`` builds, with that layer's
+    ``self_attn`` weights (for families whose other parts the examples do
+    not build: gpt-oss's mixture of experts). Call it on the attention's
+    input (the layer's input norm's output)."""
+    config = read_config(path)
+    module = nnx.eval_shape(
+        lambda: pnnx.MultiHeadAttention.from_hf_config(
+            config, layer=layer, dtype=dtype, rngs=nnx.Rngs(0)
+        )
+    )
+    hf = f"model.layers.{layer}.self_attn."
+    names = {"query": "q_proj", "key": "k_proj", "value": "v_proj", "out": "o_proj"}
+    mapping = [(r"sinks", hf + "sinks", _reshaped)]
+    for ours, theirs in names.items():
+        mapping.append((ours + r"\.kernel", hf + theirs + ".weight", _transposed))
+        mapping.append((ours + r"\.bias", hf + theirs + ".bias", _reshaped))
+    mapping.append((r"query_norm\.scale", hf + "q_norm.weight", _reshaped))
+    mapping.append((r"key_norm\.scale", hf + "k_norm.weight", _reshaped))
+    tensors = {
+        name: value for name, value in read_tensors(path).items() if name.startswith(hf)
+    }
+    _put(module, tensors, mapping, None, RULES)
+    return module
 
 
 def from_pretrained(

@@ -63,9 +63,13 @@ FAMILIES = {
     "ministral3": {
         "model_type": "ministral3",
         "rope_parameters": {
-            "rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 4,
-            "rope_theta": 10000.0, "llama_4_scaling_beta": 0.5,
-            "beta_fast": 32.0, "beta_slow": 1.0,
+            "rope_type": "yarn",
+            "factor": 4.0,
+            "original_max_position_embeddings": 4,
+            "rope_theta": 10000.0,
+            "llama_4_scaling_beta": 0.5,
+            "beta_fast": 32.0,
+            "beta_slow": 1.0,
         },
     },
     "phi3": {"model_type": "phi3", "sliding_window": 5},
@@ -323,6 +327,74 @@ def make_bert(name="bert", seed=0, small=None):
     print(f"{name}: seed {seed}")
 
 
+GPT_OSS_SMALL = {
+    **SMALL,
+    "model_type": "gpt_oss",
+    "head_dim": 8,
+    "num_local_experts": 4,
+    "num_experts_per_tok": 2,
+    "sliding_window": 4,
+    "layer_types": ["sliding_attention", "full_attention"],
+    "rope_parameters": {
+        "rope_type": "yarn",
+        "factor": 4.0,
+        "beta_fast": 32.0,
+        "beta_slow": 1.0,
+        "truncate": False,
+        "original_max_position_embeddings": 16,
+        "rope_theta": 10000.0,
+    },
+}
+
+
+def make_gpt_oss(name="gpt_oss", seed=0):
+    """gpt-oss's attention layers (sinks, windows, biases, YaRN): each
+    layer's attention input and output inside a forward pass of a padded
+    batch (the examples do not build its mixture-of-experts MLP)."""
+    config = transformers.AutoConfig.for_model(**GPT_OSS_SMALL)
+    config._attn_implementation = "eager"
+    torch.manual_seed(seed)
+    model = transformers.AutoModelForCausalLM.from_config(config).eval()
+    with torch.no_grad():  # the sinks start at zero: give them values
+        for layer in model.model.layers:
+            layer.self_attn.sinks.normal_(0.0, 1.0)
+            layer.self_attn.q_proj.bias.normal_(0.0, 0.5)
+    generator = torch.Generator().manual_seed(seed)
+    ids = torch.randint(3, 96, (2, 9), generator=generator)
+    mask = torch.ones_like(ids)
+    ids[1, :2], mask[1, :2] = 0, 0
+    seen = {}
+
+    def keep(i):
+        def hook(module, args, kwargs, output):
+            seen[f"input_{i}"] = kwargs["hidden_states"].numpy().astype(np.float32)
+            seen[f"output_{i}"] = output[0].numpy().astype(np.float32)
+
+        return hook
+
+    for i, layer in enumerate(model.model.layers):
+        layer.self_attn.register_forward_hook(keep(i), with_kwargs=True)
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    with torch.no_grad():
+        model(input_ids=ids, attention_mask=mask, position_ids=positions)
+    folder = HERE / name
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder, safe_serialization=True)
+    np.savez_compressed(
+        folder / "reference.npz",
+        attention_mask=mask.numpy().astype(np.int32),
+        positions=positions.numpy().astype(np.int32),
+        **seen,
+    )
+    meta = {
+        "transformers": transformers.__version__,
+        "torch": torch.__version__,
+        "seed": seed,
+    }
+    (folder / "made_by.json").write_text(json.dumps(meta, indent=1) + "\n")
+    print(f"{name}: seed {seed}")
+
+
 if __name__ == "__main__":
     for name, extra in FAMILIES.items():
         make(name, extra)
@@ -330,3 +402,4 @@ if __name__ == "__main__":
         make_t5(name, extra)
     make_bert()
     make_bert("modernbert", small=MODERNBERT_SMALL)
+    make_gpt_oss()
