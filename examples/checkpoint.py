@@ -130,9 +130,12 @@ def _rules(
             "pre_feedforward_layernorm",
             "post_feedforward_layernorm",
         ),
+        "parallel": ("input_layernorm", None, None, None),  # one shared norm
     }[family.norm_position]
     rules = _fused(config) if family.fused else []
     for sub, norm, post in (("attention", *norms[:2]), ("mlp", *norms[2:])):
+        if norm is None:
+            continue
         rules.append((layer + sub + r"\.norm\.scale", hf + norm + ".weight", _reshaped))
         if post is not None:
             rules.append(
@@ -152,18 +155,13 @@ def _rules(
         (attn + r"out\.bias", hf + "self_attn.o_proj.bias", _reshaped),
         (attn + r"query_norm\.scale", hf + "self_attn.q_norm.weight", _reshaped),
         (attn + r"key_norm\.scale", hf + "self_attn.k_norm.weight", _reshaped),
-        (
-            layer + r"mlp\.sublayer\.gate\.kernel",
-            hf + "mlp.gate_proj.weight",
-            _transposed,
-        ),
-        (layer + r"mlp\.sublayer\.up\.kernel", hf + "mlp.up_proj.weight", _transposed),
-        (
-            layer + r"mlp\.sublayer\.down\.kernel",
-            hf + "mlp.down_proj.weight",
-            _transposed,
-        ),
     ]
+    # The MLP: its Residual's sublayer, or the parallel one of the attention's.
+    mlp = layer + r"(?:mlp\.sublayer|attention\.parallel)\."
+    for name in ("gate", "up", "down"):
+        rules.append(
+            (mlp + name + r"\.kernel", hf + f"mlp.{name}_proj.weight", _transposed)
+        )
     return rules
 
 

@@ -73,6 +73,15 @@ FAMILIES = {
         },
     },
     "phi3": {"model_type": "phi3", "sliding_window": 5},
+    "cohere2": {
+        "model_type": "cohere2",
+        "num_hidden_layers": 4,
+        "sliding_window": 4,
+        "sliding_window_pattern": 2,
+        "layer_norm_eps": 1e-5,
+        "logit_scale": 0.5,
+        "tie_word_embeddings": True,
+    },
     "gemma2": {
         "model_type": "gemma2",
         "head_dim": 8,

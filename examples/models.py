@@ -41,6 +41,13 @@ class Family:
         (Phi-3's ``qkv_proj`` and ``gate_up_proj``).
       tied: transformers' ``tie_word_embeddings`` default (SmolLM3, Gemma:
         true).
+      norm: ``"rms"`` (RMSNorm) or ``"layer"`` (LayerNorm without bias:
+        Cohere).
+      eps_key: the norms' epsilon key.
+      logit_scale_key: the key of a factor on the logits (Cohere).
+
+    ``norm_position="parallel"`` (Cohere2): one norm, then attention and the
+    MLP side by side, ``x + attn(norm(x)) + mlp(norm(x))``.
     """
 
     norm_position: str = "pre"
@@ -50,6 +57,9 @@ class Family:
     final_softcap_key: str | None = None
     fused: bool = False
     tied: bool = False
+    norm: str = "rms"
+    eps_key: str = "rms_norm_eps"
+    logit_scale_key: str | None = None
 
 
 FAMILIES = {
@@ -61,6 +71,13 @@ FAMILIES = {
     "olmo2": Family(norm_position="reordered"),
     "olmo3": Family(norm_position="reordered"),
     "ministral": Family(),
+    "cohere2": Family(
+        norm_position="parallel",
+        norm="layer",
+        eps_key="layer_norm_eps",
+        logit_scale_key="logit_scale",
+        tied=True,
+    ),
     "ministral3": Family(),
     "phi3": Family(fused=True),
     **dict.fromkeys(
@@ -93,6 +110,28 @@ def family_of(config: Mapping[str, Any]) -> Family:
     return FAMILIES[model_type]
 
 
+def make_norm(family: Family, config, *, dtype, param_dtype, rngs):
+    """The family's norm over ``hidden_size`` features."""
+    hidden, eps = config["hidden_size"], config.get(family.eps_key, 1e-6)
+    if family.norm == "layer":
+        return pnnx.LayerNorm(
+            hidden,
+            epsilon=eps,
+            use_bias=False,
+            dtype=dtype,
+            param_dtype=param_dtype,
+            rngs=rngs,
+        )
+    return pnnx.RMSNorm(
+        hidden,
+        epsilon=eps,
+        unit_offset=family.unit_offset,
+        dtype=dtype,
+        param_dtype=param_dtype,
+        rngs=rngs,
+    )
+
+
 class GatedMLP(nnx.Module):
     """``down(act(gate(x)) * up(x))``, without biases (Llama's MLP)."""
 
@@ -118,7 +157,8 @@ class GatedMLP(nnx.Module):
             )
         self.activation = ACTIVATIONS[activation]
 
-    def __call__(self, x):
+    def __call__(self, x, **unused):
+        # (**unused: a parallel Residual hands it the attention's arguments.)
         return self.down(self.activation(self.gate(x)) * self.up(x))
 
 
@@ -127,16 +167,11 @@ class DecoderLayer(nnx.Module):
 
     def __init__(self, config, layer: int, *, dtype, param_dtype, attention, rngs):
         family = family_of(config)
-        hidden, eps = config["hidden_size"], config.get("rms_norm_eps", 1e-6)
+        hidden = config["hidden_size"]
 
         def norm():
-            return pnnx.RMSNorm(
-                hidden,
-                epsilon=eps,
-                unit_offset=family.unit_offset,
-                dtype=dtype,
-                param_dtype=param_dtype,
-                rngs=rngs,
+            return make_norm(
+                family, config, dtype=dtype, param_dtype=param_dtype, rngs=rngs
             )
 
         sandwich = family.norm_position == "sandwich"
@@ -159,6 +194,16 @@ class DecoderLayer(nnx.Module):
             param_dtype=param_dtype,
             rngs=rngs,
         )
+        if family.norm_position == "parallel":
+            self.attention = pnnx.Residual(
+                attention,
+                norm(),
+                norm_position="parallel",
+                parallel=mlp,
+                share_norm=True,
+            )
+            self.mlp = None
+            return
         self.attention = pnnx.Residual(
             attention,
             norm(),
@@ -174,7 +219,7 @@ class DecoderLayer(nnx.Module):
 
     def __call__(self, x, *, positions, segments, decode):
         x = self.attention(x, positions=positions, segments=segments, decode=decode)
-        return self.mlp(x)
+        return x if self.mlp is None else self.mlp(x)
 
 
 class Decoder(nnx.Module):
@@ -228,14 +273,15 @@ class Decoder(nnx.Module):
                 for i in range(config["num_hidden_layers"])
             ]
         )
-        self.norm = pnnx.RMSNorm(
-            hidden,
-            epsilon=config.get("rms_norm_eps", 1e-6),
-            unit_offset=family.unit_offset,
-            dtype=dtype,
-            param_dtype=param_dtype,
-            rngs=rngs,
+        self.norm = make_norm(
+            family, config, dtype=dtype, param_dtype=param_dtype, rngs=rngs
         )
+        scale = (
+            None
+            if family.logit_scale_key is None
+            else config.get(family.logit_scale_key)
+        )
+        self.logit_scale = None if scale is None else float(scale)
         tied = config.get("tie_word_embeddings", family.tied)
         self.lm_head = (
             None
@@ -267,6 +313,8 @@ class Decoder(nnx.Module):
             x = layer(x, positions=positions, segments=segments, decode=decode)
         x = self.norm(x)
         logits = self.embed.attend(x) if self.lm_head is None else self.lm_head(x)
+        if self.logit_scale is not None:  # Cohere
+            logits = logits * self.logit_scale
         if self.final_softcap is not None:  # Gemma 2: cap * tanh(logits / cap)
             logits = self.final_softcap * jnp.tanh(logits / self.final_softcap)
         return logits

@@ -36,6 +36,7 @@ NAMES = [
     "olmo3",
     "ministral3",
     "phi3",
+    "cohere2",
     "gemma2",
     "gemma3",
 ]

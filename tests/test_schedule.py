@@ -425,3 +425,19 @@ def test_query_scale_is_the_published_formula():
     want = 1 + 0.1 * np.log(np.floor((positions + 1) / 8192) + 1)
     np.testing.assert_allclose(nope.query_scale(positions), want, rtol=1e-6)
     assert nope.query_scale.keywords == {"floor_scale": 8192, "attn_scale": 0.1}
+
+
+def test_a_saved_config_keeps_layer_types_but_not_the_pattern():
+    """transformers 5 saves Cohere2's layer_types and window and drops
+    sliding_window_pattern: the listed types win over the default period."""
+    config = {
+        **_SMALL,
+        "model_type": "cohere2",
+        "sliding_window": 4,
+        "layer_types": [SLIDING, FULL, SLIDING, FULL],
+    }
+    layers = fp.attention_schedule(config)
+    assert [(a.layer_type, a.sliding_window, a.rope is None) for a in layers] == [
+        (SLIDING, 4, False),
+        (FULL, None, True),
+    ] * 2

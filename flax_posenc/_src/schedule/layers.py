@@ -292,13 +292,21 @@ def _derived_types(
 
 
 # The keys a family's rule derives the layer types from: when the config gives
-# one of them and layer_types too, the two must agree.
+# one of them and layer_types too, the two must agree. (A period rule's types
+# do not depend on the window: a transformers-5 config keeps layer_types and
+# the window but drops the pattern it came from.)
 def _rule_keys(family: families.Family) -> tuple[str, ...]:
-    keys = [family.period_key, family.from_key, family.switch_key, family.chunk_key]
+    rule = family.layers
+    keys = {
+        "full": [],
+        "period": [family.period_key],
+        "all_sliding": [family.window_key],
+        "from_layer": [family.from_key, family.switch_key, family.window_key],
+        "nope_sliding": [family.switch_key, family.window_key],
+        "rope_chunked": [family.chunk_key],
+    }[rule]
     if family.nope == "flags":
         keys += ["no_rope_layers", "no_rope_layer_interval"]
-    if family.layers != "full":
-        keys.append(family.window_key)
     return tuple(k for k in keys if k is not None)
 
 
