@@ -156,6 +156,30 @@ def _rules(
         (attn + r"query_norm\.scale", hf + "self_attn.q_norm.weight", _reshaped),
         (attn + r"key_norm\.scale", hf + "self_attn.k_norm.weight", _reshaped),
     ]
+    # Multi-head latent attention (DeepSeek-V3): transformers' names.
+    latent = {
+        "q_a_proj": "q_a_proj",
+        "q_b_proj": "q_b_proj",
+        "kv_a_proj": "kv_a_proj_with_mqa",
+        "kv_b_proj": "kv_b_proj",
+    }
+    for ours, theirs in latent.items():
+        rules.append(
+            (attn + ours + r"\.kernel", hf + f"self_attn.{theirs}.weight", _transposed)
+        )
+        rules.append(
+            (attn + ours + r"\.bias", hf + f"self_attn.{theirs}.bias", _reshaped)
+        )
+    for ours, theirs in (
+        ("q_a_norm", "q_a_layernorm"),
+        ("kv_a_norm", "kv_a_layernorm"),
+    ):
+        rules.append(
+            (attn + ours + r"\.scale", hf + f"self_attn.{theirs}.weight", _reshaped)
+        )
+    rules.append(
+        (attn + r"q_proj\.kernel", hf + "self_attn.q_proj.weight", _transposed)
+    )
     # The MLP: its Residual's sublayer, or the parallel one of the attention's.
     mlp = layer + r"(?:mlp\.sublayer|attention\.parallel)\."
     for name in ("gate", "up", "down"):

@@ -71,6 +71,9 @@ FAMILIES = {
     "olmo2": Family(norm_position="reordered"),
     "olmo3": Family(norm_position="reordered"),
     "ministral": Family(),
+    # DeepSeek-V3 with every layer dense (first_k_dense_replace >= layers):
+    # multi-head latent attention, the examples build no mixture of experts.
+    "deepseek_v3": Family(),
     "cohere2": Family(
         norm_position="parallel",
         norm="layer",
@@ -107,6 +110,14 @@ def family_of(config: Mapping[str, Any]) -> Family:
             f"the examples build no model_type {model_type!r}; they build "
             f"{sorted(FAMILIES)}."
         )
+    if model_type == "deepseek_v3":
+        dense = config.get("first_k_dense_replace", 3)
+        if dense < config["num_hidden_layers"]:
+            raise ValueError(
+                f"layers {dense} and up of this DeepSeek-V3 config are mixtures of "
+                "experts, which the examples do not build (they build its dense "
+                "layers: first_k_dense_replace >= num_hidden_layers)."
+            )
     return FAMILIES[model_type]
 
 

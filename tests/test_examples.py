@@ -37,6 +37,7 @@ NAMES = [
     "ministral3",
     "phi3",
     "cohere2",
+    "deepseek_v3",
     "gemma2",
     "gemma3",
 ]
