@@ -13,17 +13,15 @@ Greedy tokens must be equal: the script chose prompts whose top-2 margin
 exceeds 1e-3 at every step.
 """
 
-import contextlib
-import io
 import json
 import pathlib
 
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 
 import examples
-from examples import __main__ as cli
 
 FIXTURES = pathlib.Path(examples.__file__).parent / "fixtures"
 NAMES = [
@@ -66,57 +64,6 @@ def test_logits_and_greedy_tokens_equal_transformers(name):
     )
     tokens = examples.generate(model, ids, max_new_tokens=8, attention_mask=mask)
     np.testing.assert_array_equal(tokens, ref["greedy"])
-
-
-@pytest.mark.parametrize("name", ["t5", "flan_t5"])
-def test_t5_logits_and_greedy_tokens_equal_transformers(name):
-    """T5 v1.0 (ReLU, scaled tied head) and v1.1 / Flan-T5 (gated GeLU): the
-    relative bias, cross-attention over a padded encoder batch, the
-    decoder's cache."""
-    ref = _reference(name)
-    model = examples.from_pretrained(FIXTURES / name)
-    ids, mask = ref["input_ids"], ref["attention_mask"]
-    logits = model(ids, decoder_input_ids=ref["decoder_input_ids"], attention_mask=mask)
-    want = ref["logits"]
-    np.testing.assert_allclose(
-        np.asarray(logits), want, atol=1e-4 * np.abs(want).max(), rtol=0
-    )
-    tokens = examples.generate(model, ids, max_new_tokens=8, attention_mask=mask)
-    np.testing.assert_array_equal(tokens, ref["greedy"])
-
-
-@pytest.mark.parametrize("name", ["bert", "modernbert"])
-def test_encoder_last_hidden_states_equal_transformers(name):
-    """BERT: learned positions, token types, post-LN, biases. ModernBERT:
-    global and bidirectional-window layers with their own bases, GeGLU, no
-    norm before the first attention. A padded batch (the padding tokens' own
-    states are not compared: here they attend nothing)."""
-    ref = _reference(name)
-    model = examples.from_pretrained(FIXTURES / name)
-    types = {"token_type_ids": ref["token_type_ids"]} if name == "bert" else {}
-    hidden = model(ref["input_ids"], attention_mask=ref["attention_mask"], **types)
-    real = ref["attention_mask"].astype(bool)
-    want = ref["hidden"][real]
-    np.testing.assert_allclose(
-        np.asarray(hidden)[real], want, atol=1e-4 * np.abs(want).max(), rtol=0
-    )
-
-
-@pytest.mark.parametrize("layer", [0, 1])
-def test_gpt_oss_attention_layers_equal_transformers(layer):
-    """gpt-oss's attention alone (its mixture of experts is not built):
-    learned sinks, a sliding layer (window 4) and a full one, biases, YaRN,
-    over a left-padded batch inside transformers' forward pass."""
-    ref = _reference("gpt_oss")
-    module = examples.load_attention(FIXTURES / "gpt_oss", layer)
-    assert module.sinks is not None
-    mask = ref["attention_mask"]
-    out = module(ref[f"input_{layer}"], positions=ref["positions"], segments=mask)
-    real = mask.astype(bool)
-    want = ref[f"output_{layer}"][real]
-    np.testing.assert_allclose(
-        np.asarray(out)[real], want, atol=1e-4 * np.abs(want).max(), rtol=0
-    )
 
 
 def test_exact_angles_at_an_offset_of_ten_to_the_five():
@@ -175,9 +122,8 @@ def test_sharded_checkpoints_and_their_index(tmp_path):
 
 def test_a_checkpoint_that_does_not_fit_is_one_error_naming_it_all():
     tensors = examples.read_tensors(FIXTURES / "qwen2")
-    model = examples.models.build(
-        json.loads((FIXTURES / "qwen2/config.json").read_text())
-    )
+    config = json.loads((FIXTURES / "qwen2/config.json").read_text())
+    model = nnx.eval_shape(lambda: examples.models.build(config))
     broken = dict(tensors)
     del broken["model.layers.0.self_attn.q_proj.bias"]
     broken["model.layers.0.extra.weight"] = np.zeros(3, np.float32)
@@ -193,76 +139,6 @@ def test_a_checkpoint_that_does_not_fit_is_one_error_naming_it_all():
 def test_unknown_families_are_refused_by_name():
     with pytest.raises(ValueError, match="build no model_type 'gpt2'"):
         examples.models.build({"model_type": "gpt2", "num_hidden_layers": 1})
-
-
-def test_the_command_line_prints_tokens_and_their_rate():
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
-        cli.main(
-            [
-                "--checkpoint",
-                str(FIXTURES / "llama"),
-                "--prompt-ids",
-                ",".join(str(t) for t in _reference("llama")["input_ids"][0]),
-                "--max-new-tokens",
-                "8",
-            ]
-        )
-    lines = printed.getvalue().splitlines()
-    greedy = _reference("llama")["greedy"][0]
-    assert lines[0] == "tokens: " + ",".join(str(t) for t in greedy)
-    assert lines[1].endswith("tokens/s (prefill and decode)")
-
-
-SHARDED_PROGRAM = """
-import json
-import jax
-import numpy as np
-from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
-import examples
-
-folder = "examples/fixtures/qwen2"
-mesh = jax.make_mesh((2, 2), ("data", "model"), axis_types=(AxisType.Auto,) * 2)
-model = examples.from_pretrained(folder, mesh=mesh)
-plain = examples.from_pretrained(folder)
-ref = dict(np.load(folder + "/reference.npz"))
-ids = jax.device_put(ref["input_ids"], NamedSharding(mesh, P("data")))
-attention = model.layers[0].attention.sublayer
-logits = jax.jit(lambda m, ids: m(ids))(model, ids)
-print(json.dumps({
-    "query": str(attention.query.kernel.get_value().sharding.spec),
-    "embed": str(model.embed.embedding.get_value().sharding.spec),
-    "down": str(model.layers[0].mlp.sublayer.down.kernel.get_value().sharding.spec),
-    "diff": float(np.abs(np.asarray(logits) - plain(ref["input_ids"])).max()),
-}))
-"""
-
-
-def test_loading_straight_onto_a_mesh():
-    """Four CPU devices, 2 x 2 ("data", "model"): the parameters arrive
-    sharded by their logical names, and the logits are the unsharded ones."""
-    import os
-    import subprocess
-    import sys
-
-    from tests import children
-
-    env = dict(os.environ, XLA_FLAGS=children.xla_flags_with_devices(4))
-    env["JAX_PLATFORMS"] = "cpu"
-    done = subprocess.run(
-        [sys.executable, "-c", SHARDED_PROGRAM],
-        env=env,
-        cwd=pathlib.Path(__file__).resolve().parents[1],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    found = json.loads(done.stdout.strip().splitlines()[-1])
-    assert found["query"] == "P(None, 'model', None)"
-    assert found["embed"] == "P('model', None)"
-    assert found["down"] == "P('model', None)"
-    assert found["diff"] < 1e-6
 
 
 def test_sampling_follows_the_seed_and_tends_to_greedy():

@@ -1,0 +1,137 @@
+"""examples/ beyond the decoders: T5, the encoders, gpt-oss's attention,
+loading onto a mesh, the command line (the fixtures and tolerance as in
+tests/test_examples.py, whose helpers this reads; a module of its own so
+that the two run on different workers)."""
+
+import contextlib
+import io
+import json
+import pathlib
+
+import numpy as np
+import pytest
+
+import examples
+from examples import __main__ as cli
+from tests.test_examples import FIXTURES, _reference
+
+
+@pytest.mark.parametrize("name", ["t5", "flan_t5"])
+def test_t5_logits_and_greedy_tokens_equal_transformers(name):
+    """T5 v1.0 (ReLU, scaled tied head) and v1.1 / Flan-T5 (gated GeLU): the
+    relative bias, cross-attention over a padded encoder batch, the
+    decoder's cache."""
+    ref = _reference(name)
+    model = examples.from_pretrained(FIXTURES / name)
+    ids, mask = ref["input_ids"], ref["attention_mask"]
+    logits = model(ids, decoder_input_ids=ref["decoder_input_ids"], attention_mask=mask)
+    want = ref["logits"]
+    np.testing.assert_allclose(
+        np.asarray(logits), want, atol=1e-4 * np.abs(want).max(), rtol=0
+    )
+    tokens = examples.generate(model, ids, max_new_tokens=8, attention_mask=mask)
+    np.testing.assert_array_equal(tokens, ref["greedy"])
+
+
+@pytest.mark.parametrize("name", ["bert", "modernbert"])
+def test_encoder_last_hidden_states_equal_transformers(name):
+    """BERT: learned positions, token types, post-LN, biases. ModernBERT:
+    global and bidirectional-window layers with their own bases, GeGLU, no
+    norm before the first attention. A padded batch (the padding tokens' own
+    states are not compared: here they attend nothing)."""
+    ref = _reference(name)
+    model = examples.from_pretrained(FIXTURES / name)
+    types = {"token_type_ids": ref["token_type_ids"]} if name == "bert" else {}
+    hidden = model(ref["input_ids"], attention_mask=ref["attention_mask"], **types)
+    real = ref["attention_mask"].astype(bool)
+    want = ref["hidden"][real]
+    np.testing.assert_allclose(
+        np.asarray(hidden)[real], want, atol=1e-4 * np.abs(want).max(), rtol=0
+    )
+
+
+@pytest.mark.parametrize("layer", [0, 1])
+def test_gpt_oss_attention_layers_equal_transformers(layer):
+    """gpt-oss's attention alone (its mixture of experts is not built):
+    learned sinks, a sliding layer (window 4) and a full one, biases, YaRN,
+    over a left-padded batch inside transformers' forward pass."""
+    ref = _reference("gpt_oss")
+    module = examples.load_attention(FIXTURES / "gpt_oss", layer)
+    assert module.sinks is not None
+    mask = ref["attention_mask"]
+    out = module(ref[f"input_{layer}"], positions=ref["positions"], segments=mask)
+    real = mask.astype(bool)
+    want = ref[f"output_{layer}"][real]
+    np.testing.assert_allclose(
+        np.asarray(out)[real], want, atol=1e-4 * np.abs(want).max(), rtol=0
+    )
+
+
+def test_the_command_line_prints_tokens_and_their_rate():
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        cli.main(
+            [
+                "--checkpoint",
+                str(FIXTURES / "llama"),
+                "--prompt-ids",
+                ",".join(str(t) for t in _reference("llama")["input_ids"][0]),
+                "--max-new-tokens",
+                "8",
+            ]
+        )
+    lines = printed.getvalue().splitlines()
+    greedy = _reference("llama")["greedy"][0]
+    assert lines[0] == "tokens: " + ",".join(str(t) for t in greedy)
+    assert lines[1].endswith("tokens/s (prefill and decode)")
+
+
+SHARDED_PROGRAM = """
+import json
+import jax
+import numpy as np
+from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
+import examples
+
+folder = "examples/fixtures/qwen2"
+mesh = jax.make_mesh((2, 2), ("data", "model"), axis_types=(AxisType.Auto,) * 2)
+model = examples.from_pretrained(folder, mesh=mesh)
+plain = examples.from_pretrained(folder)
+ref = dict(np.load(folder + "/reference.npz"))
+ids = jax.device_put(ref["input_ids"], NamedSharding(mesh, P("data")))
+attention = model.layers[0].attention.sublayer
+logits = jax.jit(lambda m, ids: m(ids))(model, ids)
+print(json.dumps({
+    "query": str(attention.query.kernel.get_value().sharding.spec),
+    "embed": str(model.embed.embedding.get_value().sharding.spec),
+    "down": str(model.layers[0].mlp.sublayer.down.kernel.get_value().sharding.spec),
+    "diff": float(np.abs(np.asarray(logits) - plain(ref["input_ids"])).max()),
+}))
+"""
+
+
+def test_loading_straight_onto_a_mesh():
+    """Four CPU devices, 2 x 2 ("data", "model"): the parameters arrive
+    sharded by their logical names, and the logits are the unsharded ones."""
+    import os
+    import subprocess
+    import sys
+
+    from tests import children
+
+    env = dict(os.environ, XLA_FLAGS=children.xla_flags_with_devices(4))
+    env["JAX_PLATFORMS"] = "cpu"
+    done = subprocess.run(
+        [sys.executable, "-c", SHARDED_PROGRAM],
+        env=env,
+        cwd=pathlib.Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert found["query"] == "P(None, 'model', None)"
+    assert found["embed"] == "P('model', None)"
+    assert found["down"] == "P('model', None)"
+    assert found["diff"] < 1e-6
