@@ -51,7 +51,7 @@ def with_cache(model, ids, new):
     positions = np.broadcast_to(np.arange(length, dtype=np.int32), ids.shape)
     model.init_cache(batch, length + new)
     start = time.perf_counter()
-    logits = generation._forward(model, ids, positions, segments)
+    logits = generation._forward(model, ids, positions, segments)[:, -1]
     jax.block_until_ready(logits)
     prefill = time.perf_counter() - start
     ones, last = np.ones((batch, 1), np.int32), positions[:, -1:]
@@ -59,7 +59,7 @@ def with_cache(model, ids, new):
     for _ in range(new - 1):
         token = jnp.argmax(logits, -1).astype(jnp.int32)[:, None]
         last = last + 1
-        logits = generation._forward(model, token, last, ones)
+        logits = generation._forward(model, token, last, ones)[:, -1]
     jax.block_until_ready(logits)
     return prefill, time.perf_counter() - start
 

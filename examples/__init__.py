@@ -14,7 +14,7 @@ from examples.checkpoint import (
     load_weights,
     read_tensors,
 )
-from examples.generation import generate
+from examples.generation import generate, prefill
 from examples.models import FAMILIES, Decoder
 
 __all__ = [
@@ -24,5 +24,6 @@ __all__ = [
     "generate",
     "load_attention",
     "load_weights",
+    "prefill",
     "read_tensors",
 ]

@@ -13,9 +13,35 @@ from flax import nnx
 
 @nnx.jit
 def _forward(model, ids, positions, segments):
-    """Writes ``ids`` into the cache and returns the last position's logits."""
+    """Writes ``ids`` into the cache and returns their logits (float32)."""
     logits = model(ids, positions=positions, segments=segments, decode=True)
-    return logits[:, -1].astype(jnp.float32)
+    return logits.astype(jnp.float32)
+
+
+def _padding(ids, attention_mask):
+    """``(ids, segments, positions)``: a row's positions start at its first
+    real token; padding (mask 0) is segment 0, in no row's attention."""
+    ids = np.asarray(ids, np.int32)
+    if ids.ndim != 2:
+        raise ValueError(f"ids must be [batch, seq], got shape {ids.shape}.")
+    mask = np.ones_like(ids) if attention_mask is None else np.asarray(attention_mask)
+    if mask.shape != ids.shape:
+        raise ValueError(
+            f"attention_mask {mask.shape} must have the shape of ids {ids.shape}."
+        )
+    segments = (mask != 0).astype(np.int32)
+    positions = np.maximum(np.cumsum(segments, axis=1) - 1, 0).astype(np.int32)
+    return ids, segments, positions
+
+
+def prefill(model, ids, *, max_length: int, attention_mask=None) -> jax.Array:
+    """A decoder's logits ``[batch, seq, vocab]`` of ``ids``, written into a
+    new cache of ``max_length`` tokens (what `generate` starts with; its
+    program is the one `generate` compiles for ``max_length = seq +
+    max_new_tokens``)."""
+    ids, segments, positions = _padding(ids, attention_mask)
+    model.init_cache(ids.shape[0], max_length)
+    return _forward(model, ids, positions, segments)
 
 
 @nnx.jit
@@ -55,26 +81,17 @@ def generate(
     ``stop_tokens`` a row is filled with ``pad_id`` (default the config's
     ``pad_token_id``, else 0).
     """
-    ids = np.asarray(ids, np.int32)
-    if ids.ndim != 2:
-        raise ValueError(f"ids must be [batch, seq], got shape {ids.shape}.")
+    ids, segments, positions = _padding(ids, attention_mask)
     batch, length = ids.shape
-    mask = np.ones_like(ids) if attention_mask is None else np.asarray(attention_mask)
-    if mask.shape != ids.shape:
-        raise ValueError(
-            f"attention_mask {mask.shape} must have the shape of ids {ids.shape}."
-        )
     if pad_id is None:
         pad_id = model.config.get("pad_token_id") or 0
     keys = jax.random.split(jax.random.key(seed), max_new_tokens)
     if hasattr(model, "encode"):  # an encoder-decoder (T5)
         return _seq2seq(
-            model, ids, mask, max_new_tokens, stop_tokens, pad_id, temperature, keys
+            model, ids, segments, max_new_tokens, stop_tokens, pad_id, temperature, keys
         )
-    segments = (mask != 0).astype(np.int32)
-    positions = np.maximum(np.cumsum(segments, axis=1) - 1, 0).astype(np.int32)
     model.init_cache(batch, length + max_new_tokens)
-    logits = _forward(model, ids, positions, segments)
+    logits = _forward(model, ids, positions, segments)[:, -1]
     last = positions[:, -1]
     done = np.zeros(batch, bool)
     out = np.full((batch, max_new_tokens), pad_id, np.int32)
@@ -86,7 +103,7 @@ def generate(
         if done.all() or t == max_new_tokens - 1:
             break
         last = last + 1
-        logits = _forward(model, token[:, None], last[:, None], ones)
+        logits = _forward(model, token[:, None], last[:, None], ones)[:, -1]
     return out
 
 
