@@ -1,12 +1,11 @@
-"""examples/ beyond the decoders: T5, the encoders, gpt-oss's attention,
-loading onto a mesh, the command line (the fixtures and tolerance as in
+"""examples/ beyond the decoders: T5, the encoders, gpt-oss's attention and
+the command line (loading onto a mesh is tested in the 4-device child of
+tests/nnx/test_sharding.py). The fixtures and tolerance are those of
 tests/test_examples.py, whose helpers this reads; a module of its own so
-that the two run on different workers)."""
+that the two run on different workers."""
 
 import contextlib
 import io
-import json
-import pathlib
 
 import numpy as np
 import pytest
@@ -84,54 +83,3 @@ def test_the_command_line_prints_tokens_and_their_rate():
     greedy = _reference("llama")["greedy"][0]
     assert lines[0] == "tokens: " + ",".join(str(t) for t in greedy)
     assert lines[1].endswith("tokens/s (prefill and decode)")
-
-
-SHARDED_PROGRAM = """
-import json
-import jax
-import numpy as np
-from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
-import examples
-
-folder = "examples/fixtures/qwen2"
-mesh = jax.make_mesh((2, 2), ("data", "model"), axis_types=(AxisType.Auto,) * 2)
-model = examples.from_pretrained(folder, mesh=mesh)
-plain = examples.from_pretrained(folder)
-ref = dict(np.load(folder + "/reference.npz"))
-ids = jax.device_put(ref["input_ids"], NamedSharding(mesh, P("data")))
-attention = model.layers[0].attention.sublayer
-logits = jax.jit(lambda m, ids: m(ids))(model, ids)
-print(json.dumps({
-    "query": str(attention.query.kernel.get_value().sharding.spec),
-    "embed": str(model.embed.embedding.get_value().sharding.spec),
-    "down": str(model.layers[0].mlp.sublayer.down.kernel.get_value().sharding.spec),
-    "diff": float(np.abs(np.asarray(logits) - plain(ref["input_ids"])).max()),
-}))
-"""
-
-
-def test_loading_straight_onto_a_mesh():
-    """Four CPU devices, 2 x 2 ("data", "model"): the parameters arrive
-    sharded by their logical names, and the logits are the unsharded ones."""
-    import os
-    import subprocess
-    import sys
-
-    from tests import children
-
-    env = dict(os.environ, XLA_FLAGS=children.xla_flags_with_devices(4))
-    env["JAX_PLATFORMS"] = "cpu"
-    done = subprocess.run(
-        [sys.executable, "-c", SHARDED_PROGRAM],
-        env=env,
-        cwd=pathlib.Path(__file__).resolve().parents[1],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    found = json.loads(done.stdout.strip().splitlines()[-1])
-    assert found["query"] == "P(None, 'model', None)"
-    assert found["embed"] == "P('model', None)"
-    assert found["down"] == "P('model', None)"
-    assert found["diff"] < 1e-6

@@ -64,7 +64,30 @@ def spec(array):  # the mesh axis of every array axis (None: replicated)
     return list(names + (None,) * (array.ndim - len(names)))
 
 
+# A whole checkpoint (examples/) put straight onto the same mesh by the
+# logical names of its parameters, on 4 devices.
+checkpoint = None
+if devices == 4:
+    import numpy as np
+    import examples
+
+    folder = "examples/fixtures/qwen2"
+    loaded = examples.from_pretrained(folder, mesh=mesh)
+    unsharded = examples.from_pretrained(folder)
+    ref_ids = np.load(folder + "/reference.npz")["input_ids"]
+    batch = jax.device_put(ref_ids, NamedSharding(mesh, P("data")))
+    logits = nnx.jit(lambda m, i: m(i))(loaded, batch)
+    layer = loaded.layers[0]
+    checkpoint = {
+        "query": spec(layer.attention.sublayer.query.kernel[...]),
+        "embed": spec(loaded.embed.embedding[...]),
+        "down": spec(layer.mlp.sublayer.down.kernel[...]),
+        "diff": float(np.abs(np.asarray(logits) - unsharded(ref_ids)).max()),
+    }
+
+
 print(json.dumps({
+    "checkpoint": checkpoint,
     "devices": devices,
     "table": spec(model.embed.embedding[...]),
     "query": spec(model.attn.query.kernel[...]),
@@ -111,3 +134,14 @@ def test_params_shard_by_logical_names_and_output_is_unchanged(runs, count):
     assert result["table_shard_rows"] == [32 // model_axis] * count
     # Sharded sums add in another order: equal up to float32 rounding.
     assert result["max_diff"] < 1e-5
+
+
+def test_a_checkpoint_loads_straight_onto_the_mesh(runs):
+    """examples.from_pretrained(mesh=) on 2 x 2 ("data", "model") devices: the
+    parameters arrive sharded by their logical names (heads, MLP width and
+    vocabulary over "model"), and the logits are the unsharded ones."""
+    found = runs[4]["checkpoint"]
+    assert found["query"] == [None, "model", None]
+    assert found["embed"] == ["model", None]
+    assert found["down"] == ["model", None]
+    assert found["diff"] < 1e-6
