@@ -182,9 +182,10 @@ def _rules(
     )
     # The MLP: its Residual's sublayer, or the parallel one of the attention's.
     mlp = layer + r"(?:mlp\.sublayer|attention\.parallel)\."
+    theirs = "feed_forward" if family.mlp_size_key == "intermediate_size_mlp" else "mlp"
     for name in ("gate", "up", "down"):
         rules.append(
-            (mlp + name + r"\.kernel", hf + f"mlp.{name}_proj.weight", _transposed)
+            (mlp + name + r"\.kernel", hf + f"{theirs}.{name}_proj.weight", _transposed)
         )
     return rules
 

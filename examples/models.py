@@ -45,6 +45,8 @@ class Family:
         Cohere).
       eps_key: the norms' epsilon key.
       logit_scale_key: the key of a factor on the logits (Cohere).
+      mlp_size_key: the dense MLP's width key (Llama 4:
+        ``intermediate_size_mlp``).
 
     ``norm_position="parallel"`` (Cohere2): one norm, then attention and the
     MLP side by side, ``x + attn(norm(x)) + mlp(norm(x))``.
@@ -60,6 +62,7 @@ class Family:
     norm: str = "rms"
     eps_key: str = "rms_norm_eps"
     logit_scale_key: str | None = None
+    mlp_size_key: str = "intermediate_size"
 
 
 FAMILIES = {
@@ -71,6 +74,9 @@ FAMILIES = {
     "olmo2": Family(norm_position="reordered"),
     "olmo3": Family(norm_position="reordered"),
     "ministral": Family(),
+    # Llama 4 with every layer dense (moe_layers empty): chunked RoPE layers,
+    # NoPE layers with temperature tuning, the weightless QK norm.
+    "llama4_text": Family(mlp_size_key="intermediate_size_mlp"),
     # DeepSeek-V3 with every layer dense (first_k_dense_replace >= layers):
     # multi-head latent attention, the examples build no mixture of experts.
     "deepseek_v3": Family(),
@@ -110,6 +116,19 @@ def family_of(config: Mapping[str, Any]) -> Family:
             f"the examples build no model_type {model_type!r}; they build "
             f"{sorted(FAMILIES)}."
         )
+    if model_type == "llama4_text":
+        layers, step = (
+            config["num_hidden_layers"],
+            config.get("interleave_moe_layer_step", 1),
+        )
+        moe = config.get("moe_layers")
+        moe = list(range(step - 1, layers, step)) if moe is None else list(moe)
+        if moe:
+            raise ValueError(
+                f"layers {moe} of this Llama 4 config are mixtures of experts, "
+                "which the examples do not build (they build its dense layers: "
+                "moe_layers empty)."
+            )
     if model_type == "deepseek_v3":
         dense = config.get("first_k_dense_replace", 3)
         if dense < config["num_hidden_layers"]:
@@ -197,7 +216,7 @@ class DecoderLayer(nnx.Module):
         )
         mlp = GatedMLP(
             hidden,
-            config["intermediate_size"],
+            config[family.mlp_size_key],
             config.get("hidden_activation")  # Gemma's key
             or config.get("hidden_act")
             or family.activation,
