@@ -34,6 +34,7 @@ NAMES = [
     "olmo3",
     "ministral3",
     "phi3",
+    "phi4_mini",
     "cohere2",
     "deepseek_v3",
     "llama4",
