@@ -1,12 +1,14 @@
 """Decoder-only transformers from a ``config.json``, built from flax_posenc's parts.
 
-One class, `Decoder`, covers the Llama-shaped families (Llama 2/3, Mistral,
-Qwen2/2.5, Qwen3, SmolLM3, OLMo 2, Phi-3, Gemma 2/3): token embedding, then per layer an
-attention and a gated MLP each inside a `Residual`, a final RMSNorm and the
-LM head (tied to the embedding or not). What differs between the families is
-data, read from the config: each layer's attention comes from
-``MultiHeadAttention.from_hf_config(config, layer=i)`` (RoPE or none,
-windows, QK norms, biases), the residual form and MLP from `FAMILIES`.
+One class, `Decoder`, covers the Llama-shaped families (Llama 2/3 and 4's
+dense layers, Mistral, Ministral 3, Qwen2/2.5, Qwen3, SmolLM3, OLMo 2/3,
+Phi-3, Cohere2, Gemma 2/3, DeepSeek-V3's dense layers): token embedding, then
+per layer an attention and a gated MLP each inside a `Residual` (or one
+parallel `Residual`), a final norm and the LM head (tied to the embedding or
+not). What differs between the families is data, read from the config: each
+layer's attention comes from ``MultiHeadAttention.from_hf_config(config,
+layer=i)`` (RoPE or none, windows, chunks, QK norms, biases, multi-head
+latent attention), the residual form, norm and MLP from `FAMILIES`.
 """
 
 from __future__ import annotations
