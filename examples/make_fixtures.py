@@ -74,8 +74,12 @@ FAMILIES = {
     },
     "phi3": {"model_type": "phi3", "sliding_window": 5},
     # Phi-4-mini's form: part of each head rotates, tied head.
-    "phi4_mini": {"model_type": "phi3", "partial_rotary_factor": 0.75,
-                  "head_dim": 8, "tie_word_embeddings": True},
+    "phi4_mini": {
+        "model_type": "phi3",
+        "partial_rotary_factor": 0.75,
+        "head_dim": 8,
+        "tie_word_embeddings": True,
+    },
     "llama4": {
         "model_type": "llama4_text",
         "head_dim": 8,
