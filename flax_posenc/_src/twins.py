@@ -420,8 +420,17 @@ def check_latent(heads, q_lora_rank, kv_lora_rank, nope, rope, v_dim) -> LatentS
     return LatentSizes(head_dim=nope + rope)
 
 
-# The latent cache's variables: the normalized latent and the rotated shared
-# key of each token, their positions and segments, the next slot.
+# An attention module's decode cache, in `attention.cache.write`'s names:
+# the keys, the values, their positions and segments, the next slot.
+CACHE_NAMES = (
+    "cached_key",
+    "cached_value",
+    "cached_positions",
+    "cached_segments",
+    "cache_index",
+)
+# The latent attention modules' names for the same: the normalized latent as
+# the one key head, the rotated shared key as the one value head.
 LATENT_CACHE_NAMES = (
     "cached_latent",
     "cached_rope_key",
@@ -429,19 +438,30 @@ LATENT_CACHE_NAMES = (
     "cached_segments",
     "cache_index",
 )
-_AS_KEYS = {"cached_latent": "cached_key", "cached_rope_key": "cached_value"}
 
 
-def latent_cache_in(cache: Mapping[str, Any]) -> dict[str, Any]:
-    """The latent cache under `attention.cache.write`'s names (the latent as
-    one key head, the rotated key as one value head)."""
-    return {_AS_KEYS.get(name, name): value for name, value in cache.items()}
+def cache_step(module: Any, cache: Mapping[str, Any], names, k, v, positions, segments):
+    """One decode step of an attention module's cache (linen and NNX).
 
-
-def latent_cache_out(cache: Mapping[str, Any]) -> dict[str, Any]:
-    """`latent_cache_in` undone."""
-    back = {v: k for k, v in _AS_KEYS.items()}
-    return {back.get(name, name): value for name, value in cache.items()}
+    ``cache``: the module's cache arrays by its ``names`` (`CACHE_NAMES` or
+    `LATENT_CACHE_NAMES`); the step writes ``k`` and ``v`` at the next slots
+    (`attention.cache.write` with the module's ``sliding_window``,
+    ``chunk_size`` and ``checked``). Returns the new arrays by ``names`` and
+    what to attend over: ``(k, v, k_positions, q_segments, k_segments,
+    fits)``.
+    """
+    written, *attend_over = attention.cache.write(
+        {ours: cache[name] for ours, name in zip(CACHE_NAMES, names, strict=True)},
+        k,
+        v,
+        positions,
+        segments,
+        sliding_window=module.sliding_window,
+        chunk_size=module.chunk_size,
+        checked=module.checked,
+    )
+    new = {name: written[ours] for ours, name in zip(CACHE_NAMES, names, strict=True)}
+    return new, tuple(attend_over)
 
 
 def split_latent(compressed, kv_lora_rank: int):

@@ -10,8 +10,8 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike, DTypeLike
 
-from flax_posenc._src import attention, twins, validation
-from flax_posenc._src.linen import latent_attention, normalization, rotary
+from flax_posenc._src import twins, validation
+from flax_posenc._src.linen import cache, latent_attention, normalization, rotary
 
 
 class MultiHeadAttention(nn.Module):
@@ -329,8 +329,8 @@ class MultiHeadAttention(nn.Module):
                 )
         fits = None
         if decode:
-            k, v, k_positions, q_segments, k_segments, fits = self._update_cache(
-                k, v, positions, segments
+            k, v, k_positions, q_segments, k_segments, fits = cache.update_cache(
+                self, twins.CACHE_NAMES, k, v, positions, segments
             )
         out = twins.attend(
             self,
@@ -360,56 +360,3 @@ class MultiHeadAttention(nn.Module):
             bias_init=nn.with_logical_partitioning(self.bias_init, ("embed",)),
             name="out",
         )(out)
-
-    def _update_cache(self, k, v, positions, segments):
-        """Writes the new keys at the next slots; returns what to attend over."""
-        initialized = self.has_variable("cache", "cached_key")
-        if not initialized and not self.is_initializing():
-            raise ValueError(
-                "decode=True needs a cache: create it with init(..., decode=True) "
-                "on a [batch, max_length, features] input, and pass it in apply "
-                "with mutable=['cache']."
-            )
-        slots = attention.cache.cache_length(
-            k.shape[-3], self.sliding_window, self.chunk_size
-        )
-        seq_shape = (*k.shape[:-3], slots)
-        variables = {
-            "cached_key": self.variable(
-                "cache", "cached_key", jnp.zeros, (*seq_shape, *k.shape[-2:]), k.dtype
-            ),
-            "cached_value": self.variable(
-                "cache",
-                "cached_value",
-                jnp.zeros,
-                (*seq_shape, *v.shape[-2:]),
-                v.dtype,
-            ),
-            "cached_positions": self.variable(
-                "cache", "cached_positions", jnp.zeros, seq_shape, jnp.int32
-            ),
-            "cached_segments": self.variable(
-                "cache", "cached_segments", jnp.zeros, seq_shape, jnp.int32
-            ),
-            "cache_index": self.variable(
-                "cache", "cache_index", lambda: jnp.array(0, jnp.int32)
-            ),
-        }
-        if not initialized:
-            # init on [batch, max_length, features]: the cache is created
-            # empty, and this call attends over its own tokens.
-            return k, v, positions, segments, segments, None
-        cache = {name: variable.value for name, variable in variables.items()}
-        cache, *attend_over = attention.cache.write(
-            cache,
-            k,
-            v,
-            positions,
-            segments,
-            sliding_window=self.sliding_window,
-            chunk_size=self.chunk_size,
-            checked=self.checked,
-        )
-        for name, variable in variables.items():
-            variable.value = cache[name]
-        return tuple(attend_over)

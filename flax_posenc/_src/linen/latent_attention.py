@@ -10,8 +10,8 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike, DTypeLike
 
-from flax_posenc._src import attention, twins, validation
-from flax_posenc._src.linen import normalization, rotary
+from flax_posenc._src import twins, validation
+from flax_posenc._src.linen import cache, normalization, rotary
 
 
 class MultiHeadLatentAttention(nn.Module):
@@ -244,7 +244,9 @@ class MultiHeadLatentAttention(nn.Module):
         fits = None
         if decode:
             latent, k_rot, k_positions, q_segments, k_segments, fits = (
-                self._update_cache(latent, k_rot, positions, segments)
+                cache.update_cache(
+                    self, twins.LATENT_CACHE_NAMES, latent, k_rot, positions, segments
+                )
             )
         kv = self._dense(
             (self.num_heads, nope + self.v_head_dim),
@@ -274,60 +276,3 @@ class MultiHeadLatentAttention(nn.Module):
             "out",
             axis=(-2, -1),
         )(out)
-
-    def _update_cache(self, latent, k_rot, positions, segments):
-        """Writes the new latents and rotated keys at the next slots."""
-        initialized = self.has_variable("cache", "cached_latent")
-        if not initialized and not self.is_initializing():
-            raise ValueError(
-                "decode=True needs a cache: create it with init(..., decode=True) "
-                "on a [batch, max_length, features] input, and pass it in apply "
-                "with mutable=['cache']."
-            )
-        slots = attention.cache.cache_length(
-            latent.shape[-3], self.sliding_window, self.chunk_size
-        )
-        seq_shape = (*latent.shape[:-3], slots)
-        variables = {
-            "cached_latent": self.variable(
-                "cache",
-                "cached_latent",
-                jnp.zeros,
-                (*seq_shape, *latent.shape[-2:]),
-                latent.dtype,
-            ),
-            "cached_rope_key": self.variable(
-                "cache",
-                "cached_rope_key",
-                jnp.zeros,
-                (*seq_shape, *k_rot.shape[-2:]),
-                k_rot.dtype,
-            ),
-            "cached_positions": self.variable(
-                "cache", "cached_positions", jnp.zeros, seq_shape, jnp.int32
-            ),
-            "cached_segments": self.variable(
-                "cache", "cached_segments", jnp.zeros, seq_shape, jnp.int32
-            ),
-            "cache_index": self.variable(
-                "cache", "cache_index", lambda: jnp.array(0, jnp.int32)
-            ),
-        }
-        if not initialized:
-            return latent, k_rot, positions, segments, segments, None
-        cache = twins.latent_cache_in(
-            {name: variable.value for name, variable in variables.items()}
-        )
-        cache, *attend_over = attention.cache.write(
-            cache,
-            latent,
-            k_rot,
-            positions,
-            segments,
-            sliding_window=self.sliding_window,
-            chunk_size=self.chunk_size,
-            checked=self.checked,
-        )
-        for name, value in twins.latent_cache_out(cache).items():
-            variables[name].value = value
-        return tuple(attend_over)

@@ -11,18 +11,12 @@ import jax.numpy as jnp
 from flax import nnx
 from jax.typing import ArrayLike, DTypeLike
 
-from flax_posenc._src import attention, twins, validation
+from flax_posenc._src import twins, validation
 from flax_posenc._src.nnx import latent_attention, normalization, parameters, rotary
 
 KERNEL_INIT = nnx.initializers.lecun_normal()
 BIAS_INIT = nnx.initializers.zeros_init()
-_CACHE_NAMES = (
-    "cached_key",
-    "cached_value",
-    "cached_positions",
-    "cached_segments",
-    "cache_index",
-)
+_CACHE_NAMES = twins.CACHE_NAMES
 
 
 class MultiHeadAttention(nnx.Module):
@@ -299,27 +293,8 @@ class MultiHeadAttention(nnx.Module):
         ``dtype``, else its ``param_dtype`` (what the projections compute in
         for inputs of that dtype).
         """
-        shape = tuple(input_shape)
-        if len(shape) < 2:
-            raise ValueError(
-                "init_cache needs input_shape [batch..., max_length, features], "
-                f"got {shape}."
-            )
-        for size in shape:
-            validation.check_int("init_cache input_shape", size, minimum=1)
-        *batch, max_length, _ = shape
-        max_length = attention.cache.cache_length(
-            max_length, self.sliding_window, self.chunk_size
-        )
-        if dtype is None:
-            dtype = self.param_dtype if self.dtype is None else self.dtype
-        dtype = validation.floating_dtype("init_cache dtype", dtype)
-        kv_shape = (*batch, max_length, self.num_kv_heads, self.head_dim)
-        self.cached_key = nnx.Cache(jnp.zeros(kv_shape, dtype))
-        self.cached_value = nnx.Cache(jnp.zeros(kv_shape, dtype))
-        self.cached_positions = nnx.Cache(jnp.zeros((*batch, max_length), jnp.int32))
-        self.cached_segments = nnx.Cache(jnp.zeros((*batch, max_length), jnp.int32))
-        self.cache_index = nnx.Cache(jnp.array(0, jnp.int32))
+        heads = (self.num_kv_heads, self.head_dim)
+        parameters.init_cache(self, _CACHE_NAMES, input_shape, dtype, heads, heads)
 
     def __call__(
         self,
@@ -404,21 +379,9 @@ class MultiHeadAttention(nnx.Module):
                 )
         fits = None
         if decode:
-            cache = {name: getattr(self, name)[...] for name in _CACHE_NAMES}
-            cache, k, v, k_positions, q_segments, k_segments, fits = (
-                attention.cache.write(
-                    cache,
-                    k,
-                    v,
-                    positions,
-                    segments,
-                    sliding_window=self.sliding_window,
-                    chunk_size=self.chunk_size,
-                    checked=self.checked,
-                )
+            k, v, k_positions, q_segments, k_segments, fits = parameters.cache_step(
+                self, _CACHE_NAMES, k, v, positions, segments
             )
-            for name in _CACHE_NAMES:
-                getattr(self, name)[...] = cache[name]
         out = twins.attend(
             self,
             q,

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 from flax import nnx
 from jax.typing import ArrayLike, DTypeLike
 
-from flax_posenc._src import attention, twins, validation
+from flax_posenc._src import twins, validation
 from flax_posenc._src.nnx import normalization, parameters, rotary
 
 KERNEL_INIT = nnx.initializers.lecun_normal()
@@ -235,16 +235,14 @@ class MultiHeadLatentAttention(nnx.Module):
         """Creates an empty cache for inputs ``[batch..., max_length, features]``:
         the latents and rotated keys of ``max_length`` tokens (a window's or a
         chunk's with ``sliding_window`` or ``chunk_size``)."""
-        batch, slots, dtype = twins.cache_shape(self, input_shape, dtype)
-        self.cached_latent = nnx.Cache(
-            jnp.zeros((*batch, slots, 1, self.kv_lora_rank), dtype)
+        parameters.init_cache(
+            self,
+            _CACHE_NAMES,
+            input_shape,
+            dtype,
+            (1, self.kv_lora_rank),
+            (1, self.qk_rope_head_dim),
         )
-        self.cached_rope_key = nnx.Cache(
-            jnp.zeros((*batch, slots, 1, self.qk_rope_head_dim), dtype)
-        )
-        self.cached_positions = nnx.Cache(jnp.zeros((*batch, slots), jnp.int32))
-        self.cached_segments = nnx.Cache(jnp.zeros((*batch, slots), jnp.int32))
-        self.cache_index = nnx.Cache(jnp.array(0, jnp.int32))
 
     def __call__(
         self,
@@ -289,23 +287,11 @@ class MultiHeadLatentAttention(nnx.Module):
         k_positions, q_segments, k_segments = positions, segments, segments
         fits = None
         if decode:
-            cache = twins.latent_cache_in(
-                {name: getattr(self, name)[...] for name in _CACHE_NAMES}
-            )
-            cache, latent, k_rot, k_positions, q_segments, k_segments, fits = (
-                attention.cache.write(
-                    cache,
-                    latent,
-                    k_rot,
-                    positions,
-                    segments,
-                    sliding_window=self.sliding_window,
-                    chunk_size=self.chunk_size,
-                    checked=self.checked,
+            latent, k_rot, k_positions, q_segments, k_segments, fits = (
+                parameters.cache_step(
+                    self, _CACHE_NAMES, latent, k_rot, positions, segments
                 )
             )
-            for name, value in twins.latent_cache_out(cache).items():
-                getattr(self, name)[...] = value
         k, v = twins.latent_keys_values(
             self.kv_b_proj(latent[..., 0, :]), k_rot, self.qk_nope_head_dim
         )

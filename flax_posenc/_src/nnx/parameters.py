@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import jax
+import jax.numpy as jnp
 from flax import nnx
 from jax.typing import DTypeLike
 
@@ -73,3 +74,27 @@ def dropout(layer: nnx.Dropout | None, x: jax.Array, call: bool | None) -> jax.A
     return layer(
         x, deterministic=twins.dropout_deterministic(layer.deterministic, call)
     )
+
+
+def init_cache(module, names, input_shape, dtype, key_tail, value_tail) -> None:
+    """An NNX attention module's empty decode cache as ``nnx.Cache``
+    variables ``names`` (`twins.CACHE_NAMES` or `twins.LATENT_CACHE_NAMES`)
+    for inputs ``input_shape`` ``[batch..., max_length, features]``: keys
+    ``[batch..., slots, *key_tail]``, values ``[..., *value_tail]``."""
+    batch, slots, dtype = twins.cache_shape(module, input_shape, dtype)
+    key, value, positions, segments, index = names
+    setattr(module, key, nnx.Cache(jnp.zeros((*batch, slots, *key_tail), dtype)))
+    setattr(module, value, nnx.Cache(jnp.zeros((*batch, slots, *value_tail), dtype)))
+    setattr(module, positions, nnx.Cache(jnp.zeros((*batch, slots), jnp.int32)))
+    setattr(module, segments, nnx.Cache(jnp.zeros((*batch, slots), jnp.int32)))
+    setattr(module, index, nnx.Cache(jnp.array(0, jnp.int32)))
+
+
+def cache_step(module, names, k, v, positions, segments):
+    """`twins.cache_step` on an NNX module's cache variables ``names``,
+    written back in place; returns what to attend over."""
+    cache = {name: getattr(module, name)[...] for name in names}
+    new, attend_over = twins.cache_step(module, cache, names, k, v, positions, segments)
+    for name, value in new.items():
+        getattr(module, name)[...] = value
+    return attend_over
