@@ -16,32 +16,14 @@ import numpy as np
 import pytest
 
 import flax_posenc as fp
+from tests import references
 from tests.references import f64
 
 
-def _rotate_interleaved(x, angle):
-    """out[2j] = x[2j] cos - x[2j+1] sin, out[2j+1] = x[2j+1] cos + x[2j] sin,
-    angle [..., seq, pairs] broadcast over heads; features after pass."""
-    x = f64(x)
-    pairs = angle.shape[-1]
-    c, s = np.cos(angle)[..., None, :], np.sin(angle)[..., None, :]
-    a, b = x[..., 0 : 2 * pairs : 2], x[..., 1 : 2 * pairs : 2]
-    out = x.copy()
-    out[..., 0 : 2 * pairs : 2] = a * c - b * s
-    out[..., 1 : 2 * pairs : 2] = b * c + a * s
-    return out
-
-
-def _rotate_halves(x, angle):
-    """out[i] = x[i] cos - x[i+h] sin, out[i+h] = x[i+h] cos + x[i] sin."""
-    x = f64(x)
-    h = angle.shape[-1]
-    c, s = np.cos(angle)[..., None, :], np.sin(angle)[..., None, :]
-    a, b = x[..., :h], x[..., h : 2 * h]
-    out = x.copy()
-    out[..., :h] = a * c - b * s
-    out[..., h : 2 * h] = b * c + a * s
-    return out
+def _interleaved(x, angle):
+    """Pairs (2j, 2j + 1) rotated by ``angle [..., seq, pairs]``, as
+    diffusers' apply_rotary_emb; features after them pass."""
+    return references.rope_from_angles(x, angle, "interleaved")
 
 
 def _blocks(positions, dims, theta, ntk=(1.0, 1.0, 1.0, 1.0)):
@@ -66,7 +48,7 @@ def test_flux_text_then_image_ids():
     ids = np.concatenate([np.zeros((5, 3), np.int32), image])
     x = _x(len(ids), 2, 128)
     got = fp.apply_axial_rope(x, ids, rope=fp.AxialRope.flux())
-    want = _rotate_interleaved(x, _blocks(ids, (16, 56, 56), 10000.0))
+    want = _interleaved(x, _blocks(ids, (16, 56, 56), 10000.0))
     np.testing.assert_allclose(f64(got), want, atol=2e-6)
     np.testing.assert_array_equal(got[:, :5], x[:, :5])
 
@@ -84,7 +66,7 @@ def test_flux2_text_tokens_are_plain_rope_on_their_axis():
     ids = np.asarray(fp.video_grid_positions(1, 2, 3))
     ids = np.concatenate([ids, np.zeros((6, 1), np.int32)], -1)  # (0, h, w, 0)
     got = fp.apply_axial_rope(x, ids, rope=fp.AxialRope.flux2())
-    want = _rotate_interleaved(x, _blocks(ids, (32, 32, 32, 32), 2000.0))
+    want = _interleaved(x, _blocks(ids, (32, 32, 32, 32), 2000.0))
     np.testing.assert_allclose(f64(got), want, atol=2e-6)
 
 
@@ -95,7 +77,7 @@ def test_wan_splits_the_head_and_rotates_frame_row_column(head_dim, split):
     ids = fp.video_grid_positions(3, 2, 2)
     x = _x(12, 2, head_dim, seed=2)
     got = jax.jit(lambda x, p: fp.apply_axial_rope(x, p, rope=rope))(x, ids)
-    want = _rotate_interleaved(x, _blocks(ids, split, 10000.0))
+    want = _interleaved(x, _blocks(ids, split, 10000.0))
     np.testing.assert_allclose(f64(got), want, atol=2e-6)
 
 
@@ -103,7 +85,7 @@ def test_hunyuan_video_theta_256_and_exact_angles_far_out():
     ids = np.asarray(fp.video_grid_positions(2, 2, 2)) + np.array([0, 10**5, 3])
     x = _x(8, 2, 128, seed=3)
     got = fp.apply_axial_rope(x, ids, rope=fp.AxialRope.hunyuan_video())
-    want = _rotate_interleaved(x, _blocks(ids, (16, 56, 56), 256.0))
+    want = _interleaved(x, _blocks(ids, (16, 56, 56), 256.0))
     # Rows at 1e5: exact angles, not float32 products (off by ~1e-2 there).
     np.testing.assert_allclose(f64(got), want, atol=5e-6)
 
@@ -123,7 +105,7 @@ def test_cosmos_ntk_factors_halves_and_frame_rate(fps):
     index = np.asarray(fp.video_grid_positions(2, 3, 2), np.float64)
     if fps is not None:
         index[:, 0] = index[:, 0] / fps * 24  # diffusers: seq / fps * base_fps
-    want = _rotate_halves(x, _blocks(index, dims, 10000.0, ntk))
+    want = references.rope_from_angles(x, _blocks(index, dims, 10000.0, ntk), "halves")
     np.testing.assert_allclose(f64(got), want, atol=2e-6)
 
 
@@ -141,7 +123,7 @@ def test_ltx_video_over_the_whole_width():
     w = 10000.0 ** (np.arange(n) / (n - 1)) * math.pi / 2
     g = f64(ids)  # the float32 coordinates given
     angle = w[None, :, None] * (2 * g[:, None, :] - 1)  # [seq, n, 3]
-    rotated = _rotate_interleaved(f64(x)[..., pad:], angle.reshape(len(g), 3 * n))
+    rotated = _interleaved(f64(x)[..., pad:], angle.reshape(len(g), 3 * n))
     want = np.concatenate([f64(x)[..., :pad], rotated], axis=-1)
     # Angles reach 1.6e4 rad: float32 products would be off by ~1e-3 there.
     np.testing.assert_allclose(f64(got), want, atol=2e-5)

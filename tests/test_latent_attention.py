@@ -52,21 +52,16 @@ MSCALE = 0.1 * math.log(4.0) + 1.0
 SCALE = 12**-0.5 * MSCALE**2
 
 
-def _rms(x, scale, eps=1e-6):
-    x = f64(x)
-    return x / np.sqrt((x * x).mean(-1, keepdims=True) + eps) * f64(scale)
-
-
 def _reference(w, x, q_lora=True):
     x = f64(x)
     pos = np.arange(x.shape[-2])
     if q_lora:
-        q = _rms(x @ f64(w["q_a"]), w["q_a_norm"])
+        q = references.rms_norm(x @ f64(w["q_a"]), w["q_a_norm"])
         q = np.einsum("bsr,rhd->bshd", q, f64(w["q_b"]))
     else:
         q = np.einsum("bsi,ihd->bshd", x, f64(w["q"]))
     compressed = x @ f64(w["kv_a"])
-    latent = _rms(compressed[..., :16], w["kv_a_norm"])
+    latent = references.rms_norm(compressed[..., :16], w["kv_a_norm"])
     k_rot = compressed[..., None, 16:]  # one head, shared
     inv_freq, factor = references.yarn_frequencies(
         4, 100.0, 4.0, 16, mscale=1.0, mscale_all_dim=1.0

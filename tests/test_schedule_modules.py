@@ -332,14 +332,6 @@ FAMILIES = {
 }
 
 
-def _rms(x, scale, eps, offset=False):
-    x = f64(x)
-    out = x / np.sqrt((x * x).mean(-1, keepdims=True) + eps)
-    if scale is None:
-        return out
-    return out * ((1.0 + f64(scale)) if offset else f64(scale))
-
-
 def _reference(layer, w, x):
     """float64 attention of one layer from its formula, with weights ``w``."""
     # The module has exactly the parameters the family's code has.
@@ -364,23 +356,23 @@ def _reference(layer, w, x):
     else:
         v = np.einsum("bsi,ihd->bshd", x, f64(w["wv"])) + f64(w.get("bv", 0.0))
     if layer["v_norm"]:
-        v = _rms(v, None, layer["eps"])
+        v = references.rms_norm(v, None, layer["eps"])
 
     def qk_norm(q, k):
         kind, eps = layer["qk"], layer["eps"]
         if kind == "all_heads":
 
             def flat(a, s):
-                whole = _rms(a.reshape(*a.shape[:-2], -1), s, eps)
+                whole = references.rms_norm(a.reshape(*a.shape[:-2], -1), s, eps)
                 return whole.reshape(a.shape)
 
             return flat(q, w["q_scale"]), flat(k, w["k_scale"])
         if kind == "unscaled":
-            return _rms(q, None, eps), _rms(k, None, eps)
+            return references.rms_norm(q, None, eps), references.rms_norm(k, None, eps)
         offset = kind == "unit_offset"
         return (
-            _rms(q, w["q_scale"], eps, offset),
-            _rms(k, w["k_scale"], eps, offset),
+            references.rms_norm(q, w["q_scale"], eps, offset),
+            references.rms_norm(k, w["k_scale"], eps, offset),
         )
 
     if layer["qk"] and not layer["qk_after"]:
