@@ -34,7 +34,9 @@ def _check_original(original: int) -> int:
     return validation.check_int("original_max_position_embeddings", original, minimum=1)
 
 
-def _yarn_mscale(factor: float, mscale: float = 1.0) -> float:
+def yarn_mscale(factor: float, mscale: float = 1.0) -> float:
+    """YaRN's ``0.1 mscale ln(factor) + 1`` (1 for factor <= 1); also MLA's
+    softmax-scale fold (`attention_schedule`)."""
     return 1.0 if factor <= 1.0 else 0.1 * mscale * math.log(factor) + 1.0
 
 
@@ -222,11 +224,11 @@ class YarnScaling(RopeScaling):
         ramp = np.clip((np.arange(dim // 2) - low) / (high - low), 0.0, 1.0)
         blended = (inv_freq / factor) * ramp + inv_freq * (1.0 - ramp)
         if attention is None and self.mscale and self.mscale_all_dim:
-            attention = _yarn_mscale(factor, self.mscale) / _yarn_mscale(
+            attention = yarn_mscale(factor, self.mscale) / yarn_mscale(
                 factor, self.mscale_all_dim
             )
         elif attention is None:
-            attention = _yarn_mscale(factor)
+            attention = yarn_mscale(factor)
         return blended, attention
 
     @classmethod

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from flax_posenc._src import validation
 from flax_posenc._src.attention import temperature
 from flax_posenc._src.rope import config as rope_config
+from flax_posenc._src.rope import scalings
 from flax_posenc._src.schedule import families
 
 LAYER_TYPES = ("full_attention", "sliding_attention", "chunked_attention")
@@ -489,6 +489,5 @@ def _latent(text: dict, layer_type: str):
     if params.get("rope_type") != "default" and all_dim:
         factor = validation.check_real("the rope dict's factor", params["factor"])
         all_dim = validation.check_real("the rope dict's mscale_all_dim", all_dim)
-        mscale = 1.0 if factor <= 1 else 0.1 * all_dim * math.log(factor) + 1.0
-        scale = scale * mscale * mscale
+        scale = scale * scalings.yarn_mscale(factor, all_dim) ** 2
     return dims, head, scale
