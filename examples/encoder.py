@@ -9,34 +9,23 @@ embeddings) and one of a GELU MLP, as Devlin et al. 2018.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping
 from typing import Any
 
 import jax
 from flax import nnx
 
+from examples import models
 from flax_posenc import nnx as pnnx
-
-ACTIVATIONS = {
-    "gelu": functools.partial(jax.nn.gelu, approximate=False),
-    "gelu_new": functools.partial(jax.nn.gelu, approximate=True),
-    "relu": jax.nn.relu,
-}
 
 
 class MLP(nnx.Module):
     """``output(act(intermediate(x)))``, with biases."""
 
     def __init__(self, hidden, intermediate, activation, *, dtype, rngs):
-        if activation not in ACTIVATIONS:
-            raise ValueError(
-                f"hidden_act {activation!r} is not one the example builds "
-                f"({sorted(ACTIVATIONS)})."
-            )
         self.intermediate = nnx.Linear(hidden, intermediate, dtype=dtype, rngs=rngs)
         self.output = nnx.Linear(intermediate, hidden, dtype=dtype, rngs=rngs)
-        self.activation = ACTIVATIONS[activation]
+        self.activation = models.activation_fn(activation)
 
     def __call__(self, x):
         return self.output(self.activation(self.intermediate(x)))
@@ -121,7 +110,7 @@ class GeGLU(nnx.Module):
         self.wo = nnx.Linear(
             intermediate, hidden, use_bias=use_bias, dtype=dtype, rngs=rngs
         )
-        self.activation = ACTIVATIONS[activation]
+        self.activation = models.activation_fn(activation)
 
     def __call__(self, x):
         a, g = jax.numpy.split(self.wi(x), 2, axis=-1)

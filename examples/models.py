@@ -103,10 +103,25 @@ FAMILIES = {
         ),
     ),
 }
+# transformers' ACT2FN names: "gelu" is the exact (erf) GELU, "gelu_new" and
+# "gelu_pytorch_tanh" its tanh approximation.
+_TANH_GELU = functools.partial(jax.nn.gelu, approximate=True)
 ACTIVATIONS = {
     "silu": jax.nn.silu,
-    "gelu_pytorch_tanh": functools.partial(jax.nn.gelu, approximate=True),
+    "relu": jax.nn.relu,
+    "gelu": functools.partial(jax.nn.gelu, approximate=False),
+    "gelu_new": _TANH_GELU,
+    "gelu_pytorch_tanh": _TANH_GELU,
 }
+
+
+def activation_fn(name: str):
+    """The function of a config's activation name, or a ValueError."""
+    if name not in ACTIVATIONS:
+        raise ValueError(
+            f"activation {name!r} is not one the examples build: {sorted(ACTIVATIONS)}."
+        )
+    return ACTIVATIONS[name]
 
 
 def family_of(config: Mapping[str, Any]) -> Family:
@@ -182,12 +197,7 @@ class GatedMLP(nnx.Module):
         self.gate = linear(hidden, intermediate, ("embed", "mlp"))
         self.up = linear(hidden, intermediate, ("embed", "mlp"))
         self.down = linear(intermediate, hidden, ("mlp", "embed"))
-        if activation not in ACTIVATIONS:
-            raise ValueError(
-                f"hidden_act {activation!r} is not one the examples build "
-                f"({sorted(ACTIVATIONS)})."
-            )
-        self.activation = ACTIVATIONS[activation]
+        self.activation = activation_fn(activation)
 
     def __call__(self, x, **unused):
         # (**unused: a parallel Residual hands it the attention's arguments.)

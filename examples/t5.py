@@ -12,21 +12,21 @@ in transformers 5, a tied head in transformers 4).
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from examples import models
 from flax_posenc import nnx as pnnx
 
-# feed_forward_proj -> (gated, activation)
+# feed_forward_proj -> (gated, activation): transformers reads "gated-gelu"
+# as the tanh GELU ("gelu_new").
 FEED_FORWARD = {
-    "relu": (False, jax.nn.relu),
-    "gated-gelu": (True, functools.partial(jax.nn.gelu, approximate=True)),
-    "gated-silu": (True, jax.nn.silu),
+    "relu": (False, "relu"),
+    "gated-gelu": (True, "gelu_new"),
+    "gated-silu": (True, "silu"),
 }
 
 
@@ -39,7 +39,8 @@ class FeedForward(nnx.Module):
                 f"feed_forward_proj {kind!r} is not one the example builds "
                 f"({sorted(FEED_FORWARD)})."
             )
-        gated, self.activation = FEED_FORWARD[kind]
+        gated, name = FEED_FORWARD[kind]
+        self.activation = models.activation_fn(name)
 
         def linear(n_in, n_out):
             return nnx.Linear(n_in, n_out, use_bias=False, dtype=dtype, rngs=rngs)
