@@ -146,6 +146,24 @@ NEW_TOKENS = 8
 MARGIN = 1e-3
 
 
+def _save_model(name, model) -> pathlib.Path:
+    """The checkpoint folder, as transformers saves it."""
+    folder = HERE / name
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+def _save_reference(folder, arrays, seed, margin=None) -> None:
+    """reference.npz and made_by.json (versions, seed, margin) beside it."""
+    np.savez_compressed(folder / "reference.npz", **arrays)
+    meta = {"transformers": transformers.__version__, "torch": torch.__version__}
+    meta |= {"seed": seed} | ({} if margin is None else {"margin": margin})
+    (folder / "made_by.json").write_text(json.dumps(meta, indent=1) + "\n")
+    said = "" if margin is None else f", margin {margin:.4f}"
+    print(f"{folder.name}: seed {seed}{said}")
+
+
 def _margins(model, ids, mask, seq2seq=False):
     """The greedy continuation and the smallest top-2 margin along it."""
     out = model.generate(
@@ -197,9 +215,7 @@ def make(name, extra, seed=0):
             break
     else:
         raise RuntimeError(f"{name}: no prompt with a top-2 margin > {MARGIN}")
-    folder = HERE / name
-    folder.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(folder, safe_serialization=True)
+    folder = _save_model(name, model)
     with torch.no_grad():
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         logits = model(
@@ -227,15 +243,7 @@ def make(name, extra, seed=0):
         arrays["far_positions"] = offset.numpy().astype(np.int32)
         arrays["far_logits_float32"] = far32.numpy().astype(np.float32)
         arrays["far_logits_float64"] = far64.numpy()
-    np.savez_compressed(folder / "reference.npz", **arrays)
-    meta = {
-        "transformers": transformers.__version__,
-        "torch": torch.__version__,
-        "seed": seed + attempt,
-        "margin": margin,
-    }
-    (folder / "made_by.json").write_text(json.dumps(meta, indent=1) + "\n")
-    print(f"{name}: seed {seed + attempt}, margin {margin:.4f}")
+    _save_reference(folder, arrays, seed + attempt, margin)
 
 
 T5_SMALL = {
@@ -282,31 +290,25 @@ def make_t5(name, extra, seed=0):
             break
     else:
         raise RuntimeError(f"{name}: no prompt with a top-2 margin > {MARGIN}")
-    folder = HERE / name
-    folder.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(folder, safe_serialization=True)
+    folder = _save_model(name, model)
     decoder_ids = torch.cat([torch.zeros((2, 1), dtype=torch.long), tokens[:, :5]], 1)
     with torch.no_grad():
         logits = model(
             input_ids=ids, attention_mask=mask, decoder_input_ids=decoder_ids
         ).logits
-    np.savez_compressed(
-        folder / "reference.npz",
-        input_ids=ids.numpy().astype(np.int32),
-        attention_mask=mask.numpy().astype(np.int32),
-        decoder_input_ids=decoder_ids.numpy().astype(np.int32),
-        logits=logits.numpy().astype(np.float32),
-        greedy=tokens.numpy().astype(np.int32),
-        margin=np.float32(margin),
+    _save_reference(
+        folder,
+        dict(
+            input_ids=ids.numpy().astype(np.int32),
+            attention_mask=mask.numpy().astype(np.int32),
+            decoder_input_ids=decoder_ids.numpy().astype(np.int32),
+            logits=logits.numpy().astype(np.float32),
+            greedy=tokens.numpy().astype(np.int32),
+            margin=np.float32(margin),
+        ),
+        seed + attempt,
+        margin,
     )
-    meta = {
-        "transformers": transformers.__version__,
-        "torch": torch.__version__,
-        "seed": seed + attempt,
-        "margin": margin,
-    }
-    (folder / "made_by.json").write_text(json.dumps(meta, indent=1) + "\n")
-    print(f"{name}: seed {seed + attempt}, margin {margin:.4f}")
 
 
 BERT_SMALL = {
@@ -360,23 +362,17 @@ def make_bert(name="bert", seed=0, small=None):
     extra = {"token_type_ids": types} if small is BERT_SMALL else {}
     with torch.no_grad():
         hidden = model(input_ids=ids, attention_mask=mask, **extra)
-    folder = HERE / name
-    folder.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(folder, safe_serialization=True)
-    np.savez_compressed(
-        folder / "reference.npz",
-        input_ids=ids.numpy().astype(np.int32),
-        attention_mask=mask.numpy().astype(np.int32),
-        token_type_ids=types.numpy().astype(np.int32),
-        hidden=hidden.last_hidden_state.numpy().astype(np.float32),
+    folder = _save_model(name, model)
+    _save_reference(
+        folder,
+        dict(
+            input_ids=ids.numpy().astype(np.int32),
+            attention_mask=mask.numpy().astype(np.int32),
+            token_type_ids=types.numpy().astype(np.int32),
+            hidden=hidden.last_hidden_state.numpy().astype(np.float32),
+        ),
+        seed,
     )
-    meta = {
-        "transformers": transformers.__version__,
-        "torch": torch.__version__,
-        "seed": seed,
-    }
-    (folder / "made_by.json").write_text(json.dumps(meta, indent=1) + "\n")
-    print(f"{name}: seed {seed}")
 
 
 GPT_OSS_SMALL = {
@@ -429,22 +425,16 @@ def make_gpt_oss(name="gpt_oss", seed=0):
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     with torch.no_grad():
         model(input_ids=ids, attention_mask=mask, position_ids=positions)
-    folder = HERE / name
-    folder.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(folder, safe_serialization=True)
-    np.savez_compressed(
-        folder / "reference.npz",
-        attention_mask=mask.numpy().astype(np.int32),
-        positions=positions.numpy().astype(np.int32),
-        **seen,
+    folder = _save_model(name, model)
+    _save_reference(
+        folder,
+        dict(
+            attention_mask=mask.numpy().astype(np.int32),
+            positions=positions.numpy().astype(np.int32),
+            **seen,
+        ),
+        seed,
     )
-    meta = {
-        "transformers": transformers.__version__,
-        "torch": torch.__version__,
-        "seed": seed,
-    }
-    (folder / "made_by.json").write_text(json.dumps(meta, indent=1) + "\n")
-    print(f"{name}: seed {seed}")
 
 
 if __name__ == "__main__":
