@@ -78,24 +78,32 @@ def text_config(config: Mapping[str, Any]) -> dict[str, Any]:
         text = dict(config)
         kind = text.get("model_type")
         text["model_type"] = families.TEXT_MODEL_TYPES.get(kind, kind)
-    _check_typos(text)
+    check_typos(text)
     for key, value in families.DEFAULTS.get(text.get("model_type"), {}).items():
         if key != "mrope_section" and text.get(key) is None:
             text[key] = value
     return text
 
 
-def _check_typos(config: Mapping[str, Any]) -> None:
+def check_typos(
+    config: Mapping[str, Any],
+    known: Sequence[str] = families.READ_KEYS,
+    reader: str = "the rotation",
+) -> None:
+    """A config key one edit from one of ``known`` (when that one is absent)
+    is a typo: a ValueError naming both (``reader``: who reads them)."""
     for key in config:
-        meant = validation.one_edit_away(key, families.READ_KEYS)
+        meant = validation.one_edit_away(key, known)
         if meant is not None and meant not in config:
             raise ValueError(
-                f"config key {key!r} is not one the rotation reads; did you mean "
+                f"config key {key!r} is not one {reader} reads; did you mean "
                 f"{meant!r}? (Without it, {meant!r} would take its default.)"
             )
 
 
-def _int(config: Mapping[str, Any], key: str | None, minimum: int = 1) -> int | None:
+def config_int(
+    config: Mapping[str, Any], key: str | None, minimum: int = 1
+) -> int | None:
     """A whole-number config value (not a string, bool or 64.5), or None."""
     value = None if key is None else config.get(key)
     if value is None:
@@ -103,7 +111,7 @@ def _int(config: Mapping[str, Any], key: str | None, minimum: int = 1) -> int | 
     return validation.check_int(f"config key {key!r}", value, minimum=minimum)
 
 
-def _real(config: Mapping[str, Any], key: str | None) -> float | None:
+def config_real(config: Mapping[str, Any], key: str | None) -> float | None:
     """A real-number config value (not a string or bool), or None."""
     value = None if key is None else config.get(key)
     if value is None:
@@ -166,10 +174,12 @@ def layer_rope_dict(config: dict[str, Any], layer_type: str | None) -> dict[str,
     theta_key = families.LAYER_THETA_KEYS.get(model_type, {}).get(layer_type)
     if theta_key is None:
         theta_key = _first_key(config, "rotary_emb_base", "rope_theta")
-    theta = _real(config, theta_key)
+    theta = config_real(config, theta_key)
     if params.get("rope_theta") is None and theta is not None:
         params["rope_theta"] = theta
-    partial = _real(config, _first_key(config, "rotary_pct", "partial_rotary_factor"))
+    partial = config_real(
+        config, _first_key(config, "rotary_pct", "partial_rotary_factor")
+    )
     if params.get("partial_rotary_factor") is None and partial is not None:
         params["partial_rotary_factor"] = partial
     kind = params["rope_type"]
@@ -186,7 +196,7 @@ def layer_rope_dict(config: dict[str, Any], layer_type: str | None) -> dict[str,
         params["mrope_interleaved"] = True
     if kind in ("llama3", "yarn", "longrope"):
         # Phi-3 keeps the pretraining length outside the dict, and it wins.
-        top = _int(config, "original_max_position_embeddings")
+        top = config_int(config, "original_max_position_embeddings")
         if top is not None:
             params["original_max_position_embeddings"] = top
     # Keys a rope dict may carry that are not the rotation's: Ministral 3's
@@ -234,8 +244,8 @@ def _check_no_rope_layers(config: Mapping[str, Any]) -> None:
     """SmolLM3-style NoPE layers: one rotation for every layer would be wrong."""
     flags = config.get("no_rope_layers")
     if flags is None and config.get("model_type") == "smollm3":
-        layers = _int(config, "num_hidden_layers")
-        interval = _int(config, "no_rope_layer_interval") or 4
+        layers = config_int(config, "num_hidden_layers")
+        interval = config_int(config, "no_rope_layer_interval") or 4
         if layers is not None:  # transformers' default: every interval-th layer
             flags = [int((i + 1) % interval != 0) for i in range(layers)]
     if flags is None or config.get("model_type") in families.NOPE_LAYER_TYPES:
@@ -262,14 +272,14 @@ def _first_key(config: Mapping[str, Any], *keys: str) -> str | None:
 def head_dim(config: dict[str, Any], layer_type: str | None) -> int:
     model_type = config.get("model_type")
     if model_type in ("deepseek_v2", "deepseek_v3", "kimi_k2"):
-        value = _int(config, "qk_rope_head_dim")
+        value = config_int(config, "qk_rope_head_dim")
         if value is None:
             raise ValueError(f"a {model_type} config needs 'qk_rope_head_dim'.")
         return value
     if layer_type == "full_attention" and config.get("global_head_dim") is not None:
-        return _int(config, "global_head_dim")  # Gemma 4's full-attention layers
+        return config_int(config, "global_head_dim")  # Gemma 4's full-attention layers
     if config.get("head_dim") is not None:
-        return _int(config, "head_dim")
+        return config_int(config, "head_dim")
     hidden = _first_key(config, "hidden_size", "n_embd", "d_model")
     heads = _first_key(config, "num_attention_heads", "n_head")
     if hidden is None or heads is None:
@@ -277,7 +287,7 @@ def head_dim(config: dict[str, Any], layer_type: str | None) -> int:
             "the config gives no head dimension: it needs 'head_dim', or "
             "'hidden_size' and 'num_attention_heads' (GPT-J: 'n_embd' and 'n_head')."
         )
-    return _int(config, hidden) // _int(config, heads)
+    return config_int(config, hidden) // config_int(config, heads)
 
 
 def _layout(config: Mapping[str, Any]) -> str:
@@ -403,12 +413,12 @@ def layer_rope(
     params = layer_rope_dict(text, layer_type)
     model_type = text.get("model_type")
     dim = head_dim(text, layer_type)
-    max_positions = _int(
+    max_positions = config_int(
         text, _first_key(text, "max_position_embeddings", "n_positions")
     )
     parsed = hf.parse(params, None, max_positions)
     if model_type == "gptj" and text.get("rotary_dim") is not None:
-        rotary_dim = _int(text, "rotary_dim")
+        rotary_dim = config_int(text, "rotary_dim")
     else:
         partial = parsed.partial_rotary_factor
         rotary_dim = apply.resolve_rotary_dim(dim, None, partial)

@@ -168,7 +168,9 @@ def attention_schedule(config: Mapping[str, Any]) -> tuple[LayerAttention, ...]:
                 "to flax_posenc/_src/schedule/families.py."
             )
         family = families.FAMILIES["llama"]
-    _check_typos(raw)
+    rope_config.check_typos(
+        raw, sorted(families.SCHEDULE_KEYS), "the attention schedule"
+    )
     for key, reason in family.unsupported.items():
         if _given(raw.get(key)):
             raise ValueError(f"config key {key!r}: {reason}.")
@@ -195,23 +197,11 @@ def _given(value: Any) -> bool:
     return not (isinstance(value, (list, tuple)) and not value)
 
 
-def _check_typos(config: Mapping[str, Any]) -> None:
-    for key in config:
-        meant = validation.one_edit_away(key, sorted(families.SCHEDULE_KEYS))
-        if meant is not None and meant not in config:
-            raise ValueError(
-                f"config key {key!r} is not one the attention schedule reads; did "
-                f"you mean {meant!r}?"
-            )
-
-
 def _int(config: Mapping[str, Any], key: str, *, required: bool = False, minimum=1):
-    value = config.get(key)
-    if value is None:
-        if required:
-            raise ValueError(f"the config needs {key!r}.")
-        return None
-    return validation.check_int(f"config key {key!r}", value, minimum=minimum)
+    """`rope_config.config_int`, or a ValueError naming a ``required`` key."""
+    if required and config.get(key) is None:
+        raise ValueError(f"the config needs {key!r}.")
+    return rope_config.config_int(config, key, minimum=minimum)
 
 
 def _flag(config: Mapping[str, Any], key: str | None, default: bool = True) -> bool:
@@ -361,9 +351,7 @@ def _query_scale(text: dict, family: families.Family, rotates: bool):
         return functools.partial(
             temperature.temperature_tuning_scale,
             floor_scale=_int(text, "floor_scale"),
-            attn_scale=validation.check_real(
-                "config key 'attn_scale'", text["attn_scale"]
-            ),
+            attn_scale=rope_config.config_real(text, "attn_scale"),
         )
     if family.temperature == "llama_4_scaling":
         params = rope_config.scaling_dict(text)
@@ -425,18 +413,9 @@ def _layer(
         qk_norm = None
     scale = family.scale
     if family.scale_key is not None:
-        scale = (
-            validation.check_real(
-                f"config key {family.scale_key!r}", text[family.scale_key]
-            )
-            ** -0.5
-        )
-    softcap = None
-    if family.softcap_key is not None and text.get(family.softcap_key) is not None:
-        softcap = validation.check_real(
-            f"config key {family.softcap_key!r}", text[family.softcap_key]
-        )
-    eps = text.get(family.eps_key)
+        scale = rope_config.config_real(text, family.scale_key) ** -0.5
+    softcap = rope_config.config_real(text, family.softcap_key)
+    eps = rope_config.config_real(text, family.eps_key)
     latent = None
     if family.latent:
         latent, head_dim, scale = _latent(text, layer_type)
@@ -459,9 +438,7 @@ def _layer(
         qk_norm=qk_norm,
         qk_norm_position=family.qk_norm_position,
         v_norm=family.v_norm,
-        norm_eps=1e-6
-        if eps is None
-        else validation.check_real(f"config key {family.eps_key!r}", eps),
+        norm_eps=1e-6 if eps is None else eps,
         qkv_bias=_bias(text, family.qkv_bias),
         out_bias=_bias(text, family.out_bias),
         dropout_rate=validation.check_rate(
