@@ -10,7 +10,6 @@ examples --checkpoint DIR --prompt-ids 1,2,3``.
 
 from examples.checkpoint import (
     from_pretrained,
-    load_attention,
     load_weights,
     read_tensors,
 )
@@ -22,7 +21,6 @@ __all__ = [
     "Decoder",
     "from_pretrained",
     "generate",
-    "load_attention",
     "load_weights",
     "prefill",
     "read_tensors",

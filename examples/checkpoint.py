@@ -23,8 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from examples import models
-from flax_posenc import nnx as pnnx
+from examples import models, moe
 
 # Tensors a checkpoint may carry that are not weights (buffers transformers
 # saved in some versions).
@@ -155,6 +154,7 @@ def _rules(
         (attn + r"out\.bias", hf + "self_attn.o_proj.bias", _reshaped),
         (attn + r"query_norm\.scale", hf + "self_attn.q_norm.weight", _reshaped),
         (attn + r"key_norm\.scale", hf + "self_attn.k_norm.weight", _reshaped),
+        (attn + r"sinks", hf + "self_attn.sinks", _reshaped),  # gpt-oss
     ]
     # Multi-head latent attention (DeepSeek-V3): transformers' names.
     latent = {
@@ -187,6 +187,82 @@ def _rules(
         rules.append(
             (mlp + name + r"\.kernel", hf + f"{theirs}.{name}_proj.weight", _transposed)
         )
+    if config.get("model_type") in moe.STYLES:
+        rules += _moe_rules(config, theirs)
+    return rules
+
+
+def _stack(w: list[np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
+    """One Linear weight ``[out, in]`` per expert as ``[experts, in, out]``."""
+    return np.stack([x.T for x in w])
+
+
+def _columns(part: slice) -> Callable:
+    """Columns ``part`` of a fused ``[experts, ..., 2 * width]`` tensor."""
+
+    def convert(w: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+        return w[..., part]
+
+    return convert
+
+
+def _moe_rules(
+    config: Mapping[str, Any], theirs: str
+) -> list[tuple[str, Any, Callable]]:
+    """A mixture of experts' names. The router is ``gate`` (``router``:
+    Llama 4, gpt-oss); the experts one Linear each (``experts.{e}.*_proj``;
+    Mixtral's ``w1``/``w3``/``w2``, in ``block_sparse_moe``) or fused
+    ``[experts, in, out]`` tensors (``experts.gate_up_proj``, its gate
+    columns then its up columns; gpt-oss's interleaved, with biases)."""
+    model_type = config["model_type"]
+    ours = r"layers\.(\d+)\.mlp\.sublayer\."
+    block = "model.layers.{0}." + (
+        "block_sparse_moe" if model_type == "mixtral" else theirs
+    )
+    router = "router" if model_type in ("llama4_text", "gpt_oss") else "gate"
+    rules = [
+        (ours + r"router\.kernel", f"{block}.{router}.weight", _transposed),
+        (ours + r"router\.bias", f"{block}.{router}.bias", _reshaped),
+        (ours + r"correction", f"{block}.gate.e_score_correction_bias", _reshaped),
+    ]
+    shared = {"deepseek_v3": "shared_experts", "llama4_text": "shared_expert"}
+    for name in ("gate", "up", "down"):
+        rules.append(
+            (
+                ours + rf"shared\.{name}\.kernel",
+                f"{block}.{shared.get(model_type)}.{name}_proj.weight",
+                _transposed,
+            )
+        )
+    experts = ours + r"experts\."
+    fused = f"{block}.experts.gate_up_proj"
+    if model_type == "gpt_oss":
+        return [
+            *rules,
+            (experts + "gate", fused, _columns(slice(0, None, 2))),
+            (experts + "up", fused, _columns(slice(1, None, 2))),
+            (experts + "gate_bias", fused + "_bias", _columns(slice(0, None, 2))),
+            (experts + "up_bias", fused + "_bias", _columns(slice(1, None, 2))),
+            (experts + "down", f"{block}.experts.down_proj", _reshaped),
+            (experts + "down_bias", f"{block}.experts.down_proj_bias", _reshaped),
+        ]
+    if model_type == "llama4_text":
+        width = config["intermediate_size"]
+        return [
+            *rules,
+            (experts + "gate", fused, _columns(slice(0, width))),
+            (experts + "up", fused, _columns(slice(width, None))),
+            (experts + "down", f"{block}.experts.down_proj", _reshaped),
+        ]
+    names = (
+        {"gate": "w1", "up": "w3", "down": "w2"}
+        if model_type == "mixtral"
+        else {n: f"{n}_proj" for n in ("gate", "up", "down")}
+    )
+    count = moe.num_experts(config)
+    for name, hf in names.items():
+        each = tuple(f"{block}.experts.{e}.{hf}.weight" for e in range(count))
+        rules.append((experts + name, each, _stack))
     return rules
 
 
@@ -302,11 +378,14 @@ def _modernbert_rules(config: Mapping[str, Any]) -> list[tuple[str, str, Callabl
     return rules
 
 
-def _source(path: str, rules) -> tuple[str, Callable] | None:
+def _source(path: str, rules) -> tuple[tuple[str, ...], Callable] | None:
+    """The transformers name(s) and conversion of one of our parameters. A
+    rule names one tensor, or a tuple of them (one per expert, stacked)."""
     for pattern, name, convert in rules:
         match = re.fullmatch(pattern, path)
         if match:
-            return name.format(*match.groups()), convert
+            names = name if isinstance(name, tuple) else (name,)
+            return tuple(n.format(*match.groups()) for n in names), convert
     return None
 
 
@@ -373,19 +452,23 @@ def _put(model, tensors, mapping, mesh, rules) -> None:
         if found is None:
             unmapped.append(key)
             continue
-        name, convert = found
+        names, convert = found
         shape = tuple(variable.get_value().shape)
-        if name not in tensors:
-            missing.append(name)
+        absent = [name for name in names if name not in tensors]
+        if absent:
+            missing += absent
             continue
-        used.add(name)
-        array = np.asarray(tensors[name])
+        used.update(names)
+        arrays = [np.asarray(tensors[name]) for name in names]
         try:
-            value = convert(array, shape)
-        except ValueError:  # a reshape that cannot be
+            value = convert(arrays if len(names) > 1 else arrays[0], shape)
+        except ValueError:  # a reshape or a stack that cannot be
             value = None
         if value is None or value.shape != shape:
-            misshapen.append(f"{name} {tuple(array.shape)} for {key} {shape}")
+            given = " ".join(
+                f"{n} {tuple(a.shape)}" for n, a in zip(names, arrays, strict=True)
+            )
+            misshapen.append(f"{given} for {key} {shape}")
             continue
         updates.append((variable, value))
     unexpected = sorted(
@@ -393,9 +476,14 @@ def _put(model, tensors, mapping, mesh, rules) -> None:
     )
     problems = []
     if missing:
-        problems.append(f"missing tensors: {sorted(missing)}")
+        problems.append(f"missing tensors: {sorted(set(missing))}")
     if unexpected:
         problems.append(f"unexpected tensors: {unexpected}")
+    if any(name.endswith(("_blocks", "_scales")) for name in unexpected):
+        problems.append(
+            "the experts are quantized (MXFP4 blocks and scales): the examples "
+            "read a dequantized copy (bfloat16 or float32 tensors)"
+        )
     if misshapen:
         problems.append(f"shape mismatches: {misshapen}")
     if unmapped:
@@ -410,33 +498,6 @@ def _put(model, tensors, mapping, mesh, rules) -> None:
             variable.set_value(jnp.asarray(value))
         else:
             variable.set_value(jax.device_put(value, _sharding(variable, mesh, rules)))
-
-
-def load_attention(path: str | pathlib.Path, layer: int, *, dtype=None):
-    """Layer ``layer``'s attention of a checkpoint folder, alone: the module
-    ``MultiHeadAttention.from_hf_config`` builds, with that layer's
-    ``self_attn`` weights (for families whose other parts the examples do
-    not build: gpt-oss's mixture of experts). Call it on the attention's
-    input (the layer's input norm's output)."""
-    config = read_config(path)
-    module = nnx.eval_shape(
-        lambda: pnnx.MultiHeadAttention.from_hf_config(
-            config, layer=layer, dtype=dtype, rngs=nnx.Rngs(0)
-        )
-    )
-    hf = f"model.layers.{layer}.self_attn."
-    names = {"query": "q_proj", "key": "k_proj", "value": "v_proj", "out": "o_proj"}
-    mapping = [(r"sinks", hf + "sinks", _reshaped)]
-    for ours, theirs in names.items():
-        mapping.append((ours + r"\.kernel", hf + theirs + ".weight", _transposed))
-        mapping.append((ours + r"\.bias", hf + theirs + ".bias", _reshaped))
-    mapping.append((r"query_norm\.scale", hf + "q_norm.weight", _reshaped))
-    mapping.append((r"key_norm\.scale", hf + "k_norm.weight", _reshaped))
-    tensors = {
-        name: value for name, value in read_tensors(path).items() if name.startswith(hf)
-    }
-    _put(module, tensors, mapping, None, RULES)
-    return module
 
 
 def from_pretrained(

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import json
 import pathlib
+import re
+import sys
 
 import numpy as np
 import torch
@@ -80,30 +82,39 @@ FAMILIES = {
         "head_dim": 8,
         "tie_word_embeddings": True,
     },
+    # Layers 1 and 3 mixtures of experts (top 1 of 4, the shared expert).
     "llama4": {
         "model_type": "llama4_text",
         "head_dim": 8,
         "num_hidden_layers": 4,
+        "intermediate_size": 16,
         "intermediate_size_mlp": 64,
-        "moe_layers": [],
+        "interleave_moe_layer_step": 2,
+        "num_local_experts": 4,
+        "num_experts_per_tok": 1,
         "no_rope_layer_interval": 2,
         "attention_chunk_size": 4,
         "floor_scale": 4,
         "attn_scale": 0.5,
         "use_qk_norm": True,
-        "num_local_experts": 2,
     },
+    # Layer 1 a mixture of experts: 2 of 4 in the best of 2 groups, the
+    # shared expert, the correction bias.
     "deepseek_v3": {
         "model_type": "deepseek_v3",
         "num_key_value_heads": 4,
-        "first_k_dense_replace": 2,
+        "first_k_dense_replace": 1,
         "q_lora_rank": 12,
         "kv_lora_rank": 16,
         "qk_nope_head_dim": 8,
         "qk_rope_head_dim": 4,
         "v_head_dim": 6,
         "n_routed_experts": 4,
+        "n_group": 2,
+        "topk_group": 1,
         "num_experts_per_tok": 2,
+        "n_shared_experts": 1,
+        "routed_scaling_factor": 2.5,
         "moe_intermediate_size": 16,
         "rope_parameters": {
             "rope_type": "yarn",
@@ -113,6 +124,51 @@ FAMILIES = {
             "mscale_all_dim": 1.0,
             "beta_fast": 32.0,
             "beta_slow": 1.0,
+            "rope_theta": 10000.0,
+        },
+    },
+    # Layer 0 dense (mlp_only_layers), layer 1 2 of 4 experts renormalized.
+    "qwen3_moe": {
+        "model_type": "qwen3_moe",
+        "head_dim": 8,
+        "num_experts": 4,
+        "num_experts_per_tok": 2,
+        "moe_intermediate_size": 16,
+        "norm_topk_prob": True,
+        "mlp_only_layers": [0],
+    },
+    "mixtral": {
+        "model_type": "mixtral",
+        "intermediate_size": 16,
+        "num_local_experts": 4,
+        "num_experts_per_tok": 2,
+        "sliding_window": 4,
+    },
+    # The QK norm over all heads; top 2 of 4 not renormalized.
+    "olmoe": {
+        "model_type": "olmoe",
+        "intermediate_size": 16,
+        "num_experts": 4,
+        "num_experts_per_tok": 2,
+        "norm_topk_prob": False,
+    },
+    # Sinks, alternating windows, biases everywhere, YaRN, clamped experts.
+    "gpt_oss": {
+        "model_type": "gpt_oss",
+        "head_dim": 8,
+        "intermediate_size": 16,
+        "num_local_experts": 4,
+        "num_experts_per_tok": 2,
+        "swiglu_limit": 1.0,  # (7.0 in gpt-oss) low enough to clip here
+        "sliding_window": 4,
+        "layer_types": ["sliding_attention", "full_attention"],
+        "rope_parameters": {
+            "rope_type": "yarn",
+            "factor": 4.0,
+            "beta_fast": 32.0,
+            "beta_slow": 1.0,
+            "truncate": False,
+            "original_max_position_embeddings": 16,
             "rope_theta": 10000.0,
         },
     },
@@ -198,6 +254,29 @@ def _float64_rotary(config):
     return forward
 
 
+# The parameters transformers starts at zero or at 0.02 that a fixture
+# needs spread out: routers (distinct choices, far from ties), DeepSeek's
+# correction bias, gpt-oss's sinks, the attention's biases (Qwen2, gpt-oss).
+SPREAD = re.compile(
+    r".*(\.(mlp|feed_forward|block_sparse_moe)\.(gate|router)\.\w+"
+    r"|\.sinks|self_attn\.[qkvo]_proj\.bias)$"
+)
+
+
+# The experts' weights, large enough (about 1 / sqrt(hidden)) that a wrong
+# gate moves the logits by far more than the tests' tolerance.
+EXPERTS = re.compile(r".*\.(experts|shared_experts?)\..*")
+
+
+def _spread(model) -> None:
+    with torch.no_grad():
+        for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+            if SPREAD.fullmatch(name):
+                tensor.normal_(0.0, 1.0)
+            elif EXPERTS.fullmatch(name):
+                tensor.normal_(0.0, 0.2)
+
+
 def make(name, extra, seed=0):
     config_dict = {**SMALL, **extra}
     config = transformers.AutoConfig.for_model(**config_dict)
@@ -205,6 +284,7 @@ def make(name, extra, seed=0):
     for attempt in range(100):
         torch.manual_seed(seed + attempt)
         model = transformers.AutoModelForCausalLM.from_config(config).eval()
+        _spread(model)
         generator = torch.Generator().manual_seed(seed + attempt)
         ids = torch.randint(3, 96, (2, 7), generator=generator)
         mask = torch.ones_like(ids)
@@ -375,73 +455,20 @@ def make_bert(name="bert", seed=0, small=None):
     )
 
 
-GPT_OSS_SMALL = {
-    **SMALL,
-    "model_type": "gpt_oss",
-    "head_dim": 8,
-    "num_local_experts": 4,
-    "num_experts_per_tok": 2,
-    "sliding_window": 4,
-    "layer_types": ["sliding_attention", "full_attention"],
-    "rope_parameters": {
-        "rope_type": "yarn",
-        "factor": 4.0,
-        "beta_fast": 32.0,
-        "beta_slow": 1.0,
-        "truncate": False,
-        "original_max_position_embeddings": 16,
-        "rope_theta": 10000.0,
-    },
-}
-
-
-def make_gpt_oss(name="gpt_oss", seed=0):
-    """gpt-oss's attention layers (sinks, windows, biases, YaRN): each
-    layer's attention input and output inside a forward pass of a padded
-    batch (the examples do not build its mixture-of-experts MLP)."""
-    config = transformers.AutoConfig.for_model(**GPT_OSS_SMALL)
-    config._attn_implementation = "eager"
-    torch.manual_seed(seed)
-    model = transformers.AutoModelForCausalLM.from_config(config).eval()
-    with torch.no_grad():  # the sinks start at zero: give them values
-        for layer in model.model.layers:
-            layer.self_attn.sinks.normal_(0.0, 1.0)
-            layer.self_attn.q_proj.bias.normal_(0.0, 0.5)
-    generator = torch.Generator().manual_seed(seed)
-    ids = torch.randint(3, 96, (2, 9), generator=generator)
-    mask = torch.ones_like(ids)
-    ids[1, :2], mask[1, :2] = 0, 0
-    seen = {}
-
-    def keep(i):
-        def hook(module, args, kwargs, output):
-            seen[f"input_{i}"] = kwargs["hidden_states"].numpy().astype(np.float32)
-            seen[f"output_{i}"] = output[0].numpy().astype(np.float32)
-
-        return hook
-
-    for i, layer in enumerate(model.model.layers):
-        layer.self_attn.register_forward_hook(keep(i), with_kwargs=True)
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    with torch.no_grad():
-        model(input_ids=ids, attention_mask=mask, position_ids=positions)
-    folder = _save_model(name, model)
-    _save_reference(
-        folder,
-        dict(
-            attention_mask=mask.numpy().astype(np.int32),
-            positions=positions.numpy().astype(np.int32),
-            **seen,
-        ),
-        seed,
-    )
-
-
 if __name__ == "__main__":
+    # With names (python examples/make_fixtures.py qwen3_moe ...), those only.
+    only = set(sys.argv[1:])
+
+    def wanted(name):
+        return not only or name in only
+
     for name, extra in FAMILIES.items():
-        make(name, extra)
+        if wanted(name):
+            make(name, extra)
     for name, extra in T5_FAMILIES.items():
-        make_t5(name, extra)
-    make_bert()
-    make_bert("modernbert", small=MODERNBERT_SMALL)
-    make_gpt_oss()
+        if wanted(name):
+            make_t5(name, extra)
+    if wanted("bert"):
+        make_bert()
+    if wanted("modernbert"):
+        make_bert("modernbert", small=MODERNBERT_SMALL)

@@ -1,11 +1,12 @@
 """Decoder-only transformers from a ``config.json``, built from flax_posenc's parts.
 
-One class, `Decoder`, covers the Llama-shaped families (Llama 2/3 and 4's
-dense layers, Mistral, Ministral 3, Qwen2/2.5, Qwen3, SmolLM3, OLMo 2/3,
-Phi-3, Cohere2, Gemma 2/3, DeepSeek-V3's dense layers): token embedding, then
-per layer an attention and a gated MLP each inside a `Residual` (or one
-parallel `Residual`), a final norm and the LM head (tied to the embedding or
-not). What differs between the families is data, read from the config: each
+One class, `Decoder`, covers the Llama-shaped families (Llama 2/3/4,
+Mistral, Ministral 3, Mixtral, Qwen2/2.5, Qwen3, Qwen3-MoE, SmolLM3, OLMo
+2/3, OLMoE, Phi-3, Cohere2, Gemma 2/3, DeepSeek-V3, gpt-oss): token
+embedding, then per layer an attention and a gated MLP (or a mixture of
+experts, `examples.moe`) each inside a `Residual` (or one parallel
+`Residual`), a final norm and the LM head (tied to the embedding or not).
+What differs between the families is data, read from the config: each
 layer's attention comes from ``MultiHeadAttention.from_hf_config(config,
 layer=i)`` (RoPE or none, windows, chunks, QK norms, biases, multi-head
 latent attention), the residual form, norm and MLP from `FAMILIES`.
@@ -23,6 +24,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 import flax_posenc as fp
+from examples import moe
 from flax_posenc import nnx as pnnx
 
 
@@ -76,12 +78,17 @@ FAMILIES = {
     "olmo2": Family(norm_position="reordered"),
     "olmo3": Family(norm_position="reordered"),
     "ministral": Family(),
-    # Llama 4 with every layer dense (moe_layers empty): chunked RoPE layers,
-    # NoPE layers with temperature tuning, the weightless QK norm.
+    # Llama 4: chunked RoPE layers, NoPE layers with temperature tuning, the
+    # weightless QK norm; its dense layers' MLP is intermediate_size_mlp wide.
     "llama4_text": Family(mlp_size_key="intermediate_size_mlp"),
-    # DeepSeek-V3 with every layer dense (first_k_dense_replace >= layers):
-    # multi-head latent attention, the examples build no mixture of experts.
+    # DeepSeek-V3: multi-head latent attention.
     "deepseek_v3": Family(),
+    # Mixtures of experts in every layer (moe.py): sliding windows (Mixtral),
+    # the QK norm over all heads (OLMoE), sinks and biases (gpt-oss).
+    "qwen3_moe": Family(),
+    "mixtral": Family(),
+    "olmoe": Family(),
+    "gpt_oss": Family(),
     "cohere2": Family(
         norm_position="parallel",
         norm="layer",
@@ -133,27 +140,6 @@ def family_of(config: Mapping[str, Any]) -> Family:
             f"the examples build no model_type {model_type!r}; they build "
             f"{sorted(FAMILIES)}."
         )
-    if model_type == "llama4_text":
-        layers, step = (
-            config["num_hidden_layers"],
-            config.get("interleave_moe_layer_step", 1),
-        )
-        moe = config.get("moe_layers")
-        moe = list(range(step - 1, layers, step)) if moe is None else list(moe)
-        if moe:
-            raise ValueError(
-                f"layers {moe} of this Llama 4 config are mixtures of experts, "
-                "which the examples do not build (they build its dense layers: "
-                "moe_layers empty)."
-            )
-    if model_type == "deepseek_v3":
-        dense = config.get("first_k_dense_replace", 3)
-        if dense < config["num_hidden_layers"]:
-            raise ValueError(
-                f"layers {dense} and up of this DeepSeek-V3 config are mixtures of "
-                "experts, which the examples do not build (they build its dense "
-                "layers: first_k_dense_replace >= num_hidden_layers)."
-            )
     return FAMILIES[model_type]
 
 
@@ -226,16 +212,33 @@ class DecoderLayer(nnx.Module):
             rngs=rngs,
             **attention,
         )
-        mlp = GatedMLP(
-            hidden,
-            config[family.mlp_size_key],
+        activation = (
             config.get("hidden_activation")  # Gemma's key
             or config.get("hidden_act")
-            or family.activation,
-            dtype=dtype,
-            param_dtype=param_dtype,
-            rngs=rngs,
+            or family.activation
         )
+
+        def gated_mlp(width):
+            return GatedMLP(
+                hidden,
+                width,
+                activation,
+                dtype=dtype,
+                param_dtype=param_dtype,
+                rngs=rngs,
+            )
+
+        if layer in moe.moe_layers(config):
+            mlp = moe.MoE(
+                config,
+                activation=activation_fn(activation),
+                shared_mlp=gated_mlp,
+                dtype=dtype,
+                param_dtype=param_dtype,
+                rngs=rngs,
+            )
+        else:
+            mlp = gated_mlp(config[family.mlp_size_key])
         if family.norm_position == "parallel":
             self.attention = pnnx.Residual(
                 attention,

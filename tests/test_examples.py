@@ -40,6 +40,11 @@ NAMES = [
     "llama4",
     "gemma2",
     "gemma3",
+    # Mixtures of experts (Llama 4's and DeepSeek-V3's above too).
+    "qwen3_moe",
+    "mixtral",
+    "olmoe",
+    "gpt_oss",
 ]
 
 
@@ -144,6 +149,28 @@ def test_a_checkpoint_that_does_not_fit_is_one_error_naming_it_all():
     assert "missing tensors: ['model.layers.0.self_attn.q_proj.bias']" in message
     assert "unexpected tensors: ['model.layers.0.extra.weight']" in message
     assert "model.norm.weight (5,) for norm.scale (32,)" in message
+
+
+def test_missing_experts_and_quantized_ones_are_named():
+    """One expert's tensor gone (Mixtral: one Linear per expert), and
+    gpt-oss's experts in their published MXFP4 form (blocks and scales)."""
+    tensors = examples.read_tensors(FIXTURES / "mixtral")
+    config = json.loads((FIXTURES / "mixtral/config.json").read_text())
+    model = nnx.eval_shape(lambda: examples.models.build(config))
+    gone = "model.layers.1.block_sparse_moe.experts.2.w3.weight"
+    with pytest.raises(ValueError, match=rf"missing tensors: \['{gone}'\]"):
+        examples.load_weights(model, {k: v for k, v in tensors.items() if k != gone})
+    tensors = examples.read_tensors(FIXTURES / "gpt_oss")
+    config = json.loads((FIXTURES / "gpt_oss/config.json").read_text())
+    model = nnx.eval_shape(lambda: examples.models.build(config))
+    fused = "model.layers.0.mlp.experts.gate_up_proj"
+    quantized = {k: v for k, v in tensors.items() if k != fused}
+    quantized[fused + "_blocks"] = np.zeros((4, 32, 1, 16), np.uint8)
+    quantized[fused + "_scales"] = np.zeros((4, 32, 1), np.uint8)
+    with pytest.raises(ValueError) as error:
+        examples.load_weights(model, quantized)
+    assert f"missing tensors: ['{fused}']" in str(error.value)
+    assert "quantized (MXFP4 blocks and scales)" in str(error.value)
 
 
 def test_unknown_families_are_refused_by_name():

@@ -49,23 +49,6 @@ def test_encoder_last_hidden_states_equal_transformers(name):
     )
 
 
-@pytest.mark.parametrize("layer", [0, 1])
-def test_gpt_oss_attention_layers_equal_transformers(layer):
-    """gpt-oss's attention alone (its mixture of experts is not built):
-    learned sinks, a sliding layer (window 4) and a full one, biases, YaRN,
-    over a left-padded batch inside transformers' forward pass."""
-    ref = _reference("gpt_oss")
-    module = examples.load_attention(FIXTURES / "gpt_oss", layer)
-    assert module.sinks is not None
-    mask = ref["attention_mask"]
-    out = module(ref[f"input_{layer}"], positions=ref["positions"], segments=mask)
-    real = mask.astype(bool)
-    want = ref[f"output_{layer}"][real]
-    np.testing.assert_allclose(
-        np.asarray(out)[real], want, atol=1e-4 * np.abs(want).max(), rtol=0
-    )
-
-
 def test_the_command_line_prints_tokens_and_their_rate():
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):

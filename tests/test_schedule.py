@@ -375,6 +375,9 @@ _SMALL = {
             ValueError,
             "reuse an earlier layer's keys and values",
         ),
+        # OLMo 1 / OLMoE's clipped q, k, v (clip_qkv: null is read as unset).
+        ({**_SMALL, "model_type": "olmoe", "clip_qkv": 8.0}, ValueError, "clip_qkv"),
+        ({**_SMALL, "model_type": "olmo", "clip_qkv": 8.0}, ValueError, "clip_qkv"),
         (
             {**_SMALL, "model_type": "llama"},
             None,
@@ -415,6 +418,14 @@ def test_the_schedule_reads_the_published_forms_alike():
     }
     del new["rope_scaling"]
     assert fp.attention_schedule(old) == fp.attention_schedule(new)
+
+
+def test_olmoe_norms_q_and_k_over_all_heads():
+    """OLMoE's q_norm/k_norm are RMSNorms over the whole projection
+    (hidden_size features), epsilon 1e-5 by default, as OLMo 2's."""
+    config = {**_SMALL, "model_type": "olmoe", "clip_qkv": None}
+    layers = fp.attention_schedule(config)
+    assert {(a.qk_norm, a.norm_eps) for a in layers} == {("rms_all_heads", 1e-5)}
 
 
 def test_query_scale_is_the_published_formula():

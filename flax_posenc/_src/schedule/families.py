@@ -196,6 +196,7 @@ _QWEN = Family(
 )
 _MLA = Family(latent=True)
 _PLAIN = Family()
+_CLIP_QKV = "clipping q, k and v (clip_qkv) is not built"
 _ALL_SLIDING = Family(layers="all_sliding")
 
 FAMILIES: dict[str, Family] = {
@@ -204,8 +205,6 @@ FAMILIES: dict[str, Family] = {
         (
             "llama",
             "granite",
-            "olmo",
-            "olmoe",
             "phi",
             "gpt_neox",
             "gptj",
@@ -312,6 +311,14 @@ FAMILIES: dict[str, Family] = {
         period=2,
         sinks=True,
         defaults={"sliding_window": 128, "attention_bias": True},
+    ),
+    # OLMo 1 and OLMoE clip q, k and v to [-clip_qkv, clip_qkv] when it is set
+    # (OLMo-7B-0424: 8.0); OLMoE norms q and k over all heads.
+    "olmo": Family(unsupported={"clip_qkv": _CLIP_QKV}),
+    "olmoe": Family(
+        qk_norm="rms_all_heads",
+        defaults={"rms_norm_eps": 1e-5},
+        unsupported={"clip_qkv": _CLIP_QKV},
     ),
     "olmo2": Family(qk_norm="rms_all_heads", defaults={"rms_norm_eps": 1e-5}),
     "olmo3": Family(
