@@ -131,6 +131,8 @@ def _rules(
         ),
         "parallel": ("input_layernorm", None, None, None),  # one shared norm
     }[family.norm_position]
+    if config.get("enable_moe_block"):  # Gemma 4: its MLP residual is reordered
+        norms = (*norms[:2], "post_feedforward_layernorm", None)
     rules = _fused(config) if family.fused else []
     for sub, norm, post in (("attention", *norms[:2]), ("mlp", *norms[2:])):
         if norm is None:
@@ -187,9 +189,102 @@ def _rules(
         rules.append(
             (mlp + name + r"\.kernel", hf + f"{theirs}.{name}_proj.weight", _transposed)
         )
-    if config.get("model_type") in moe.STYLES:
+    if config.get("model_type") == "gemma4_text":
+        rules += _gemma4_rules(config)
+    elif config.get("model_type") in moe.STYLES:
         rules += _moe_rules(config, theirs)
     return rules
+
+
+def _expert_rows(part: slice) -> Callable:
+    """Rows ``part`` of ``[experts, out, in]`` tensors as ``[experts, in, out]``."""
+
+    def convert(w: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+        return w[:, part].transpose(0, 2, 1)
+
+    return convert
+
+
+def _gemma4_rules(config: Mapping[str, Any]) -> list[tuple[str, Any, Callable]]:
+    """Gemma 4's names beyond the sandwich layer's: ``layer_scalar``, the
+    per-layer inputs (``embed_tokens_per_layer``, ``per_layer_*``) and the
+    experts block (``router.*``, ``experts.gate_up_proj`` ``[experts, 2 *
+    width, hidden]``, its gate rows then its up rows, the ``_1``/``_2``
+    norms)."""
+    ours, theirs = r"layers\.(\d+)\.", "model.layers.{0}."
+    rules = [
+        (ours + r"(?:mlp|per_layer)\.layer_scalar", theirs + "layer_scalar", _reshaped),
+        (
+            ours + r"per_layer\.norm\.scale",
+            theirs + "post_per_layer_input_norm.weight",
+            _reshaped,
+        ),
+        (
+            ours + r"per_layer\.sublayer\.gate\.kernel",
+            theirs + "per_layer_input_gate.weight",
+            _transposed,
+        ),
+        (
+            ours + r"per_layer\.sublayer\.projection\.kernel",
+            theirs + "per_layer_projection.weight",
+            _transposed,
+        ),
+        (
+            r"per_layer_inputs\.table\.embedding",
+            "model.embed_tokens_per_layer.weight",
+            _reshaped,
+        ),
+        (
+            r"per_layer_inputs\.projection\.kernel",
+            "model.per_layer_model_projection.weight",
+            _transposed,
+        ),
+        (
+            r"per_layer_inputs\.norm\.scale",
+            "model.per_layer_projection_norm.weight",
+            _reshaped,
+        ),
+    ]
+    block = ours + r"mlp\.sublayer\."
+    norms = {
+        "pre_norm": "pre_feedforward_layernorm",
+        "dense_norm": "post_feedforward_layernorm_1",
+        "experts_pre_norm": "pre_feedforward_layernorm_2",
+        "experts_norm": "post_feedforward_layernorm_2",
+    }
+    for mine, hf in norms.items():
+        rules.append((block + mine + r"\.scale", theirs + hf + ".weight", _reshaped))
+    for name in ("gate", "up", "down"):
+        rules.append(
+            (
+                block + rf"dense\.{name}\.kernel",
+                theirs + f"mlp.{name}_proj.weight",
+                _transposed,
+            )
+        )
+    width = config.get("moe_intermediate_size") or 0
+    experts = block + r"moe\."
+    return [
+        *rules,
+        (experts + r"router\.kernel", theirs + "router.proj.weight", _transposed),
+        (experts + "router_scale", theirs + "router.scale", _reshaped),
+        (experts + "expert_scale", theirs + "router.per_expert_scale", _reshaped),
+        (
+            experts + r"experts\.gate",
+            theirs + "experts.gate_up_proj",
+            _expert_rows(slice(0, width)),
+        ),
+        (
+            experts + r"experts\.up",
+            theirs + "experts.gate_up_proj",
+            _expert_rows(slice(width, None)),
+        ),
+        (
+            experts + r"experts\.down",
+            theirs + "experts.down_proj",
+            _expert_rows(slice(None)),
+        ),
+    ]
 
 
 def _stack(w: list[np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
@@ -389,9 +484,10 @@ def _source(path: str, rules) -> tuple[tuple[str, ...], Callable] | None:
     return None
 
 
-# Logical axis names -> mesh axes: heads, MLP width and vocabulary over
-# "model" (tensor parallel), everything else replicated; the batch goes over
-# "data" (the caller's inputs).
+# Logical axis names -> mesh axes: heads, MLP width (each expert's too) and
+# vocabulary over "model" (tensor parallel), everything else replicated; the
+# batch goes over "data" (the caller's inputs). Expert parallelism instead:
+# ("expert", "model") and ("mlp", None).
 RULES = (
     ("vocab", "model"),
     ("embed", None),
@@ -399,6 +495,7 @@ RULES = (
     ("kv_heads", "model"),
     ("kv", None),
     ("mlp", "model"),
+    ("expert", None),
 )
 
 

@@ -197,6 +197,36 @@ FAMILIES = {
         "rope_local_base_freq": 100.0,
         "tie_word_embeddings": True,
     },
+    # Gemma 4's E2B form: per-layer inputs; full layers with a wider head,
+    # one key/value head whose values are its keys, partial proportional RoPE.
+    "gemma4": {
+        "model_type": "gemma4_text",
+        "num_hidden_layers": 4,
+        "head_dim": 8,
+        "global_head_dim": 16,
+        "attention_k_eq_v": True,
+        "num_global_key_value_heads": 1,
+        "sliding_window": 4,
+        "layer_types": ["sliding_attention", "full_attention"] * 2,
+        "hidden_size_per_layer_input": 8,
+        "vocab_size_per_layer_input": 96,
+        "final_logit_softcapping": 30.0,
+        "tie_word_embeddings": True,
+    },
+    # Gemma 4's 26B-A4B form: the experts beside the dense MLP.
+    "gemma4_moe": {
+        "model_type": "gemma4_text",
+        "head_dim": 8,
+        "global_head_dim": 16,
+        "sliding_window": 4,
+        "layer_types": ["sliding_attention", "full_attention"],
+        "hidden_size_per_layer_input": 0,
+        "enable_moe_block": True,
+        "num_experts": 4,
+        "top_k_experts": 2,
+        "moe_intermediate_size": 16,
+        "tie_word_embeddings": True,
+    },
 }
 NEW_TOKENS = 8
 MARGIN = 1e-3
@@ -266,6 +296,13 @@ SPREAD = re.compile(
 # The experts' weights, large enough (about 1 / sqrt(hidden)) that a wrong
 # gate moves the logits by far more than the tests' tolerance.
 EXPERTS = re.compile(r".*\.(experts|shared_experts?)\..*")
+# Norm weights and other scales transformers starts at 1 (or at 0 for
+# Gemma's 1 + w), and biases (0): each moved by up to 0.5, so that no two
+# are alike and a norm or bias loaded in another's place shows.
+SCALES = re.compile(
+    r".*((norm|LayerNorm)\w*\.(weight|bias)|layer_scalar|router\.scale"
+    r"|per_expert_scale|\.bias)$"
+)
 
 
 def _spread(model) -> None:
@@ -275,6 +312,8 @@ def _spread(model) -> None:
                 tensor.normal_(0.0, 1.0)
             elif EXPERTS.fullmatch(name):
                 tensor.normal_(0.0, 0.2)
+            elif SCALES.fullmatch(name):
+                tensor.add_(torch.empty_like(tensor).uniform_(-0.5, 0.5))
 
 
 def make(name, extra, seed=0):
@@ -360,6 +399,7 @@ def make_t5(name, extra, seed=0):
     for attempt in range(100):
         torch.manual_seed(seed + attempt)
         model = transformers.AutoModelForSeq2SeqLM.from_config(config).eval()
+        _spread(model)
         generator = torch.Generator().manual_seed(seed + attempt)
         ids = torch.randint(3, 96, (2, 9), generator=generator)
         mask = torch.ones_like(ids)
@@ -433,6 +473,7 @@ def make_bert(name="bert", seed=0, small=None):
     config._attn_implementation = "eager"
     torch.manual_seed(seed)
     model = transformers.AutoModel.from_config(config).eval()
+    _spread(model)
     generator = torch.Generator().manual_seed(seed)
     ids = torch.randint(3, 96, (2, 9), generator=generator)
     mask = torch.ones_like(ids)

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 import flax_posenc as fp
-from examples import moe
+from examples import gemma4, moe
 from flax_posenc import nnx as pnnx
 
 
@@ -51,6 +51,8 @@ class Family:
       logit_scale_key: the key of a factor on the logits (Cohere).
       mlp_size_key: the dense MLP's width key (Llama 4:
         ``intermediate_size_mlp``).
+      layer_scalar: each layer's output times a learned scalar (Gemma 4).
+      defaults: transformers' values for keys a config.json may leave out.
 
     ``norm_position="parallel"`` (Cohere2): one norm, then attention and the
     MLP side by side, ``x + attn(norm(x)) + mlp(norm(x))``.
@@ -67,6 +69,8 @@ class Family:
     eps_key: str = "rms_norm_eps"
     logit_scale_key: str | None = None
     mlp_size_key: str = "intermediate_size"
+    layer_scalar: bool = False
+    defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
 FAMILIES = {
@@ -108,6 +112,21 @@ FAMILIES = {
             final_softcap_key="final_logit_softcapping",
             tied=True,
         ),
+    ),
+    # Gemma 3's form with plain RMSNorm weights (no 1 + w), per-layer inputs,
+    # the experts beside the MLP, the layer scalar (examples.gemma4).
+    "gemma4_text": Family(
+        norm_position="sandwich",
+        activation="gelu_pytorch_tanh",
+        scale_embeddings=True,
+        final_softcap_key="final_logit_softcapping",
+        tied=True,
+        layer_scalar=True,
+        defaults={
+            "hidden_size_per_layer_input": 256,
+            "vocab_size_per_layer_input": 262_144,
+            "enable_moe_block": False,
+        },
     ),
 }
 # transformers' ACT2FN names: "gelu" is the exact (erf) GELU, "gelu_new" and
@@ -228,6 +247,43 @@ class DecoderLayer(nnx.Module):
                 rngs=rngs,
             )
 
+        per_layer = bool(config.get("hidden_size_per_layer_input"))
+        scalar_on_mlp = (
+            "layer_scalar" if family.layer_scalar and not per_layer else None
+        )
+        # Gemma 4: after the MLP, with the layer scalar on its sum.
+        self.per_layer = (
+            pnnx.Residual(
+                gemma4.PerLayerBlock(
+                    config,
+                    activation_fn(activation),
+                    dtype=dtype,
+                    param_dtype=param_dtype,
+                    rngs=rngs,
+                ),
+                norm(),
+                norm_position="reordered",
+                output_scale="layer_scalar" if family.layer_scalar else None,
+            )
+            if per_layer
+            else None
+        )
+        if config.get("enable_moe_block"):  # Gemma 4: experts beside the MLP
+            self.attention = pnnx.Residual(
+                attention, norm(), norm_position="sandwich", post_norm=norm()
+            )
+            both = gemma4.DenseAndExperts(
+                config,
+                gated_mlp(config[family.mlp_size_key]),
+                norm,
+                dtype=dtype,
+                param_dtype=param_dtype,
+                rngs=rngs,
+            )
+            self.mlp = pnnx.Residual(
+                both, norm(), norm_position="reordered", output_scale=scalar_on_mlp
+            )
+            return
         if layer in moe.moe_layers(config):
             mlp = moe.MoE(
                 config,
@@ -260,11 +316,15 @@ class DecoderLayer(nnx.Module):
             norm(),
             norm_position=family.norm_position,
             post_norm=norm() if sandwich else None,
+            output_scale=scalar_on_mlp,
         )
 
-    def __call__(self, x, *, positions, segments, decode):
+    def __call__(self, x, *, positions, segments, decode, per_layer_input=None):
         x = self.attention(x, positions=positions, segments=segments, decode=decode)
-        return x if self.mlp is None else self.mlp(x)
+        x = x if self.mlp is None else self.mlp(x)
+        if self.per_layer is not None:
+            x = self.per_layer(x, per_layer_input=per_layer_input)
+        return x
 
 
 class Decoder(nnx.Module):
@@ -287,8 +347,8 @@ class Decoder(nnx.Module):
         attention: Mapping[str, Any] | None = None,
         rngs: nnx.Rngs,
     ):
-        config = dict(config)
         family = family_of(config)
+        config = {**family.defaults, **config}
         self.config = config
         hidden, vocab = config["hidden_size"], config["vocab_size"]
         self.embed = pnnx.TokenEmbedding(
@@ -305,6 +365,13 @@ class Decoder(nnx.Module):
             else config.get(family.final_softcap_key)
         )
         self.final_softcap = None if cap is None else float(cap)
+        self.per_layer_inputs = (
+            gemma4.PerLayerInputs(
+                config, dtype=dtype, param_dtype=param_dtype, rngs=rngs
+            )
+            if config.get("hidden_size_per_layer_input")
+            else None
+        )
         self.layers = nnx.List(
             [
                 DecoderLayer(
@@ -354,8 +421,17 @@ class Decoder(nnx.Module):
 
     def __call__(self, ids, *, positions=None, segments=None, decode=False):
         x = self.embed(ids)
-        for layer in self.layers:
-            x = layer(x, positions=positions, segments=segments, decode=decode)
+        per_layer = (
+            None if self.per_layer_inputs is None else self.per_layer_inputs(ids, x)
+        )
+        for i, layer in enumerate(self.layers):
+            x = layer(
+                x,
+                positions=positions,
+                segments=segments,
+                decode=decode,
+                per_layer_input=None if per_layer is None else per_layer[:, :, i],
+            )
         x = self.norm(x)
         logits = self.embed.attend(x) if self.lm_head is None else self.lm_head(x)
         if self.logit_scale is not None:  # Cohere

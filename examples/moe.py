@@ -1,5 +1,5 @@
-"""Mixture-of-experts MLPs: Qwen3-MoE, Mixtral, OLMoE, DeepSeek-V3, Llama 4
-and gpt-oss, from their configs.
+"""Mixture-of-experts MLPs: Qwen3-MoE, Mixtral, OLMoE, DeepSeek-V3, Llama 4,
+gpt-oss and Gemma 4, from their configs.
 
 A router scores every token against every expert, keeps the top k and
 turns their scores into gates (`ROUTERS`: the families differ only there);
@@ -70,6 +70,8 @@ STYLES = {
         router_bias=True,
         clamped=True,
     ),
+    # Beside the dense MLP, every layer (examples.gemma4).
+    "gemma4_text": Style("scaled_softmax"),
 }
 
 
@@ -98,6 +100,8 @@ def moe_layers(config: Mapping[str, Any]) -> frozenset[int]:
         )
     if model_type == "deepseek_v3":
         return frozenset(range(config.get("first_k_dense_replace", 3), layers))
+    if model_type == "gemma4_text":  # its experts are beside the dense MLP
+        return frozenset()
     if model_type == "llama4_text":
         moe = config.get("moe_layers")
         if moe is None:
@@ -133,6 +137,15 @@ def _sigmoid_of_top_k(logits, config, k):
     return jax.nn.sigmoid(top), index
 
 
+def _scaled_softmax(logits, config, k, expert_scale):
+    """Gemma 4: softmax over all experts, the top k renormalized, each times
+    its expert's ``per_expert_scale`` (the logits of a scaled, normed
+    input: `MoE.gates`)."""
+    weights, index = jax.lax.top_k(jax.nn.softmax(logits), k)
+    weights = weights / weights.sum(-1, keepdims=True)
+    return weights * expert_scale[index], index
+
+
 def _grouped_sigmoid(logits, config, k, correction):
     """DeepSeek-V3: sigmoid scores; the experts chosen by score plus the
     correction bias among the ``topk_group`` of ``n_group`` groups whose
@@ -158,6 +171,7 @@ ROUTERS = {
     "softmax_of_top_k": _softmax_of_top_k,
     "sigmoid_of_top_k": _sigmoid_of_top_k,
     "grouped_sigmoid": _grouped_sigmoid,
+    "scaled_softmax": _scaled_softmax,
 }
 
 
@@ -240,7 +254,10 @@ class MoE(nnx.Module):
     def __init__(self, config, *, activation, shared_mlp, dtype, param_dtype, rngs):
         style = STYLES[config["model_type"]]
         hidden, experts = config["hidden_size"], num_experts(config)
-        self.k = int(config.get("num_experts_per_tok", 1))
+        # (Gemma 4: top_k_experts.)
+        self.k = int(
+            config.get("num_experts_per_tok") or config.get("top_k_experts", 1)
+        )
         self.style = style
         self.config = dict(config)
         self.router = nnx.Linear(
@@ -257,6 +274,18 @@ class MoE(nnx.Module):
                 out_sharding=(None,),
                 eager_sharding=False,
             )
+        if style.router == "scaled_softmax":
+            self.router_scale = nnx.Param(
+                jnp.ones((hidden,), param_dtype),
+                out_sharding=("embed",),
+                eager_sharding=False,
+            )
+            self.expert_scale = nnx.Param(
+                jnp.ones((experts,), param_dtype),
+                out_sharding=(None,),
+                eager_sharding=False,
+            )
+            self.eps = float(config.get("rms_norm_eps", 1e-6))
         self.experts = Experts(
             experts,
             hidden,
@@ -276,18 +305,26 @@ class MoE(nnx.Module):
 
     def gates(self, x):
         """The ``[tokens, experts]`` gates of ``x`` ``[tokens, hidden]``."""
-        logits = self.router(x.astype(jnp.float32))
-        extra = (
-            () if self.style.router != "grouped_sigmoid" else (self.correction[...],)
-        )
+        x = x.astype(jnp.float32)
+        extra = ()
+        if self.style.router == "grouped_sigmoid":
+            extra = (self.correction[...],)
+        if self.style.router == "scaled_softmax":  # RMS-normed, times w / sqrt(d)
+            x = x * jax.lax.rsqrt(jnp.mean(x * x, -1, keepdims=True) + self.eps)
+            x = x * self.router_scale[...] * x.shape[-1] ** -0.5
+            extra = (self.expert_scale[...],)
+        logits = self.router(x)
         route = ROUTERS[self.style.router]
         weights, index = route(logits, self.config, self.k, *extra)
         return _top_k_gates(weights, index, logits.shape[-1])
 
-    def __call__(self, x, **unused):
+    def __call__(self, x, *, route_by=None, **unused):
+        """The experts' sum on ``x``, gated by the router on ``route_by``
+        (default ``x``; Gemma 4 routes by the layer's un-normed input)."""
         # (**unused: a parallel Residual hands it the attention's arguments.)
         tokens = x.reshape(-1, x.shape[-1])
-        gates = self.gates(tokens).astype(x.dtype)
+        route_by = tokens if route_by is None else route_by.reshape(tokens.shape)
+        gates = self.gates(route_by).astype(x.dtype)
         if self.style.scale_inputs:  # Llama 4: expert_e(gate_e * x)
             out = self.experts(gates.T[:, :, None] * tokens[None]).sum(0)
         else:

@@ -40,6 +40,8 @@ NAMES = [
     "llama4",
     "gemma2",
     "gemma3",
+    "gemma4",
+    "gemma4_moe",
     # Mixtures of experts (Llama 4's and DeepSeek-V3's above too).
     "qwen3_moe",
     "mixtral",

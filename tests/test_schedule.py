@@ -420,6 +420,28 @@ def test_the_schedule_reads_the_published_forms_alike():
     assert fp.attention_schedule(old) == fp.attention_schedule(new)
 
 
+def test_gemma4_as_transformers_5_saves_it_reads_as_published():
+    """transformers 5 saves Gemma 4's global_head_dim and
+    num_global_key_value_heads as per_layer_config entries of the
+    full-attention layers (string keys) and writes num_kv_shared_layers: 0;
+    the schedule is the published form's."""
+    published = dict(pub.GEMMA_4_31B["text_config"])
+    published |= {"attention_k_eq_v": True, "num_global_key_value_heads": 4}
+    saved = {k: v for k, v in published.items() if "global" not in k}
+    full = [i for i, t in enumerate(published["layer_types"]) if t == FULL]
+    saved["per_layer_config"] = {
+        str(i): {"head_dim": 512, "num_key_value_heads": 4} for i in full
+    }
+    saved["num_kv_shared_layers"] = 0
+    layers = fp.attention_schedule(saved)
+    assert layers == fp.attention_schedule(published)
+    assert {(a.head_dim, a.num_kv_heads) for a in layers if a.k_eq_v} == {(512, 4)}
+    with pytest.raises(ValueError, match="per_layer_config"):
+        fp.attention_schedule({**saved, "per_layer_config": {"5": {"head_dim": 64}}})
+    with pytest.raises(ValueError, match="per_layer_config' of a llama config"):
+        fp.attention_schedule({**_SMALL, "model_type": "llama", "per_layer_config": {}})
+
+
 def test_olmoe_norms_q_and_k_over_all_heads():
     """OLMoE's q_norm/k_norm are RMSNorms over the whole projection
     (hidden_size features), epsilon 1e-5 by default, as OLMo 2's."""

@@ -71,7 +71,7 @@ if devices == 4:
     import numpy as np
     import examples
 
-    folder = "examples/fixtures/qwen2"
+    folder = "examples/fixtures/qwen3_moe"  # layer 0 dense, layer 1 experts
     loaded = examples.from_pretrained(folder, mesh=mesh)
     unsharded = examples.from_pretrained(folder)
     ref_ids = np.load(folder + "/reference.npz")["input_ids"]
@@ -82,6 +82,7 @@ if devices == 4:
         "query": spec(layer.attention.sublayer.query.kernel[...]),
         "embed": spec(loaded.embed.embedding[...]),
         "down": spec(layer.mlp.sublayer.down.kernel[...]),
+        "experts": spec(loaded.layers[1].mlp.sublayer.experts.down[...]),
         "diff": float(np.abs(np.asarray(logits) - unsharded(ref_ids)).max()),
     }
 
@@ -139,9 +140,11 @@ def test_params_shard_by_logical_names_and_output_is_unchanged(runs, count):
 def test_a_checkpoint_loads_straight_onto_the_mesh(runs):
     """examples.from_pretrained(mesh=) on 2 x 2 ("data", "model") devices: the
     parameters arrive sharded by their logical names (heads, MLP width and
-    vocabulary over "model"), and the logits are the unsharded ones."""
+    vocabulary over "model"; each expert's MLP width too), and the logits are
+    the unsharded ones."""
     found = runs[4]["checkpoint"]
     assert found["query"] == [None, "model", None]
     assert found["embed"] == ["model", None]
     assert found["down"] == ["model", None]
+    assert found["experts"] == [None, "model", None]
     assert found["diff"] < 1e-6

@@ -79,10 +79,61 @@ def text_config(config: Mapping[str, Any]) -> dict[str, Any]:
         kind = text.get("model_type")
         text["model_type"] = families.TEXT_MODEL_TYPES.get(kind, kind)
     check_typos(text)
+    _fold_per_layer_config(text)
     for key, value in families.DEFAULTS.get(text.get("model_type"), {}).items():
         if key != "mrope_section" and text.get(key) is None:
             text[key] = value
     return text
+
+
+def _fold_per_layer_config(text: dict[str, Any]) -> None:
+    """Gemma 4 as transformers 5 saves it: ``per_layer_config`` maps each
+    full-attention layer to ``{"head_dim", "num_key_value_heads"}``, the
+    ``global_head_dim`` and ``num_global_key_value_heads`` it was made of;
+    folded back into those keys (in place). Overrides that differ between
+    layers, or on other layers or keys, are not read: a ValueError."""
+    overrides = text.pop("per_layer_config", None)
+    if overrides is None:
+        return
+    model_type = text.get("model_type")
+    if model_type != "gemma4_text":
+        raise ValueError(
+            f"config key 'per_layer_config' of a {model_type} config is not read "
+            "(flax_posenc reads Gemma 4's)."
+        )
+    if not isinstance(overrides, Mapping):
+        raise TypeError(
+            f"config key 'per_layer_config' must map layers to overrides, got "
+            f"{type(overrides).__name__}."
+        )
+    entries = [dict(entry) for entry in overrides.values()]
+    layers = sorted(int(layer) for layer in overrides)
+    types = text.get("layer_types")
+    full = (
+        None
+        if types is None
+        else [i for i, t in enumerate(types) if t == "full_attention"]
+    )
+    unknown = sorted(
+        {key for entry in entries for key in entry}
+        - {"head_dim", "num_key_value_heads"}
+    )
+    if (
+        unknown
+        or any(entry != entries[0] for entry in entries)
+        or (full is not None and layers != full)
+    ):
+        raise ValueError(
+            "config key 'per_layer_config' is read when it gives every "
+            "full_attention layer the same 'head_dim' and 'num_key_value_heads' "
+            f"(Gemma 4's global_head_dim and num_global_key_value_heads); got "
+            f"{dict(overrides)} for full_attention layers {full}."
+        )
+    entry = entries[0] if entries else {}
+    default = families.DEFAULTS[model_type]["head_dim"]
+    text["global_head_dim"] = entry.get("head_dim", text.get("head_dim") or default)
+    if "num_key_value_heads" in entry:
+        text["num_global_key_value_heads"] = entry["num_key_value_heads"]
 
 
 def check_typos(

@@ -172,7 +172,7 @@ def attention_schedule(config: Mapping[str, Any]) -> tuple[LayerAttention, ...]:
         raw, sorted(families.SCHEDULE_KEYS), "the attention schedule"
     )
     for key, reason in family.unsupported.items():
-        if _given(raw.get(key)):
+        if raw.get(key):  # (0 layers shared, clip_qkv null: nothing unsupported)
             raise ValueError(f"config key {key!r}: {reason}.")
     unread = [k for k in present if k not in family.reads]
     if unread:
