@@ -19,20 +19,8 @@ from __future__ import annotations
 
 from flax import nnx
 
-from examples import moe
+from examples import layers, moe
 from flax_posenc import nnx as pnnx
-
-
-def _linear(n_in, n_out, axes, *, dtype, param_dtype, rngs):
-    return nnx.Linear(
-        n_in,
-        n_out,
-        use_bias=False,
-        dtype=dtype,
-        param_dtype=param_dtype,
-        kernel_metadata={"out_sharding": axes, "eager_sharding": False},
-        rngs=rngs,
-    )
 
 
 class PerLayerInputs(nnx.Module):
@@ -50,7 +38,7 @@ class PerLayerInputs(nnx.Module):
             param_dtype=param_dtype,
             rngs=rngs,
         )
-        self.projection = _linear(
+        self.projection = layers.linear(
             hidden,
             self.layers * width,
             ("embed", "mlp"),
@@ -79,8 +67,8 @@ class PerLayerBlock(nnx.Module):
     def __init__(self, config, activation, *, dtype, param_dtype, rngs):
         hidden, width = config["hidden_size"], config["hidden_size_per_layer_input"]
         kw = {"dtype": dtype, "param_dtype": param_dtype, "rngs": rngs}
-        self.gate = _linear(hidden, width, ("embed", "mlp"), **kw)
-        self.projection = _linear(width, hidden, ("mlp", "embed"), **kw)
+        self.gate = layers.linear(hidden, width, ("embed", "mlp"), **kw)
+        self.projection = layers.linear(width, hidden, ("mlp", "embed"), **kw)
         self.activation = activation
 
     def __call__(self, x, *, per_layer_input):

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 import flax_posenc as fp
-from examples import gemma4, moe
+from examples import gemma4, layers, moe
 from flax_posenc import nnx as pnnx
 
 
@@ -189,14 +189,8 @@ class GatedMLP(nnx.Module):
 
     def __init__(self, hidden, intermediate, activation, *, dtype, param_dtype, rngs):
         def linear(n_in, n_out, axes):
-            return nnx.Linear(
-                n_in,
-                n_out,
-                use_bias=False,
-                dtype=dtype,
-                param_dtype=param_dtype,
-                kernel_metadata={"out_sharding": axes, "eager_sharding": False},
-                rngs=rngs,
+            return layers.linear(
+                n_in, n_out, axes, dtype=dtype, param_dtype=param_dtype, rngs=rngs
             )
 
         self.gate = linear(hidden, intermediate, ("embed", "mlp"))
