@@ -442,6 +442,20 @@ def test_gemma4_as_transformers_5_saves_it_reads_as_published():
         fp.attention_schedule({**_SMALL, "model_type": "llama", "per_layer_config": {}})
 
 
+def test_granite_scales_its_logits_by_attention_multiplier():
+    """transformers' Granite attention scales q.k by attention_multiplier
+    (granite-3: 1/128 with a 64 head, not 64 ** -0.5), 1.0 by default; a
+    family that does not read the key refuses it."""
+    config = {**_SMALL, "model_type": "granite", "attention_multiplier": 0.0078125}
+    assert {a.scale for a in fp.attention_schedule(config)} == {0.0078125}
+    del config["attention_multiplier"]
+    assert {a.scale for a in fp.attention_schedule(config)} == {1.0}
+    with pytest.raises(ValueError, match="attention_multiplier"):
+        fp.attention_schedule(
+            {**config, "model_type": "llama", "attention_multiplier": 1.0}
+        )
+
+
 def test_olmoe_norms_q_and_k_over_all_heads():
     """OLMoE's q_norm/k_norm are RMSNorms over the whole projection
     (hidden_size features), epsilon 1e-5 by default, as OLMo 2's."""

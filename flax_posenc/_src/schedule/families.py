@@ -75,6 +75,8 @@ class Family:
         ``attn_temperature_tuning``), "llama_4_scaling" (Ministral 3, every
         layer, when the rope dict has ``llama_4_scaling_beta``), or None.
       scale_key: the logit scale is ``config[scale_key] ** -0.5``.
+      scale_value_key: the logit scale is ``config[scale_value_key]``
+        (Granite's ``attention_multiplier``).
       scale: a fixed logit scale (Gemma 4: 1.0).
       softcap_key: the key of the logits' soft cap.
       qkv_bias: a key (default false) or a fixed value.
@@ -117,6 +119,7 @@ class Family:
     temperature: str | None = None
     scale_key: str | None = None
     scale: float | None = None
+    scale_value_key: str | None = None
     softcap_key: str | None = None
     qkv_bias: str | bool = "attention_bias"
     out_bias: str | bool = "attention_bias"
@@ -139,6 +142,7 @@ class Family:
             self.k_eq_v_key,
             self.global_kv_heads_key,
             self.scale_key,
+            self.scale_value_key,
             self.softcap_key,
             *self.unsupported,
             *self.ignored,
@@ -183,6 +187,7 @@ SCHEDULE_KEYS = frozenset(
         "compress_ratios",
         "kv_lora_rank",
         "q_lora_rank",
+        "attention_multiplier",
     }
 )
 
@@ -204,7 +209,6 @@ FAMILIES: dict[str, Family] = {
     **dict.fromkeys(
         (
             "llama",
-            "granite",
             "phi",
             "gpt_neox",
             "gptj",
@@ -222,6 +226,11 @@ FAMILIES: dict[str, Family] = {
             "seed_oss",
         ),
         _PLAIN,
+    ),
+    # Granite: the logits' scale is attention_multiplier (1/128 in granite-3).
+    "granite": Family(
+        scale_value_key="attention_multiplier",
+        defaults={"attention_multiplier": 1.0},
     ),
     "mistral": dataclasses.replace(
         _ALL_SLIDING, qkv_bias=False, out_bias=False, defaults=_WINDOW_4096

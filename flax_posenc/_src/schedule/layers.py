@@ -414,6 +414,8 @@ def _layer(
     scale = family.scale
     if family.scale_key is not None:
         scale = rope_config.config_real(text, family.scale_key) ** -0.5
+    if family.scale_value_key is not None:
+        scale = rope_config.config_real(text, family.scale_value_key)
     softcap = rope_config.config_real(text, family.softcap_key)
     eps = rope_config.config_real(text, family.eps_key)
     latent = None
