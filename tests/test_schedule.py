@@ -442,6 +442,60 @@ def test_gemma4_as_transformers_5_saves_it_reads_as_published():
         fp.attention_schedule({**_SMALL, "model_type": "llama", "per_layer_config": {}})
 
 
+@pytest.mark.parametrize(
+    "extra, want",
+    [
+        # transformers 5.24: phi/modeling_phi.py (bias=True on all four),
+        # gpt_neox (attention_bias defaults to True), stablelm (use_qkv_bias,
+        # o without), glm/glm4 (attention_bias default True, o without),
+        # helium (o without), ernie4_5 (use_bias on all four), seed_oss
+        # (attention_out_bias on o, attention_bias default True), apertus and
+        # exaone4 (per-head QK RMSNorm), persimmon (bias=True on all four).
+        ({"model_type": "phi"}, (True, True, None)),
+        ({"model_type": "gpt_neox"}, (True, True, None)),
+        ({"model_type": "gpt_neox", "attention_bias": False}, (False, False, None)),
+        ({"model_type": "stablelm", "use_qkv_bias": True}, (True, False, None)),
+        ({"model_type": "glm4"}, (True, False, None)),
+        ({"model_type": "helium", "attention_bias": True}, (True, False, None)),
+        ({"model_type": "ernie4_5", "use_bias": True}, (True, True, None)),
+        ({"model_type": "seed_oss"}, (True, False, None)),
+        (
+            {"model_type": "seed_oss", "attention_out_bias": True},
+            (True, True, None),
+        ),
+        ({"model_type": "apertus"}, (False, False, "rms")),
+        ({"model_type": "exaone4", "sliding_window": None}, (False, False, "rms")),
+        (
+            {"model_type": "persimmon", "qk_layernorm": False},
+            (True, True, None),
+        ),
+    ],
+)
+def test_biases_and_qk_norms_are_transformers(extra, want):
+    layers = fp.attention_schedule({**_SMALL, **extra})
+    assert {(a.qkv_bias, a.out_bias, a.qk_norm) for a in layers} == {want}
+
+
+@pytest.mark.parametrize(
+    "extra, match",
+    [
+        ({"model_type": "phi", "qk_layernorm": True}, "qk_layernorm"),
+        ({"model_type": "stablelm", "qk_layernorm": True}, "qk_layernorm"),
+        ({"model_type": "persimmon"}, "qk_layernorm"),  # its default is true
+        ({"model_type": "exaone4"}, "EXAONE 4's hybrid layers"),  # window 4096
+        ({"model_type": "falcon"}, "Falcon's attention"),
+    ],
+)
+def test_what_is_not_built_is_refused(extra, match):
+    with pytest.raises(ValueError, match=match):
+        fp.attention_schedule({**_SMALL, **extra})
+
+
+def test_persimmon_rotates_half_of_each_head_by_default():
+    config = {**_SMALL, "model_type": "persimmon", "qk_layernorm": False}
+    assert {a.rope.rotary_dim for a in fp.attention_schedule(config)} == {4}
+
+
 def test_granite_scales_its_logits_by_attention_multiplier():
     """transformers' Granite attention scales q.k by attention_multiplier
     (granite-3: 1/128 with a 64 head, not 64 ** -0.5), 1.0 by default; a

@@ -127,6 +127,7 @@ READ_KEYS = (
 QWEN2_VL = {"rope_theta": 1_000_000.0, "mrope_section": (16, 24, 24)}
 DEFAULTS: dict[str, dict[str, Any]] = {
     "gemma2": {"head_dim": 256},
+    "persimmon": {"partial_rotary_factor": 0.5},
     "gemma3_text": {
         "head_dim": 256,
         "rope_theta": 1_000_000.0,

@@ -82,8 +82,10 @@ class Family:
       qkv_bias: a key (default false) or a fixed value.
       out_bias: a key (default false) or a fixed value.
       defaults: transformers' values for keys a config leaves out.
-      unsupported: keys whose truthy values need what is not built yet, with
-        the reason.
+      unsupported: keys whose truthy values (or defaults) need what is not
+        built yet, with the reason.
+      not_built: the family's attention is not read at all yet: the reason
+        (every config of it is refused).
       ignored: keys the family's published configs carry that its
         transformers code does not read (harmless there, so not an error).
       k_eq_v_key: the key that makes full layers' values their keys
@@ -127,6 +129,7 @@ class Family:
     unsupported: Mapping[str, str] = dataclasses.field(default_factory=dict)
     ignored: frozenset[str] = frozenset()
     latent: bool = False
+    not_built: str | None = None
     k_eq_v_key: str | None = None
     global_kv_heads_key: str | None = None
 
@@ -202,6 +205,7 @@ _QWEN = Family(
 _MLA = Family(latent=True)
 _PLAIN = Family()
 _CLIP_QKV = "clipping q, k and v (clip_qkv) is not built"
+_QK_LAYERNORM = "the LayerNorm of q and k (qk_layernorm) is not built"
 _ALL_SLIDING = Family(layers="all_sliding")
 
 FAMILIES: dict[str, Family] = {
@@ -209,23 +213,54 @@ FAMILIES: dict[str, Family] = {
     **dict.fromkeys(
         (
             "llama",
-            "phi",
-            "gpt_neox",
             "gptj",
-            "stablelm",
             "cohere",
-            "glm",
-            "glm4",
-            "helium",
-            "ernie4_5",
-            "persimmon",
-            "falcon",
-            "exaone4",
-            "apertus",
             "arcee",
-            "seed_oss",
         ),
         _PLAIN,
+    ),
+    # Biases and norms as transformers 5.24's attention classes build them
+    # (phi/modeling_phi.py, glm/modeling_glm.py, ...): keys that differ from
+    # Llama's attention_bias, defaults that are not false.
+    "phi": Family(
+        qkv_bias=True, out_bias=True, unsupported={"qk_layernorm": _QK_LAYERNORM}
+    ),
+    "gpt_neox": Family(defaults={"attention_bias": True}),
+    "stablelm": Family(
+        qkv_bias="use_qkv_bias",
+        out_bias=False,
+        unsupported={"qk_layernorm": _QK_LAYERNORM},
+    ),
+    **dict.fromkeys(
+        ("glm", "glm4"), Family(out_bias=False, defaults={"attention_bias": True})
+    ),
+    "helium": Family(out_bias=False),
+    "ernie4_5": Family(qkv_bias="use_bias", out_bias="use_bias"),
+    "seed_oss": Family(
+        out_bias="attention_out_bias", defaults={"attention_bias": True}
+    ),
+    "apertus": Family(qk_norm="rms"),
+    "persimmon": Family(
+        qkv_bias=True,
+        out_bias=True,
+        defaults={"qk_layernorm": True},
+        unsupported={"qk_layernorm": _QK_LAYERNORM},
+    ),
+    # EXAONE 4: sliding layers with RoPE and full layers without, by default
+    # (sliding_window 4096); with sliding_window null every layer is full.
+    "exaone4": Family(
+        qk_norm="rms",
+        qkv_bias=False,
+        out_bias=False,
+        defaults={"sliding_window": 4096},
+        unsupported={
+            "sliding_window": "EXAONE 4's hybrid layers (sliding with RoPE, full "
+            "without) are not read yet"
+        },
+    ),
+    "falcon": Family(
+        not_built="Falcon's attention (multi-query and grouped fused heads, "
+        "'bias', ALiBi) is not read yet"
     ),
     # Granite: the logits' scale is attention_multiplier (1/128 in granite-3).
     "granite": Family(

@@ -171,8 +171,11 @@ def attention_schedule(config: Mapping[str, Any]) -> tuple[LayerAttention, ...]:
     rope_config.check_typos(
         raw, sorted(families.SCHEDULE_KEYS), "the attention schedule"
     )
+    if family.not_built is not None:
+        raise ValueError(f"model_type {model_type!r}: {family.not_built}.")
     for key, reason in family.unsupported.items():
-        if raw.get(key):  # (0 layers shared, clip_qkv null: nothing unsupported)
+        # (0 layers shared, clip_qkv null: nothing unsupported.)
+        if raw.get(key, family.defaults.get(key)):
             raise ValueError(f"config key {key!r}: {reason}.")
     unread = [k for k in present if k not in family.reads]
     if unread:
