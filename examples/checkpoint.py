@@ -189,6 +189,9 @@ def _rules(
         rules.append(
             (mlp + name + r"\.kernel", hf + f"{theirs}.{name}_proj.weight", _transposed)
         )
+        rules.append(
+            (mlp + name + r"\.bias", hf + f"{theirs}.{name}_proj.bias", _reshaped)
+        )
     if config.get("model_type") == "gemma4_text":
         rules += _gemma4_rules(config)
     elif config.get("model_type") in moe.STYLES:

@@ -197,6 +197,20 @@ FAMILIES = {
         "rope_local_base_freq": 100.0,
         "tie_word_embeddings": True,
     },
+    # Llama's cousins: biases from other keys, Arcee's ReLU^2 MLP without a
+    # gate, Gemma 1 (its config.json then says hidden_act "gelu", the legacy
+    # value of the published configs that transformers reads as the tanh GeLU
+    # the reference ran).
+    "helium": {
+        "model_type": "helium",
+        "head_dim": 8,
+        "attention_bias": True,
+        "mlp_bias": True,
+    },
+    "seed_oss": {"model_type": "seed_oss", "head_dim": 8, "attention_out_bias": False},
+    "ernie4_5": {"model_type": "ernie4_5", "head_dim": 8, "use_bias": True},
+    "arcee": {"model_type": "arcee", "head_dim": 8},
+    "gemma": {"model_type": "gemma", "head_dim": 8},
     # Gemma 4's E2B form: per-layer inputs; full layers with a wider head,
     # one key/value head whose values are its keys, partial proportional RoPE.
     "gemma4": {
@@ -295,7 +309,11 @@ SPREAD = re.compile(
 
 # The experts' weights, large enough (about 1 / sqrt(hidden)) that a wrong
 # gate moves the logits by far more than the tests' tolerance.
-EXPERTS = re.compile(r".*\.(experts|shared_experts?)\..*")
+EXPERTS = re.compile(
+    r".*\.(experts|shared_experts?)\..*"
+    # The dense MLPs' too: an activation's variant (exact or tanh GeLU) shows.
+    r"|.*\.(mlp|feed_forward)\.(gate|up|down|gate_up)_proj\.weight"
+)
 # Norm weights and other scales transformers starts at 1 (or at 0 for
 # Gemma's 1 + w), and biases (0): each moved by up to 0.5, so that no two
 # are alike and a norm or bias loaded in another's place shows.
@@ -335,6 +353,10 @@ def make(name, extra, seed=0):
     else:
         raise RuntimeError(f"{name}: no prompt with a top-2 margin > {MARGIN}")
     folder = _save_model(name, model)
+    if name == "gemma":
+        saved = json.loads((folder / "config.json").read_text())
+        saved["hidden_act"] = "gelu"
+        (folder / "config.json").write_text(json.dumps(saved, indent=2) + "\n")
     with torch.no_grad():
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         logits = model(

@@ -2,7 +2,8 @@
 
 One class, `Decoder`, covers the Llama-shaped families (Llama 2/3/4,
 Mistral, Ministral 3, Mixtral, Qwen2/2.5, Qwen3, Qwen3-MoE, SmolLM3, OLMo
-2/3, OLMoE, Phi-3, Cohere2, Gemma 2/3, DeepSeek-V3, gpt-oss): token
+2/3, OLMoE, Phi-3, Cohere2, Gemma 1/2/3/4, DeepSeek-V3, gpt-oss, Helium,
+Seed-OSS, ERNIE 4.5, Arcee): token
 embedding, then per layer an attention and a gated MLP (or a mixture of
 experts, `examples.moe`) each inside a `Residual` (or one parallel
 `Residual`), a final norm and the LM head (tied to the embedding or not).
@@ -52,6 +53,11 @@ class Family:
       mlp_size_key: the dense MLP's width key (Llama 4:
         ``intermediate_size_mlp``).
       layer_scalar: each layer's output times a learned scalar (Gemma 4).
+      gated: the MLP is gated (``down(act(gate(x)) * up(x))``); else
+        ``down(act(up(x)))`` (Arcee).
+      mlp_bias_key: the key of the MLP's biases.
+      gelu_means_tanh: ``hidden_act: "gelu"`` is the tanh approximation (a
+        legacy value of Gemma's configs, which transformers reads so).
       defaults: transformers' values for keys a config.json may leave out.
 
     ``norm_position="parallel"`` (Cohere2): one norm, then attention and the
@@ -70,6 +76,9 @@ class Family:
     logit_scale_key: str | None = None
     mlp_size_key: str = "intermediate_size"
     layer_scalar: bool = False
+    gated: bool = True
+    mlp_bias_key: str = "mlp_bias"
+    gelu_means_tanh: bool = False
     defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
@@ -113,6 +122,20 @@ FAMILIES = {
             tied=True,
         ),
     ),
+    # Llama's form with other defaults and keys (transformers' configs).
+    "helium": Family(defaults={"rms_norm_eps": 1e-8}),
+    "seed_oss": Family(),
+    "ernie4_5": Family(
+        mlp_bias_key="use_bias", tied=True, defaults={"rms_norm_eps": 1e-5}
+    ),
+    "arcee": Family(gated=False, activation="relu2", defaults={"rms_norm_eps": 1e-5}),
+    "gemma": Family(
+        activation="gelu_pytorch_tanh",
+        unit_offset=True,
+        scale_embeddings=True,
+        tied=True,
+        gelu_means_tanh=True,
+    ),
     # Gemma 3's form with plain RMSNorm weights (no 1 + w), per-layer inputs,
     # the experts beside the MLP, the layer scalar (examples.gemma4).
     "gemma4_text": Family(
@@ -135,6 +158,7 @@ _TANH_GELU = functools.partial(jax.nn.gelu, approximate=True)
 ACTIVATIONS = {
     "silu": jax.nn.silu,
     "relu": jax.nn.relu,
+    "relu2": lambda x: jnp.square(jax.nn.relu(x)),
     "gelu": functools.partial(jax.nn.gelu, approximate=False),
     "gelu_new": _TANH_GELU,
     "gelu_pytorch_tanh": _TANH_GELU,
@@ -185,21 +209,41 @@ def make_norm(family: Family, config, *, dtype, param_dtype, rngs):
 
 
 class GatedMLP(nnx.Module):
-    """``down(act(gate(x)) * up(x))``, without biases (Llama's MLP)."""
+    """``down(act(gate(x)) * up(x))`` (Llama's MLP), or ``down(act(up(x)))``
+    with ``gated=False`` (Arcee's); biases with ``use_bias``."""
 
-    def __init__(self, hidden, intermediate, activation, *, dtype, param_dtype, rngs):
+    def __init__(
+        self,
+        hidden,
+        intermediate,
+        activation,
+        *,
+        gated=True,
+        use_bias=False,
+        dtype,
+        param_dtype,
+        rngs,
+    ):
         def linear(n_in, n_out, axes):
             return layers.linear(
-                n_in, n_out, axes, dtype=dtype, param_dtype=param_dtype, rngs=rngs
+                n_in,
+                n_out,
+                axes,
+                use_bias=use_bias,
+                dtype=dtype,
+                param_dtype=param_dtype,
+                rngs=rngs,
             )
 
-        self.gate = linear(hidden, intermediate, ("embed", "mlp"))
+        self.gate = linear(hidden, intermediate, ("embed", "mlp")) if gated else None
         self.up = linear(hidden, intermediate, ("embed", "mlp"))
         self.down = linear(intermediate, hidden, ("mlp", "embed"))
         self.activation = activation_fn(activation)
 
     def __call__(self, x, **unused):
         # (**unused: a parallel Residual hands it the attention's arguments.)
+        if self.gate is None:
+            return self.down(self.activation(self.up(x)))
         return self.down(self.activation(self.gate(x)) * self.up(x))
 
 
@@ -223,19 +267,25 @@ class DecoderLayer(nnx.Module):
             dtype=dtype,
             param_dtype=param_dtype,
             rngs=rngs,
-            **attention,
+            # Inference: no dropout (Seed-OSS's config says attention_dropout
+            # 0.1), and so no dropout stream to keep.
+            **{"dropout_rate": 0.0, **attention},
         )
         activation = (
             config.get("hidden_activation")  # Gemma's key
             or config.get("hidden_act")
             or family.activation
         )
+        if activation == "gelu" and family.gelu_means_tanh:
+            activation = "gelu_pytorch_tanh"  # as transformers reads Gemma's
 
         def gated_mlp(width):
             return GatedMLP(
                 hidden,
                 width,
                 activation,
+                gated=family.gated,
+                use_bias=bool(config.get(family.mlp_bias_key, False)),
                 dtype=dtype,
                 param_dtype=param_dtype,
                 rngs=rngs,

@@ -83,6 +83,25 @@ def test_logits_and_greedy_tokens_equal_transformers(name):
     np.testing.assert_array_equal(tokens[rows], ref["greedy"][rows])
 
 
+# Llama's cousins (other keys for the biases, Arcee's MLP without a gate,
+# Gemma 1's legacy "gelu"): the forward pass, run eagerly (no compile; the
+# cache and generation are the decoders' above).
+COUSINS = ["helium", "seed_oss", "ernie4_5", "arcee", "gemma"]
+
+
+@pytest.mark.parametrize("name", COUSINS)
+def test_forward_logits_equal_transformers(name):
+    ref = _reference(name)
+    model = examples.from_pretrained(FIXTURES / name)
+    ids, mask = ref["input_ids"], ref["attention_mask"]
+    logits = model(ids, positions=_positions(mask), segments=mask)
+    real = mask.astype(bool)
+    want = ref["logits"][real]
+    np.testing.assert_allclose(
+        np.asarray(logits)[real], want, atol=1e-4 * np.abs(want).max(), rtol=0
+    )
+
+
 def test_exact_angles_at_an_offset_of_ten_to_the_five():
     """Llama at positions 10^5 + arange: ours is within float32 rounding of
     the float64 model, where transformers' float32 angles are off."""
