@@ -10,9 +10,10 @@
   input before any norm (`DenseAndExperts`).
 - ``layer_scalar``: the layer's output times a learned scalar (the last
   `Residual`'s ``output_scale="layer_scalar"``).
-
-Layers that reuse an earlier layer's keys and values (``num_kv_shared_layers``
-> 0) are refused by `flax_posenc.attention_schedule`.
+- The last ``num_kv_shared_layers`` layers reuse the keys and values of an
+  earlier layer (`flax_posenc.LayerAttention.kv_shared_from`; the decoder
+  hands them over, `examples.models.Decoder`), with MLPs twice as wide
+  (``use_double_wide_mlp``).
 """
 
 from __future__ import annotations

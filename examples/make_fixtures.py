@@ -212,7 +212,9 @@ FAMILIES = {
     "arcee": {"model_type": "arcee", "head_dim": 8},
     "gemma": {"model_type": "gemma", "head_dim": 8},
     # Gemma 4's E2B form: per-layer inputs; full layers with a wider head,
-    # one key/value head whose values are its keys, partial proportional RoPE.
+    # one key/value head whose values are its keys, partial proportional RoPE;
+    # layers 2 and 3 reuse layers 0 and 1's keys and values, with MLPs twice
+    # as wide.
     "gemma4": {
         "model_type": "gemma4_text",
         "num_hidden_layers": 4,
@@ -224,6 +226,8 @@ FAMILIES = {
         "layer_types": ["sliding_attention", "full_attention"] * 2,
         "hidden_size_per_layer_input": 8,
         "vocab_size_per_layer_input": 96,
+        "num_kv_shared_layers": 2,
+        "use_double_wide_mlp": True,
         "final_logit_softcapping": 30.0,
         "tie_word_embeddings": True,
     },

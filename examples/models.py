@@ -279,6 +279,10 @@ class DecoderLayer(nnx.Module):
         if activation == "gelu" and family.gelu_means_tanh:
             activation = "gelu_pytorch_tanh"  # as transformers reads Gemma's
 
+        reuses = getattr(attention, "reuses_kv", False)
+        # Gemma 4: the layers that reuse keys and values have a wider MLP.
+        wide = 2 if reuses and config.get("use_double_wide_mlp") else 1
+
         def gated_mlp(width):
             return GatedMLP(
                 hidden,
@@ -318,7 +322,7 @@ class DecoderLayer(nnx.Module):
             )
             both = gemma4.DenseAndExperts(
                 config,
-                gated_mlp(config[family.mlp_size_key]),
+                gated_mlp(config[family.mlp_size_key] * wide),
                 norm,
                 dtype=dtype,
                 param_dtype=param_dtype,
@@ -338,7 +342,7 @@ class DecoderLayer(nnx.Module):
                 rngs=rngs,
             )
         else:
-            mlp = gated_mlp(config[family.mlp_size_key])
+            mlp = gated_mlp(config[family.mlp_size_key] * wide)
         if family.norm_position == "parallel":
             self.attention = pnnx.Residual(
                 attention,
@@ -363,12 +367,33 @@ class DecoderLayer(nnx.Module):
             output_scale=scalar_on_mlp,
         )
 
-    def __call__(self, x, *, positions, segments, decode, per_layer_input=None):
-        x = self.attention(x, positions=positions, segments=segments, decode=decode)
+    def __call__(
+        self,
+        x,
+        *,
+        positions,
+        segments,
+        decode,
+        per_layer_input=None,
+        shared_kv=None,
+        return_kv=False,
+    ):
+        """The layer's output, and with ``return_kv`` the keys and values it
+        attended over (for the layers that reuse them: ``shared_kv``)."""
+        extra = {} if shared_kv is None else {"shared_kv": shared_kv}
+        kept = None
+        if return_kv:
+            x, kept = self.attention(
+                x, positions=positions, segments=segments, decode=decode, return_kv=True
+            )
+        else:
+            x = self.attention(
+                x, positions=positions, segments=segments, decode=decode, **extra
+            )
         x = x if self.mlp is None else self.mlp(x)
         if self.per_layer is not None:
             x = self.per_layer(x, per_layer_input=per_layer_input)
-        return x
+        return (x, kept) if return_kv else x
 
 
 class Decoder(nnx.Module):
@@ -409,6 +434,8 @@ class Decoder(nnx.Module):
             else config.get(family.final_softcap_key)
         )
         self.final_softcap = None if cap is None else float(cap)
+        # Which earlier layer's keys and values each layer reuses (Gemma 4).
+        self.kv_sources = tuple(a.kv_shared_from for a in fp.attention_schedule(config))
         self.per_layer_inputs = (
             gemma4.PerLayerInputs(
                 config, dtype=dtype, param_dtype=param_dtype, rngs=rngs
@@ -468,14 +495,22 @@ class Decoder(nnx.Module):
         per_layer = (
             None if self.per_layer_inputs is None else self.per_layer_inputs(ids, x)
         )
+        kept = {}  # Gemma 4: the keys and values of the layers others reuse
         for i, layer in enumerate(self.layers):
-            x = layer(
+            source = self.kv_sources[i]
+            out = layer(
                 x,
                 positions=positions,
                 segments=segments,
                 decode=decode,
                 per_layer_input=None if per_layer is None else per_layer[:, :, i],
+                shared_kv=None if source is None else kept[source],
+                return_kv=i in self.kv_sources,
             )
+            if i in self.kv_sources:
+                x, kept[i] = out
+            else:
+                x = out
         x = self.norm(x)
         logits = self.embed.attend(x) if self.lm_head is None else self.lm_head(x)
         if self.logit_scale is not None:  # Cohere

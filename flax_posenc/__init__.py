@@ -59,6 +59,7 @@ from flax_posenc._src.schedule.layers import (
 from flax_posenc._src.sinusoidal import sinusoidal_encoding as sinusoidal_encoding
 from flax_posenc._src.sinusoidal import sinusoidal_frequencies as sinusoidal_frequencies
 from flax_posenc._src.sinusoidal import sinusoidal_table as sinusoidal_table
+from flax_posenc._src.twins import SharedKV as SharedKV
 
 __version__ = "0.1.0"
 
@@ -73,6 +74,7 @@ __all__ = (
     "ProportionalScaling",
     "RopeConfig",
     "RopeScaling",
+    "SharedKV",
     "YarnScaling",
     "alibi_bias",
     "alibi_slopes",

@@ -371,9 +371,9 @@ _SMALL = {
         # What is not built yet, in published configs.
         (pub.DEEPSEEK_V4_FLASH, ValueError, "compressed sparse attention"),
         (
-            {**_SMALL, "model_type": "gemma4_text", "num_kv_shared_layers": 2},
+            {**_SMALL, "model_type": "gemma4_text", "num_kv_shared_layers": 4},
             ValueError,
-            "reuse an earlier layer's keys and values",
+            "leaves no layer to make the keys and values",
         ),
         # OLMo 1 / OLMoE's clipped q, k, v (clip_qkv: null is read as unset).
         ({**_SMALL, "model_type": "olmoe", "clip_qkv": 8.0}, ValueError, "clip_qkv"),

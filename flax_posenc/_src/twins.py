@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -98,7 +98,53 @@ def qk_norm(query_norm, key_norm, q: jax.Array, k: jax.Array, over: str = "head"
     ``over="all_heads"``, over all heads' features at once (OLMo 2/3: the
     projection's output before it is split into heads); ``qk_norm`` must
     keep their shape, as a normalization does."""
+    if k is None:  # a layer that reuses another's keys (Gemma 4)
+        return _norm_heads(query_norm, "q", q, over), None
     return _norm_heads(query_norm, "q", q, over), _norm_heads(key_norm, "k", k, over)
+
+
+class SharedKV(NamedTuple):
+    """What an attention layer attended over, for the layers that reuse its
+    keys and values (Gemma 4's ``num_kv_shared_layers``): its keys and
+    values (normed, rotated; the cache's contents when decoding), their
+    positions and segments, the queries' segments and the cache's ``fits``
+    (None outside decoding). Returned by a call with ``return_kv=True``,
+    taken by a ``reuses_kv`` module's ``shared_kv=``."""
+
+    keys: Any
+    values: Any
+    key_positions: Any
+    query_segments: Any
+    key_segments: Any
+    fits: Any
+
+
+def check_shared_kv(module: Any, shared_kv, kv, positions, decode) -> None:
+    """A call's ``shared_kv`` against the module's ``reuses_kv`` (linen and
+    NNX): given exactly to a reusing module, as a `SharedKV`, not with
+    cross-attention, the ring, or (decoding) default positions."""
+    reuses = validation.check_bool("reuses_kv", module.reuses_kv)
+    if reuses and shared_kv is None:
+        raise ValueError(
+            "reuses_kv=True: pass shared_kv=, what the layer it reuses returned "
+            "with return_kv=True."
+        )
+    if not reuses and shared_kv is not None:
+        raise ValueError("shared_kv= is for a module built with reuses_kv=True.")
+    if shared_kv is None:
+        return
+    if not isinstance(shared_kv, SharedKV):
+        raise TypeError(
+            f"shared_kv must be a SharedKV (a call's return_kv=True), got "
+            f"{type(shared_kv).__name__}."
+        )
+    if kv is not None or module.context_axis is not None:
+        raise ValueError("reuses_kv: no cross-attention kv= and no context_axis.")
+    if decode and positions is None:
+        raise ValueError(
+            "reuses_kv with decode=True needs positions= (the module keeps no "
+            "cache of its own)."
+        )
 
 
 def qk_norm_features(over: str, heads: int, head_dim: int) -> int:
@@ -581,6 +627,7 @@ def attention_from_config(
         "query_scale": spec.query_scale,
         "dropout_rate": spec.dropout_rate,
         "k_eq_v": spec.k_eq_v,
+        "reuses_kv": spec.kv_shared_from is not None,
     }
     return spec, {**fields, **overrides}
 

@@ -142,6 +142,9 @@ class MultiHeadAttention(nn.Module):
       k_eq_v: the values are the key projection's output (before the key's
         norm and rotation), with no ``value`` projection (Gemma 4's
         ``attention_k_eq_v`` full layers).
+      reuses_kv: no key or value projections, norms or cache: the call's
+        ``shared_kv`` (what an earlier layer returned with ``return_kv``)
+        gives the keys and values (Gemma 4's ``num_kv_shared_layers``).
       dtype: computation dtype; default the input's.
       param_dtype: parameter dtype.
       kernel_init: projection kernels' initializer (LeCun normal, as Flax's
@@ -176,6 +179,7 @@ class MultiHeadAttention(nn.Module):
     sinks_init: nn.initializers.Initializer = nn.initializers.zeros_init()
     query_scale: Callable[..., jax.Array] | None = None
     k_eq_v: bool = False
+    reuses_kv: bool = False
     dtype: DTypeLike | None = None
     param_dtype: DTypeLike = jnp.float32
     kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
@@ -254,7 +258,9 @@ class MultiHeadAttention(nn.Module):
         decode: bool = False,
         deterministic: bool | None = None,
         seq_len: int | None = None,
-    ) -> jax.Array:
+        shared_kv: twins.SharedKV | None = None,
+        return_kv: bool = False,
+    ) -> jax.Array | tuple[jax.Array, twins.SharedKV]:
         """Attention over ``x [..., seq, features]``; returns ``[..., seq, out]``.
 
         ``positions`` and ``segments``: integer ``[..., seq]`` (default
@@ -269,6 +275,10 @@ class MultiHeadAttention(nn.Module):
         scaling reads, the largest position + 1; default the sequence length
         for default positions, else read from concrete positions (traced
         ones, as when decoding under ``jit`` with dynamic NTK, need it).
+        ``return_kv``: also return the `SharedKV` attended over, for layers
+        that reuse it; ``shared_kv``: that, for a module built with
+        ``reuses_kv`` (Gemma 4's later layers: its own queries, the other
+        layer's keys and values, its own mask).
         """
         heads = self.num_heads
         kv_heads = twins.check_heads(heads, self.head_dim, self.num_kv_heads)
@@ -282,21 +292,28 @@ class MultiHeadAttention(nn.Module):
             checked=self.checked,
             decode=decode,
             k_eq_v=self.k_eq_v,
+            return_kv=return_kv,
         )
         twins.check_attention_choice(self)
         twins.check_context_call(self, positions, decode)
+        twins.check_shared_kv(self, shared_kv, kv, positions, decode)
         x = twins.attention_input(x)
         kv, kv_positions, kv_segments, mask = twins.cross_inputs(
             self, x, kv, kv_positions, kv_segments, mask, decode
         )
         source = x if kv is None else kv
         q = self._projection(heads, ("embed", "heads", "kv"), "query")(x)
-        k = self._projection(kv_heads, ("embed", "kv_heads", "kv"), "key")(source)
-        if self.k_eq_v:
-            v = k  # Gemma 4's attention_k_eq_v: no value projection
-        else:
-            v = self._projection(kv_heads, ("embed", "kv_heads", "kv"), "value")(source)
-        if self.v_norm is not None:
+        k = v = None  # a reusing layer's: shared_kv's
+        if not self.reuses_kv:
+            k = self._projection(kv_heads, ("embed", "kv_heads", "kv"), "key")(source)
+            v = (
+                k  # Gemma 4's attention_k_eq_v: no value projection
+                if self.k_eq_v
+                else self._projection(kv_heads, ("embed", "kv_heads", "kv"), "value")(
+                    source
+                )
+            )
+        if self.v_norm is not None and v is not None:
             v = twins.v_norm(self.v_norm.clone(name="value_norm", parent=self), v)
         if self.qk_norm is not None and self.qk_norm_position == "before_rope":
             q, k = self._qk_norm(q, k)
@@ -309,12 +326,13 @@ class MultiHeadAttention(nn.Module):
             x, positions, segments, start, decode
         )
         if self.rotary is not None:
-            q, k = self.rotary(
+            q, rotated = self.rotary(
                 q,
-                k,
+                q if k is None else k,
                 positions=positions,
                 **twins.rotary_keywords(self.rotary, x, given, decode, seq_len),
             )
+            k = None if k is None else rotated
 
         if self.qk_norm is not None and self.qk_norm_position == "after_rope":
             q, k = self._qk_norm(q, k)
@@ -328,7 +346,9 @@ class MultiHeadAttention(nn.Module):
                     "neither."
                 )
         fits = None
-        if decode:
+        if shared_kv is not None:
+            k, v, k_positions, q_segments, k_segments, fits = shared_kv
+        elif decode:
             k, v, k_positions, q_segments, k_segments, fits = cache.update_cache(
                 self, twins.CACHE_NAMES, k, v, positions, segments
             )
@@ -344,11 +364,14 @@ class MultiHeadAttention(nn.Module):
             deterministic=deterministic,
             draw_dropout_rng=lambda: self.make_rng("dropout"),
             fits=fits,
-            default_positions=given is None and not decode and kv is None,
+            default_positions=given is None
+            and not decode
+            and kv is None
+            and shared_kv is None,
             sinks=self._sinks(),
             mask=mask,
         )
-        return nn.DenseGeneral(
+        out = nn.DenseGeneral(
             self.out_features or x.shape[-1],
             axis=(-2, -1),
             use_bias=self.out_bias,
@@ -360,3 +383,6 @@ class MultiHeadAttention(nn.Module):
             bias_init=nn.with_logical_partitioning(self.bias_init, ("embed",)),
             name="out",
         )(out)
+        if return_kv:
+            return out, twins.SharedKV(k, v, k_positions, q_segments, k_segments, fits)
+        return out

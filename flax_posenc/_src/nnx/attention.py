@@ -121,6 +121,9 @@ class MultiHeadAttention(nnx.Module):
       k_eq_v: the values are the key projection's output (before the key's
         norm and rotation), with no ``value`` projection (Gemma 4's
         ``attention_k_eq_v`` full layers).
+      reuses_kv: no key or value projections, norms or cache: the call's
+        ``shared_kv`` (what an earlier layer returned with ``return_kv``)
+        gives the keys and values (Gemma 4's ``num_kv_shared_layers``).
       dtype: computation dtype; default the input's.
       param_dtype: parameter dtype.
       kernel_init: projection kernels' initializer (LeCun normal).
@@ -159,6 +162,7 @@ class MultiHeadAttention(nnx.Module):
         sinks_init: nnx.Initializer = BIAS_INIT,
         query_scale: Callable[..., jax.Array] | None = None,
         k_eq_v: bool = False,
+        reuses_kv: bool = False,
         dtype: DTypeLike | None = None,
         param_dtype: DTypeLike = jnp.float32,
         kernel_init: nnx.Initializer = KERNEL_INIT,
@@ -179,7 +183,9 @@ class MultiHeadAttention(nnx.Module):
             checked=checked,
             sinks=sinks,
             k_eq_v=k_eq_v,
+            reuses_kv=reuses_kv,
         )
+        self.reuses_kv = reuses_kv
         in_features = validation.check_int("in_features", in_features, minimum=1)
         self.in_features = in_features
         self.num_heads, self.num_kv_heads, self.head_dim = num_heads, kv_heads, head_dim
@@ -214,10 +220,14 @@ class MultiHeadAttention(nnx.Module):
             )
 
         self.query = projection(num_heads, ("embed", "heads", "kv"), qkv_bias)
-        self.key = projection(kv_heads, ("embed", "kv_heads", "kv"), qkv_bias)
+        self.key = (
+            None
+            if reuses_kv
+            else projection(kv_heads, ("embed", "kv_heads", "kv"), qkv_bias)
+        )
         self.value = (
             None
-            if k_eq_v
+            if k_eq_v or reuses_kv
             else projection(kv_heads, ("embed", "kv_heads", "kv"), qkv_bias)
         )
         self.out = projection(
@@ -233,9 +243,13 @@ class MultiHeadAttention(nnx.Module):
             qk_norm(features(num_heads, head_dim), rngs=rngs) if qk_norm else None
         )
         self.key_norm = (
-            qk_norm(features(kv_heads, head_dim), rngs=rngs) if qk_norm else None
+            qk_norm(features(kv_heads, head_dim), rngs=rngs)
+            if qk_norm and not reuses_kv
+            else None
         )
-        self.value_norm = v_norm(head_dim, rngs=rngs) if v_norm else None
+        self.value_norm = (
+            v_norm(head_dim, rngs=rngs) if v_norm and not reuses_kv else None
+        )
         self.rotary, self.position_bias = rotary, position_bias
         self.query_scale = twins.check_query_scale(query_scale)
         self.sinks = (
@@ -293,6 +307,8 @@ class MultiHeadAttention(nnx.Module):
         ``dtype``, else its ``param_dtype`` (what the projections compute in
         for inputs of that dtype).
         """
+        if self.reuses_kv:  # it attends over the cache of the layer it reuses
+            return
         heads = (self.num_kv_heads, self.head_dim)
         parameters.init_cache(self, _CACHE_NAMES, input_shape, dtype, heads, heads)
 
@@ -309,7 +325,9 @@ class MultiHeadAttention(nnx.Module):
         decode: bool = False,
         deterministic: bool | None = None,
         seq_len: int | None = None,
-    ) -> jax.Array:
+        shared_kv: twins.SharedKV | None = None,
+        return_kv: bool = False,
+    ) -> jax.Array | tuple[jax.Array, twins.SharedKV]:
         """Attention over ``x [..., seq, features]``; returns ``[..., seq, out]``.
 
         ``positions`` and ``segments``: integer ``[..., seq]`` (default
@@ -324,6 +342,10 @@ class MultiHeadAttention(nnx.Module):
         scaling reads, the largest position + 1; default the sequence length
         for default positions, else read from concrete positions (traced
         ones, as when decoding under ``jit`` with dynamic NTK, need it).
+        ``return_kv``: also return the `SharedKV` attended over, for layers
+        that reuse it; ``shared_kv``: that, for a module built with
+        ``reuses_kv`` (Gemma 4's later layers: its own queries, the other
+        layer's keys and values, its own mask).
         """
         x = twins.attention_input(x)
         if x.shape[-1] != self.in_features:
@@ -331,7 +353,12 @@ class MultiHeadAttention(nnx.Module):
                 f"x has {x.shape[-1]} features (shape {x.shape}), but this module "
                 f"was built for in_features={self.in_features}."
             )
-        if validation.check_bool("decode", decode) and self.cache_index is None:
+        twins.check_shared_kv(self, shared_kv, kv, positions, decode)
+        if (
+            validation.check_bool("decode", decode)
+            and self.cache_index is None
+            and not self.reuses_kv
+        ):
             raise ValueError("decode=True needs a cache: call init_cache first.")
         twins.check_context_call(self, positions, decode)
         kv, kv_positions, kv_segments, mask = twins.cross_inputs(
@@ -343,8 +370,11 @@ class MultiHeadAttention(nnx.Module):
                 f"kv has {source.shape[-1]} features (shape {source.shape}), but "
                 f"this module was built for in_features={self.in_features}."
             )
-        q, k = self.query(x), self.key(source)
-        v = k if self.value is None else self.value(source)
+        q = self.query(x)
+        k = v = None
+        if not self.reuses_kv:
+            k = self.key(source)
+            v = k if self.value is None else self.value(source)
         if self.value_norm is not None:
             v = twins.v_norm(self.value_norm, v)
         before = self.qk_norm_position == "before_rope"
@@ -352,18 +382,20 @@ class MultiHeadAttention(nnx.Module):
             q, k = twins.qk_norm(
                 self.query_norm, self.key_norm, q, k, self.qk_norm_over
             )
-        start = self.cache_index[...] if decode else 0
+        # (A reusing layer has no cache; it is given positions when decoding.)
+        start = self.cache_index[...] if decode and not self.reuses_kv else 0
         given = positions
         positions, segments = twins.module_positions(
             x, positions, segments, start, decode
         )
         if self.rotary is not None:
-            q, k = self.rotary(
+            q, rotated = self.rotary(
                 q,
-                k,
+                q if k is None else k,
                 positions=positions,
                 **twins.rotary_keywords(self.rotary, x, given, decode, seq_len),
             )
+            k = None if k is None else rotated
         if self.query_norm is not None and not before:
             q, k = twins.qk_norm(
                 self.query_norm, self.key_norm, q, k, self.qk_norm_over
@@ -378,7 +410,9 @@ class MultiHeadAttention(nnx.Module):
                     "neither."
                 )
         fits = None
-        if decode:
+        if shared_kv is not None:
+            k, v, k_positions, q_segments, k_segments, fits = shared_kv
+        elif decode:
             k, v, k_positions, q_segments, k_segments, fits = parameters.cache_step(
                 self, _CACHE_NAMES, k, v, positions, segments
             )
@@ -394,8 +428,14 @@ class MultiHeadAttention(nnx.Module):
             deterministic=deterministic,
             draw_dropout_rng=self.dropout_rngs,
             fits=fits,
-            default_positions=given is None and not decode and kv is None,
+            default_positions=given is None
+            and not decode
+            and kv is None
+            and shared_kv is None,
             sinks=None if self.sinks is None else self.sinks[...],
             mask=mask,
         )
+        if validation.check_bool("return_kv", return_kv):
+            kept = twins.SharedKV(k, v, k_positions, q_segments, k_segments, fits)
+            return self.out(out), kept
         return self.out(out)

@@ -92,6 +92,8 @@ class Family:
         (Gemma 4's ``attention_k_eq_v``), with ``global_kv_heads_key`` their
         key/value heads when it is set.
       global_kv_heads_key: see ``k_eq_v_key``.
+      kv_shared_key: the key of the count of last layers that reuse an
+        earlier layer's keys and values (Gemma 4's ``num_kv_shared_layers``).
       latent: multi-head latent attention (DeepSeek-V2/V3): ``q_lora_rank``,
         ``kv_lora_rank``, ``qk_nope_head_dim``, ``qk_rope_head_dim``,
         ``v_head_dim``; the scale is ``(qk_nope_head_dim +
@@ -132,6 +134,7 @@ class Family:
     not_built: str | None = None
     k_eq_v_key: str | None = None
     global_kv_heads_key: str | None = None
+    kv_shared_key: str | None = None
 
     @property
     def reads(self) -> frozenset[str]:
@@ -144,6 +147,7 @@ class Family:
             self.qk_norm_switch,
             self.k_eq_v_key,
             self.global_kv_heads_key,
+            self.kv_shared_key,
             self.scale_key,
             self.scale_value_key,
             self.softcap_key,
@@ -331,14 +335,11 @@ FAMILIES: dict[str, Family] = {
         scale=1.0,
         k_eq_v_key="attention_k_eq_v",
         global_kv_heads_key="num_global_key_value_heads",
+        kv_shared_key="num_kv_shared_layers",
         defaults={"sliding_window": 512, "rms_norm_eps": 1e-6},
         unsupported={
             "use_bidirectional_attention": (
                 "Gemma 4's bidirectional attention is not read yet"
-            ),
-            "num_kv_shared_layers": (
-                "Gemma 4's layers that reuse an earlier layer's keys and values "
-                "are not built"
             ),
         },
     ),

@@ -76,6 +76,9 @@ class LayerAttention:
       k_eq_v: the values are the keys' projection (Gemma 4's full layers
         with ``attention_k_eq_v``; their ``num_kv_heads`` is then
         ``num_global_key_value_heads`` when given).
+      kv_shared_from: the earlier layer whose keys and values this one
+        attends over (Gemma 4's last ``num_kv_shared_layers`` layers: the
+        last layer of the same type before them), or None.
       latent: multi-head latent attention's sizes (DeepSeek-V2/V3), or None.
         ``head_dim`` is then ``qk_nope_head_dim + qk_rope_head_dim``, the
         rope's head the rotated part, ``qkv_bias`` the biases of the query
@@ -104,6 +107,7 @@ class LayerAttention:
     out_bias: bool = False
     dropout_rate: float = 0.0
     k_eq_v: bool = False
+    kv_shared_from: int | None = None
     latent: LatentDims | None = None
 
 
@@ -190,7 +194,37 @@ def attention_schedule(config: Mapping[str, Any]) -> tuple[LayerAttention, ...]:
     n = _int(text, "num_hidden_layers", required=True)
     rotates = _rotating_layers(text, family, n)
     types = _layer_types(text, raw, family, rotates, n)
-    return tuple(_layer(text, family, i, types[i], rotates[i]) for i in range(n))
+    sources = _kv_sources(text, family, types)
+    return tuple(
+        dataclasses.replace(
+            _layer(text, family, i, types[i], rotates[i]), kv_shared_from=sources[i]
+        )
+        for i in range(n)
+    )
+
+
+def _kv_sources(text: dict, family: families.Family, types) -> list[int | None]:
+    """Each layer's source of keys and values (transformers'
+    ``kv_sharing_modes``): the last ``num_kv_shared_layers`` layers reuse
+    the last earlier layer of their type."""
+    n = len(types)
+    shared = _int(text, family.kv_shared_key, minimum=0) if family.kv_shared_key else 0
+    if not shared:
+        return [None] * n
+    first = n - shared
+    if first <= 0:
+        raise ValueError(
+            f"num_kv_shared_layers={shared} of {n} layers leaves no layer to make "
+            "the keys and values the others reuse (an assistant model's form)."
+        )
+    last = {t: i for i, t in enumerate(types[:first])}
+    missing = sorted(set(types[first:]) - set(last))
+    if missing:
+        raise ValueError(
+            f"layers of type {missing} reuse keys and values, but no layer before "
+            f"layer {first} has that type."
+        )
+    return [None] * first + [last[t] for t in types[first:]]
 
 
 def _given(value: Any) -> bool:
