@@ -1,4 +1,4 @@
-"""examples/ beyond the decoders: T5, the encoders, gpt-oss's attention and
+"""examples/ beyond the decoders: T5, the encoders, the linen decoder and
 the command line (loading onto a mesh is tested in the 4-device child of
 tests/nnx/test_sharding.py). The fixtures and tolerance are those of
 tests/test_examples.py, whose helpers this reads; a module of its own so
@@ -12,6 +12,7 @@ import pytest
 
 import examples
 from examples import __main__ as cli
+from examples import linen_models
 from tests.test_examples import FIXTURES, _reference
 
 
@@ -47,6 +48,28 @@ def test_encoder_last_hidden_states_equal_transformers(name):
     np.testing.assert_allclose(
         np.asarray(hidden)[real], want, atol=1e-4 * np.abs(want).max(), rtol=0
     )
+
+
+@pytest.mark.parametrize("name", ["llama", "gemma2", "phi3"])
+def test_the_linen_decoder_gives_the_same_logits(name):
+    """examples.linen_models: the linen twins under the NNX model's names,
+    its loaded weights as the params (Llama: pre-norm, tied; Gemma 2:
+    sandwich norms with 1 + w, soft caps; Phi-3: fused tensors split)."""
+    ref = _reference(name)
+    model, params = linen_models.from_pretrained(FIXTURES / name)
+    ids, mask = ref["input_ids"], ref["attention_mask"]
+    positions = np.maximum(np.cumsum(mask, axis=1) - 1, 0)
+    logits = model.apply({"params": params}, ids, positions=positions, segments=mask)
+    real = mask.astype(bool)
+    want = ref["logits"][real]
+    np.testing.assert_allclose(
+        np.asarray(logits)[real], want, atol=1e-4 * np.abs(want).max(), rtol=0
+    )
+
+
+def test_the_linen_decoder_refuses_what_it_does_not_build():
+    with pytest.raises(ValueError, match="mixtures of experts"):
+        linen_models.from_pretrained(FIXTURES / "mixtral")
 
 
 def test_the_command_line_prints_tokens_and_their_rate():

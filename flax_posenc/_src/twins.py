@@ -105,11 +105,19 @@ def qk_norm(query_norm, key_norm, q: jax.Array, k: jax.Array, over: str = "head"
 
 class SharedKV(NamedTuple):
     """What an attention layer attended over, for the layers that reuse its
-    keys and values (Gemma 4's ``num_kv_shared_layers``): its keys and
-    values (normed, rotated; the cache's contents when decoding), their
-    positions and segments, the queries' segments and the cache's ``fits``
-    (None outside decoding). Returned by a call with ``return_kv=True``,
-    taken by a ``reuses_kv`` module's ``shared_kv=``."""
+    keys and values (Gemma 4's ``num_kv_shared_layers``). Returned by an
+    attention module's call with ``return_kv=True``; taken by a
+    ``reuses_kv`` module's ``shared_kv=``.
+
+    Attributes:
+      keys: ``[..., kv_seq, kv_heads, head_dim]``, normed and rotated (the
+        cache's contents when decoding).
+      values: ``[..., kv_seq, kv_heads, head_dim]``.
+      key_positions: the keys' positions ``[..., kv_seq]``.
+      query_segments: the queries' segments, or None.
+      key_segments: the keys' segments, or None.
+      fits: the decode cache's bookkeeping (None outside decoding).
+    """
 
     keys: Any
     values: Any
