@@ -6,8 +6,8 @@ attention from ``MultiHeadAttention.from_hf_config``, `Residual`, `RMSNorm`,
 loader placed are the linen model's params as they are (`linen_params`).
 It covers the families whose layers are an attention and a dense gated MLP
 each in a ``"pre"``, ``"sandwich"`` or ``"reordered"`` `Residual` (Llama,
-Mistral, Qwen2/3, SmolLM3, OLMo 2/3, Ministral 3, Phi-3, Gemma 1/2/3,
-Helium, Seed-OSS, ERNIE 4.5, Arcee); the forward pass only: the decode cache
+Mistral, Qwen2/3, SmolLM3, OLMo 1/2/3, EXAONE 4, Ministral 3, Phi-3, Gemma
+1/2/3, Helium, Seed-OSS, ERNIE 4.5, Arcee); the forward pass only: the decode cache
 and `examples.generate` are the NNX model's.
 
     model, params = examples.linen_models.from_pretrained(folder)
@@ -48,6 +48,8 @@ def check_family(config: Mapping[str, Any]) -> models.Family:
 
 def _norm(family, config, **kw):
     eps = config.get(family.eps_key, 1e-6)
+    if family.norm == "plain_layer":  # OLMo 1
+        return linen.LayerNorm(epsilon=1e-5, use_scale=False, use_bias=False, **kw)
     if family.norm == "layer":
         return linen.LayerNorm(epsilon=eps, use_bias=False, **kw)
     return linen.RMSNorm(epsilon=eps, unit_offset=family.unit_offset, **kw)

@@ -211,6 +211,15 @@ FAMILIES = {
     "ernie4_5": {"model_type": "ernie4_5", "head_dim": 8, "use_bias": True},
     "arcee": {"model_type": "arcee", "head_dim": 8},
     "gemma": {"model_type": "gemma", "head_dim": 8},
+    # OLMo 1: LayerNorms without weights. EXAONE 4 in its all-full form:
+    # OLMo 2's reordered norms with per-head QK norms.
+    "olmo": {"model_type": "olmo", "clip_qkv": None},
+    "exaone4": {
+        "model_type": "exaone4",
+        "head_dim": 8,
+        "sliding_window": None,
+        "layer_types": ["full_attention", "full_attention"],
+    },
     # Gemma 4's E2B form: per-layer inputs; full layers with a wider head,
     # one key/value head whose values are its keys, partial proportional RoPE;
     # layers 2 and 3 reuse layers 0 and 1's keys and values, with MLPs twice

@@ -2,7 +2,7 @@
 
 One class, `Decoder`, covers the Llama-shaped families (Llama 2/3/4,
 Mistral, Ministral 3, Mixtral, Qwen2/2.5, Qwen3, Qwen3-MoE, SmolLM3, OLMo
-2/3, OLMoE, Phi-3, Cohere2, Gemma 1/2/3/4, DeepSeek-V3, gpt-oss, Helium,
+1/2/3, OLMoE, EXAONE 4, Phi-3, Cohere2, Gemma 1/2/3/4, DeepSeek-V3, gpt-oss, Helium,
 Seed-OSS, ERNIE 4.5, Arcee): token
 embedding, then per layer an attention and a gated MLP (or a mixture of
 experts, `examples.moe`) each inside a `Residual` (or one parallel
@@ -46,8 +46,9 @@ class Family:
         (Phi-3's ``qkv_proj`` and ``gate_up_proj``).
       tied: transformers' ``tie_word_embeddings`` default (SmolLM3, Gemma:
         true).
-      norm: ``"rms"`` (RMSNorm) or ``"layer"`` (LayerNorm without bias:
-        Cohere).
+      norm: ``"rms"`` (RMSNorm), ``"layer"`` (LayerNorm without bias:
+        Cohere) or ``"plain_layer"`` (LayerNorm without weight or bias,
+        epsilon 1e-5: OLMo 1).
       eps_key: the norms' epsilon key.
       logit_scale_key: the key of a factor on the logits (Cohere).
       mlp_size_key: the dense MLP's width key (Llama 4:
@@ -88,7 +89,10 @@ FAMILIES = {
     "qwen2": Family(),
     "qwen3": Family(),
     "smollm3": Family(tied=True),
+    "olmo": Family(norm="plain_layer"),
     "olmo2": Family(norm_position="reordered"),
+    # EXAONE 4 (all layers full: sliding_window null): OLMo 2's form.
+    "exaone4": Family(norm_position="reordered", defaults={"rms_norm_eps": 1e-5}),
     "olmo3": Family(norm_position="reordered"),
     "ministral": Family(),
     # Llama 4: chunked RoPE layers, NoPE layers with temperature tuning, the
@@ -189,10 +193,12 @@ def family_of(config: Mapping[str, Any]) -> Family:
 def make_norm(family: Family, config, *, dtype, param_dtype, rngs):
     """The family's norm over ``hidden_size`` features."""
     hidden, eps = config["hidden_size"], config.get(family.eps_key, 1e-6)
-    if family.norm == "layer":
+    if family.norm in ("layer", "plain_layer"):
+        plain = family.norm == "plain_layer"  # OLMo 1: no weight, epsilon 1e-5
         return pnnx.LayerNorm(
             hidden,
-            epsilon=eps,
+            epsilon=1e-5 if plain else eps,
+            use_scale=not plain,
             use_bias=False,
             dtype=dtype,
             param_dtype=param_dtype,

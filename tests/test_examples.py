@@ -84,9 +84,10 @@ def test_logits_and_greedy_tokens_equal_transformers(name):
 
 
 # Llama's cousins (other keys for the biases, Arcee's MLP without a gate,
-# Gemma 1's legacy "gelu"): the forward pass, run eagerly (no compile; the
+# Gemma 1's legacy "gelu", OLMo 1's weightless LayerNorms, EXAONE 4's
+# reordered norms): the forward pass, run eagerly (no compile; the
 # cache and generation are the decoders' above).
-COUSINS = ["helium", "seed_oss", "ernie4_5", "arcee", "gemma"]
+COUSINS = ["helium", "seed_oss", "ernie4_5", "arcee", "gemma", "olmo", "exaone4"]
 
 
 @pytest.mark.parametrize("name", COUSINS)

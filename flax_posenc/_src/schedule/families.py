@@ -261,6 +261,8 @@ FAMILIES: dict[str, Family] = {
             "sliding_window": "EXAONE 4's hybrid layers (sliding with RoPE, full "
             "without) are not read yet"
         },
+        # Its saved configs carry the hybrid form's pattern (4) either way.
+        ignored=frozenset({"sliding_window_pattern"}),
     ),
     "falcon": Family(
         not_built="Falcon's attention (multi-query and grouped fused heads, "
