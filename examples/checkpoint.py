@@ -83,9 +83,12 @@ def _rows(start: int, stop: int) -> Callable:
     return convert
 
 
-def _fused(config: Mapping[str, Any]) -> list[tuple[str, str, Callable]]:
+def _fused(
+    config: Mapping[str, Any], *, attention: bool = True
+) -> list[tuple[str, str, Callable]]:
     """Phi-3's ``qkv_proj`` (q, then k, then v rows) and ``gate_up_proj``
-    (gate rows, then up rows)."""
+    (gate rows, then up rows); GLM's ``gate_up_proj`` alone
+    (``attention=False``)."""
     heads = config["num_attention_heads"]
     kv = config.get("num_key_value_heads") or heads
     dim = config.get("head_dim") or config["hidden_size"] // heads
@@ -99,12 +102,17 @@ def _fused(config: Mapping[str, Any]) -> list[tuple[str, str, Callable]]:
         "model.layers.{0}.self_attn.qkv_proj.weight",
         "model.layers.{0}.mlp.gate_up_proj.weight",
     )
+    mlp_rules = [
+        (mlp + r"gate\.kernel", gate_up, _rows(0, inter)),
+        (mlp + r"up\.kernel", gate_up, _rows(inter, 2 * inter)),
+    ]
+    if not attention:
+        return mlp_rules
     return [
         (attn + r"query\.kernel", qkv, _rows(0, q)),
         (attn + r"key\.kernel", qkv, _rows(q, q + k)),
         (attn + r"value\.kernel", qkv, _rows(q + k, q + 2 * k)),
-        (mlp + r"gate\.kernel", gate_up, _rows(0, inter)),
-        (mlp + r"up\.kernel", gate_up, _rows(inter, 2 * inter)),
+        *mlp_rules,
     ]
 
 
@@ -113,7 +121,8 @@ def _rules(
 ) -> list[tuple[str, str, Callable]]:
     """(our parameter path pattern, transformers' name, conversion)."""
     layer = r"layers\.(\d+)\."
-    attn = layer + r"attention\.sublayer\."
+    # (inner.: Granite's sublayers inside models.Scaled.)
+    attn = layer + r"attention\.sublayer\.(?:inner\.)?"
     hf = "model.layers.{0}."
     norms = {  # our Residual's norm (and post_norm): transformers' names
         "pre": ("input_layernorm", None, "post_attention_layernorm", None),
@@ -133,7 +142,10 @@ def _rules(
     }[family.norm_position]
     if config.get("enable_moe_block"):  # Gemma 4: its MLP residual is reordered
         norms = (*norms[:2], "post_feedforward_layernorm", None)
-    rules = _fused(config) if family.fused else []
+    norms = family.norm_names or norms
+    rules = []
+    if family.fused or family.fused_mlp_only:
+        rules = _fused(config, attention=not family.fused_mlp_only)
     for sub, norm, post in (("attention", *norms[:2]), ("mlp", *norms[2:])):
         if norm is None:
             continue
@@ -183,7 +195,7 @@ def _rules(
         (attn + r"q_proj\.kernel", hf + "self_attn.q_proj.weight", _transposed)
     )
     # The MLP: its Residual's sublayer, or the parallel one of the attention's.
-    mlp = layer + r"(?:mlp\.sublayer|attention\.parallel)\."
+    mlp = layer + r"(?:mlp\.sublayer|attention\.parallel)\.(?:inner\.)?"
     theirs = "feed_forward" if family.mlp_size_key == "intermediate_size_mlp" else "mlp"
     for name in ("gate", "up", "down"):
         rules.append(

@@ -6,9 +6,9 @@ attention from ``MultiHeadAttention.from_hf_config``, `Residual`, `RMSNorm`,
 loader placed are the linen model's params as they are (`linen_params`).
 It covers the families whose layers are an attention and a dense gated MLP
 each in a ``"pre"``, ``"sandwich"`` or ``"reordered"`` `Residual` (Llama,
-Mistral, Qwen2/3, SmolLM3, OLMo 1/2/3, EXAONE 4, Ministral 3, Phi-3, Gemma
-1/2/3, Helium, Seed-OSS, ERNIE 4.5, Arcee); the forward pass only: the decode cache
-and `examples.generate` are the NNX model's.
+Mistral, Qwen2/3, SmolLM3, OLMo 1/2/3, EXAONE 4, Ministral 3, Phi-3, GLM,
+GLM-4, Gemma 1/2/3, Helium, Seed-OSS, ERNIE 4.5, Arcee); the forward pass
+only: the decode cache and `examples.generate` are the NNX model's.
 
     model, params = examples.linen_models.from_pretrained(folder)
     logits = model.apply({"params": params}, ids)
@@ -36,6 +36,7 @@ def check_family(config: Mapping[str, Any]) -> models.Family:
         ("a parallel residual", family.norm_position == "parallel"),
         ("mixtures of experts", bool(moe.moe_layers(config))),
         ("Gemma 4's parts", family.layer_scalar),
+        ("Granite's multipliers", family.multiplier_keys is not None),
     ]
     missing = [reason for reason, present in reasons if present]
     if missing:

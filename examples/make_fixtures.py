@@ -211,6 +211,17 @@ FAMILIES = {
     "ernie4_5": {"model_type": "ernie4_5", "head_dim": 8, "use_bias": True},
     "arcee": {"model_type": "arcee", "head_dim": 8},
     "gemma": {"model_type": "gemma", "head_dim": 8},
+    # GLM: a fused gate_up_proj, half of each head rotating in interleaved
+    # pairs; GLM-4 with its norms after each sublayer. Granite's multipliers.
+    "glm": {"model_type": "glm", "head_dim": 8},
+    "glm4": {"model_type": "glm4", "head_dim": 8},
+    "granite": {
+        "model_type": "granite",
+        "embedding_multiplier": 2.0,
+        "residual_multiplier": 0.5,
+        "logits_scaling": 4.0,
+        "attention_multiplier": 0.25,
+    },
     # OLMo 1: LayerNorms without weights. EXAONE 4 in its all-full form:
     # OLMo 2's reordered norms with per-head QK norms.
     "olmo": {"model_type": "olmo", "clip_qkv": None},

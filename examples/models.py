@@ -2,9 +2,9 @@
 
 One class, `Decoder`, covers the Llama-shaped families (Llama 2/3/4,
 Mistral, Ministral 3, Mixtral, Qwen2/2.5, Qwen3, Qwen3-MoE, SmolLM3, OLMo
-1/2/3, OLMoE, EXAONE 4, Phi-3, Cohere2, Gemma 1/2/3/4, DeepSeek-V3, gpt-oss, Helium,
-Seed-OSS, ERNIE 4.5, Arcee): token
-embedding, then per layer an attention and a gated MLP (or a mixture of
+1/2/3, OLMoE, EXAONE 4, Phi-3, Cohere2, Gemma 1/2/3/4, DeepSeek-V3, gpt-oss,
+Helium, Seed-OSS, ERNIE 4.5, Arcee, GLM, GLM-4, Granite): token embedding,
+then per layer an attention and a gated MLP (or a mixture of
 experts, `examples.moe`) each inside a `Residual` (or one parallel
 `Residual`), a final norm and the LM head (tied to the embedding or not).
 What differs between the families is data, read from the config: each
@@ -54,6 +54,13 @@ class Family:
       mlp_size_key: the dense MLP's width key (Llama 4:
         ``intermediate_size_mlp``).
       layer_scalar: each layer's output times a learned scalar (Gemma 4).
+      fused_mlp_only: transformers fuses gate/up only (GLM's
+        ``gate_up_proj``; ``fused`` fuses q/k/v too).
+      norm_names: transformers' names of the attention's norm and post norm
+        and the MLP's, where they are not the residual form's usual ones
+        (GLM-4's ``post_self_attn_layernorm`` and ``post_mlp_layernorm``).
+      multiplier_keys: Granite's keys of the embeddings' factor, the
+        sublayers' factor before each residual sum and the logits' divisor.
       gated: the MLP is gated (``down(act(gate(x)) * up(x))``); else
         ``down(act(up(x)))`` (Arcee).
       mlp_bias_key: the key of the MLP's biases.
@@ -77,6 +84,9 @@ class Family:
     logit_scale_key: str | None = None
     mlp_size_key: str = "intermediate_size"
     layer_scalar: bool = False
+    fused_mlp_only: bool = False
+    norm_names: tuple[str | None, ...] | None = None
+    multiplier_keys: tuple[str, str, str] | None = None
     gated: bool = True
     mlp_bias_key: str = "mlp_bias"
     gelu_means_tanh: bool = False
@@ -90,6 +100,30 @@ FAMILIES = {
     "qwen3": Family(),
     "smollm3": Family(tied=True),
     "olmo": Family(norm="plain_layer"),
+    # GLM: gate and up in one weight, half of each head rotating (interleaved
+    # pairs); GLM-4 also with a norm after each sublayer, by other names.
+    "glm": Family(fused_mlp_only=True, defaults={"rms_norm_eps": 1.5625e-07}),
+    "glm4": Family(
+        norm_position="sandwich",
+        fused_mlp_only=True,
+        norm_names=(
+            "input_layernorm",
+            "post_self_attn_layernorm",
+            "post_attention_layernorm",
+            "post_mlp_layernorm",
+        ),
+        defaults={"rms_norm_eps": 1.5625e-07},
+    ),
+    # Granite: embeddings times embedding_multiplier, each sublayer's output
+    # times residual_multiplier, logits over logits_scaling (and the
+    # attention's scale attention_multiplier, read by the schedule).
+    "granite": Family(
+        multiplier_keys=(
+            "embedding_multiplier",
+            "residual_multiplier",
+            "logits_scaling",
+        )
+    ),
     "olmo2": Family(norm_position="reordered"),
     # EXAONE 4 (all layers full: sliding_window null): OLMo 2's form.
     "exaone4": Family(norm_position="reordered", defaults={"rms_norm_eps": 1e-5}),
@@ -212,6 +246,23 @@ def make_norm(family: Family, config, *, dtype, param_dtype, rngs):
         param_dtype=param_dtype,
         rngs=rngs,
     )
+
+
+class Scaled(nnx.Module):
+    """``factor * inner(...)`` (Granite's residual multiplier), passing
+    ``init_cache`` on to the inner attention."""
+
+    def __init__(self, inner, factor: float):
+        self.inner, self.factor = inner, float(factor)
+
+    def __call__(self, *args, **kwargs):
+        out = self.inner(*args, **kwargs)
+        if isinstance(out, tuple):  # (out, shared keys and values)
+            return (out[0] * self.factor, *out[1:])
+        return out * self.factor
+
+    def init_cache(self, *args, **kwargs):
+        return self.inner.init_cache(*args, **kwargs)
 
 
 class GatedMLP(nnx.Module):
@@ -349,6 +400,9 @@ class DecoderLayer(nnx.Module):
             )
         else:
             mlp = gated_mlp(config[family.mlp_size_key] * wide)
+        if family.multiplier_keys is not None:  # Granite
+            factor = config.get(family.multiplier_keys[1], 1.0)
+            attention, mlp = Scaled(attention, factor), Scaled(mlp, factor)
         if family.norm_position == "parallel":
             self.attention = pnnx.Residual(
                 attention,
@@ -471,6 +525,11 @@ class Decoder(nnx.Module):
             else config.get(family.logit_scale_key)
         )
         self.logit_scale = None if scale is None else float(scale)
+        self.embedding_multiplier = self.logits_divisor = None
+        if family.multiplier_keys is not None:  # Granite
+            embedding, _, logits = family.multiplier_keys
+            self.embedding_multiplier = float(config.get(embedding, 1.0))
+            self.logits_divisor = float(config.get(logits, 1.0))
         tied = config.get("tie_word_embeddings", family.tied)
         self.lm_head = (
             None
@@ -498,6 +557,8 @@ class Decoder(nnx.Module):
 
     def __call__(self, ids, *, positions=None, segments=None, decode=False):
         x = self.embed(ids)
+        if self.embedding_multiplier is not None:  # Granite
+            x = x * self.embedding_multiplier
         per_layer = (
             None if self.per_layer_inputs is None else self.per_layer_inputs(ids, x)
         )
@@ -521,6 +582,8 @@ class Decoder(nnx.Module):
         logits = self.embed.attend(x) if self.lm_head is None else self.lm_head(x)
         if self.logit_scale is not None:  # Cohere
             logits = logits * self.logit_scale
+        if self.logits_divisor is not None:  # Granite
+            logits = logits / self.logits_divisor
         if self.final_softcap is not None:  # Gemma 2: cap * tanh(logits / cap)
             logits = self.final_softcap * jnp.tanh(logits / self.final_softcap)
         return logits

@@ -85,9 +85,21 @@ def test_logits_and_greedy_tokens_equal_transformers(name):
 
 # Llama's cousins (other keys for the biases, Arcee's MLP without a gate,
 # Gemma 1's legacy "gelu", OLMo 1's weightless LayerNorms, EXAONE 4's
-# reordered norms): the forward pass, run eagerly (no compile; the
+# reordered norms, GLM's fused MLP and half-rotating heads, GLM-4's norms by
+# other names, Granite's multipliers): the forward pass, run eagerly (no compile; the
 # cache and generation are the decoders' above).
-COUSINS = ["helium", "seed_oss", "ernie4_5", "arcee", "gemma", "olmo", "exaone4"]
+COUSINS = [
+    "helium",
+    "seed_oss",
+    "ernie4_5",
+    "arcee",
+    "gemma",
+    "olmo",
+    "exaone4",
+    "glm",
+    "glm4",
+    "granite",
+]
 
 
 @pytest.mark.parametrize("name", COUSINS)
