@@ -181,6 +181,9 @@ FAMILIES = {
         "logit_scale": 0.5,
         "tie_word_embeddings": True,
     },
+    # Command R (v1): Cohere2's form with every layer full and rotating; its
+    # config.json then leaves logit_scale to the default (0.0625).
+    "cohere": {"model_type": "cohere", "tie_word_embeddings": True},
     "gemma2": {
         "model_type": "gemma2",
         "head_dim": 8,
@@ -377,9 +380,17 @@ def make(name, extra, seed=0):
     else:
         raise RuntimeError(f"{name}: no prompt with a top-2 margin > {MARGIN}")
     folder = _save_model(name, model)
-    if name == "gemma":
+    # The published configs' forms: Gemma's legacy "gelu" (transformers
+    # reads it as the tanh GeLU the reference ran), Command R's logit_scale
+    # left to its default.
+    edits = {"gemma": ("hidden_act", "gelu"), "cohere": ("logit_scale", None)}
+    if name in edits:
         saved = json.loads((folder / "config.json").read_text())
-        saved["hidden_act"] = "gelu"
+        key, value = edits[name]
+        if value is None:
+            del saved[key]
+        else:
+            saved[key] = value
         (folder / "config.json").write_text(json.dumps(saved, indent=2) + "\n")
     with torch.no_grad():
         positions = (mask.cumsum(-1) - 1).clamp(min=0)

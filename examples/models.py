@@ -140,12 +140,16 @@ FAMILIES = {
     "mixtral": Family(),
     "olmoe": Family(),
     "gpt_oss": Family(),
-    "cohere2": Family(
-        norm_position="parallel",
-        norm="layer",
-        eps_key="layer_norm_eps",
-        logit_scale_key="logit_scale",
-        tied=True,
+    **dict.fromkeys(
+        ("cohere", "cohere2"),  # Command R (v1), Command R7B / A (2)
+        Family(
+            norm_position="parallel",
+            norm="layer",
+            eps_key="layer_norm_eps",
+            logit_scale_key="logit_scale",
+            tied=True,
+            defaults={"logit_scale": 0.0625, "layer_norm_eps": 1e-5},
+        ),
     ),
     "ministral3": Family(),
     "phi3": Family(fused=True),

@@ -99,6 +99,7 @@ COUSINS = [
     "glm",
     "glm4",
     "granite",
+    "cohere",
 ]
 
 
