@@ -150,6 +150,7 @@ def _rules(
         if norm is None:
             continue
         rules.append((layer + sub + r"\.norm\.scale", hf + norm + ".weight", _reshaped))
+        rules.append((layer + sub + r"\.norm\.bias", hf + norm + ".bias", _reshaped))
         if post is not None:
             rules.append(
                 (layer + sub + r"\.post_norm\.scale", hf + post + ".weight", _reshaped)
@@ -157,6 +158,7 @@ def _rules(
     rules += [
         (r"embed\.embedding", "model.embed_tokens.weight", _reshaped),
         (r"norm\.scale", "model.norm.weight", _reshaped),
+        (r"norm\.bias", "model.norm.bias", _reshaped),
         (r"lm_head\.kernel", "lm_head.weight", _transposed),
         (attn + r"query\.kernel", hf + "self_attn.q_proj.weight", _transposed),
         (attn + r"key\.kernel", hf + "self_attn.k_proj.weight", _transposed),

@@ -51,8 +51,10 @@ def _norm(family, config, **kw):
     eps = config.get(family.eps_key, 1e-6)
     if family.norm == "plain_layer":  # OLMo 1
         return linen.LayerNorm(epsilon=1e-5, use_scale=False, use_bias=False, **kw)
-    if family.norm == "layer":
-        return linen.LayerNorm(epsilon=eps, use_bias=False, **kw)
+    if family.norm in ("layer", "biased_layer"):
+        return linen.LayerNorm(
+            epsilon=eps, use_bias=family.norm == "biased_layer", **kw
+        )
     return linen.RMSNorm(epsilon=eps, unit_offset=family.unit_offset, **kw)
 
 

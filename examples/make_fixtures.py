@@ -225,6 +225,14 @@ FAMILIES = {
         "logits_scaling": 4.0,
         "attention_multiplier": 0.25,
     },
+    # StableLM 2: LayerNorms with biases, q/k/v biases, a quarter of each
+    # head rotating; its parallel form (StableLM 2 12B).
+    "stablelm": {"model_type": "stablelm", "use_qkv_bias": True},
+    "stablelm_parallel": {
+        "model_type": "stablelm",
+        "use_qkv_bias": True,
+        "use_parallel_residual": True,
+    },
     # OLMo 1: LayerNorms without weights. EXAONE 4 in its all-full form:
     # OLMo 2's reordered norms with per-head QK norms.
     "olmo": {"model_type": "olmo", "clip_qkv": None},

@@ -2,11 +2,11 @@
 
 One class, `Decoder`, covers the Llama-shaped families (Llama 2/3/4,
 Mistral, Ministral 3, Mixtral, Qwen2/2.5, Qwen3, Qwen3-MoE, SmolLM3, OLMo
-1/2/3, OLMoE, EXAONE 4, Phi-3, Cohere2, Gemma 1/2/3/4, DeepSeek-V3, gpt-oss,
-Helium, Seed-OSS, ERNIE 4.5, Arcee, GLM, GLM-4, Granite): token embedding,
-then per layer an attention and a gated MLP (or a mixture of
-experts, `examples.moe`) each inside a `Residual` (or one parallel
-`Residual`), a final norm and the LM head (tied to the embedding or not).
+1/2/3, OLMoE, EXAONE 4, Phi-3, Command R, Cohere2, Gemma 1/2/3/4,
+DeepSeek-V3, gpt-oss, Helium, Seed-OSS, ERNIE 4.5, Arcee, GLM, GLM-4,
+Granite, StableLM): token embedding, then per layer an attention and a
+gated MLP (or a mixture of experts, `examples.moe`) each inside a
+`Residual` (or one parallel `Residual`), a final norm and the LM head (tied to the embedding or not).
 What differs between the families is data, read from the config: each
 layer's attention comes from ``MultiHeadAttention.from_hf_config(config,
 layer=i)`` (RoPE or none, windows, chunks, QK norms, biases, multi-head
@@ -47,8 +47,9 @@ class Family:
       tied: transformers' ``tie_word_embeddings`` default (SmolLM3, Gemma:
         true).
       norm: ``"rms"`` (RMSNorm), ``"layer"`` (LayerNorm without bias:
-        Cohere) or ``"plain_layer"`` (LayerNorm without weight or bias,
-        epsilon 1e-5: OLMo 1).
+        Cohere), ``"biased_layer"`` (LayerNorm with bias: StableLM) or
+        ``"plain_layer"`` (LayerNorm without weight or bias, epsilon 1e-5:
+        OLMo 1).
       eps_key: the norms' epsilon key.
       logit_scale_key: the key of a factor on the logits (Cohere).
       mlp_size_key: the dense MLP's width key (Llama 4:
@@ -59,6 +60,8 @@ class Family:
       norm_names: transformers' names of the attention's norm and post norm
         and the MLP's, where they are not the residual form's usual ones
         (GLM-4's ``post_self_attn_layernorm`` and ``post_mlp_layernorm``).
+      parallel_key: the key that makes the residual ``"parallel"`` with one
+        shared norm (StableLM's ``use_parallel_residual``).
       multiplier_keys: Granite's keys of the embeddings' factor, the
         sublayers' factor before each residual sum and the logits' divisor.
       gated: the MLP is gated (``down(act(gate(x)) * up(x))``); else
@@ -87,6 +90,7 @@ class Family:
     fused_mlp_only: bool = False
     norm_names: tuple[str | None, ...] | None = None
     multiplier_keys: tuple[str, str, str] | None = None
+    parallel_key: str | None = None
     gated: bool = True
     mlp_bias_key: str = "mlp_bias"
     gelu_means_tanh: bool = False
@@ -100,6 +104,14 @@ FAMILIES = {
     "qwen3": Family(),
     "smollm3": Family(tied=True),
     "olmo": Family(norm="plain_layer"),
+    # StableLM: LayerNorms with biases, a quarter of each head rotating; a
+    # parallel residual with use_parallel_residual.
+    "stablelm": Family(
+        norm="biased_layer",
+        eps_key="layer_norm_eps",
+        parallel_key="use_parallel_residual",
+        defaults={"layer_norm_eps": 1e-5},
+    ),
     # GLM: gate and up in one weight, half of each head rotating (interleaved
     # pairs); GLM-4 also with a norm after each sublayer, by other names.
     "glm": Family(fused_mlp_only=True, defaults={"rms_norm_eps": 1.5625e-07}),
@@ -225,19 +237,22 @@ def family_of(config: Mapping[str, Any]) -> Family:
             f"the examples build no model_type {model_type!r}; they build "
             f"{sorted(FAMILIES)}."
         )
-    return FAMILIES[model_type]
+    family = FAMILIES[model_type]
+    if family.parallel_key is not None and config.get(family.parallel_key):
+        family = dataclasses.replace(family, norm_position="parallel")
+    return family
 
 
 def make_norm(family: Family, config, *, dtype, param_dtype, rngs):
     """The family's norm over ``hidden_size`` features."""
     hidden, eps = config["hidden_size"], config.get(family.eps_key, 1e-6)
-    if family.norm in ("layer", "plain_layer"):
+    if family.norm in ("layer", "biased_layer", "plain_layer"):
         plain = family.norm == "plain_layer"  # OLMo 1: no weight, epsilon 1e-5
         return pnnx.LayerNorm(
             hidden,
             epsilon=1e-5 if plain else eps,
             use_scale=not plain,
-            use_bias=False,
+            use_bias=family.norm == "biased_layer",
             dtype=dtype,
             param_dtype=param_dtype,
             rngs=rngs,

@@ -100,6 +100,8 @@ COUSINS = [
     "glm4",
     "granite",
     "cohere",
+    "stablelm",
+    "stablelm_parallel",
 ]
 
 
