@@ -6,7 +6,8 @@ Mistral, Ministral 3, Mixtral, Qwen2/2.5, Qwen3, Qwen3-MoE, SmolLM3, OLMo
 DeepSeek-V3, gpt-oss, Helium, Seed-OSS, ERNIE 4.5, Arcee, GLM, GLM-4,
 Granite, StableLM): token embedding, then per layer an attention and a
 gated MLP (or a mixture of experts, `examples.moe`) each inside a
-`Residual` (or one parallel `Residual`), a final norm and the LM head (tied to the embedding or not).
+`Residual` (or one parallel `Residual`), a final norm and the LM head
+(tied to the embedding or not).
 What differs between the families is data, read from the config: each
 layer's attention comes from ``MultiHeadAttention.from_hf_config(config,
 layer=i)`` (RoPE or none, windows, chunks, QK norms, biases, multi-head
