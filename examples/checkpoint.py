@@ -337,7 +337,11 @@ def _moe_rules(
         (ours + r"router\.bias", f"{block}.{router}.bias", _reshaped),
         (ours + r"correction", f"{block}.gate.e_score_correction_bias", _reshaped),
     ]
-    shared = {"deepseek_v3": "shared_experts", "llama4_text": "shared_expert"}
+    shared = {
+        "deepseek_v2": "shared_experts",
+        "deepseek_v3": "shared_experts",
+        "llama4_text": "shared_expert",
+    }
     for name in ("gate", "up", "down"):
         rules.append(
             (

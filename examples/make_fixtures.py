@@ -127,6 +127,26 @@ FAMILIES = {
             "rope_theta": 10000.0,
         },
     },
+    # DeepSeek-V2-Lite's form: no query compression (q_lora_rank null), layer
+    # 0 dense, layer 1 2 of 4 experts in the best of 2 groups by softmax.
+    "deepseek_v2": {
+        "model_type": "deepseek_v2",
+        "num_key_value_heads": 4,
+        "first_k_dense_replace": 1,
+        "q_lora_rank": None,
+        "kv_lora_rank": 16,
+        "qk_nope_head_dim": 8,
+        "qk_rope_head_dim": 4,
+        "v_head_dim": 6,
+        "n_routed_experts": 4,
+        "n_shared_experts": 2,
+        "n_group": 2,
+        "topk_group": 1,
+        "topk_method": "group_limited_greedy",
+        "num_experts_per_tok": 2,
+        "routed_scaling_factor": 1.5,
+        "moe_intermediate_size": 16,
+    },
     # Layer 0 dense (mlp_only_layers), layer 1 2 of 4 experts renormalized.
     "qwen3_moe": {
         "model_type": "qwen3_moe",

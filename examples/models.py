@@ -3,7 +3,7 @@
 One class, `Decoder`, covers the Llama-shaped families (Llama 2/3/4,
 Mistral, Ministral 3, Mixtral, Qwen2/2.5, Qwen3, Qwen3-MoE, SmolLM3, OLMo
 1/2/3, OLMoE, EXAONE 4, Phi-3, Command R, Cohere2, Gemma 1/2/3/4,
-DeepSeek-V3, gpt-oss, Helium, Seed-OSS, ERNIE 4.5, Arcee, GLM, GLM-4,
+DeepSeek-V2/V3, gpt-oss, Helium, Seed-OSS, ERNIE 4.5, Arcee, GLM, GLM-4,
 Granite, StableLM): token embedding, then per layer an attention and a
 gated MLP (or a mixture of experts, `examples.moe`) each inside a
 `Residual` (or one parallel `Residual`), a final norm and the LM head
@@ -145,7 +145,8 @@ FAMILIES = {
     # Llama 4: chunked RoPE layers, NoPE layers with temperature tuning, the
     # weightless QK norm; its dense layers' MLP is intermediate_size_mlp wide.
     "llama4_text": Family(mlp_size_key="intermediate_size_mlp"),
-    # DeepSeek-V3: multi-head latent attention.
+    # DeepSeek-V2/V3: multi-head latent attention.
+    "deepseek_v2": Family(),
     "deepseek_v3": Family(),
     # Mixtures of experts in every layer (moe.py): sliding windows (Mixtral),
     # the QK norm over all heads (OLMoE), sinks and biases (gpt-oss).

@@ -1,4 +1,4 @@
-"""Mixture-of-experts MLPs: Qwen3-MoE, Mixtral, OLMoE, DeepSeek-V3, Llama 4,
+"""Mixture-of-experts MLPs: Qwen3-MoE, Mixtral, OLMoE, DeepSeek-V2/V3, Llama 4,
 gpt-oss and Gemma 4, from their configs.
 
 A router scores every token against every expert, keeps the top k and
@@ -52,6 +52,12 @@ STYLES = {
     "qwen3_moe": Style("softmax"),
     "olmoe": Style("softmax", width_key="intermediate_size"),
     "mixtral": Style("softmax", width_key="intermediate_size"),
+    "deepseek_v2": Style(
+        "grouped_softmax",
+        shared_width=lambda c: (
+            c["moe_intermediate_size"] * c.get("n_shared_experts", 2)
+        ),
+    ),
     "deepseek_v3": Style(
         "grouped_sigmoid",
         shared_width=lambda c: (
@@ -100,6 +106,8 @@ def moe_layers(config: Mapping[str, Any]) -> frozenset[int]:
         )
     if model_type == "deepseek_v3":
         return frozenset(range(config.get("first_k_dense_replace", 3), layers))
+    if model_type == "deepseek_v2":
+        return frozenset(range(config.get("first_k_dense_replace", 0), layers))
     if model_type == "gemma4_text":  # its experts are beside the dense MLP
         return frozenset()
     if model_type == "llama4_text":
@@ -146,6 +154,25 @@ def _scaled_softmax(logits, config, k, expert_scale):
     return weights * expert_scale[index], index
 
 
+def _grouped_softmax(logits, config, k):
+    """DeepSeek-V2: softmax scores, the top k (``topk_method="greedy"``)
+    or the top k among the ``topk_group`` of ``n_group`` groups whose best
+    score is highest (``"group_limited_greedy"``), times
+    ``routed_scaling_factor`` (transformers 5.24 does not renormalize)."""
+    scores = jax.nn.softmax(logits)
+    method = config.get("topk_method", "greedy")
+    if method == "group_limited_greedy":
+        groups = config["n_group"]
+        grouped = scores.reshape(*scores.shape[:-1], groups, -1)
+        _, best = jax.lax.top_k(grouped.max(-1), config["topk_group"])
+        keep = jax.nn.one_hot(best, groups).sum(-2).astype(bool)
+        scores = jnp.where(keep[..., None], grouped, 0.0).reshape(scores.shape)
+    elif method != "greedy":
+        raise ValueError(f"topk_method {method!r} is not one the examples build.")
+    weights, index = jax.lax.top_k(scores, k)
+    return weights * config.get("routed_scaling_factor", 1.0), index
+
+
 def _grouped_sigmoid(logits, config, k, correction):
     """DeepSeek-V3: sigmoid scores; the experts chosen by score plus the
     correction bias among the ``topk_group`` of ``n_group`` groups whose
@@ -171,6 +198,7 @@ ROUTERS = {
     "softmax_of_top_k": _softmax_of_top_k,
     "sigmoid_of_top_k": _sigmoid_of_top_k,
     "grouped_sigmoid": _grouped_sigmoid,
+    "grouped_softmax": _grouped_softmax,
     "scaled_softmax": _scaled_softmax,
 }
 

@@ -86,7 +86,8 @@ def test_logits_and_greedy_tokens_equal_transformers(name):
 # Llama's cousins (other keys for the biases, Arcee's MLP without a gate,
 # Gemma 1's legacy "gelu", OLMo 1's weightless LayerNorms, EXAONE 4's
 # reordered norms, GLM's fused MLP and half-rotating heads, GLM-4's norms by
-# other names, Granite's multipliers): the forward pass, run eagerly (no compile; the
+# other names, Granite's multipliers, DeepSeek-V2's group-limited softmax
+# routing and uncompressed queries): the forward pass, run eagerly (no compile; the
 # cache and generation are the decoders' above).
 COUSINS = [
     "helium",
@@ -102,6 +103,7 @@ COUSINS = [
     "cohere",
     "stablelm",
     "stablelm_parallel",
+    "deepseek_v2",
 ]
 
 
