@@ -160,6 +160,7 @@ def _rules(
         (r"norm\.scale", "model.norm.weight", _reshaped),
         (r"norm\.bias", "model.norm.bias", _reshaped),
         (r"lm_head\.kernel", "lm_head.weight", _transposed),
+        (r"lm_head\.bias", "lm_head.bias", _reshaped),  # Phi
         (attn + r"query\.kernel", hf + "self_attn.q_proj.weight", _transposed),
         (attn + r"key\.kernel", hf + "self_attn.k_proj.weight", _transposed),
         (attn + r"value\.kernel", hf + "self_attn.v_proj.weight", _transposed),
@@ -210,7 +211,16 @@ def _rules(
         rules += _gemma4_rules(config)
     elif config.get("model_type") in moe.STYLES:
         rules += _moe_rules(config, theirs)
-    return rules
+    return [(ours, _renamed(name, family.renames), f) for ours, name, f in rules]
+
+
+def _renamed(name, renames: Mapping[str, str]):
+    """A transformers name (or a tuple of them) with a family's renames."""
+    if isinstance(name, tuple):
+        return tuple(_renamed(n, renames) for n in name)
+    for old, new in renames.items():
+        name = name.replace(old, new)
+    return name
 
 
 def _expert_rows(part: slice) -> Callable:

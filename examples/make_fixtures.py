@@ -253,6 +253,9 @@ FAMILIES = {
         "use_qkv_bias": True,
         "use_parallel_residual": True,
     },
+    # Phi-1.5's form: a parallel residual under one biased LayerNorm, half
+    # of each head rotating (the default), biases everywhere.
+    "phi": {"model_type": "phi"},
     # OLMo 1: LayerNorms without weights. EXAONE 4 in its all-full form:
     # OLMo 2's reordered norms with per-head QK norms.
     "olmo": {"model_type": "olmo", "clip_qkv": None},

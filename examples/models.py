@@ -2,7 +2,7 @@
 
 One class, `Decoder`, covers the Llama-shaped families (Llama 2/3/4,
 Mistral, Ministral 3, Mixtral, Qwen2/2.5, Qwen3, Qwen3-MoE, SmolLM3, OLMo
-1/2/3, OLMoE, EXAONE 4, Phi-3, Command R, Cohere2, Gemma 1/2/3/4,
+1/2/3, OLMoE, EXAONE 4, Phi-1/2/3, Command R, Cohere2, Gemma 1/2/3/4,
 DeepSeek-V2/V3, gpt-oss, Helium, Seed-OSS, ERNIE 4.5, Arcee, GLM, GLM-4,
 Granite, StableLM): token embedding, then per layer an attention and a
 gated MLP (or a mixture of experts, `examples.moe`) each inside a
@@ -61,6 +61,10 @@ class Family:
       norm_names: transformers' names of the attention's norm and post norm
         and the MLP's, where they are not the residual form's usual ones
         (GLM-4's ``post_self_attn_layernorm`` and ``post_mlp_layernorm``).
+      renames: transformers' names where they differ from Llama's, as
+        substitutions (Phi: ``self_attn.dense``, ``mlp.fc1``/``fc2``,
+        ``model.final_layernorm``).
+      lm_head_bias: the LM head has a bias (Phi).
       parallel_key: the key that makes the residual ``"parallel"`` with one
         shared norm (StableLM's ``use_parallel_residual``).
       multiplier_keys: Granite's keys of the embeddings' factor, the
@@ -92,6 +96,8 @@ class Family:
     norm_names: tuple[str | None, ...] | None = None
     multiplier_keys: tuple[str, str, str] | None = None
     parallel_key: str | None = None
+    renames: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    lm_head_bias: bool = False
     gated: bool = True
     mlp_bias_key: str = "mlp_bias"
     gelu_means_tanh: bool = False
@@ -105,6 +111,24 @@ FAMILIES = {
     "qwen3": Family(),
     "smollm3": Family(tied=True),
     "olmo": Family(norm="plain_layer"),
+    # Phi-1/1.5/2: one biased LayerNorm before attention and MLP side by side,
+    # biases everywhere (the LM head's too), an MLP without a gate, other
+    # names.
+    "phi": Family(
+        norm_position="parallel",
+        norm="biased_layer",
+        eps_key="layer_norm_eps",
+        gated=False,
+        activation="gelu_new",
+        lm_head_bias=True,
+        renames={
+            "self_attn.o_proj.": "self_attn.dense.",
+            "mlp.up_proj.": "mlp.fc1.",
+            "mlp.down_proj.": "mlp.fc2.",
+            "model.norm.": "model.final_layernorm.",
+        },
+        defaults={"layer_norm_eps": 1e-5, "mlp_bias": True},
+    ),
     # StableLM: LayerNorms with biases, a quarter of each head rotating; a
     # parallel residual with use_parallel_residual.
     "stablelm": Family(
@@ -558,7 +582,7 @@ class Decoder(nnx.Module):
             else nnx.Linear(
                 hidden,
                 vocab,
-                use_bias=False,
+                use_bias=family.lm_head_bias,
                 dtype=dtype,
                 param_dtype=param_dtype,
                 kernel_metadata={

@@ -104,6 +104,7 @@ COUSINS = [
     "stablelm",
     "stablelm_parallel",
     "deepseek_v2",
+    "phi",
 ]
 
 
