@@ -116,6 +116,28 @@ def _fused(
     ]
 
 
+def _fused_per_head(config: Mapping[str, Any]) -> list[tuple[str, str, Callable]]:
+    """GPT-NeoX's ``query_key_value``: rows ``[heads, 3, head_dim]`` (each
+    head's q, then k, then v), its bias alike."""
+    heads = config["num_attention_heads"]
+    dim = config["hidden_size"] // heads
+
+    def part(i):
+        def convert(w, shape):
+            w = w.reshape(heads, 3, dim, *w.shape[1:])[:, i]
+            return w.transpose(2, 0, 1) if w.ndim == 3 else w
+
+        return convert
+
+    attn = r"layers\.(\d+)\.(?:attention\.sublayer)\."
+    fused = "model.layers.{0}.self_attn.query_key_value."
+    return [
+        (attn + name + r"\." + kind, fused + hf_kind, part(i))
+        for i, name in enumerate(("query", "key", "value"))
+        for kind, hf_kind in (("kernel", "weight"), ("bias", "bias"))
+    ]
+
+
 def _rules(
     family: models.Family, config: Mapping[str, Any]
 ) -> list[tuple[str, str, Callable]]:
@@ -138,7 +160,9 @@ def _rules(
             "pre_feedforward_layernorm",
             "post_feedforward_layernorm",
         ),
-        "parallel": ("input_layernorm", None, None, None),  # one shared norm
+        # One shared norm (Cohere, StableLM, Phi); GPT-NeoX's MLP has its own,
+        # its parallel_norm.
+        "parallel": ("input_layernorm", None, None, None),
     }[family.norm_position]
     if config.get("enable_moe_block"):  # Gemma 4: its MLP residual is reordered
         norms = (*norms[:2], "post_feedforward_layernorm", None)
@@ -146,6 +170,17 @@ def _rules(
     rules = []
     if family.fused or family.fused_mlp_only:
         rules = _fused(config, attention=not family.fused_mlp_only)
+    if family.fused_per_head:
+        rules = _fused_per_head(config)
+    if family.norm_position == "parallel" and family.parallel_norms:
+        for kind, hf_kind in (("scale", "weight"), ("bias", "bias")):
+            rules.append(
+                (
+                    layer + r"attention\.parallel_norm\." + kind,
+                    hf + f"post_attention_layernorm.{hf_kind}",
+                    _reshaped,
+                )
+            )
     for sub, norm, post in (("attention", *norms[:2]), ("mlp", *norms[2:])):
         if norm is None:
             continue

@@ -256,6 +256,13 @@ FAMILIES = {
     # Phi-1.5's form: a parallel residual under one biased LayerNorm, half
     # of each head rotating (the default), biases everywhere.
     "phi": {"model_type": "phi"},
+    # GPT-NeoX (Pythia): both residual forms.
+    "gpt_neox": {"model_type": "gpt_neox", "num_key_value_heads": None},
+    "gpt_neox_sequential": {
+        "model_type": "gpt_neox",
+        "num_key_value_heads": None,
+        "use_parallel_residual": False,
+    },
     # OLMo 1: LayerNorms without weights. EXAONE 4 in its all-full form:
     # OLMo 2's reordered norms with per-head QK norms.
     "olmo": {"model_type": "olmo", "clip_qkv": None},

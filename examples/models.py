@@ -4,8 +4,8 @@ One class, `Decoder`, covers the Llama-shaped families (Llama 2/3/4,
 Mistral, Ministral 3, Mixtral, Qwen2/2.5, Qwen3, Qwen3-MoE, SmolLM3, OLMo
 1/2/3, OLMoE, EXAONE 4, Phi-1/2/3, Command R, Cohere2, Gemma 1/2/3/4,
 DeepSeek-V2/V3, gpt-oss, Helium, Seed-OSS, ERNIE 4.5, Arcee, GLM, GLM-4,
-Granite, StableLM): token embedding, then per layer an attention and a
-gated MLP (or a mixture of experts, `examples.moe`) each inside a
+Granite, StableLM, GPT-NeoX): token embedding, then per layer an attention
+and a gated MLP (or a mixture of experts, `examples.moe`) each inside a
 `Residual` (or one parallel `Residual`), a final norm and the LM head
 (tied to the embedding or not).
 What differs between the families is data, read from the config: each
@@ -65,6 +65,10 @@ class Family:
         substitutions (Phi: ``self_attn.dense``, ``mlp.fc1``/``fc2``,
         ``model.final_layernorm``).
       lm_head_bias: the LM head has a bias (Phi).
+      parallel_norms: the parallel residual's MLP has a norm of its own
+        (GPT-NeoX), not the attention's.
+      fused_per_head: transformers fuses q/k/v head by head (GPT-NeoX's
+        ``query_key_value``: each head's q, k, v rows in turn).
       parallel_key: the key that makes the residual ``"parallel"`` with one
         shared norm (StableLM's ``use_parallel_residual``).
       multiplier_keys: Granite's keys of the embeddings' factor, the
@@ -98,6 +102,8 @@ class Family:
     parallel_key: str | None = None
     renames: Mapping[str, str] = dataclasses.field(default_factory=dict)
     lm_head_bias: bool = False
+    parallel_norms: bool = False
+    fused_per_head: bool = False
     gated: bool = True
     mlp_bias_key: str = "mlp_bias"
     gelu_means_tanh: bool = False
@@ -111,6 +117,34 @@ FAMILIES = {
     "qwen3": Family(),
     "smollm3": Family(tied=True),
     "olmo": Family(norm="plain_layer"),
+    # GPT-NeoX (Pythia): attention and MLP side by side, each under its own
+    # biased LayerNorm (use_parallel_residual; else pre-norm), q/k/v fused
+    # head by head, biases everywhere, a quarter of each head rotating.
+    "gpt_neox": Family(
+        norm_position="pre",
+        norm="biased_layer",
+        eps_key="layer_norm_eps",
+        parallel_key="use_parallel_residual",
+        parallel_norms=True,
+        gated=False,
+        activation="gelu",
+        fused_per_head=True,
+        renames={
+            "model.layers.": "gpt_neox.layers.",
+            "self_attn.query_key_value.": "attention.query_key_value.",
+            "self_attn.o_proj.": "attention.dense.",
+            "mlp.up_proj.": "mlp.dense_h_to_4h.",
+            "mlp.down_proj.": "mlp.dense_4h_to_h.",
+            "model.embed_tokens.": "gpt_neox.embed_in.",
+            "model.norm.": "gpt_neox.final_layer_norm.",
+            "lm_head.": "embed_out.",
+        },
+        defaults={
+            "layer_norm_eps": 1e-5,
+            "mlp_bias": True,
+            "use_parallel_residual": True,
+        },
+    ),
     # Phi-1/1.5/2: one biased LayerNorm before attention and MLP side by side,
     # biases everywhere (the LM head's too), an MLP without a gate, other
     # names.
@@ -264,7 +298,8 @@ def family_of(config: Mapping[str, Any]) -> Family:
             f"{sorted(FAMILIES)}."
         )
     family = FAMILIES[model_type]
-    if family.parallel_key is not None and config.get(family.parallel_key):
+    parallel = family.parallel_key
+    if parallel is not None and config.get(parallel, family.defaults.get(parallel)):
         family = dataclasses.replace(family, norm_position="parallel")
     return family
 
@@ -454,7 +489,8 @@ class DecoderLayer(nnx.Module):
                 norm(),
                 norm_position="parallel",
                 parallel=mlp,
-                share_norm=True,
+                parallel_norm=norm() if family.parallel_norms else None,
+                share_norm=not family.parallel_norms,
             )
             self.mlp = None
             return

@@ -105,6 +105,8 @@ COUSINS = [
     "stablelm_parallel",
     "deepseek_v2",
     "phi",
+    "gpt_neox",
+    "gpt_neox_sequential",
 ]
 
 
