@@ -242,6 +242,10 @@ def _rules(
         rules.append(
             (mlp + name + r"\.bias", hf + f"{theirs}.{name}_proj.bias", _reshaped)
         )
+    for name in ("alpha_p", "alpha_n", "beta", "eps"):  # Apertus's xIELU
+        rules.append(
+            (mlp + rf"activation\.{name}", hf + f"{theirs}.act_fn.{name}", _reshaped)
+        )
     if config.get("model_type") == "gemma4_text":
         rules += _gemma4_rules(config)
     elif config.get("model_type") in moe.STYLES:

@@ -37,6 +37,7 @@ def check_family(config: Mapping[str, Any]) -> models.Family:
         ("mixtures of experts", bool(moe.moe_layers(config))),
         ("Gemma 4's parts", family.layer_scalar),
         ("Granite's multipliers", family.multiplier_keys is not None),
+        ("Apertus's xIELU", family.activation == "xielu"),
     ]
     missing = [reason for reason, present in reasons if present]
     if missing:

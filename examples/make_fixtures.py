@@ -263,6 +263,9 @@ FAMILIES = {
         "num_key_value_heads": None,
         "use_parallel_residual": False,
     },
+    # Apertus: xIELU (its alpha_p and alpha_n moved off their start), per-head
+    # QK norms.
+    "apertus": {"model_type": "apertus", "head_dim": 8},
     # OLMo 1: LayerNorms without weights. EXAONE 4 in its all-full form:
     # OLMo 2's reordered norms with per-head QK norms.
     "olmo": {"model_type": "olmo", "clip_qkv": None},
@@ -384,7 +387,7 @@ EXPERTS = re.compile(
 # are alike and a norm or bias loaded in another's place shows.
 SCALES = re.compile(
     r".*((norm|LayerNorm)\w*\.(weight|bias)|layer_scalar|router\.scale"
-    r"|per_expert_scale|\.bias)$"
+    r"|per_expert_scale|\.bias|act_fn\.alpha_[pn])$"
 )
 
 

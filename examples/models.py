@@ -4,9 +4,9 @@ One class, `Decoder`, covers the Llama-shaped families (Llama 2/3/4,
 Mistral, Ministral 3, Mixtral, Qwen2/2.5, Qwen3, Qwen3-MoE, SmolLM3, OLMo
 1/2/3, OLMoE, EXAONE 4, Phi-1/2/3, Command R, Cohere2, Gemma 1/2/3/4,
 DeepSeek-V2/V3, gpt-oss, Helium, Seed-OSS, ERNIE 4.5, Arcee, GLM, GLM-4,
-Granite, StableLM, GPT-NeoX): token embedding, then per layer an attention
-and a gated MLP (or a mixture of experts, `examples.moe`) each inside a
-`Residual` (or one parallel `Residual`), a final norm and the LM head
+Granite, StableLM, GPT-NeoX, Apertus): token embedding, then per layer an
+attention and a gated MLP (or a mixture of experts, `examples.moe`) each
+inside a `Residual` (or one parallel `Residual`), a final norm and the LM head
 (tied to the embedding or not).
 What differs between the families is data, read from the config: each
 layer's attention comes from ``MultiHeadAttention.from_hf_config(config,
@@ -117,6 +117,17 @@ FAMILIES = {
     "qwen3": Family(),
     "smollm3": Family(tied=True),
     "olmo": Family(norm="plain_layer"),
+    # Apertus: xIELU in an MLP without a gate, per-head QK norms, its own
+    # norm names.
+    "apertus": Family(
+        gated=False,
+        activation="xielu",
+        renames={
+            "input_layernorm.": "attention_layernorm.",
+            "post_attention_layernorm.": "feedforward_layernorm.",
+        },
+        defaults={"rms_norm_eps": 1e-5},
+    ),
     # GPT-NeoX (Pythia): attention and MLP side by side, each under its own
     # biased LayerNorm (use_parallel_residual; else pre-norm), q/k/v fused
     # head by head, biases everywhere, a quarter of each head rotating.
@@ -345,6 +356,28 @@ class Scaled(nnx.Module):
         return self.inner.init_cache(*args, **kwargs)
 
 
+class XIELU(nnx.Module):
+    """xIELU (Huang et al. 2024, https://arxiv.org/abs/2411.13010; Apertus):
+    ``a_p x^2 + beta x`` for ``x > 0``, else ``a_n (expm1(min(x, eps)) - x)
+    + beta x``, with ``a_p = softplus(alpha_p)``, ``a_n = beta +
+    softplus(alpha_n)``; its four numbers are the checkpoint's (``beta`` and
+    ``eps`` buffers there)."""
+
+    def __init__(self, param_dtype):
+        def number(value):
+            return nnx.Param(jnp.full((1,), value, param_dtype))
+
+        self.alpha_p, self.alpha_n = number(0.0), number(0.0)
+        self.beta, self.eps = number(0.5), number(-1e-6)
+
+    def __call__(self, x):
+        beta, eps = self.beta[...], self.eps[...]
+        a_p = jax.nn.softplus(self.alpha_p[...])
+        a_n = beta + jax.nn.softplus(self.alpha_n[...])
+        negative = (jnp.expm1(jnp.minimum(x, eps)) - x) * a_n + beta * x
+        return jnp.where(x > 0, a_p * x * x + beta * x, negative).astype(x.dtype)
+
+
 class GatedMLP(nnx.Module):
     """``down(act(gate(x)) * up(x))`` (Llama's MLP), or ``down(act(up(x)))``
     with ``gated=False`` (Arcee's); biases with ``use_bias``."""
@@ -375,7 +408,10 @@ class GatedMLP(nnx.Module):
         self.gate = linear(hidden, intermediate, ("embed", "mlp")) if gated else None
         self.up = linear(hidden, intermediate, ("embed", "mlp"))
         self.down = linear(intermediate, hidden, ("mlp", "embed"))
-        self.activation = activation_fn(activation)
+        # Apertus's xIELU has parameters of its own (act_fn in transformers).
+        self.activation = (
+            XIELU(param_dtype) if activation == "xielu" else activation_fn(activation)
+        )
 
     def __call__(self, x, **unused):
         # (**unused: a parallel Residual hands it the attention's arguments.)

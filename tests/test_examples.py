@@ -107,6 +107,7 @@ COUSINS = [
     "phi",
     "gpt_neox",
     "gpt_neox_sequential",
+    "apertus",
 ]
 
 
