@@ -49,14 +49,8 @@ def check_family(config: Mapping[str, Any]) -> models.Family:
 
 
 def _norm(family, config, **kw):
-    eps = config.get(family.eps_key, 1e-6)
-    if family.norm == "plain_layer":  # OLMo 1
-        return linen.LayerNorm(epsilon=1e-5, use_scale=False, use_bias=False, **kw)
-    if family.norm in ("layer", "biased_layer"):
-        return linen.LayerNorm(
-            epsilon=eps, use_bias=family.norm == "biased_layer", **kw
-        )
-    return linen.RMSNorm(epsilon=eps, unit_offset=family.unit_offset, **kw)
+    kind, fields = models.norm_fields(family, config)
+    return (linen.LayerNorm if kind == "layer" else linen.RMSNorm)(**fields, **kw)
 
 
 class GatedMLP(nn.Module):
@@ -89,13 +83,7 @@ class DecoderLayer(nn.Module):
         config = dict(self.config)
         family = check_family(config)
         sandwich = family.norm_position == "sandwich"
-        activation = (
-            config.get("hidden_activation")
-            or config.get("hidden_act")
-            or family.activation
-        )
-        if activation == "gelu" and family.gelu_means_tanh:
-            activation = "gelu_pytorch_tanh"
+        activation = models.activation_name(family, config)
         # Unbound (parent=None): each Residual adopts its sublayer and norms
         # under its own name, as the NNX model nests them.
         attention = linen.MultiHeadAttention.from_hf_config(

@@ -315,27 +315,33 @@ def family_of(config: Mapping[str, Any]) -> Family:
     return family
 
 
+def norm_fields(family: Family, config) -> tuple[str, dict[str, Any]]:
+    """The family's norm, ``("layer" | "rms", fields)``, the fields both
+    twins' `LayerNorm` or `RMSNorm` take (the NNX and linen decoders)."""
+    eps = config.get(family.eps_key, 1e-6)
+    if family.norm == "plain_layer":  # OLMo 1: no weight, epsilon 1e-5
+        return "layer", {"epsilon": 1e-5, "use_scale": False, "use_bias": False}
+    if family.norm in ("layer", "biased_layer"):
+        return "layer", {"epsilon": eps, "use_bias": family.norm == "biased_layer"}
+    return "rms", {"epsilon": eps, "unit_offset": family.unit_offset}
+
+
+def activation_name(family: Family, config) -> str:
+    """The MLP's activation: the config's (Gemma's ``hidden_activation``,
+    else ``hidden_act``) or the family's, Gemma's legacy ``"gelu"`` read as
+    transformers reads it."""
+    name = (
+        config.get("hidden_activation") or config.get("hidden_act") or family.activation
+    )
+    return "gelu_pytorch_tanh" if name == "gelu" and family.gelu_means_tanh else name
+
+
 def make_norm(family: Family, config, *, dtype, param_dtype, rngs):
     """The family's norm over ``hidden_size`` features."""
-    hidden, eps = config["hidden_size"], config.get(family.eps_key, 1e-6)
-    if family.norm in ("layer", "biased_layer", "plain_layer"):
-        plain = family.norm == "plain_layer"  # OLMo 1: no weight, epsilon 1e-5
-        return pnnx.LayerNorm(
-            hidden,
-            epsilon=1e-5 if plain else eps,
-            use_scale=not plain,
-            use_bias=family.norm == "biased_layer",
-            dtype=dtype,
-            param_dtype=param_dtype,
-            rngs=rngs,
-        )
-    return pnnx.RMSNorm(
-        hidden,
-        epsilon=eps,
-        unit_offset=family.unit_offset,
-        dtype=dtype,
-        param_dtype=param_dtype,
-        rngs=rngs,
+    kind, fields = norm_fields(family, config)
+    made = pnnx.LayerNorm if kind == "layer" else pnnx.RMSNorm
+    return made(
+        config["hidden_size"], dtype=dtype, param_dtype=param_dtype, rngs=rngs, **fields
     )
 
 
@@ -444,13 +450,7 @@ class DecoderLayer(nnx.Module):
             # 0.1), and so no dropout stream to keep.
             **{"dropout_rate": 0.0, **attention},
         )
-        activation = (
-            config.get("hidden_activation")  # Gemma's key
-            or config.get("hidden_act")
-            or family.activation
-        )
-        if activation == "gelu" and family.gelu_means_tanh:
-            activation = "gelu_pytorch_tanh"  # as transformers reads Gemma's
+        activation = activation_name(family, config)
 
         reuses = getattr(attention, "reuses_kv", False)
         # Gemma 4: the layers that reuse keys and values have a wider MLP.

@@ -154,6 +154,16 @@ def _scaled_softmax(logits, config, k, expert_scale):
     return weights * expert_scale[index], index
 
 
+def _limit_to_groups(scores, groups, keep, group_score, fill):
+    """``scores`` with every expert outside the ``keep`` of ``groups``
+    groups that ``group_score`` (of a group's scores) ranks highest set to
+    ``fill`` (DeepSeek's group-limited routing)."""
+    grouped = scores.reshape(*scores.shape[:-1], groups, -1)
+    _, best = jax.lax.top_k(group_score(grouped), keep)
+    kept = jax.nn.one_hot(best, groups).sum(-2).astype(bool)
+    return jnp.where(kept[..., None], grouped, fill).reshape(scores.shape)
+
+
 def _grouped_softmax(logits, config, k):
     """DeepSeek-V2: softmax scores, the top k (``topk_method="greedy"``)
     or the top k among the ``topk_group`` of ``n_group`` groups whose best
@@ -162,11 +172,9 @@ def _grouped_softmax(logits, config, k):
     scores = jax.nn.softmax(logits)
     method = config.get("topk_method", "greedy")
     if method == "group_limited_greedy":
-        groups = config["n_group"]
-        grouped = scores.reshape(*scores.shape[:-1], groups, -1)
-        _, best = jax.lax.top_k(grouped.max(-1), config["topk_group"])
-        keep = jax.nn.one_hot(best, groups).sum(-2).astype(bool)
-        scores = jnp.where(keep[..., None], grouped, 0.0).reshape(scores.shape)
+        scores = _limit_to_groups(
+            scores, config["n_group"], config["topk_group"], lambda g: g.max(-1), 0.0
+        )
     elif method != "greedy":
         raise ValueError(f"topk_method {method!r} is not one the examples build.")
     weights, index = jax.lax.top_k(scores, k)
@@ -179,13 +187,13 @@ def _grouped_sigmoid(logits, config, k, correction):
     two best such scores sum highest; the chosen scores (without the bias)
     renormalized (``norm_topk_prob``) and times ``routed_scaling_factor``."""
     scores = jax.nn.sigmoid(logits)
-    choice = scores + correction
-    groups = config.get("n_group", 8)
-    grouped = choice.reshape(*choice.shape[:-1], groups, -1)
-    group_scores = jax.lax.top_k(grouped, 2)[0].sum(-1)
-    _, best = jax.lax.top_k(group_scores, config.get("topk_group", 4))
-    keep = jax.nn.one_hot(best, groups).sum(-2).astype(bool)
-    masked = jnp.where(keep[..., None], grouped, -jnp.inf).reshape(choice.shape)
+    masked = _limit_to_groups(
+        scores + correction,
+        config.get("n_group", 8),
+        config.get("topk_group", 4),
+        lambda g: jax.lax.top_k(g, 2)[0].sum(-1),
+        -jnp.inf,
+    )
     _, index = jax.lax.top_k(masked, k)
     weights = jnp.take_along_axis(scores, index, axis=-1)
     if config.get("norm_topk_prob", True):

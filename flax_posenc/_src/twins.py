@@ -103,6 +103,14 @@ def qk_norm(query_norm, key_norm, q: jax.Array, k: jax.Array, over: str = "head"
     return _norm_heads(query_norm, "q", q, over), _norm_heads(key_norm, "k", k, over)
 
 
+def rotate(rotary, q, k, positions, keywords):
+    """Queries and keys through an attention module's ``rotary`` (linen and
+    NNX); ``k`` None (a layer reusing rotated keys: Gemma 4) rotates the
+    queries alone."""
+    q, rotated = rotary(q, q if k is None else k, positions=positions, **keywords)
+    return q, None if k is None else rotated
+
+
 class SharedKV(NamedTuple):
     """What an attention layer attended over, for the layers that reuse its
     keys and values (Gemma 4's ``num_kv_shared_layers``). Returned by an

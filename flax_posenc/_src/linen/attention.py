@@ -326,13 +326,13 @@ class MultiHeadAttention(nn.Module):
             x, positions, segments, start, decode
         )
         if self.rotary is not None:
-            q, rotated = self.rotary(
+            q, k = twins.rotate(
+                self.rotary,
                 q,
-                q if k is None else k,
-                positions=positions,
-                **twins.rotary_keywords(self.rotary, x, given, decode, seq_len),
+                k,
+                positions,
+                twins.rotary_keywords(self.rotary, x, given, decode, seq_len),
             )
-            k = None if k is None else rotated
 
         if self.qk_norm is not None and self.qk_norm_position == "after_rope":
             q, k = self._qk_norm(q, k)

@@ -389,13 +389,13 @@ class MultiHeadAttention(nnx.Module):
             x, positions, segments, start, decode
         )
         if self.rotary is not None:
-            q, rotated = self.rotary(
+            q, k = twins.rotate(
+                self.rotary,
                 q,
-                q if k is None else k,
-                positions=positions,
-                **twins.rotary_keywords(self.rotary, x, given, decode, seq_len),
+                k,
+                positions,
+                twins.rotary_keywords(self.rotary, x, given, decode, seq_len),
             )
-            k = None if k is None else rotated
         if self.query_norm is not None and not before:
             q, k = twins.qk_norm(
                 self.query_norm, self.key_norm, q, k, self.qk_norm_over
