@@ -168,9 +168,9 @@ def _rules(
         norms = (*norms[:2], "post_feedforward_layernorm", None)
     norms = family.norm_names or norms
     rules = []
-    if family.fused or family.fused_mlp_only:
-        rules = _fused(config, attention=not family.fused_mlp_only)
-    if family.fused_per_head:
+    if family.fused in ("qkv_and_mlp", "mlp"):
+        rules = _fused(config, attention=family.fused == "qkv_and_mlp")
+    if family.fused == "qkv_per_head":
         rules = _fused_per_head(config)
     if family.norm_position == "parallel" and family.parallel_norms:
         for kind, hf_kind in (("scale", "weight"), ("bias", "bias")):

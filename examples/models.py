@@ -43,8 +43,10 @@ class Family:
       scale_embeddings: the token embeddings times ``sqrt(hidden_size)``
         (Gemma).
       final_softcap_key: the config key of the logits' soft cap (Gemma 2).
-      fused: transformers fuses q/k/v and gate/up into one weight each
-        (Phi-3's ``qkv_proj`` and ``gate_up_proj``).
+      fused: the weights transformers fuses: ``"qkv_and_mlp"`` (Phi-3's
+        ``qkv_proj`` and ``gate_up_proj``), ``"mlp"`` (GLM's ``gate_up_proj``),
+        ``"qkv_per_head"`` (GPT-NeoX's ``query_key_value``: each head's q,
+        k, v rows in turn), or None.
       tied: transformers' ``tie_word_embeddings`` default (SmolLM3, Gemma:
         true).
       norm: ``"rms"`` (RMSNorm), ``"layer"`` (LayerNorm without bias:
@@ -56,8 +58,6 @@ class Family:
       mlp_size_key: the dense MLP's width key (Llama 4:
         ``intermediate_size_mlp``).
       layer_scalar: each layer's output times a learned scalar (Gemma 4).
-      fused_mlp_only: transformers fuses gate/up only (GLM's
-        ``gate_up_proj``; ``fused`` fuses q/k/v too).
       norm_names: transformers' names of the attention's norm and post norm
         and the MLP's, where they are not the residual form's usual ones
         (GLM-4's ``post_self_attn_layernorm`` and ``post_mlp_layernorm``).
@@ -67,8 +67,6 @@ class Family:
       lm_head_bias: the LM head has a bias (Phi).
       parallel_norms: the parallel residual's MLP has a norm of its own
         (GPT-NeoX), not the attention's.
-      fused_per_head: transformers fuses q/k/v head by head (GPT-NeoX's
-        ``query_key_value``: each head's q, k, v rows in turn).
       parallel_key: the key that makes the residual ``"parallel"`` with one
         shared norm (StableLM's ``use_parallel_residual``).
       multiplier_keys: Granite's keys of the embeddings' factor, the
@@ -89,21 +87,19 @@ class Family:
     unit_offset: bool = False
     scale_embeddings: bool = False
     final_softcap_key: str | None = None
-    fused: bool = False
+    fused: str | None = None
     tied: bool = False
     norm: str = "rms"
     eps_key: str = "rms_norm_eps"
     logit_scale_key: str | None = None
     mlp_size_key: str = "intermediate_size"
     layer_scalar: bool = False
-    fused_mlp_only: bool = False
     norm_names: tuple[str | None, ...] | None = None
     multiplier_keys: tuple[str, str, str] | None = None
     parallel_key: str | None = None
     renames: Mapping[str, str] = dataclasses.field(default_factory=dict)
     lm_head_bias: bool = False
     parallel_norms: bool = False
-    fused_per_head: bool = False
     gated: bool = True
     mlp_bias_key: str = "mlp_bias"
     gelu_means_tanh: bool = False
@@ -139,7 +135,7 @@ FAMILIES = {
         parallel_norms=True,
         gated=False,
         activation="gelu",
-        fused_per_head=True,
+        fused="qkv_per_head",
         renames={
             "model.layers.": "gpt_neox.layers.",
             "self_attn.query_key_value.": "attention.query_key_value.",
@@ -184,10 +180,10 @@ FAMILIES = {
     ),
     # GLM: gate and up in one weight, half of each head rotating (interleaved
     # pairs); GLM-4 also with a norm after each sublayer, by other names.
-    "glm": Family(fused_mlp_only=True, defaults={"rms_norm_eps": 1.5625e-07}),
+    "glm": Family(fused="mlp", defaults={"rms_norm_eps": 1.5625e-07}),
     "glm4": Family(
         norm_position="sandwich",
-        fused_mlp_only=True,
+        fused="mlp",
         norm_names=(
             "input_layernorm",
             "post_self_attn_layernorm",
@@ -235,7 +231,7 @@ FAMILIES = {
         ),
     ),
     "ministral3": Family(),
-    "phi3": Family(fused=True),
+    "phi3": Family(fused="qkv_and_mlp"),
     **dict.fromkeys(
         ("gemma2", "gemma3_text"),
         Family(
