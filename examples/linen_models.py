@@ -31,6 +31,7 @@ from flax_posenc import linen
 def check_family(config: Mapping[str, Any]) -> models.Family:
     """The config's `models.Family`, or a ValueError when its linen twin is
     not built here (the NNX `examples.models.Decoder` builds it)."""
+    config = models.standard_config(config)
     family = models.family_of(config)
     reasons = [
         ("a parallel residual", family.norm_position == "parallel"),
@@ -118,8 +119,9 @@ class Decoder(nn.Module):
 
     @nn.compact
     def __call__(self, ids, *, positions=None, segments=None):
-        family = check_family(self.config)
-        config = {**family.defaults, **self.config}
+        config = models.standard_config(self.config)
+        family = check_family(config)
+        config = {**family.defaults, **config}
         hidden, vocab = config["hidden_size"], config["vocab_size"]
         embed = linen.TokenEmbedding(
             vocab,

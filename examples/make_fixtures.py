@@ -275,6 +275,49 @@ FAMILIES = {
         "sliding_window": None,
         "layer_types": ["full_attention", "full_attention"],
     },
+    # EXAONE 4.0-32B's hybrid form: three sliding layers with RoPE, then a
+    # full one without (here every second layer).
+    "exaone4_hybrid": {
+        "model_type": "exaone4",
+        "head_dim": 8,
+        "num_hidden_layers": 4,
+        "sliding_window": 4,
+        "sliding_window_pattern": 2,
+    },
+    # GPT-J: its own key names (built from GPTJ_SMALL), half of each head
+    # rotating in interleaved pairs, one LayerNorm before attention and MLP
+    # side by side.
+    "gptj": {"model_type": "gptj", "rotary_dim": 4},
+    # Kimi K2: DeepSeek-V3's code (its config names DeepseekV3ForCausalLM)
+    # with one expert group, saved as its published config.json is (model_type
+    # kimi_k2, the rope_scaling form): see _as_kimi_k2.
+    "kimi_k2": {
+        "model_type": "deepseek_v3",
+        "num_key_value_heads": 4,
+        "first_k_dense_replace": 1,
+        "q_lora_rank": 12,
+        "kv_lora_rank": 16,
+        "qk_nope_head_dim": 8,
+        "qk_rope_head_dim": 4,
+        "v_head_dim": 6,
+        "n_routed_experts": 4,
+        "n_group": 1,
+        "topk_group": 1,
+        "num_experts_per_tok": 2,
+        "n_shared_experts": 1,
+        "routed_scaling_factor": 2.827,
+        "moe_intermediate_size": 16,
+        "rope_parameters": {
+            "rope_type": "yarn",
+            "factor": 4.0,
+            "original_max_position_embeddings": 16,
+            "mscale": 1.0,
+            "mscale_all_dim": 1.0,
+            "beta_fast": 1.0,
+            "beta_slow": 1.0,
+            "rope_theta": 50000.0,
+        },
+    },
     # Gemma 4's E2B form: per-layer inputs; full layers with a wider head,
     # one key/value head whose values are its keys, partial proportional RoPE;
     # layers 2 and 3 reuse layers 0 and 1's keys and values, with MLPs twice
@@ -310,8 +353,62 @@ FAMILIES = {
         "tie_word_embeddings": True,
     },
 }
+# GPT-J's config class keeps its own names (n_embd, n_layer, ...): SMALL's
+# would be saved beside them.
+GPTJ_SMALL = {
+    "vocab_size": 96,
+    "n_embd": 32,
+    "n_layer": 2,
+    "n_head": 4,
+    "resid_pdrop": 0.0,
+    "embd_pdrop": 0.0,
+    "attn_pdrop": 0.0,
+    "tie_word_embeddings": False,
+    "pad_token_id": 0,
+    "bos_token_id": 1,
+    "eos_token_id": 2,
+}
+BASES = {"gptj": GPTJ_SMALL}
 NEW_TOKENS = 8
 MARGIN = 1e-3
+
+
+def _as_kimi_k2(saved: dict) -> dict:
+    """A DeepSeek-V3 config.json as Kimi K2's is: model_type kimi_k2, RoPE in
+    the rope_scaling + rope_theta form, DeepSeek's own router keys, and none
+    of the keys transformers adds (rope_interleave, head_dim, qk_head_dim)."""
+    for key in ("rope_interleave", "head_dim", "qk_head_dim"):
+        saved.pop(key)
+    rope = dict(saved.pop("rope_parameters"))
+    saved["rope_theta"] = rope.pop("rope_theta")
+    saved["rope_scaling"] = {"type": rope.pop("rope_type"), **rope}
+    return {
+        **saved,
+        "model_type": "kimi_k2",
+        "scoring_func": "sigmoid",
+        "topk_method": "noaux_tc",
+    }
+
+
+def _set(key, value):
+    def edit(saved: dict) -> dict:
+        if value is None:
+            saved.pop(key)
+        else:
+            saved[key] = value
+        return saved
+
+    return edit
+
+
+# The published configs' forms: Gemma's legacy "gelu" (transformers reads it
+# as the tanh GeLU the reference ran), Command R's logit_scale left to its
+# default, Kimi K2's.
+EDITS = {
+    "gemma": _set("hidden_act", "gelu"),
+    "cohere": _set("logit_scale", None),
+    "kimi_k2": _as_kimi_k2,
+}
 
 
 def _save_model(name, model) -> pathlib.Path:
@@ -381,12 +478,13 @@ EXPERTS = re.compile(
     r".*\.(experts|shared_experts?)\..*"
     # The dense MLPs' too: an activation's variant (exact or tanh GeLU) shows.
     r"|.*\.(mlp|feed_forward)\.(gate|up|down|gate_up)_proj\.weight"
+    r"|.*\.mlp\.fc_(in|out)\.weight"
 )
 # Norm weights and other scales transformers starts at 1 (or at 0 for
 # Gemma's 1 + w), and biases (0): each moved by up to 0.5, so that no two
 # are alike and a norm or bias loaded in another's place shows.
 SCALES = re.compile(
-    r".*((norm|LayerNorm)\w*\.(weight|bias)|layer_scalar|router\.scale"
+    r".*((norm|LayerNorm|\.ln_\w+)\w*\.(weight|bias)|layer_scalar|router\.scale"
     r"|per_expert_scale|\.bias|act_fn\.alpha_[pn])$"
 )
 
@@ -403,7 +501,7 @@ def _spread(model) -> None:
 
 
 def make(name, extra, seed=0):
-    config_dict = {**SMALL, **extra}
+    config_dict = {**BASES.get(name, SMALL), **extra}
     config = transformers.AutoConfig.for_model(**config_dict)
     config._attn_implementation = "eager"
     for attempt in range(100):
@@ -421,17 +519,9 @@ def make(name, extra, seed=0):
     else:
         raise RuntimeError(f"{name}: no prompt with a top-2 margin > {MARGIN}")
     folder = _save_model(name, model)
-    # The published configs' forms: Gemma's legacy "gelu" (transformers
-    # reads it as the tanh GeLU the reference ran), Command R's logit_scale
-    # left to its default.
-    edits = {"gemma": ("hidden_act", "gelu"), "cohere": ("logit_scale", None)}
-    if name in edits:
+    if name in EDITS:
         saved = json.loads((folder / "config.json").read_text())
-        key, value = edits[name]
-        if value is None:
-            del saved[key]
-        else:
-            saved[key] = value
+        saved = EDITS[name](saved)
         (folder / "config.json").write_text(json.dumps(saved, indent=2) + "\n")
     with torch.no_grad():
         positions = (mask.cumsum(-1) - 1).clamp(min=0)

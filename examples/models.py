@@ -3,8 +3,8 @@
 One class, `Decoder`, covers the Llama-shaped families (Llama 2/3/4,
 Mistral, Ministral 3, Mixtral, Qwen2/2.5, Qwen3, Qwen3-MoE, SmolLM3, OLMo
 1/2/3, OLMoE, EXAONE 4, Phi-1/2/3, Command R, Cohere2, Gemma 1/2/3/4,
-DeepSeek-V2/V3, gpt-oss, Helium, Seed-OSS, ERNIE 4.5, Arcee, GLM, GLM-4,
-Granite, StableLM, GPT-NeoX, Apertus): token embedding, then per layer an
+DeepSeek-V2/V3, Kimi K2, gpt-oss, Helium, Seed-OSS, ERNIE 4.5, Arcee, GLM, GLM-4,
+Granite, StableLM, GPT-NeoX, GPT-J, Apertus): token embedding, then per layer an
 attention and a gated MLP (or a mixture of experts, `examples.moe`) each
 inside a `Residual` (or one parallel `Residual`), a final norm and the LM head
 (tied to the embedding or not).
@@ -76,6 +76,10 @@ class Family:
       mlp_bias_key: the key of the MLP's biases.
       gelu_means_tanh: ``hidden_act: "gelu"`` is the tanh approximation (a
         legacy value of Gemma's configs, which transformers reads so).
+      key_names: the family's own names of the standard keys (transformers'
+        ``attribute_map``: GPT-J's ``n_embd``, ``n_layer``, ...).
+      width_factor: the MLP's width is ``width_factor * hidden_size`` when
+        the config's width is null (GPT-J's ``n_inner``).
       defaults: transformers' values for keys a config.json may leave out.
 
     ``norm_position="parallel"`` (Cohere2): one norm, then attention and the
@@ -103,6 +107,8 @@ class Family:
     gated: bool = True
     mlp_bias_key: str = "mlp_bias"
     gelu_means_tanh: bool = False
+    key_names: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    width_factor: int | None = None
     defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
@@ -178,6 +184,37 @@ FAMILIES = {
         parallel_key="use_parallel_residual",
         defaults={"layer_norm_eps": 1e-5},
     ),
+    # GPT-J: Phi's form (one biased LayerNorm before attention and MLP side
+    # by side) with bias-free attention, interleaved partial RoPE
+    # (rotary_dim), and its own key and parameter names.
+    "gptj": Family(
+        norm_position="parallel",
+        norm="biased_layer",
+        eps_key="layer_norm_epsilon",
+        gated=False,
+        activation="gelu_new",
+        lm_head_bias=True,
+        key_names={
+            "hidden_size": "n_embd",
+            "num_attention_heads": "n_head",
+            "num_hidden_layers": "n_layer",
+            "max_position_embeddings": "n_positions",
+            "intermediate_size": "n_inner",
+            "hidden_act": "activation_function",
+        },
+        width_factor=4,
+        renames={
+            "model.layers.": "transformer.h.",
+            "input_layernorm.": "ln_1.",
+            "self_attn.o_proj.": "attn.out_proj.",
+            "self_attn.": "attn.",
+            "mlp.up_proj.": "mlp.fc_in.",
+            "mlp.down_proj.": "mlp.fc_out.",
+            "model.embed_tokens.": "transformer.wte.",
+            "model.norm.": "transformer.ln_f.",
+        },
+        defaults={"layer_norm_epsilon": 1e-5, "mlp_bias": True},
+    ),
     # GLM: gate and up in one weight, half of each head rotating (interleaved
     # pairs); GLM-4 also with a norm after each sublayer, by other names.
     "glm": Family(fused="mlp", defaults={"rms_norm_eps": 1.5625e-07}),
@@ -203,7 +240,7 @@ FAMILIES = {
         )
     ),
     "olmo2": Family(norm_position="reordered"),
-    # EXAONE 4 (all layers full: sliding_window null): OLMo 2's form.
+    # EXAONE 4: OLMo 2's form (its hybrid layers are the schedule's).
     "exaone4": Family(norm_position="reordered", defaults={"rms_norm_eps": 1e-5}),
     "olmo3": Family(norm_position="reordered"),
     "ministral": Family(),
@@ -293,6 +330,29 @@ def activation_fn(name: str):
             f"activation {name!r} is not one the examples build: {sorted(ACTIVATIONS)}."
         )
     return ACTIVATIONS[name]
+
+
+# Families whose code is another's: Kimi K2's config.json names DeepSeek-V3's
+# architecture (DeepseekV3ForCausalLM), and its code is DeepSeek-V3's.
+SAME_CODE = {"kimi_k2": "deepseek_v3"}
+
+
+def standard_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The config under the names the decoders read: the model_type whose
+    code the family shares (`SAME_CODE`) and the standard keys beside the
+    family's own names (GPT-J's ``n_embd``: ``hidden_size``)."""
+    config = dict(config)
+    model_type = config.get("model_type")
+    config["model_type"] = SAME_CODE.get(model_type, model_type)
+    family = FAMILIES.get(config["model_type"])
+    if family is None:
+        return config
+    for standard, own in family.key_names.items():
+        if config.get(standard) is None and own in config:
+            config[standard] = config[own]
+    if family.width_factor and config.get("intermediate_size") is None:
+        config["intermediate_size"] = family.width_factor * config["hidden_size"]
+    return config
 
 
 def family_of(config: Mapping[str, Any]) -> Family:
@@ -589,6 +649,7 @@ class Decoder(nnx.Module):
         attention: Mapping[str, Any] | None = None,
         rngs: nnx.Rngs,
     ):
+        config = standard_config(config)
         family = family_of(config)
         config = {**family.defaults, **config}
         self.config = config
@@ -713,6 +774,7 @@ def build(config: Mapping[str, Any], *, dtype=None, seed: int = 0, attention=Non
 
         kind = encoder.Bert if config["model_type"] == "bert" else encoder.ModernBert
         return kind(config, dtype=dtype, rngs=nnx.Rngs(seed))
+    config = standard_config(config)
     family_of(config)
     fp.attention_schedule(config)  # the config's errors before any weight
     return Decoder(config, dtype=dtype, attention=attention, rngs=nnx.Rngs(seed))

@@ -26,7 +26,6 @@ import examples
 FIXTURES = pathlib.Path(examples.__file__).parent / "fixtures"
 NAMES = [
     "llama",
-    "qwen2",
     "qwen3",
     "mistral",
     "smollm3",
@@ -34,7 +33,6 @@ NAMES = [
     "olmo3",
     "ministral3",
     "phi3",
-    "phi4_mini",
     "cohere2",
     "deepseek_v3",
     "llama4",
@@ -42,10 +40,7 @@ NAMES = [
     "gemma3",
     "gemma4",
     "gemma4_moe",
-    # Mixtures of experts (Llama 4's and DeepSeek-V3's above too).
-    "qwen3_moe",
-    "mixtral",
-    "olmoe",
+    # Mixtures of experts (Llama 4's, DeepSeek-V3's and Gemma 4's above too).
     "gpt_oss",
 ]
 
@@ -83,13 +78,23 @@ def test_logits_and_greedy_tokens_equal_transformers(name):
     np.testing.assert_array_equal(tokens[rows], ref["greedy"][rows])
 
 
-# Llama's cousins (other keys for the biases, Arcee's MLP without a gate,
+# Families whose attention and cache are those of a decoder above (Qwen2's
+# biases, Phi-4-mini's partial rotation, EXAONE 4's hybrid layers as
+# Cohere2's, the experts of Qwen3-MoE, Mixtral and OLMoE), and Llama's
+# cousins (other keys for the biases, Arcee's MLP without a gate,
 # Gemma 1's legacy "gelu", OLMo 1's weightless LayerNorms, EXAONE 4's
 # reordered norms, GLM's fused MLP and half-rotating heads, GLM-4's norms by
 # other names, Granite's multipliers, DeepSeek-V2's group-limited softmax
-# routing and uncompressed queries): the forward pass, run eagerly (no compile; the
-# cache and generation are the decoders' above).
+# routing and uncompressed queries, GPT-J's own key names and interleaved
+# partial RoPE, Kimi K2's config read as DeepSeek-V3's): the forward pass,
+# run eagerly (no compile; the cache and generation are the decoders' above).
 COUSINS = [
+    "qwen2",
+    "phi4_mini",
+    "exaone4_hybrid",
+    "qwen3_moe",
+    "mixtral",
+    "olmoe",
     "helium",
     "seed_oss",
     "ernie4_5",
@@ -108,6 +113,8 @@ COUSINS = [
     "gpt_neox",
     "gpt_neox_sequential",
     "apertus",
+    "gptj",
+    "kimi_k2",
 ]
 
 

@@ -482,13 +482,48 @@ def test_biases_and_qk_norms_are_transformers(extra, want):
         ({"model_type": "phi", "qk_layernorm": True}, "qk_layernorm"),
         ({"model_type": "stablelm", "qk_layernorm": True}, "qk_layernorm"),
         ({"model_type": "persimmon"}, "qk_layernorm"),  # its default is true
-        ({"model_type": "exaone4"}, "EXAONE 4's hybrid layers"),  # window 4096
         ({"model_type": "falcon"}, "Falcon's attention"),
     ],
 )
 def test_what_is_not_built_is_refused(extra, match):
     with pytest.raises(ValueError, match=match):
         fp.attention_schedule({**_SMALL, **extra})
+
+
+@pytest.mark.parametrize(
+    "extra, full",
+    [
+        # transformers 5.24 exaone4: layer i full when (i + 1) % pattern == 0
+        # (pattern 4, window 4096 by default); full layers without RoPE.
+        ({}, [3, 7]),
+        ({"sliding_window_pattern": 2}, [1, 3, 5, 7]),
+        ({"sliding_window_pattern": "LLGG"}, [2, 3, 6, 7]),  # its docs' string form
+        ({"layer_types": ["sliding_attention"] * 7 + ["full_attention"]}, [7]),
+    ],
+)
+def test_exaone4_hybrid_layers_rotate_only_when_sliding(extra, full):
+    config = {**_SMALL, "model_type": "exaone4", "num_hidden_layers": 8, **extra}
+    layers = fp.attention_schedule(config)
+    assert [a.layer for a in layers if a.layer_type == "full_attention"] == full
+    for a in layers:
+        sliding = a.layer_type == "sliding_attention"
+        assert (a.rope is not None) == sliding
+        assert a.sliding_window == (4096 if sliding else None)
+
+
+def test_exaone4_without_a_window_is_full_and_rotates_everywhere():
+    config = {**_SMALL, "model_type": "exaone4", "sliding_window": None}
+    config["sliding_window_pattern"] = 0  # as transformers saves it then
+    layers = fp.attention_schedule(config)
+    assert {(a.layer_type, a.rope is not None) for a in layers} == {
+        ("full_attention", True)
+    }
+
+
+def test_exaone4_pattern_string_holds_l_and_g():
+    config = {**_SMALL, "model_type": "exaone4", "sliding_window_pattern": "LLX"}
+    with pytest.raises(ValueError, match="'L' \\(sliding\\) and 'G'"):
+        fp.attention_schedule(config)
 
 
 def test_persimmon_rotates_half_of_each_head_by_default():

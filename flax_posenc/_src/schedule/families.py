@@ -62,6 +62,8 @@ class Family:
       window_key: the key of the sliding layers' window.
       window_half: the window is bidirectional, ``|q - k| <= key // 2``
         (ModernBERT's ``local_attention``): ours is ``key // 2 + 1``.
+      window_off_full: with the window key null, every layer is full
+        attention with RoPE, whatever the rule and ``nope`` say (EXAONE 4).
       chunk_key: the key of the chunked layers' chunk size.
       causal: whether the layers mask later positions.
       sinks: every layer has learned sinks.
@@ -111,6 +113,7 @@ class Family:
     nope: str | None = None
     window_key: str = "sliding_window"
     window_half: bool = False
+    window_off_full: bool = False
     chunk_key: str | None = None
     causal: bool = True
     sinks: bool = False
@@ -198,6 +201,16 @@ SCHEDULE_KEYS = frozenset(
     }
 )
 
+# transformers' attribute_map: a family's own names of the standard keys.
+KEY_NAMES: dict[str, dict[str, str]] = {
+    "gptj": {
+        "num_hidden_layers": "n_layer",
+        "num_attention_heads": "n_head",
+        "hidden_size": "n_embd",
+        "max_position_embeddings": "n_positions",
+    },
+}
+
 _GEMMA = {"scale_key": "query_pre_attn_scalar", "softcap_key": "attn_logit_softcapping"}
 _WINDOW_4096 = {"sliding_window": 4096}
 _QWEN = Family(
@@ -250,19 +263,19 @@ FAMILIES: dict[str, Family] = {
         defaults={"qk_layernorm": True},
         unsupported={"qk_layernorm": _QK_LAYERNORM},
     ),
-    # EXAONE 4: sliding layers with RoPE and full layers without, by default
-    # (sliding_window 4096); with sliding_window null every layer is full.
+    # EXAONE 4: sliding layers with RoPE and full layers without, layer i
+    # full when (i + 1) % sliding_window_pattern == 0 (default 4, window
+    # 4096); with sliding_window null every layer is full, with RoPE.
     "exaone4": Family(
+        layers="period",
+        period_key="sliding_window_pattern",
+        period=4,
+        nope="full_attention",
+        window_off_full=True,
         qk_norm="rms",
         qkv_bias=False,
         out_bias=False,
         defaults={"sliding_window": 4096},
-        unsupported={
-            "sliding_window": "EXAONE 4's hybrid layers (sliding with RoPE, full "
-            "without) are not read yet"
-        },
-        # Its saved configs carry the hybrid form's pattern (4) either way.
-        ignored=frozenset({"sliding_window_pattern"}),
     ),
     "falcon": Family(
         not_built="Falcon's attention (multi-query and grouped fused heads, "

@@ -117,13 +117,13 @@ def attention_schedule(config: Mapping[str, Any]) -> tuple[LayerAttention, ...]:
     Reads what transformers reads for the config's ``model_type`` (its text
     model's, through ``text_config``), in the transformers-4 and -5 forms:
     the layer types (``layer_types``, else the family's rule: Gemma 2/3/4,
-    Cohere2 ``sliding_window_pattern``, gpt-oss and OLMo 3 alternating,
+    Cohere2, EXAONE 4 ``sliding_window_pattern``, gpt-oss and OLMo 3 alternating,
     ModernBERT ``global_attn_every_n_layers``, Qwen2/3
     ``use_sliding_window`` from ``max_window_layers``, Mistral and Phi-3
     sliding everywhere when ``sliding_window`` is set, Llama 4 chunked on its
     rotating layers), the layers without RoPE (Llama 4 and SmolLM3
     ``no_rope_layers``, default every ``no_rope_layer_interval``-th layer;
-    Cohere2's full layers), each layer's rotation (as
+    Cohere2's full layers, EXAONE 4's when it has a window), each layer's rotation (as
     `rope_config_from_hf` with its layer type), windows and chunks, sinks
     (gpt-oss), the query temperature (Llama 4's NoPE layers, Ministral 3's
     ``llama_4_scaling_beta``), the QK and V norms, the logit scale and soft
@@ -159,8 +159,11 @@ def attention_schedule(config: Mapping[str, Any]) -> tuple[LayerAttention, ...]:
       >>> [a.sliding_window for a in fp.attention_schedule(gemma2)]
       [4096, None, 4096, None]
     """
-    raw = rope_config.text_config(config)
+    raw = dict(rope_config.text_config(config))
     model_type = raw.get("model_type")
+    for standard, own in families.KEY_NAMES.get(model_type, {}).items():
+        if raw.get(standard) is None and own in raw:
+            raw[standard] = raw[own]
     family = families.FAMILIES.get(model_type)
     present = sorted(k for k in families.SCHEDULE_KEYS if _given(raw.get(k)))
     if family is None:
@@ -191,6 +194,8 @@ def attention_schedule(config: Mapping[str, Any]) -> tuple[LayerAttention, ...]:
     text = dict(raw)
     for key, value in family.defaults.items():
         text.setdefault(key, value)  # an explicit null stays null, as in transformers
+    if family.window_off_full and text.get(family.window_key) is None:
+        family = dataclasses.replace(family, layers="full", nope=None)
     n = _int(text, "num_hidden_layers", required=True)
     rotates = _rotating_layers(text, family, n)
     types = _layer_types(text, raw, family, rotates, n)
@@ -295,12 +300,16 @@ def _derived_types(
     elif rule == "all_sliding":
         types = [sliding if window else full] * n
     elif rule == "period":
-        period = family.period
-        if family.period_key is not None:
-            period = _int(text, family.period_key) or period
-        types = [
-            full if (i + family.offset) % period == 0 else sliding for i in range(n)
-        ]
+        pattern = text.get(family.period_key) if family.period_key else None
+        if isinstance(pattern, str):
+            types = _letter_types(family.period_key, pattern, n)
+        else:
+            period = family.period
+            if family.period_key is not None:
+                period = _int(text, family.period_key) or period
+            types = [
+                full if (i + family.offset) % period == 0 else sliding for i in range(n)
+            ]
     elif rule == "from_layer":
         on = _flag(text, family.switch_key, default=False) and window
         first = _int(text, family.from_key, minimum=0)
@@ -316,6 +325,18 @@ def _derived_types(
     if family.last_full and types:
         types[-1] = full
     return types
+
+
+def _letter_types(key: str, pattern: str, n: int) -> list[str]:
+    """EXAONE 4's pattern string: "L" (local: sliding) or "G" (global: full)
+    per layer, repeated from layer 0 ("LLLG" is the period 4)."""
+    if not pattern or set(pattern) - {"L", "G"}:
+        raise ValueError(
+            f"config key {key!r} as a string holds 'L' (sliding) and 'G' (full) "
+            f"per layer, got {pattern!r}."
+        )
+    types = {"L": "sliding_attention", "G": "full_attention"}
+    return [types[pattern[i % len(pattern)]] for i in range(n)]
 
 
 # The keys a family's rule derives the layer types from: when the config gives
