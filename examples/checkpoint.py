@@ -206,6 +206,8 @@ def _rules(
         (attn + r"out\.bias", hf + "self_attn.o_proj.bias", _reshaped),
         (attn + r"query_norm\.scale", hf + "self_attn.q_norm.weight", _reshaped),
         (attn + r"key_norm\.scale", hf + "self_attn.k_norm.weight", _reshaped),
+        (attn + r"query_norm\.bias", hf + "self_attn.q_norm.bias", _reshaped),
+        (attn + r"key_norm\.bias", hf + "self_attn.k_norm.bias", _reshaped),
         (attn + r"sinks", hf + "self_attn.sinks", _reshaped),  # gpt-oss
     ]
     # Multi-head latent attention (DeepSeek-V3): transformers' names.

@@ -43,7 +43,7 @@ def check_family(config: Mapping[str, Any]) -> models.Family:
     missing = [reason for reason, present in reasons if present]
     if missing:
         raise ValueError(
-            f"examples.linen_models builds no {', '.join(missing)} "
+            f"examples.linen_models does not build {', '.join(missing)} "
             f"({config['model_type']}); examples.models.Decoder (NNX) does."
         )
     return family

@@ -256,6 +256,10 @@ FAMILIES = {
     # Phi-1.5's form: a parallel residual under one biased LayerNorm, half
     # of each head rotating (the default), biases everywhere.
     "phi": {"model_type": "phi"},
+    "phi_qk_layernorm": {"model_type": "phi", "qk_layernorm": True},
+    # Persimmon: LayerNorms of q and k per head (qk_layernorm, its default),
+    # q/k/v fused head by head, squared ReLU; no key/value heads key.
+    "persimmon": {"model_type": "persimmon", "num_key_value_heads": None},
     # GPT-NeoX (Pythia): both residual forms.
     "gpt_neox": {"model_type": "gpt_neox", "num_key_value_heads": None},
     "gpt_neox_sequential": {

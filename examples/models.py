@@ -3,11 +3,11 @@
 One class, `Decoder`, covers the Llama-shaped families (Llama 2/3/4,
 Mistral, Ministral 3, Mixtral, Qwen2/2.5, Qwen3, Qwen3-MoE, SmolLM3, OLMo
 1/2/3, OLMoE, EXAONE 4, Phi-1/2/3, Command R, Cohere2, Gemma 1/2/3/4,
-DeepSeek-V2/V3, Kimi K2, gpt-oss, Helium, Seed-OSS, ERNIE 4.5, Arcee, GLM, GLM-4,
-Granite, StableLM, GPT-NeoX, GPT-J, Apertus): token embedding, then per layer an
-attention and a gated MLP (or a mixture of experts, `examples.moe`) each
-inside a `Residual` (or one parallel `Residual`), a final norm and the LM head
-(tied to the embedding or not).
+DeepSeek-V2/V3, Kimi K2, gpt-oss, Helium, Seed-OSS, ERNIE 4.5, Arcee, GLM,
+GLM-4, Granite, StableLM, GPT-NeoX, GPT-J, Persimmon, Apertus): token
+embedding, then per layer an attention and a gated MLP (or a mixture of
+experts, `examples.moe`) each inside a `Residual` (or one parallel
+`Residual`), a final norm and the LM head (tied to the embedding or not).
 What differs between the families is data, read from the config: each
 layer's attention comes from ``MultiHeadAttention.from_hf_config(config,
 layer=i)`` (RoPE or none, windows, chunks, QK norms, biases, multi-head
@@ -112,6 +112,11 @@ class Family:
     defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
+# Phi's and Persimmon's names of the QK LayerNorms (qk_layernorm).
+_QK_LAYERNORMS = {
+    "self_attn.q_norm.": "self_attn.q_layernorm.",
+    "self_attn.k_norm.": "self_attn.k_layernorm.",
+}
 FAMILIES = {
     "llama": Family(),
     "mistral": Family(),
@@ -169,9 +174,28 @@ FAMILIES = {
         activation="gelu_new",
         lm_head_bias=True,
         renames={
+            **_QK_LAYERNORMS,
             "self_attn.o_proj.": "self_attn.dense.",
             "mlp.up_proj.": "mlp.fc1.",
             "mlp.down_proj.": "mlp.fc2.",
+            "model.norm.": "model.final_layernorm.",
+        },
+        defaults={"layer_norm_eps": 1e-5, "mlp_bias": True},
+    ),
+    # Persimmon: pre-norm biased LayerNorms, q/k/v fused head by head with
+    # LayerNorms of q and k per head, half of each head rotating, biases
+    # everywhere but the LM head, an MLP without a gate (squared ReLU).
+    "persimmon": Family(
+        norm="biased_layer",
+        eps_key="layer_norm_eps",
+        gated=False,
+        activation="relu2",
+        fused="qkv_per_head",
+        renames={
+            **_QK_LAYERNORMS,
+            "self_attn.o_proj.": "self_attn.dense.",
+            "mlp.up_proj.": "mlp.dense_h_to_4h.",
+            "mlp.down_proj.": "mlp.dense_4h_to_h.",
             "model.norm.": "model.final_layernorm.",
         },
         defaults={"layer_norm_eps": 1e-5, "mlp_bias": True},

@@ -86,7 +86,8 @@ def test_logits_and_greedy_tokens_equal_transformers(name):
 # reordered norms, GLM's fused MLP and half-rotating heads, GLM-4's norms by
 # other names, Granite's multipliers, DeepSeek-V2's group-limited softmax
 # routing and uncompressed queries, GPT-J's own key names and interleaved
-# partial RoPE, Kimi K2's config read as DeepSeek-V3's): the forward pass,
+# partial RoPE, Kimi K2's config read as DeepSeek-V3's, the QK LayerNorms of
+# Phi and Persimmon): the forward pass,
 # run eagerly (no compile; the cache and generation are the decoders' above).
 COUSINS = [
     "qwen2",
@@ -115,6 +116,8 @@ COUSINS = [
     "apertus",
     "gptj",
     "kimi_k2",
+    "phi_qk_layernorm",
+    "persimmon",
 ]
 
 

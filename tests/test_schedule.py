@@ -469,6 +469,8 @@ def test_gemma4_as_transformers_5_saves_it_reads_as_published():
             {"model_type": "persimmon", "qk_layernorm": False},
             (True, True, None),
         ),
+        ({"model_type": "persimmon"}, (True, True, "layer")),  # on by default
+        ({"model_type": "phi", "qk_layernorm": True}, (True, True, "layer")),
     ],
 )
 def test_biases_and_qk_norms_are_transformers(extra, want):
@@ -479,9 +481,7 @@ def test_biases_and_qk_norms_are_transformers(extra, want):
 @pytest.mark.parametrize(
     "extra, match",
     [
-        ({"model_type": "phi", "qk_layernorm": True}, "qk_layernorm"),
         ({"model_type": "stablelm", "qk_layernorm": True}, "qk_layernorm"),
-        ({"model_type": "persimmon"}, "qk_layernorm"),  # its default is true
         ({"model_type": "falcon"}, "Falcon's attention"),
     ],
 )

@@ -57,7 +57,7 @@ def _layer(kind, inv_freq=None, **fields):
         "window": None,
         "chunk": None,
         "causal": True,
-        "qk": None,  # "rms", "unit_offset", "all_heads", "unscaled"
+        "qk": None,  # "rms", "unit_offset", "all_heads", "unscaled", "layer"
         "qk_after": False,
         "v_norm": False,
         "eps": 1e-6,
@@ -318,6 +318,30 @@ FAMILIES = {
             _layer("sliding", paper(8, 100.0), window=3, qk="rms"),
         ],
     ),
+    # Persimmon: q/k/v/o biases, LayerNorms (weight and bias) of q and k per
+    # head before RoPE (qk_layernorm, on by default), half of each head
+    # rotating; every head its own keys (transformers reads no kv heads).
+    "persimmon": (
+        {
+            **SMALL,
+            "model_type": "persimmon",
+            "num_hidden_layers": 1,
+            "num_key_value_heads": None,
+            "layer_norm_eps": 1e-4,
+            "rope_theta": 100.0,
+        },
+        [
+            _layer(
+                "full",
+                paper(4, 100.0),
+                qk="layer",
+                eps=1e-4,
+                qkv_bias=True,
+                out_bias=True,
+                kv_heads=4,
+            )
+        ],
+    ),
     # SmolLM3: no_rope_layers as published (0: no RoPE).
     "smollm3": (
         {
@@ -340,8 +364,10 @@ def _reference(layer, w, x):
         expected |= {"bq", "bk", "bv"}
     if layer["out_bias"]:
         expected.add("bo")
-    if layer["qk"] in ("rms", "unit_offset", "all_heads"):
+    if layer["qk"] in ("rms", "unit_offset", "all_heads", "layer"):
         expected |= {"q_scale", "k_scale"}
+    if layer["qk"] == "layer":
+        expected |= {"q_bias", "k_bias"}
     if layer["sinks"]:
         expected.add("sinks")
     assert set(w) == expected
@@ -367,6 +393,11 @@ def _reference(layer, w, x):
                 return whole.reshape(a.shape)
 
             return flat(q, w["q_scale"]), flat(k, w["k_scale"])
+        if kind == "layer":
+            return (
+                references.layer_norm(q, w["q_scale"], w["q_bias"], eps),
+                references.layer_norm(k, w["k_scale"], w["k_bias"], eps),
+            )
         if kind == "unscaled":
             return references.rms_norm(q, None, eps), references.rms_norm(k, None, eps)
         offset = kind == "unit_offset"
@@ -416,6 +447,8 @@ def _nnx_weights(m):
             w[f"b{name}"] = proj.bias[...]
     if m.query_norm is not None and m.query_norm.scale is not None:
         w["q_scale"], w["k_scale"] = m.query_norm.scale[...], m.key_norm.scale[...]
+    if m.query_norm is not None and getattr(m.query_norm, "bias", None) is not None:
+        w["q_bias"], w["k_bias"] = m.query_norm.bias[...], m.key_norm.bias[...]
     if m.sinks is not None:
         w["sinks"] = m.sinks[...]
     return w
@@ -430,7 +463,10 @@ def _randomize_nnx(m, seed):
         if getattr(m, name) is not None
     ]
     targets += [
-        getattr(m, n).scale for n in ("query_norm", "key_norm") if getattr(m, n)
+        getattr(getattr(m, n), part, None)
+        for n in ("query_norm", "key_norm")
+        if getattr(m, n)
+        for part in ("scale", "bias")
     ]
     targets += [m.sinks]
     for variable in targets:
@@ -465,6 +501,9 @@ def _linen_weights(params):
     if "scale" in params.get("query_norm", {}):
         w["q_scale"] = params["query_norm"]["scale"]
         w["k_scale"] = params["key_norm"]["scale"]
+    if "bias" in params.get("query_norm", {}):
+        w["q_bias"] = params["query_norm"]["bias"]
+        w["k_bias"] = params["key_norm"]["bias"]
     if "sinks" in params:
         w["sinks"] = params["sinks"]
     return w

@@ -587,13 +587,15 @@ def attention_from_config(
     *,
     rotary: Callable[..., Any],
     rms_norm: Callable[..., Any],
+    layer_norm: Callable[..., Any] | None = None,
 ) -> tuple[Any, dict[str, Any]]:
     """Layer ``layer``'s `LayerAttention` and the fields of its attention
     module, from a ``config.json`` (linen and NNX): the schedule's entry,
     its rotary built by ``rotary(**fields)`` and its norms by
-    ``rms_norm(epsilon=, use_scale=, unit_offset=, param_axes=)`` (the
-    twin's RMSNorm class, or a partial of it), then ``overrides``, which may
-    set only `FROM_CONFIG_OVERRIDES`."""
+    ``rms_norm(epsilon=, use_scale=, unit_offset=, param_axes=)`` or
+    ``layer_norm(epsilon=, param_axes=)`` (the twin's RMSNorm or LayerNorm
+    class, or a partial of it), then ``overrides``, which may set only
+    `FROM_CONFIG_OVERRIDES`."""
     unknown = sorted(set(overrides) - set(FROM_CONFIG_OVERRIDES))
     if unknown:
         raise TypeError(
@@ -615,6 +617,8 @@ def attention_from_config(
         if kind is None:
             return None
         axes = ("kv",) if over == "head" else (None,)
+        if kind == "layer":
+            return layer_norm(epsilon=spec.norm_eps, param_axes=axes)
         return rms_norm(
             epsilon=spec.norm_eps,
             use_scale=kind != "rms_unscaled",

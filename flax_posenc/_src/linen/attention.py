@@ -213,6 +213,7 @@ class MultiHeadAttention(nn.Module):
             overrides,
             rotary=rotary.RotaryEmbedding,
             rms_norm=normalization.RMSNorm,
+            layer_norm=normalization.LayerNorm,
         )
         if spec.latent is not None:
             return latent_attention.MultiHeadLatentAttention(**fields)

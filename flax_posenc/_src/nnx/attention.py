@@ -296,6 +296,7 @@ class MultiHeadAttention(nnx.Module):
             overrides,
             rotary=rotary.RotaryEmbedding,
             rms_norm=lambda **kw: functools.partial(normalization.RMSNorm, **kw),
+            layer_norm=lambda **kw: functools.partial(normalization.LayerNorm, **kw),
         )
         made = latent_attention.MultiHeadLatentAttention if spec.latent else cls
         return made(in_features=spec.hidden_size, rngs=rngs, **fields)

@@ -40,8 +40,9 @@ LAYER_RULES = (
 # "rms" per head with a weight; "rms_unit_offset" per head with (1 + weight)
 # (Gemma 3); "rms_all_heads" over all heads' features with a weight
 # (OLMo 2/3); "rms_unscaled" per head without weight (Llama 4's L2 norm,
-# Gemma 4's v_norm).
-NORM_KINDS = ("rms", "rms_unit_offset", "rms_all_heads", "rms_unscaled")
+# Gemma 4's v_norm); "layer" a LayerNorm per head with a weight and a bias
+# (Phi, Persimmon).
+NORM_KINDS = ("rms", "rms_unit_offset", "rms_all_heads", "rms_unscaled", "layer")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -222,7 +223,17 @@ _QWEN = Family(
 _MLA = Family(latent=True)
 _PLAIN = Family()
 _CLIP_QKV = "clipping q, k and v (clip_qkv) is not built"
-_QK_LAYERNORM = "the LayerNorm of q and k (qk_layernorm) is not built"
+_QK_LAYERNORM = (
+    "StableLM's LayerNorms of q and k (qk_layernorm: one per head, each with "
+    "its own weight) are not built"
+)
+# Phi and Persimmon: one LayerNorm (weight and bias) shared by the heads of q,
+# one by those of k, before RoPE, with qk_layernorm.
+_QK_LAYER = {
+    "qk_norm": "layer",
+    "qk_norm_switch": "qk_layernorm",
+    "eps_key": "layer_norm_eps",
+}
 _ALL_SLIDING = Family(layers="all_sliding")
 
 FAMILIES: dict[str, Family] = {
@@ -240,7 +251,10 @@ FAMILIES: dict[str, Family] = {
     # (phi/modeling_phi.py, glm/modeling_glm.py, ...): keys that differ from
     # Llama's attention_bias, defaults that are not false.
     "phi": Family(
-        qkv_bias=True, out_bias=True, unsupported={"qk_layernorm": _QK_LAYERNORM}
+        qkv_bias=True,
+        out_bias=True,
+        **_QK_LAYER,
+        defaults={"qk_layernorm": False, "layer_norm_eps": 1e-5},
     ),
     "gpt_neox": Family(defaults={"attention_bias": True}),
     "stablelm": Family(
@@ -260,8 +274,8 @@ FAMILIES: dict[str, Family] = {
     "persimmon": Family(
         qkv_bias=True,
         out_bias=True,
-        defaults={"qk_layernorm": True},
-        unsupported={"qk_layernorm": _QK_LAYERNORM},
+        **_QK_LAYER,
+        defaults={"qk_layernorm": True, "layer_norm_eps": 1e-5},
     ),
     # EXAONE 4: sliding layers with RoPE and full layers without, layer i
     # full when (i + 1) % sliding_window_pattern == 0 (default 4, window

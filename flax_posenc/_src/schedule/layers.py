@@ -66,7 +66,9 @@ class LayerAttention:
       qk_norm: the norm of queries and keys: ``"rms"`` (per head, a weight),
         ``"rms_unit_offset"`` (per head, ``1 + weight``: Gemma 3),
         ``"rms_all_heads"`` (over all heads' features, a weight: OLMo 2/3),
-        ``"rms_unscaled"`` (per head, no weight: Llama 4's L2 norm), or None.
+        ``"rms_unscaled"`` (per head, no weight: Llama 4's L2 norm),
+        ``"layer"`` (a LayerNorm per head, a weight and a bias: Phi,
+        Persimmon), or None.
       qk_norm_position: ``"before_rope"`` or ``"after_rope"``.
       v_norm: the values' norm (``"rms_unscaled"``: Gemma 4), or None.
       norm_eps: the QK and V norms' epsilon.
