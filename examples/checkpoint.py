@@ -605,8 +605,26 @@ def load_weights(
     elif model.config.get("model_type") == "modernbert":
         mapping = _modernbert_rules(model.config)
     else:
-        mapping = _rules(models.family_of(model.config), model.config)
+        family = models.family_of(model.config)
+        mapping = _rules(family, model.config)
+        tensors = _text_tensors(family, tensors)
     _put(model, tensors, mapping, mesh, rules)
+
+
+def _text_tensors(family: models.Family, tensors: Mapping[str, np.ndarray]):
+    """A vision-language checkpoint's text decoder: without the vision
+    tower's tensors, ``model.language_model.`` read as ``model.``."""
+    if not family.vision_prefixes:
+        return tensors
+    prefix = family.language_prefix
+    kept = {}
+    for name, tensor in tensors.items():
+        if name.startswith(family.vision_prefixes):
+            continue
+        if prefix is not None and name.startswith(prefix):
+            name = "model." + name[len(prefix) :]
+        kept[name] = tensor
+    return kept
 
 
 def _put(model, tensors, mapping, mesh, rules) -> None:

@@ -373,6 +373,52 @@ GPTJ_SMALL = {
     "eos_token_id": 2,
 }
 BASES = {"gptj": GPTJ_SMALL}
+# Vision-language models: the text decoder is SMALL (M-RoPE's sections
+# summing to head_dim / 2) under a one-block vision tower, which the examples
+# do not read; prompts of text only.
+VISION = {
+    "depth": 1,
+    "embed_dim": 16,
+    "hidden_size": 16,
+    "num_heads": 2,
+    "mlp_ratio": 2,
+    "intermediate_size": 32,
+    "out_hidden_size": 32,
+    "patch_size": 2,
+    "spatial_merge_size": 1,
+    "temporal_patch_size": 1,
+    "num_position_embeddings": 16,
+    "deepstack_visual_indexes": [],
+}
+# name: the text config's keys beside SMALL's, and the rope dict's.
+VISION_LANGUAGE = {
+    "qwen2_vl": ({}, {}),
+    "qwen2_5_vl": ({}, {}),
+    "qwen3_vl": ({"head_dim": 8}, {"mrope_interleaved": True}),
+}
+
+
+def _vision_language(name):
+    extra, rope_extra = VISION_LANGUAGE[name]
+    text = {**SMALL, "max_position_embeddings": 4096, **extra}
+    rope = {
+        "rope_type": "default",
+        "rope_theta": text.pop("rope_theta"),
+        "mrope_section": [2, 1, 1],
+        **rope_extra,
+    }
+    return transformers.AutoConfig.for_model(
+        name,
+        text_config={**text, "rope_parameters": rope},
+        vision_config=VISION,
+        image_token_id=90,
+        video_token_id=91,
+        vision_start_token_id=92,
+        vision_end_token_id=93,
+        tie_word_embeddings=False,
+    )
+
+
 NEW_TOKENS = 8
 MARGIN = 1e-3
 
@@ -505,12 +551,17 @@ def _spread(model) -> None:
 
 
 def make(name, extra, seed=0):
-    config_dict = {**BASES.get(name, SMALL), **extra}
-    config = transformers.AutoConfig.for_model(**config_dict)
+    vision_language = name in VISION_LANGUAGE
+    if vision_language:
+        config = _vision_language(name)
+        built = transformers.AutoModelForImageTextToText
+    else:
+        config = transformers.AutoConfig.for_model(**BASES.get(name, SMALL), **extra)
+        built = transformers.AutoModelForCausalLM
     config._attn_implementation = "eager"
     for attempt in range(100):
         torch.manual_seed(seed + attempt)
-        model = transformers.AutoModelForCausalLM.from_config(config).eval()
+        model = built.from_config(config).eval()
         _spread(model)
         generator = torch.Generator().manual_seed(seed + attempt)
         ids = torch.randint(3, 96, (2, 7), generator=generator)
@@ -528,7 +579,8 @@ def make(name, extra, seed=0):
         saved = EDITS[name](saved)
         (folder / "config.json").write_text(json.dumps(saved, indent=2) + "\n")
     with torch.no_grad():
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        # (A vision-language model's positions from the mask: its own.)
+        positions = None if vision_language else (mask.cumsum(-1) - 1).clamp(min=0)
         logits = model(
             input_ids=ids, attention_mask=mask, position_ids=positions
         ).logits
@@ -698,6 +750,9 @@ if __name__ == "__main__":
     for name, extra in FAMILIES.items():
         if wanted(name):
             make(name, extra)
+    for name in VISION_LANGUAGE:
+        if wanted(name):
+            make(name, None)
     for name, extra in T5_FAMILIES.items():
         if wanted(name):
             make_t5(name, extra)

@@ -1,13 +1,14 @@
 """Decoder-only transformers from a ``config.json``, built from flax_posenc's parts.
 
 One class, `Decoder`, covers the Llama-shaped families (Llama 2/3/4,
-Mistral, Ministral 3, Mixtral, Qwen2/2.5, Qwen3, Qwen3-MoE, SmolLM3, OLMo
-1/2/3, OLMoE, EXAONE 4, Phi-1/2/3, Command R, Cohere2, Gemma 1/2/3/4,
-DeepSeek-V2/V3, Kimi K2, gpt-oss, Helium, Seed-OSS, ERNIE 4.5, Arcee, GLM,
-GLM-4, Granite, StableLM, GPT-NeoX, GPT-J, Persimmon, Apertus): token
-embedding, then per layer an attention and a gated MLP (or a mixture of
-experts, `examples.moe`) each inside a `Residual` (or one parallel
-`Residual`), a final norm and the LM head (tied to the embedding or not).
+Mistral, Ministral 3, Mixtral, Qwen2/2.5, Qwen3, Qwen3-MoE, the
+Qwen2/2.5/3-VL text decoders, SmolLM3, OLMo 1/2/3, OLMoE, EXAONE 4,
+Phi-1/2/3, Command R, Cohere2, Gemma 1/2/3/4, DeepSeek-V2/V3, Kimi K2,
+gpt-oss, Helium, Seed-OSS, ERNIE 4.5, Arcee, GLM, GLM-4, Granite, StableLM,
+GPT-NeoX, GPT-J, Persimmon, Apertus): token embedding, then per layer an
+attention and a gated MLP (or a mixture of experts, `examples.moe`) each
+inside a `Residual` (or one parallel `Residual`), a final norm and the LM
+head (tied to the embedding or not).
 What differs between the families is data, read from the config: each
 layer's attention comes from ``MultiHeadAttention.from_hf_config(config,
 layer=i)`` (RoPE or none, windows, chunks, QK norms, biases, multi-head
@@ -76,6 +77,11 @@ class Family:
       mlp_bias_key: the key of the MLP's biases.
       gelu_means_tanh: ``hidden_act: "gelu"`` is the tanh approximation (a
         legacy value of Gemma's configs, which transformers reads so).
+      vision_prefixes: the names of the vision tower's tensors, which the
+        text decoder does not read (Qwen2-VL's ``visual.``).
+      language_prefix: the text decoder's tensors' prefix in place of
+        ``model.`` (Qwen3-VL's ``model.language_model.``), where the
+        checkpoint has it.
       key_names: the family's own names of the standard keys (transformers'
         ``attribute_map``: GPT-J's ``n_embd``, ``n_layer``, ...).
       width_factor: the MLP's width is ``width_factor * hidden_size`` when
@@ -107,6 +113,8 @@ class Family:
     gated: bool = True
     mlp_bias_key: str = "mlp_bias"
     gelu_means_tanh: bool = False
+    vision_prefixes: tuple[str, ...] = ()
+    language_prefix: str | None = None
     key_names: Mapping[str, str] = dataclasses.field(default_factory=dict)
     width_factor: int | None = None
     defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
@@ -304,6 +312,25 @@ FAMILIES = {
             tied=True,
         ),
     ),
+    # The text decoders of Qwen2-VL, Qwen2.5-VL (Qwen2's) and Qwen3-VL
+    # (Qwen3's) with M-RoPE: its sections rotate by one position each,
+    # equal for text. transformers 4 saved them flat with the tensors under
+    # model. and visual., transformers 5 under text_config with the tensors
+    # under model.language_model. and model.visual.
+    **dict.fromkeys(
+        (
+            "qwen2_vl",
+            "qwen2_vl_text",
+            "qwen2_5_vl",
+            "qwen2_5_vl_text",
+            "qwen3_vl",
+            "qwen3_vl_text",
+        ),
+        Family(
+            vision_prefixes=("visual.", "model.visual."),
+            language_prefix="model.language_model.",
+        ),
+    ),
     # Llama's form with other defaults and keys (transformers' configs).
     "helium": Family(defaults={"rms_norm_eps": 1e-8}),
     "seed_oss": Family(),
@@ -359,14 +386,24 @@ def activation_fn(name: str):
 # Families whose code is another's: Kimi K2's config.json names DeepSeek-V3's
 # architecture (DeepseekV3ForCausalLM), and its code is DeepSeek-V3's.
 SAME_CODE = {"kimi_k2": "deepseek_v3"}
+# Models whose decoder's config is their text_config (the vision-language
+# ones, as transformers 5 saves them).
+TEXT_CONFIG_OF = frozenset({"qwen2_vl", "qwen2_5_vl", "qwen3_vl"})
 
 
 def standard_config(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The config under the names the decoders read: the model_type whose
-    code the family shares (`SAME_CODE`) and the standard keys beside the
-    family's own names (GPT-J's ``n_embd``: ``hidden_size``)."""
+    """The config under the names the decoders read: a vision-language
+    model's ``text_config`` (`TEXT_CONFIG_OF`), the model_type whose code the
+    family shares (`SAME_CODE`) and the standard keys beside the family's
+    own names (GPT-J's ``n_embd``: ``hidden_size``)."""
     config = dict(config)
     model_type = config.get("model_type")
+    if model_type in TEXT_CONFIG_OF and config.get("text_config"):
+        tied = config.get("tie_word_embeddings")
+        config = dict(config["text_config"])
+        if tied is not None:  # the whole model's: transformers ties by it
+            config["tie_word_embeddings"] = tied
+        model_type = config.get("model_type")
     config["model_type"] = SAME_CODE.get(model_type, model_type)
     family = FAMILIES.get(config["model_type"])
     if family is None:

@@ -87,7 +87,8 @@ def test_logits_and_greedy_tokens_equal_transformers(name):
 # other names, Granite's multipliers, DeepSeek-V2's group-limited softmax
 # routing and uncompressed queries, GPT-J's own key names and interleaved
 # partial RoPE, Kimi K2's config read as DeepSeek-V3's, the QK LayerNorms of
-# Phi and Persimmon): the forward pass,
+# Phi and Persimmon, the text decoders of Qwen2-VL and Qwen3-VL): the forward
+# pass,
 # run eagerly (no compile; the cache and generation are the decoders' above).
 COUSINS = [
     "qwen2",
@@ -118,6 +119,8 @@ COUSINS = [
     "kimi_k2",
     "phi_qk_layernorm",
     "persimmon",
+    "qwen2_vl",
+    "qwen3_vl",
 ]
 
 
@@ -125,6 +128,41 @@ COUSINS = [
 def test_forward_logits_equal_transformers(name):
     ref = _reference(name)
     model = examples.from_pretrained(FIXTURES / name)
+    ids, mask = ref["input_ids"], ref["attention_mask"]
+    logits = model(ids, positions=_positions(mask), segments=mask)
+    real = mask.astype(bool)
+    want = ref["logits"][real]
+    np.testing.assert_allclose(
+        np.asarray(logits)[real], want, atol=1e-4 * np.abs(want).max(), rtol=0
+    )
+
+
+def test_a_vision_language_checkpoint_in_transformers_4s_form(tmp_path):
+    """Qwen2.5-VL as its published checkpoints are: the text config flat
+    (M-RoPE's sections in rope_scaling, type "mrope"), the tensors under
+    model. and visual. (transformers 5 saves text_config and
+    model.language_model., model.visual.)."""
+    from safetensors.numpy import save_file
+
+    saved = json.loads((FIXTURES / "qwen2_5_vl/config.json").read_text())
+    text = saved.pop("text_config")
+    rope = text.pop("rope_parameters")
+    flat = {**saved, **text, "model_type": "qwen2_5_vl"}
+    flat["rope_theta"] = rope.pop("rope_theta")
+    del rope["rope_type"]
+    flat["rope_scaling"] = {**rope, "type": "mrope"}
+    (tmp_path / "config.json").write_text(json.dumps(flat))
+    tensors = examples.read_tensors(FIXTURES / "qwen2_5_vl")
+    renamed = {
+        n.replace("model.language_model.", "model.").replace(
+            "model.visual.", "visual."
+        ): t
+        for n, t in tensors.items()
+    }
+    assert any(n.startswith("visual.") for n in renamed)
+    save_file(renamed, str(tmp_path / "model.safetensors"))
+    model = examples.from_pretrained(tmp_path)
+    ref = _reference("qwen2_5_vl")
     ids, mask = ref["input_ids"], ref["attention_mask"]
     logits = model(ids, positions=_positions(mask), segments=mask)
     real = mask.astype(bool)
