@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+import flax_posenc as fp
 from examples import models, moe
 
 # Tensors a checkpoint may carry that are not weights (buffers transformers
@@ -117,14 +118,19 @@ def _fused(
 
 
 def _fused_per_head(config: Mapping[str, Any]) -> list[tuple[str, str, Callable]]:
-    """GPT-NeoX's ``query_key_value``: rows ``[heads, 3, head_dim]`` (each
-    head's q, then k, then v), its bias alike."""
-    heads = config["num_attention_heads"]
-    dim = config["hidden_size"] // heads
+    """``query_key_value`` by key/value group: rows ``[kv_heads, heads /
+    kv_heads + 2, head_dim]``, each group's queries, then its key and its
+    value (GPT-NeoX and Falcon without multi_query: ``[heads, 3, head_dim]``;
+    Falcon-7B's one group: ``[heads + 2, head_dim]``), its bias alike."""
+    layer = fp.attention_schedule(config)[0]
+    heads, groups, dim = layer.num_heads, layer.num_kv_heads, layer.head_dim
+    per = heads // groups
+    parts = (slice(0, per), slice(per, per + 1), slice(per + 1, per + 2))
 
     def part(i):
         def convert(w, shape):
-            w = w.reshape(heads, 3, dim, *w.shape[1:])[:, i]
+            w = w.reshape(groups, per + 2, dim, *w.shape[1:])[:, parts[i]]
+            w = w.reshape(-1, dim, *w.shape[3:])  # [heads or kv_heads, dim, ...]
             return w.transpose(2, 0, 1) if w.ndim == 3 else w
 
         return convert

@@ -292,6 +292,16 @@ FAMILIES = {
     # rotating in interleaved pairs, one LayerNorm before attention and MLP
     # side by side.
     "gptj": {"model_type": "gptj", "rotary_dim": 4},
+    # Falcon-7B's form: one key/value head (multi_query), attention and MLP
+    # side by side under one LayerNorm. Falcon-40B's: grouped key/value heads
+    # (new_decoder_architecture), a LayerNorm each; here with biases too.
+    "falcon": {"model_type": "falcon"},
+    "falcon_40b": {
+        "model_type": "falcon",
+        "new_decoder_architecture": True,
+        "num_kv_heads": 2,
+        "bias": True,
+    },
     # Kimi K2: DeepSeek-V3's code (its config names DeepseekV3ForCausalLM)
     # with one expert group, saved as its published config.json is (model_type
     # kimi_k2, the rope_scaling form): see _as_kimi_k2.
@@ -372,7 +382,19 @@ GPTJ_SMALL = {
     "bos_token_id": 1,
     "eos_token_id": 2,
 }
-BASES = {"gptj": GPTJ_SMALL}
+# Falcon's config class: ffn_hidden_size (4 * hidden) and num_kv_heads, not
+# SMALL's names.
+FALCON_SMALL = {
+    "vocab_size": 96,
+    "hidden_size": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "tie_word_embeddings": False,
+    "pad_token_id": 0,
+    "bos_token_id": 1,
+    "eos_token_id": 2,
+}
+BASES = {"gptj": GPTJ_SMALL, "falcon": FALCON_SMALL, "falcon_40b": FALCON_SMALL}
 # Vision-language models: the text decoder is SMALL (M-RoPE's sections
 # summing to head_dim / 2) under a one-block vision tower, which the examples
 # do not read; prompts of text only.

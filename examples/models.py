@@ -5,7 +5,7 @@ Mistral, Ministral 3, Mixtral, Qwen2/2.5, Qwen3, Qwen3-MoE, the
 Qwen2/2.5/3-VL text decoders, SmolLM3, OLMo 1/2/3, OLMoE, EXAONE 4,
 Phi-1/2/3, Command R, Cohere2, Gemma 1/2/3/4, DeepSeek-V2/V3, Kimi K2,
 gpt-oss, Helium, Seed-OSS, ERNIE 4.5, Arcee, GLM, GLM-4, Granite, StableLM,
-GPT-NeoX, GPT-J, Persimmon, Apertus): token embedding, then per layer an
+GPT-NeoX, GPT-J, Persimmon, Falcon, Apertus): token embedding, then per layer an
 attention and a gated MLP (or a mixture of experts, `examples.moe`) each
 inside a `Residual` (or one parallel `Residual`), a final norm and the LM
 head (tied to the embedding or not).
@@ -46,8 +46,8 @@ class Family:
       final_softcap_key: the config key of the logits' soft cap (Gemma 2).
       fused: the weights transformers fuses: ``"qkv_and_mlp"`` (Phi-3's
         ``qkv_proj`` and ``gate_up_proj``), ``"mlp"`` (GLM's ``gate_up_proj``),
-        ``"qkv_per_head"`` (GPT-NeoX's ``query_key_value``: each head's q,
-        k, v rows in turn), or None.
+        ``"qkv_per_head"`` (GPT-NeoX's and Falcon's ``query_key_value``:
+        each key/value group's q rows, then its k and v rows), or None.
       tied: transformers' ``tie_word_embeddings`` default (SmolLM3, Gemma:
         true).
       norm: ``"rms"`` (RMSNorm), ``"layer"`` (LayerNorm without bias:
@@ -82,6 +82,10 @@ class Family:
       language_prefix: the text decoder's tensors' prefix in place of
         ``model.`` (Qwen3-VL's ``model.language_model.``), where the
         checkpoint has it.
+      two_norms: Falcon's keys ``(new_decoder_architecture,
+        num_ln_in_parallel_attn)``: with the first true and the second null
+        or 2, the parallel residual's attention and MLP each have their own
+        norm (``ln_attn``, ``ln_mlp``).
       key_names: the family's own names of the standard keys (transformers'
         ``attribute_map``: GPT-J's ``n_embd``, ``n_layer``, ...).
       width_factor: the MLP's width is ``width_factor * hidden_size`` when
@@ -115,6 +119,7 @@ class Family:
     gelu_means_tanh: bool = False
     vision_prefixes: tuple[str, ...] = ()
     language_prefix: str | None = None
+    two_norms: tuple[str, str] | None = None
     key_names: Mapping[str, str] = dataclasses.field(default_factory=dict)
     width_factor: int | None = None
     defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
@@ -246,6 +251,36 @@ FAMILIES = {
             "model.norm.": "transformer.ln_f.",
         },
         defaults={"layer_norm_epsilon": 1e-5, "mlp_bias": True},
+    ),
+    # Falcon: attention and a biased MLP without a gate side by side under
+    # one LayerNorm (Falcon-7B: one key/value head) or two (Falcon-40B/180B's
+    # new_decoder_architecture: grouped heads), or in turn (parallel_attn
+    # false); q, k and v fused by key/value group; 'bias' on every Linear.
+    "falcon": Family(
+        norm="biased_layer",
+        eps_key="layer_norm_epsilon",
+        gated=False,
+        activation="gelu",
+        fused="qkv_per_head",
+        parallel_key="parallel_attn",
+        two_norms=("new_decoder_architecture", "num_ln_in_parallel_attn"),
+        mlp_bias_key="bias",
+        tied=True,
+        key_names={
+            "intermediate_size": "ffn_hidden_size",
+            "hidden_act": "activation",
+        },
+        width_factor=4,
+        renames={
+            "model.layers.": "transformer.h.",
+            "self_attn.query_key_value.": "self_attention.query_key_value.",
+            "self_attn.o_proj.": "self_attention.dense.",
+            "mlp.up_proj.": "mlp.dense_h_to_4h.",
+            "mlp.down_proj.": "mlp.dense_4h_to_h.",
+            "model.embed_tokens.": "transformer.word_embeddings.",
+            "model.norm.": "transformer.ln_f.",
+        },
+        defaults={"layer_norm_epsilon": 1e-5, "parallel_attn": True},
     ),
     # GLM: gate and up in one weight, half of each head rotating (interleaved
     # pairs); GLM-4 also with a norm after each sublayer, by other names.
@@ -427,8 +462,28 @@ def family_of(config: Mapping[str, Any]) -> Family:
         )
     family = FAMILIES[model_type]
     parallel = family.parallel_key
-    if parallel is not None and config.get(parallel, family.defaults.get(parallel)):
+    parallel = parallel is not None and config.get(
+        parallel, family.defaults.get(parallel)
+    )
+    if parallel:
         family = dataclasses.replace(family, norm_position="parallel")
+    if family.two_norms is not None and config.get(family.two_norms[0]):
+        if not parallel:
+            raise ValueError(
+                f"{family.two_norms[0]} without {family.parallel_key} is not a "
+                "form transformers' Falcon builds consistently; the examples "
+                "build it only with the parallel residual."
+            )
+        if config.get(family.two_norms[1]) in (None, 2):
+            family = dataclasses.replace(
+                family,
+                parallel_norms=True,
+                renames={
+                    **family.renames,
+                    "input_layernorm.": "ln_attn.",
+                    "post_attention_layernorm.": "ln_mlp.",
+                },
+            )
     return family
 
 

@@ -87,8 +87,8 @@ def test_logits_and_greedy_tokens_equal_transformers(name):
 # other names, Granite's multipliers, DeepSeek-V2's group-limited softmax
 # routing and uncompressed queries, GPT-J's own key names and interleaved
 # partial RoPE, Kimi K2's config read as DeepSeek-V3's, the QK LayerNorms of
-# Phi and Persimmon, the text decoders of Qwen2-VL and Qwen3-VL): the forward
-# pass,
+# Phi and Persimmon, the text decoders of Qwen2-VL and Qwen3-VL, Falcon's
+# fused heads by key/value group): the forward pass,
 # run eagerly (no compile; the cache and generation are the decoders' above).
 COUSINS = [
     "qwen2",
@@ -121,6 +121,8 @@ COUSINS = [
     "persimmon",
     "qwen2_vl",
     "qwen3_vl",
+    "falcon",
+    "falcon_40b",
 ]
 
 

@@ -482,7 +482,7 @@ def test_biases_and_qk_norms_are_transformers(extra, want):
     "extra, match",
     [
         ({"model_type": "stablelm", "qk_layernorm": True}, "qk_layernorm"),
-        ({"model_type": "falcon"}, "Falcon's attention"),
+        ({"model_type": "falcon", "alibi": True}, "Falcon's ALiBi"),
     ],
 )
 def test_what_is_not_built_is_refused(extra, match):
@@ -524,6 +524,27 @@ def test_exaone4_pattern_string_holds_l_and_g():
     config = {**_SMALL, "model_type": "exaone4", "sliding_window_pattern": "LLX"}
     with pytest.raises(ValueError, match="'L' \\(sliding\\) and 'G'"):
         fp.attention_schedule(config)
+
+
+@pytest.mark.parametrize(
+    "extra, kv_heads, bias",
+    [
+        # transformers 5.24 falcon: multi_query (default true) is one
+        # key/value head unless new_decoder_architecture (num_kv_heads, itself
+        # num_attention_heads by default); 'bias' on all four projections.
+        ({}, 1, False),
+        ({"multi_query": False}, 4, False),
+        ({"new_decoder_architecture": True, "num_kv_heads": 2}, 2, False),
+        ({"new_decoder_architecture": True, "bias": True}, 4, True),
+    ],
+)
+def test_falcon_key_value_heads_and_biases(extra, kv_heads, bias):
+    config = {**_SMALL, "model_type": "falcon", **extra}
+    layers = fp.attention_schedule(config)
+    assert {(a.num_kv_heads, a.qkv_bias, a.out_bias) for a in layers} == {
+        (kv_heads, bias, bias)
+    }
+    assert all(a.rope is not None for a in layers)
 
 
 def test_persimmon_rotates_half_of_each_head_by_default():

@@ -84,6 +84,9 @@ class Family:
       softcap_key: the key of the logits' soft cap.
       qkv_bias: a key (default false) or a fixed value.
       out_bias: a key (default false) or a fixed value.
+      kv_heads_key: the key of the key/value heads' count.
+      multi_query: Falcon's keys ``(multi_query, new_decoder_architecture)``:
+        one key/value head when the first is true and the second is not.
       defaults: transformers' values for keys a config leaves out.
       unsupported: keys whose truthy values (or defaults) need what is not
         built yet, with the reason.
@@ -131,6 +134,8 @@ class Family:
     softcap_key: str | None = None
     qkv_bias: str | bool = "attention_bias"
     out_bias: str | bool = "attention_bias"
+    kv_heads_key: str = "num_key_value_heads"
+    multi_query: tuple[str, str] | None = None
     defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     unsupported: Mapping[str, str] = dataclasses.field(default_factory=dict)
     ignored: frozenset[str] = frozenset()
@@ -291,9 +296,16 @@ FAMILIES: dict[str, Family] = {
         out_bias=False,
         defaults={"sliding_window": 4096},
     ),
+    # Falcon: one key/value head (multi_query, its default) unless
+    # new_decoder_architecture (Falcon-40B/180B: num_kv_heads); 'bias' on
+    # all four projections.
     "falcon": Family(
-        not_built="Falcon's attention (multi-query and grouped fused heads, "
-        "'bias', ALiBi) is not read yet"
+        kv_heads_key="num_kv_heads",
+        multi_query=("multi_query", "new_decoder_architecture"),
+        qkv_bias="bias",
+        out_bias="bias",
+        defaults={"multi_query": True},
+        unsupported={"alibi": "Falcon's ALiBi (Falcon-RW) is not read yet"},
     ),
     # Granite: the logits' scale is attention_multiplier (1/128 in granite-3).
     "granite": Family(
