@@ -335,7 +335,9 @@ FAMILIES: dict[str, Family] = {
     ),
     "qwen3": dataclasses.replace(_QWEN, qk_norm="rms"),
     "qwen3_moe": dataclasses.replace(_QWEN, qk_norm="rms"),
-    "qwen3_vl_text": Family(qk_norm="rms"),
+    # (Qwen3-VL's config keeps its text decoder's under text_config; a flat
+    # one is read alike.)
+    **dict.fromkeys(("qwen3_vl", "qwen3_vl_text"), Family(qk_norm="rms")),
     "gemma": Family(),
     "gemma2": Family(
         layers="period",
