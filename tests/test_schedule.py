@@ -464,7 +464,13 @@ def test_gemma4_as_transformers_5_saves_it_reads_as_published():
             (True, True, None),
         ),
         ({"model_type": "apertus"}, (False, False, "rms")),
-        ({"model_type": "qwen3_vl"}, (False, False, "rms")),
+        (
+            {
+                "model_type": "qwen3_vl",
+                "rope_parameters": {"rope_theta": 1e4, "mrope_section": [2, 1, 1]},
+            },
+            (False, False, "rms"),
+        ),
         ({"model_type": "exaone4", "sliding_window": None}, (False, False, "rms")),
         (
             {"model_type": "persimmon", "qk_layernorm": False},
