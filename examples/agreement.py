@@ -70,14 +70,14 @@ def far_positions() -> tuple[float, float]:
 
 def main() -> None:
     names = sorted(p.name for p in FIXTURES.iterdir() if (p / "config.json").is_file())
-    print(f"{'fixture':<12} {'model_type':<14} {'max |diff| / max |ref|':>22}  greedy")
+    print(f"{'fixture':<20} {'model_type':<14} {'max |diff| / max |ref|':>22}  greedy")
     worst = 0.0
     for name in names:
         kind = examples.checkpoint.read_config(FIXTURES / name)["model_type"]
         diff, equal = compare(name)
         worst = max(worst, diff)
         said = "-" if equal is None else ("equal" if equal else "DIFFERENT")
-        print(f"{name:<12} {kind:<14} {diff:>22.1e}  {said}")
+        print(f"{name:<20} {kind:<14} {diff:>22.1e}  {said}")
     print(f"largest: {worst:.1e}")
     ours, theirs = far_positions()
     print(
