@@ -302,36 +302,6 @@ FAMILIES = {
         "num_kv_heads": 2,
         "bias": True,
     },
-    # Kimi K2: DeepSeek-V3's code (its config names DeepseekV3ForCausalLM)
-    # with one expert group, saved as its published config.json is (model_type
-    # kimi_k2, the rope_scaling form): see _as_kimi_k2.
-    "kimi_k2": {
-        "model_type": "deepseek_v3",
-        "num_key_value_heads": 4,
-        "first_k_dense_replace": 1,
-        "q_lora_rank": 12,
-        "kv_lora_rank": 16,
-        "qk_nope_head_dim": 8,
-        "qk_rope_head_dim": 4,
-        "v_head_dim": 6,
-        "n_routed_experts": 4,
-        "n_group": 1,
-        "topk_group": 1,
-        "num_experts_per_tok": 2,
-        "n_shared_experts": 1,
-        "routed_scaling_factor": 2.827,
-        "moe_intermediate_size": 16,
-        "rope_parameters": {
-            "rope_type": "yarn",
-            "factor": 4.0,
-            "original_max_position_embeddings": 16,
-            "mscale": 1.0,
-            "mscale_all_dim": 1.0,
-            "beta_fast": 1.0,
-            "beta_slow": 1.0,
-            "rope_theta": 50000.0,
-        },
-    },
     # Gemma 4's E2B form: per-layer inputs; full layers with a wider head,
     # one key/value head whose values are its keys, partial proportional RoPE;
     # layers 2 and 3 reuse layers 0 and 1's keys and values, with MLPs twice
@@ -365,6 +335,20 @@ FAMILIES = {
         "top_k_experts": 2,
         "moe_intermediate_size": 16,
         "tie_word_embeddings": True,
+    },
+}
+# Kimi K2: DeepSeek-V3's code (its config names DeepseekV3ForCausalLM) with
+# one expert group, saved as its published config.json is (model_type
+# kimi_k2, the rope_scaling form): see _as_kimi_k2.
+FAMILIES["kimi_k2"] = {
+    **FAMILIES["deepseek_v3"],
+    "n_group": 1,
+    "topk_group": 1,
+    "routed_scaling_factor": 2.827,
+    "rope_parameters": {
+        **FAMILIES["deepseek_v3"]["rope_parameters"],
+        "beta_fast": 1.0,
+        "rope_theta": 50000.0,
     },
 }
 # GPT-J's config class keeps its own names (n_embd, n_layer, ...): SMALL's
@@ -578,7 +562,9 @@ def make(name, extra, seed=0):
         config = _vision_language(name)
         built = transformers.AutoModelForImageTextToText
     else:
-        config = transformers.AutoConfig.for_model(**BASES.get(name, SMALL), **extra)
+        config = transformers.AutoConfig.for_model(
+            **{**BASES.get(name, SMALL), **extra}
+        )
         built = transformers.AutoModelForCausalLM
     config._attn_implementation = "eager"
     for attempt in range(100):
