@@ -273,6 +273,8 @@ FAMILIES = {
     # OLMo 1: LayerNorms without weights. EXAONE 4 in its all-full form:
     # OLMo 2's reordered norms with per-head QK norms.
     "olmo": {"model_type": "olmo", "clip_qkv": None},
+    # OLMo-7B-0424's form: q, k and v clipped (here to 0.05: some are).
+    "olmo_clipped": {"model_type": "olmo", "clip_qkv": 0.05},
     "exaone4": {
         "model_type": "exaone4",
         "head_dim": 8,

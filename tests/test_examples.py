@@ -88,7 +88,7 @@ def test_logits_and_greedy_tokens_equal_transformers(name):
 # routing and uncompressed queries, GPT-J's own key names and interleaved
 # partial RoPE, Kimi K2's config read as DeepSeek-V3's, the QK LayerNorms of
 # Phi and Persimmon, the text decoders of Qwen2-VL and Qwen3-VL, Falcon's
-# fused heads by key/value group): the forward pass,
+# fused heads by key/value group, OLMo's clip_qkv): the forward pass,
 # run eagerly (no compile; the cache and generation are the decoders' above).
 COUSINS = [
     "qwen2",
@@ -123,6 +123,7 @@ COUSINS = [
     "qwen3_vl",
     "falcon",
     "falcon_40b",
+    "olmo_clipped",
 ]
 
 

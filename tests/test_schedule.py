@@ -375,9 +375,13 @@ _SMALL = {
             ValueError,
             "leaves no layer to make the keys and values",
         ),
-        # OLMo 1 / OLMoE's clipped q, k, v (clip_qkv: null is read as unset).
-        ({**_SMALL, "model_type": "olmoe", "clip_qkv": 8.0}, ValueError, "clip_qkv"),
-        ({**_SMALL, "model_type": "olmo", "clip_qkv": 8.0}, ValueError, "clip_qkv"),
+        # clip_qkv in a family whose code does not clip.
+        ({**_SMALL, "model_type": "llama", "clip_qkv": 8.0}, ValueError, "clip_qkv"),
+        (
+            {**_SMALL, "model_type": "olmo", "clip_qkv": -1.0},
+            ValueError,
+            "'clip_qkv' must be positive",
+        ),
         (
             {**_SMALL, "model_type": "llama"},
             None,
@@ -571,6 +575,14 @@ def test_granite_scales_its_logits_by_attention_multiplier():
         fp.attention_schedule(
             {**config, "model_type": "llama", "attention_multiplier": 1.0}
         )
+
+
+def test_olmo_clip_qkv_is_read_and_null_is_none():
+    for model_type in ("olmo", "olmoe"):
+        config = {**_SMALL, "model_type": model_type, "clip_qkv": 8.0}
+        assert {a.clip_qkv for a in fp.attention_schedule(config)} == {8.0}
+        config["clip_qkv"] = None
+        assert {a.clip_qkv for a in fp.attention_schedule(config)} == {None}
 
 
 def test_olmoe_norms_q_and_k_over_all_heads():

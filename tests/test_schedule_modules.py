@@ -70,6 +70,7 @@ def _layer(kind, inv_freq=None, **fields):
         "head_dim": 8,
         "kv_heads": 2,
         "k_eq_v": False,
+        "clip": None,
         **fields,
     }
 
@@ -342,6 +343,28 @@ FAMILIES = {
             )
         ],
     ),
+    # OLMoE with clip_qkv: q and k normed over all heads, then q, k and v
+    # clipped, then RoPE; OLMo 1 clipping its projections.
+    "olmoe_clipped": (
+        {
+            **SMALL,
+            "model_type": "olmoe",
+            "num_hidden_layers": 1,
+            "clip_qkv": 0.5,
+            "rope_theta": 100.0,
+        },
+        [_layer("full", paper(8, 100.0), qk="all_heads", eps=1e-5, clip=0.5)],
+    ),
+    "olmo_clipped": (
+        {
+            **SMALL,
+            "model_type": "olmo",
+            "num_hidden_layers": 1,
+            "clip_qkv": 0.5,
+            "rope_theta": 100.0,
+        },
+        [_layer("full", paper(8, 100.0), clip=0.5)],
+    ),
     # SmolLM3: no_rope_layers as published (0: no RoPE).
     "smollm3": (
         {
@@ -408,6 +431,8 @@ def _reference(layer, w, x):
 
     if layer["qk"] and not layer["qk_after"]:
         q, k = qk_norm(q, k)
+    if layer["clip"] is not None:  # OLMo: after the norm, before RoPE
+        q, k, v = (np.clip(a, -layer["clip"], layer["clip"]) for a in (q, k, v))
     if layer["inv_freq"] is not None:
         rotate = functools.partial(
             references.rope,

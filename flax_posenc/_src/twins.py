@@ -103,6 +103,29 @@ def qk_norm(query_norm, key_norm, q: jax.Array, k: jax.Array, over: str = "head"
     return _norm_heads(query_norm, "q", q, over), _norm_heads(key_norm, "k", k, over)
 
 
+def clip_qkv(limit: float | None, q, k, v):
+    """``q``, ``k`` and ``v`` clipped to ``[-limit, limit]`` (OLMo 1 and
+    OLMoE's ``clip_qkv``; as they are for None; ``k``, ``v`` None for a
+    layer that reuses another's)."""
+    if limit is None:
+        return q, k, v
+
+    def clip(a):
+        return None if a is None else jnp.clip(a, -limit, limit)
+
+    return clip(q), clip(k), clip(v)
+
+
+def check_clip(limit: float | None) -> float | None:
+    """``clip_qkv``: None or a positive number."""
+    if limit is None:
+        return None
+    limit = validation.check_real("clip_qkv", limit)
+    if not limit > 0:
+        raise ValueError(f"clip_qkv must be positive or None, got {limit}.")
+    return limit
+
+
 def rotate(rotary, q, k, positions, keywords):
     """Queries and keys through an attention module's ``rotary`` (linen and
     NNX); ``k`` None (a layer reusing rotated keys: Gemma 4) rotates the
@@ -648,6 +671,7 @@ def attention_from_config(
         "dropout_rate": spec.dropout_rate,
         "k_eq_v": spec.k_eq_v,
         "reuses_kv": spec.kv_shared_from is not None,
+        "clip_qkv": spec.clip_qkv,
     }
     return spec, {**fields, **overrides}
 

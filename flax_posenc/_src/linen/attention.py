@@ -145,6 +145,9 @@ class MultiHeadAttention(nn.Module):
       reuses_kv: no key or value projections, norms or cache: the call's
         ``shared_kv`` (what an earlier layer returned with ``return_kv``)
         gives the keys and values (Gemma 4's ``num_kv_shared_layers``).
+      clip_qkv: clip q, k and v to ``[-clip_qkv, clip_qkv]`` after their
+        projections and a QK norm before RoPE (OLMo 1 and OLMoE's
+        ``clip_qkv``), or None.
       dtype: computation dtype; default the input's.
       param_dtype: parameter dtype.
       kernel_init: projection kernels' initializer (LeCun normal, as Flax's
@@ -180,6 +183,7 @@ class MultiHeadAttention(nn.Module):
     query_scale: Callable[..., jax.Array] | None = None
     k_eq_v: bool = False
     reuses_kv: bool = False
+    clip_qkv: float | None = None
     dtype: DTypeLike | None = None
     param_dtype: DTypeLike = jnp.float32
     kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
@@ -318,6 +322,7 @@ class MultiHeadAttention(nn.Module):
             v = twins.v_norm(self.v_norm.clone(name="value_norm", parent=self), v)
         if self.qk_norm is not None and self.qk_norm_position == "before_rope":
             q, k = self._qk_norm(q, k)
+        q, k, v = twins.clip_qkv(twins.check_clip(self.clip_qkv), q, k, v)
 
         start = 0
         if decode and self.has_variable("cache", "cache_index"):

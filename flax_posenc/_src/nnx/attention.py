@@ -124,6 +124,9 @@ class MultiHeadAttention(nnx.Module):
       reuses_kv: no key or value projections, norms or cache: the call's
         ``shared_kv`` (what an earlier layer returned with ``return_kv``)
         gives the keys and values (Gemma 4's ``num_kv_shared_layers``).
+      clip_qkv: clip q, k and v to ``[-clip_qkv, clip_qkv]`` after their
+        projections and a QK norm before RoPE (OLMo 1 and OLMoE's
+        ``clip_qkv``), or None.
       dtype: computation dtype; default the input's.
       param_dtype: parameter dtype.
       kernel_init: projection kernels' initializer (LeCun normal).
@@ -163,6 +166,7 @@ class MultiHeadAttention(nnx.Module):
         query_scale: Callable[..., jax.Array] | None = None,
         k_eq_v: bool = False,
         reuses_kv: bool = False,
+        clip_qkv: float | None = None,
         dtype: DTypeLike | None = None,
         param_dtype: DTypeLike = jnp.float32,
         kernel_init: nnx.Initializer = KERNEL_INIT,
@@ -186,6 +190,7 @@ class MultiHeadAttention(nnx.Module):
             reuses_kv=reuses_kv,
         )
         self.reuses_kv = reuses_kv
+        self.clip_qkv = twins.check_clip(clip_qkv)
         in_features = validation.check_int("in_features", in_features, minimum=1)
         self.in_features = in_features
         self.num_heads, self.num_kv_heads, self.head_dim = num_heads, kv_heads, head_dim
@@ -383,6 +388,7 @@ class MultiHeadAttention(nnx.Module):
             q, k = twins.qk_norm(
                 self.query_norm, self.key_norm, q, k, self.qk_norm_over
             )
+        q, k, v = twins.clip_qkv(self.clip_qkv, q, k, v)
         # (A reusing layer has no cache; it is given positions when decoding.)
         start = self.cache_index[...] if decode and not self.reuses_kv else 0
         given = positions

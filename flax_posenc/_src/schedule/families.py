@@ -85,6 +85,8 @@ class Family:
       qkv_bias: a key (default false) or a fixed value.
       out_bias: a key (default false) or a fixed value.
       kv_heads_key: the key of the key/value heads' count.
+      clip_key: the key of the bound q, k and v are clipped to (OLMo's
+        ``clip_qkv``).
       multi_query: Falcon's keys ``(multi_query, new_decoder_architecture)``:
         one key/value head when the first is true and the second is not.
       defaults: transformers' values for keys a config leaves out.
@@ -135,6 +137,7 @@ class Family:
     qkv_bias: str | bool = "attention_bias"
     out_bias: str | bool = "attention_bias"
     kv_heads_key: str = "num_key_value_heads"
+    clip_key: str | None = None
     multi_query: tuple[str, str] | None = None
     defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     unsupported: Mapping[str, str] = dataclasses.field(default_factory=dict)
@@ -160,6 +163,7 @@ class Family:
             self.scale_key,
             self.scale_value_key,
             self.softcap_key,
+            self.clip_key,
             *self.unsupported,
             *self.ignored,
         }
@@ -204,6 +208,7 @@ SCHEDULE_KEYS = frozenset(
         "kv_lora_rank",
         "q_lora_rank",
         "attention_multiplier",
+        "clip_qkv",
     }
 )
 
@@ -227,7 +232,6 @@ _QWEN = Family(
 )
 _MLA = Family(latent=True)
 _PLAIN = Family()
-_CLIP_QKV = "clipping q, k and v (clip_qkv) is not built"
 _QK_LAYERNORM = (
     "StableLM's LayerNorms of q and k (qk_layernorm: one per head, each with "
     "its own weight) are not built"
@@ -401,12 +405,10 @@ FAMILIES: dict[str, Family] = {
         defaults={"sliding_window": 128, "attention_bias": True},
     ),
     # OLMo 1 and OLMoE clip q, k and v to [-clip_qkv, clip_qkv] when it is set
-    # (OLMo-7B-0424: 8.0); OLMoE norms q and k over all heads.
-    "olmo": Family(unsupported={"clip_qkv": _CLIP_QKV}),
+    # (OLMo-7B-0424: 8.0), OLMoE after norming q and k over all heads.
+    "olmo": Family(clip_key="clip_qkv"),
     "olmoe": Family(
-        qk_norm="rms_all_heads",
-        defaults={"rms_norm_eps": 1e-5},
-        unsupported={"clip_qkv": _CLIP_QKV},
+        qk_norm="rms_all_heads", clip_key="clip_qkv", defaults={"rms_norm_eps": 1e-5}
     ),
     "olmo2": Family(qk_norm="rms_all_heads", defaults={"rms_norm_eps": 1e-5}),
     "olmo3": Family(

@@ -72,6 +72,8 @@ class LayerAttention:
       qk_norm_position: ``"before_rope"`` or ``"after_rope"``.
       v_norm: the values' norm (``"rms_unscaled"``: Gemma 4), or None.
       norm_eps: the QK and V norms' epsilon.
+      clip_qkv: q, k and v clipped to ``[-clip_qkv, clip_qkv]`` after the
+        projections and the QK norm before RoPE (OLMo 1, OLMoE), or None.
       qkv_bias: biases on the query, key and value projections.
       out_bias: a bias on the output projection.
       dropout_rate: dropout on the attention weights (``attention_dropout``).
@@ -110,6 +112,7 @@ class LayerAttention:
     dropout_rate: float = 0.0
     k_eq_v: bool = False
     kv_shared_from: int | None = None
+    clip_qkv: float | None = None
     latent: LatentDims | None = None
 
 
@@ -511,8 +514,16 @@ def _layer(
             "config key 'attention_dropout'", text.get("attention_dropout") or 0.0
         ),
         k_eq_v=k_eq_v,
+        clip_qkv=_clip(text, family.clip_key),
         latent=latent,
     )
+
+
+def _clip(text: dict, key: str | None) -> float | None:
+    clip = rope_config.config_real(text, key)
+    if clip is not None and not clip > 0:
+        raise ValueError(f"config key {key!r} must be positive or null, got {clip}.")
+    return clip
 
 
 def _latent(text: dict, layer_type: str):
