@@ -558,6 +558,14 @@ def test_falcon_key_value_heads_and_biases(extra, kv_heads, bias):
     assert all(a.rope is not None for a in layers)
 
 
+@pytest.mark.parametrize("model_type", ["gpt_neox", "persimmon"])
+def test_families_without_a_key_value_head_count_ignore_one(model_type):
+    # transformers' GPT-NeoX and Persimmon read no num_key_value_heads.
+    config = {**_SMALL, "model_type": model_type, "num_key_value_heads": 2}
+    config["qk_layernorm"] = False
+    assert {a.num_kv_heads for a in fp.attention_schedule(config)} == {4}
+
+
 def test_persimmon_rotates_half_of_each_head_by_default():
     config = {**_SMALL, "model_type": "persimmon", "qk_layernorm": False}
     assert {a.rope.rotary_dim for a in fp.attention_schedule(config)} == {4}

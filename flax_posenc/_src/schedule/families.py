@@ -84,7 +84,8 @@ class Family:
       softcap_key: the key of the logits' soft cap.
       qkv_bias: a key (default false) or a fixed value.
       out_bias: a key (default false) or a fixed value.
-      kv_heads_key: the key of the key/value heads' count.
+      kv_heads_key: the key of the key/value heads' count; None: every head
+        has its own keys and values (GPT-NeoX and Persimmon read no count).
       clip_key: the key of the bound q, k and v are clipped to (OLMo's
         ``clip_qkv``).
       multi_query: Falcon's keys ``(multi_query, new_decoder_architecture)``:
@@ -136,7 +137,7 @@ class Family:
     softcap_key: str | None = None
     qkv_bias: str | bool = "attention_bias"
     out_bias: str | bool = "attention_bias"
-    kv_heads_key: str = "num_key_value_heads"
+    kv_heads_key: str | None = "num_key_value_heads"
     clip_key: str | None = None
     multi_query: tuple[str, str] | None = None
     defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
@@ -265,7 +266,7 @@ FAMILIES: dict[str, Family] = {
         **_QK_LAYER,
         defaults={"qk_layernorm": False, "layer_norm_eps": 1e-5},
     ),
-    "gpt_neox": Family(defaults={"attention_bias": True}),
+    "gpt_neox": Family(kv_heads_key=None, defaults={"attention_bias": True}),
     "stablelm": Family(
         qkv_bias="use_qkv_bias",
         out_bias=False,
@@ -281,6 +282,7 @@ FAMILIES: dict[str, Family] = {
     ),
     "apertus": Family(qk_norm="rms"),
     "persimmon": Family(
+        kv_heads_key=None,
         qkv_bias=True,
         out_bias=True,
         **_QK_LAYER,

@@ -458,7 +458,9 @@ def _layer(
                 f"{family.chunk_key or 'attention_chunk_size'!r}."
             )
     heads = _int(text, "num_attention_heads", required=True)
-    kv_heads = _int(text, family.kv_heads_key) or heads
+    kv_heads = heads
+    if family.kv_heads_key is not None:
+        kv_heads = _int(text, family.kv_heads_key) or heads
     if family.multi_query is not None:
         multi, new = family.multi_query
         if _flag(text, multi, False) and not _flag(text, new, False):
