@@ -535,6 +535,11 @@ def test_exaone4_pattern_string_holds_l_and_g():
     config = {**_SMALL, "model_type": "exaone4", "sliding_window_pattern": "LLX"}
     with pytest.raises(ValueError, match="'L' \\(sliding\\) and 'G'"):
         fp.attention_schedule(config)
+    # Only EXAONE 4's config documents the string; Gemma 3 reads a number.
+    config["model_type"] = "gemma3_text"
+    config["sliding_window_pattern"] = "LLLG"
+    with pytest.raises((TypeError, ValueError), match="sliding_window_pattern"):
+        fp.attention_schedule(config)
 
 
 @pytest.mark.parametrize(
@@ -556,6 +561,15 @@ def test_falcon_key_value_heads_and_biases(extra, kv_heads, bias):
         (kv_heads, bias, bias)
     }
     assert all(a.rope is not None for a in layers)
+
+
+def test_falcon_refuses_fewer_key_heads_in_the_per_head_layout():
+    # Without either flag transformers splits the fused projection as
+    # [heads, 3, head_dim] and its reshape to num_kv_heads heads fails.
+    config = {**_SMALL, "model_type": "falcon", "multi_query": False}
+    with pytest.raises(ValueError, match="num_kv_heads=2 with multi_query"):
+        fp.attention_schedule({**config, "num_kv_heads": 2})
+    assert {a.num_kv_heads for a in fp.attention_schedule(config)} == {4}
 
 
 @pytest.mark.parametrize("model_type", ["gpt_neox", "persimmon"])

@@ -53,6 +53,8 @@ class Family:
       layers: one of `LAYER_RULES`.
       period_key: "period": the config key of the period (None: fixed).
       period: "period": its default.
+      period_letters: "period": the period key may also be a string of "L"
+        (sliding) and "G" (full) per layer, as EXAONE 4's config documents.
       offset: "period": layer i is full when (i + offset) % period == 0.
       last_full: the last layer is full whatever the rule (Gemma 4).
       from_key: "from_layer": the first sliding layer's key.
@@ -121,6 +123,7 @@ class Family:
     window_key: str = "sliding_window"
     window_half: bool = False
     window_off_full: bool = False
+    period_letters: bool = False
     chunk_key: str | None = None
     causal: bool = True
     sinks: bool = False
@@ -295,6 +298,7 @@ FAMILIES: dict[str, Family] = {
         layers="period",
         period_key="sliding_window_pattern",
         period=4,
+        period_letters=True,
         nope="full_attention",
         window_off_full=True,
         qk_norm="rms",
@@ -343,7 +347,7 @@ FAMILIES: dict[str, Family] = {
     "qwen3_moe": dataclasses.replace(_QWEN, qk_norm="rms"),
     # (Qwen3-VL's config keeps its text decoder's under text_config; a flat
     # one is read alike.)
-    **dict.fromkeys(("qwen3_vl", "qwen3_vl_text"), Family(qk_norm="rms")),
+    "qwen3_vl_text": Family(qk_norm="rms"),
     "gemma": Family(),
     "gemma2": Family(
         layers="period",

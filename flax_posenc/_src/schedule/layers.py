@@ -306,7 +306,7 @@ def _derived_types(
         types = [sliding if window else full] * n
     elif rule == "period":
         pattern = text.get(family.period_key) if family.period_key else None
-        if isinstance(pattern, str):
+        if isinstance(pattern, str) and family.period_letters:
             types = _letter_types(family.period_key, pattern, n)
         else:
             period = family.period
@@ -463,8 +463,17 @@ def _layer(
         kv_heads = _int(text, family.kv_heads_key) or heads
     if family.multi_query is not None:
         multi, new = family.multi_query
-        if _flag(text, multi, False) and not _flag(text, new, False):
-            kv_heads = 1
+        if not _flag(text, new, False):
+            if _flag(text, multi, False):
+                kv_heads = 1
+            elif kv_heads != heads:
+                # transformers splits the fused projection per head then
+                # ([heads, 3, head_dim]) and cannot run fewer key heads.
+                raise ValueError(
+                    f"{family.kv_heads_key}={kv_heads} with {multi} and {new} "
+                    f"false: the fused q/k/v then holds one key per head "
+                    f"({heads}); set {new} for grouped heads."
+                )
     k_eq_v = (
         family.k_eq_v_key is not None
         and layer_type == "full_attention"
