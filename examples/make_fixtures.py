@@ -534,9 +534,15 @@ SPREAD = re.compile(
 # gate moves the logits by far more than the tests' tolerance.
 EXPERTS = re.compile(
     r".*\.(experts|shared_experts?)\..*"
-    # The dense MLPs' too: an activation's variant (exact or tanh GeLU) shows.
+    # The dense MLPs' too (by every name they have): an activation's variant
+    # (exact or tanh GeLU) shows.
     r"|.*\.(mlp|feed_forward)\.(gate|up|down|gate_up)_proj\.weight"
-    r"|.*\.mlp\.fc_(in|out)\.weight"
+    r"|.*\.mlp\.(fc_in|fc_out|fc1|fc2|dense_h_to_4h|dense_4h_to_h)\.weight"
+    # GPT-J's queries and keys and the fused q/k/v of GPT-NeoX, Persimmon and
+    # Falcon: attention sharp enough that the rotation's layout (interleaved
+    # pairs or halves, the part of each head that rotates) and the heads'
+    # split of the fused projection show.
+    r"|.*\.attn\.[qk]_proj\.weight|.*\.query_key_value\.weight"
 )
 # Norm weights and other scales transformers starts at 1 (or at 0 for
 # Gemma's 1 + w), and biases (0): each moved by up to 0.5, so that no two
@@ -589,7 +595,8 @@ def make(name, extra, seed=0):
         saved = EDITS[name](saved)
         (folder / "config.json").write_text(json.dumps(saved, indent=2) + "\n")
     with torch.no_grad():
-        # (A vision-language model's positions from the mask: its own.)
+        # (A vision-language model computes its positions itself; with the
+        # padding masked, shifting a row's positions leaves RoPE's logits.)
         positions = None if vision_language else (mask.cumsum(-1) - 1).clamp(min=0)
         logits = model(
             input_ids=ids, attention_mask=mask, position_ids=positions
