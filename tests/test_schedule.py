@@ -494,6 +494,7 @@ def test_biases_and_qk_norms_are_transformers(extra, want):
     [
         ({"model_type": "stablelm", "qk_layernorm": True}, "qk_layernorm"),
         ({"model_type": "falcon", "alibi": True}, "Falcon's ALiBi"),
+        ({"model_type": "cohere", "use_qk_norm": True}, "Command R\\+'s LayerNorms"),
     ],
 )
 def test_what_is_not_built_is_refused(extra, match):

@@ -255,10 +255,18 @@ FAMILIES: dict[str, Family] = {
         (
             "llama",
             "gptj",
-            "cohere",
             "arcee",
         ),
         _PLAIN,
+    ),
+    "cohere": dataclasses.replace(
+        _PLAIN,
+        unsupported={
+            "use_qk_norm": (
+                "Command R+'s LayerNorms of q and k (use_qk_norm: one per head, "
+                "each with its own weight) are not built"
+            )
+        },
     ),
     # Biases and norms as transformers 5.24's attention classes build them
     # (phi/modeling_phi.py, glm/modeling_glm.py, ...): keys that differ from
