@@ -196,6 +196,16 @@ def _rules(
             rules.append(
                 (layer + sub + r"\.post_norm\.scale", hf + post + ".weight", _reshaped)
             )
+    if config.get("model_type") == "stablelm":  # one LayerNorm per head
+        heads = config["num_attention_heads"]
+        for ours, theirs, count in (
+            ("query_norm", "q_layernorm", heads),
+            ("key_norm", "k_layernorm", config.get("num_key_value_heads") or heads),
+        ):
+            each = tuple(
+                hf + f"self_attn.{theirs}.norms.{h}.weight" for h in range(count)
+            )
+            rules.append((attn + ours + r"\.scale", each, _heads_stacked))
     rules += [
         (r"embed\.embedding", "model.embed_tokens.weight", _reshaped),
         (r"norm\.scale", "model.norm.weight", _reshaped),
@@ -359,6 +369,11 @@ def _gemma4_rules(config: Mapping[str, Any]) -> list[tuple[str, Any, Callable]]:
             _expert_rows(slice(None)),
         ),
     ]
+
+
+def _heads_stacked(w: list[np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
+    """One norm weight ``[head_dim]`` per head as ``[heads, head_dim]``."""
+    return np.stack(w)
 
 
 def _stack(w: list[np.ndarray], shape: tuple[int, ...]) -> np.ndarray:

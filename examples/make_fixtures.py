@@ -204,6 +204,12 @@ FAMILIES = {
     # Command R (v1): Cohere2's form with every layer full and rotating; its
     # config.json then leaves logit_scale to the default (0.0625).
     "cohere": {"model_type": "cohere", "tie_word_embeddings": True},
+    # Command R+: LayerNorms of q and k with a weight for each head.
+    "cohere_plus": {
+        "model_type": "cohere",
+        "tie_word_embeddings": True,
+        "use_qk_norm": True,
+    },
     "gemma2": {
         "model_type": "gemma2",
         "head_dim": 8,
@@ -246,12 +252,14 @@ FAMILIES = {
         "attention_multiplier": 0.25,
     },
     # StableLM 2: LayerNorms with biases, q/k/v biases, a quarter of each
-    # head rotating; its parallel form (StableLM 2 12B).
+    # head rotating; its parallel form with a LayerNorm for each head of q
+    # and of k (StableLM 2 12B).
     "stablelm": {"model_type": "stablelm", "use_qkv_bias": True},
     "stablelm_parallel": {
         "model_type": "stablelm",
         "use_qkv_bias": True,
         "use_parallel_residual": True,
+        "qk_layernorm": True,
     },
     # Phi-1.5's form: a parallel residual under one biased LayerNorm, half
     # of each head rotating (the default), biases everywhere.
@@ -548,7 +556,8 @@ EXPERTS = re.compile(
 # Gemma's 1 + w), and biases (0): each moved by up to 0.5, so that no two
 # are alike and a norm or bias loaded in another's place shows.
 SCALES = re.compile(
-    r".*((norm|LayerNorm|\.ln_\w+)\w*\.(weight|bias)|layer_scalar|router\.scale"
+    r".*((norm|LayerNorm|\.ln_\w+)\w*\.(weight|bias)|norms\.\d+\.weight"
+    r"|layer_scalar|router\.scale"
     r"|per_expert_scale|\.bias|act_fn\.alpha_[pn])$"
 )
 

@@ -108,6 +108,7 @@ COUSINS = [
     "glm4",
     "granite",
     "cohere",
+    "cohere_plus",
     "stablelm",
     "stablelm_parallel",
     "deepseek_v2",

@@ -163,6 +163,28 @@ def test_stable_gradient_far_from_zero_mean():
     np.testing.assert_allclose(dx, expected, atol=1e-3)
 
 
+@pytest.mark.parametrize("transform", TRANSFORMS)
+def test_feature_axes_give_each_slice_its_own_parameters(transform):
+    """axis=-1 with feature_axes=(-2, -1): each of X's 5 rows normalized over
+    its 16 features, with a scale and bias of its own (StableLM 2's and
+    Command R+'s LayerNorm of each head)."""
+    scale, bias = RNG.normal(size=(2, 5, 16)).astype(np.float32)
+    ours = transform(
+        lambda x, s, b: fp.layer_norm(x, s, b, feature_axes=(-2, -1), eps=1e-5)
+    )(X, scale, bias)
+    want = references.layer_norm(X, scale, bias, eps=1e-5)
+    np.testing.assert_allclose(ours, want, atol=3e-6, rtol=1e-6)
+    ours = transform(lambda x, s: fp.rms_norm(x, s, feature_axes=(1, 2)))(X, scale)
+    np.testing.assert_allclose(
+        ours, references.rms_norm(X, scale), atol=3e-6, rtol=1e-6
+    )
+    # Feature axes need not include the normalized one: a scale per row.
+    row = scale[:, :1]  # [5, 1] -> [5]
+    ours = fp.layer_norm(X, row[:, 0], feature_axes=1)
+    want = references.layer_norm(X, row)
+    np.testing.assert_allclose(ours, want, atol=3e-6, rtol=1e-6)
+
+
 def test_vmap_equals_batch():
     batched = jax.vmap(lambda x: fp.layer_norm(x, SCALE, BIAS))(X)
     np.testing.assert_allclose(batched, fp.layer_norm(X, SCALE, BIAS), atol=1e-6)
@@ -182,6 +204,16 @@ def test_vmap_equals_batch():
             r"scale must have .*\(16,\)",
         ),
         (lambda: fp.layer_norm(X, bias=np.ones(3)), ValueError, "bias must have"),
+        (
+            lambda: fp.layer_norm(X, np.ones(16), feature_axes=(1, 2)),
+            ValueError,
+            r"scale must have the shape of the feature axes \(1, 2\) .*\(5, 16\)",
+        ),
+        (
+            lambda: fp.rms_norm(X, np.ones(16), feature_axes=3),
+            ValueError,
+            "feature_axes 3 is out of range",
+        ),
         (lambda: fp.rms_norm(X, unit_offset=True), ValueError, "pass a scale"),
         (lambda: fp.rms_norm(X, dtype=jnp.int8), TypeError, "dtype must be a floating"),
     ],

@@ -482,6 +482,17 @@ def test_gemma4_as_transformers_5_saves_it_reads_as_published():
         ),
         ({"model_type": "persimmon"}, (True, True, "layer")),  # on by default
         ({"model_type": "phi", "qk_layernorm": True}, (True, True, "layer")),
+        # StableLM 2 12B, Command R+: a LayerNorm weight for each head.
+        ({"model_type": "stablelm"}, (False, False, None)),
+        (
+            {"model_type": "stablelm", "qk_layernorm": True, "use_qkv_bias": True},
+            (True, False, "layer_each_head"),
+        ),
+        ({"model_type": "cohere"}, (False, False, None)),
+        (
+            {"model_type": "cohere", "use_qk_norm": True},
+            (False, False, "layer_each_head"),
+        ),
     ],
 )
 def test_biases_and_qk_norms_are_transformers(extra, want):
@@ -492,9 +503,7 @@ def test_biases_and_qk_norms_are_transformers(extra, want):
 @pytest.mark.parametrize(
     "extra, match",
     [
-        ({"model_type": "stablelm", "qk_layernorm": True}, "qk_layernorm"),
         ({"model_type": "falcon", "alibi": True}, "Falcon's ALiBi"),
-        ({"model_type": "cohere", "use_qk_norm": True}, "Command R\\+'s LayerNorms"),
     ],
 )
 def test_what_is_not_built_is_refused(extra, match):
@@ -614,6 +623,25 @@ def test_olmoe_norms_q_and_k_over_all_heads():
     config = {**_SMALL, "model_type": "olmoe", "clip_qkv": None}
     layers = fp.attention_schedule(config)
     assert {(a.qk_norm, a.norm_eps) for a in layers} == {("rms_all_heads", 1e-5)}
+
+
+@pytest.mark.parametrize(
+    "extra, eps",
+    [
+        # transformers 5.24: StableLmLayerNormPerHead and CohereLayerNorm take
+        # layer_norm_eps (default 1e-5), as the layers' own LayerNorms do.
+        ({"model_type": "stablelm", "qk_layernorm": True}, 1e-5),
+        (
+            {"model_type": "stablelm", "qk_layernorm": True, "layer_norm_eps": 3e-6},
+            3e-6,
+        ),
+        ({"model_type": "cohere", "use_qk_norm": True}, 1e-5),
+        ({"model_type": "cohere", "use_qk_norm": True, "layer_norm_eps": 2e-6}, 2e-6),
+    ],
+)
+def test_layernorms_of_each_head_take_the_layer_norm_eps(extra, eps):
+    layers = fp.attention_schedule({**_SMALL, **extra})
+    assert {(a.qk_norm, a.norm_eps) for a in layers} == {("layer_each_head", eps)}
 
 
 def test_query_scale_is_the_published_formula():

@@ -57,7 +57,8 @@ def _layer(kind, inv_freq=None, **fields):
         "window": None,
         "chunk": None,
         "causal": True,
-        "qk": None,  # "rms", "unit_offset", "all_heads", "unscaled", "layer"
+        # "rms", "unit_offset", "all_heads", "unscaled", "layer", "each_head"
+        "qk": None,
         "qk_after": False,
         "v_norm": False,
         "eps": 1e-6,
@@ -343,6 +344,35 @@ FAMILIES = {
             )
         ],
     ),
+    # StableLM 2 12B and Command R+: a LayerNorm of each head of q and of k,
+    # a weight for each head and no bias, before RoPE (StableLM: a part of
+    # each head rotating; Command R+: interleaved pairs).
+    "stablelm_qk_layernorm": (
+        {
+            **SMALL,
+            "model_type": "stablelm",
+            "num_hidden_layers": 1,
+            "qk_layernorm": True,
+            "partial_rotary_factor": 0.5,
+            "layer_norm_eps": 1e-4,
+            "rope_theta": 100.0,
+        },
+        [_layer("full", paper(4, 100.0), qk="each_head", eps=1e-4)],
+    ),
+    "cohere_qk_norm": (
+        {
+            **SMALL,
+            "model_type": "cohere",
+            "num_hidden_layers": 1,
+            "use_qk_norm": True,
+            "rope_theta": 100.0,
+        },
+        [
+            _layer(
+                "full", paper(8, 100.0), qk="each_head", eps=1e-5, layout="interleaved"
+            )
+        ],
+    ),
     # OLMoE with clip_qkv: q and k normed over all heads, then q, k and v
     # clipped, then RoPE; OLMo 1 clipping its projections.
     "olmoe_clipped": (
@@ -387,7 +417,7 @@ def _reference(layer, w, x):
         expected |= {"bq", "bk", "bv"}
     if layer["out_bias"]:
         expected.add("bo")
-    if layer["qk"] in ("rms", "unit_offset", "all_heads", "layer"):
+    if layer["qk"] in ("rms", "unit_offset", "all_heads", "layer", "each_head"):
         expected |= {"q_scale", "k_scale"}
     if layer["qk"] == "layer":
         expected |= {"q_bias", "k_bias"}
@@ -420,6 +450,13 @@ def _reference(layer, w, x):
             return (
                 references.layer_norm(q, w["q_scale"], w["q_bias"], eps),
                 references.layer_norm(k, w["k_scale"], w["k_bias"], eps),
+            )
+        if kind == "each_head":  # scales [heads, head_dim], no bias
+            assert w["q_scale"].shape == q.shape[-2:], w["q_scale"].shape
+            assert w["k_scale"].shape == k.shape[-2:], w["k_scale"].shape
+            return (
+                references.layer_norm(q, w["q_scale"], None, eps),
+                references.layer_norm(k, w["k_scale"], None, eps),
             )
         if kind == "unscaled":
             return references.rms_norm(q, None, eps), references.rms_norm(k, None, eps)

@@ -15,7 +15,7 @@ from jax.typing import ArrayLike, DTypeLike
 from flax_posenc._src import validation
 
 
-def _axes(ndim: int, axis: int | Sequence[int]) -> tuple[int, ...]:
+def _axes(ndim: int, axis: int | Sequence[int], name: str = "axis") -> tuple[int, ...]:
     """Normalizes ``axis`` to a sorted tuple of non-negative, distinct axes.
 
     ``axis`` is an int (NumPy integers too) or a sequence of them.
@@ -24,29 +24,31 @@ def _axes(ndim: int, axis: int | Sequence[int]) -> tuple[int, ...]:
         axis = (axis,)
     requested = tuple(axis)
     if not requested:
-        raise ValueError("axis must name at least one axis, got ().")
+        raise ValueError(f"{name} must name at least one axis, got ().")
     axes = []
     for a in requested:
         if isinstance(a, (bool, np.bool_)):
-            raise TypeError(f"axis must be an int or ints, got {a!r}.")
+            raise TypeError(f"{name} must be an int or ints, got {a!r}.")
         try:
             a = operator.index(a)
         except TypeError:
             raise TypeError(
-                f"axis must be an int or ints, got {type(a).__name__} {a!r}."
+                f"{name} must be an int or ints, got {type(a).__name__} {a!r}."
             ) from None
         if not -ndim <= a < ndim:
-            raise ValueError(f"axis {a!r} is out of range for an input of rank {ndim}.")
+            raise ValueError(
+                f"{name} {a!r} is out of range for an input of rank {ndim}."
+            )
         axes.append(a % ndim)
     if len(set(axes)) != len(axes):
-        raise ValueError(f"axis has repeated entries: {requested}.")
+        raise ValueError(f"{name} has repeated entries: {requested}.")
     return tuple(sorted(axes))
 
 
 def _broadcastable(
     name: str, param: ArrayLike | None, x: jax.Array, axes: tuple[int, ...]
 ) -> jax.Array | None:
-    """Reshapes a ``scale``/``bias`` of the normalized axes' shape to broadcast."""
+    """Reshapes a ``scale``/``bias`` of the feature axes' shape to broadcast."""
     if param is None:
         return None
     param = jnp.asarray(param)
@@ -58,11 +60,17 @@ def _broadcastable(
     expected = tuple(x.shape[a] for a in axes)
     if param.shape != expected:
         raise ValueError(
-            f"{name} must have the shape of the normalized axes {axes} of x, "
-            f"{expected}; got {param.shape} (x has shape {x.shape})."
+            f"{name} must have the shape of the feature axes {axes} of x "
+            f"(default: the normalized axes), {expected}; got {param.shape} "
+            f"(x has shape {x.shape})."
         )
     shape = [x.shape[a] if a in axes else 1 for a in range(x.ndim)]
     return param.reshape(shape)
+
+
+def _feature_axes(x, axes, feature_axes) -> tuple[int, ...]:
+    """The axes of ``scale`` and ``bias``: ``feature_axes``, default ``axes``."""
+    return axes if feature_axes is None else _axes(x.ndim, feature_axes, "feature_axes")
 
 
 def _prepare(x, axis, eps, dtype):
@@ -128,6 +136,7 @@ def layer_norm(
     bias: ArrayLike | None = None,
     *,
     axis: int | Sequence[int] = -1,
+    feature_axes: int | Sequence[int] | None = None,
     eps: float = 1e-6,
     dtype: DTypeLike | None = None,
 ) -> jax.Array:
@@ -148,10 +157,16 @@ def layer_norm(
 
     Args:
       x: floating array.
-      scale: optional multiplier with the shape of the normalized axes.
-      bias: optional offset with the shape of the normalized axes.
+      scale: optional multiplier with the shape of the feature axes.
+      bias: optional offset with the shape of the feature axes.
       axis: axis or axes to normalize over (default the last): ints, NumPy
         integers included.
+      feature_axes: the axes ``scale`` and ``bias`` span (Flax's
+        ``feature_axes``); default ``axis``. Axes beside the normalized ones
+        give each slice parameters of its own: ``axis=-1,
+        feature_axes=(-2, -1)`` on ``[..., heads, head_dim]`` normalizes each
+        head's features with each head's own weights (StableLM 2's and
+        Command R+'s LayerNorms of queries and keys).
       eps: small constant added to the variance (>= 0): a real number, or a
         traced float scalar (then not checked, and differentiable). With
         ``eps=0`` a row of zero variance (constant, e.g. all zeros) divides
@@ -181,8 +196,9 @@ def layer_norm(
       https://arxiv.org/abs/1607.06450
     """
     x, axes, out_dtype, work = _prepare(x, axis, eps, dtype)
-    scale = _broadcastable("scale", scale, x, axes)
-    bias = _broadcastable("bias", bias, x, axes)
+    features = _feature_axes(x, axes, feature_axes)
+    scale = _broadcastable("scale", scale, x, features)
+    bias = _broadcastable("bias", bias, x, features)
     return _layer_norm(
         x, jnp.asarray(eps, work), scale, bias, axes=axes, out_dtype=out_dtype
     )
@@ -208,6 +224,7 @@ def rms_norm(
     scale: ArrayLike | None = None,
     *,
     axis: int | Sequence[int] = -1,
+    feature_axes: int | Sequence[int] | None = None,
     eps: float = 1e-6,
     unit_offset: bool = False,
     dtype: DTypeLike | None = None,
@@ -225,9 +242,12 @@ def rms_norm(
 
     Args:
       x: floating array.
-      scale: optional multiplier with the shape of the normalized axes.
+      scale: optional multiplier with the shape of the feature axes.
       axis: axis or axes to normalize over (default the last): ints, NumPy
         integers included.
+      feature_axes: the axes ``scale`` spans; default ``axis`` (as
+        `layer_norm`'s: with more axes than ``axis``, each slice has a scale
+        of its own).
       eps: small constant added to the mean square (>= 0): a real number, or
         a traced float scalar (then not checked). With ``eps=0`` an all-zero
         row divides 0 by 0: its outputs and gradients are NaN (left as is: the
@@ -258,7 +278,7 @@ def rms_norm(
       https://arxiv.org/abs/1910.07467
     """
     x, axes, out_dtype, work = _prepare(x, axis, eps, dtype)
-    scale = _broadcastable("scale", scale, x, axes)
+    scale = _broadcastable("scale", scale, x, _feature_axes(x, axes, feature_axes))
     unit_offset = validation.check_bool("unit_offset", unit_offset)
     if unit_offset and scale is None:
         raise ValueError("unit_offset=True multiplies by 1 + scale; pass a scale.")

@@ -90,11 +90,13 @@ def v_norm(value_norm, v: jax.Array) -> jax.Array:
     return _normed("v_norm", "v", v, value_norm(v))
 
 
-QK_NORM_OVER = ("head", "all_heads")
+QK_NORM_OVER = ("head", "each_head", "all_heads")
 
 
 def qk_norm(query_norm, key_norm, q: jax.Array, k: jax.Array, over: str = "head"):
-    """Queries and keys normalized (linen and NNX), per head or, with
+    """Queries and keys normalized (linen and NNX), per head (``"head"``, and
+    ``"each_head"``: the norm sees ``[..., heads, head_dim]`` as for
+    ``"head"``, and holds a weight for each head) or, with
     ``over="all_heads"``, over all heads' features at once (OLMo 2/3: the
     projection's output before it is split into heads); ``qk_norm`` must
     keep their shape, as a normalization does."""
@@ -186,13 +188,15 @@ def check_shared_kv(module: Any, shared_kv, kv, positions, decode) -> None:
         )
 
 
-def qk_norm_features(over: str, heads: int, head_dim: int) -> int:
-    """The features a QK norm of ``heads`` heads normalizes (NNX sizes it)."""
+def qk_norm_features(over: str, heads: int, head_dim: int) -> int | tuple[int, int]:
+    """The ``num_features`` of a QK norm of ``heads`` heads (NNX sizes it)."""
+    if over == "each_head":
+        return (heads, head_dim)
     return head_dim if over == "head" else heads * head_dim
 
 
 def _norm_heads(norm, name: str, x: jax.Array, over: str) -> jax.Array:
-    if over == "head":
+    if over in ("head", "each_head"):
         return _normed("qk_norm", name, x, norm(x))
     flat = x.reshape(*x.shape[:-2], x.shape[-2] * x.shape[-1])
     return _normed("qk_norm", name, flat, norm(flat)).reshape(x.shape)
@@ -639,7 +643,16 @@ def attention_from_config(
     def norm(kind: str | None, over: str = "head"):
         if kind is None:
             return None
-        axes = ("kv",) if over == "head" else (None,)
+        # Each head's weights: the heads' axis unnamed (the query and key norms
+        # are one factory, with heads and kv_heads), so replicated.
+        axes = {"head": ("kv",), "all_heads": (None,)}.get(over, (None, "kv"))
+        if kind == "layer_each_head":  # the weight [heads, head_dim], no bias
+            return layer_norm(
+                epsilon=spec.norm_eps,
+                use_bias=False,
+                feature_axes=(-2, -1),
+                param_axes=axes,
+            )
         if kind == "layer":
             return layer_norm(epsilon=spec.norm_eps, param_axes=axes)
         return rms_norm(
@@ -649,7 +662,9 @@ def attention_from_config(
             param_axes=axes,
         )
 
-    over = "all_heads" if spec.qk_norm == "rms_all_heads" else "head"
+    over = {"rms_all_heads": "all_heads", "layer_each_head": "each_head"}.get(
+        spec.qk_norm, "head"
+    )
     fields = {
         "num_heads": spec.num_heads,
         "head_dim": spec.head_dim,

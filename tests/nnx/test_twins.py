@@ -29,6 +29,19 @@ def _bump(tree):
 CASES = {
     "layer_norm": (linen.LayerNorm(), lambda r: pnnx.LayerNorm(8, rngs=r), (X,), {}),
     "rms_norm": (linen.RMSNorm(), lambda r: pnnx.RMSNorm(8, rngs=r), (X,), {}),
+    # A LayerNorm of each head with weights of its own (StableLM 2, Command R+).
+    "layer_norm_each_head": (
+        linen.LayerNorm(use_bias=False, feature_axes=(-2, -1), param_axes=(None, "kv")),
+        lambda r: pnnx.LayerNorm(
+            (2, 8),
+            use_bias=False,
+            feature_axes=(-2, -1),
+            param_axes=(None, "kv"),
+            rngs=r,
+        ),
+        (QK,),
+        {},
+    ),
     "rms_norm_gemma": (
         linen.RMSNorm(unit_offset=True, epsilon=1e-5),
         lambda r: pnnx.RMSNorm(8, unit_offset=True, epsilon=1e-5, rngs=r),

@@ -103,9 +103,13 @@ class MultiHeadAttention(nn.Module):
         ``"after_rope"`` (Llama 4's L2 norm, ``RMSNorm(use_scale=False)``):
         where ``qk_norm`` acts. A norm without a scale gives the same either
         way (a rotation keeps each head's length); a learned scale does not.
-      qk_norm_over: ``"head"`` (each head's ``head_dim`` features) or
-        ``"all_heads"`` (all heads' features at once, OLMo 2/3: the norms see
-        ``num_heads * head_dim`` and ``num_kv_heads * head_dim`` features).
+      qk_norm_over: ``"head"`` (each head's ``head_dim`` features),
+        ``"each_head"`` (the same, the norm seeing ``[..., heads, head_dim]``
+        to hold a weight for each head: ``LayerNorm(use_bias=False,
+        feature_axes=(-2, -1), param_axes=(None, "kv"))``, StableLM 2,
+        Command R+) or ``"all_heads"`` (all heads' features at once, OLMo
+        2/3: the norms see ``num_heads * head_dim`` and ``num_kv_heads *
+        head_dim`` features).
       v_norm: a normalization module applied per head to the values (Gemma
         4: ``RMSNorm(use_scale=False)``), cloned as ``value_norm``; or None.
       rotary: a `RotaryEmbedding`, or None.

@@ -17,12 +17,19 @@ NORM_POSITIONS = normalization.NORM_POSITIONS
 
 
 def _param_shape(
-    x: jax.Array, axis: int | Sequence[int], names: tuple[str | None, ...]
+    x: jax.Array,
+    axis: int | Sequence[int],
+    names: tuple[str | None, ...],
+    feature_axes: int | Sequence[int] | None = None,
 ) -> tuple[int, ...]:
-    axes = normalization._axes(x.ndim, axis)
+    if feature_axes is None:
+        axes, which = normalization._axes(x.ndim, axis), "normalized axis"
+    else:
+        axes = normalization._axes(x.ndim, feature_axes, "feature_axes")
+        which = "feature axis"
     if len(names) != len(axes):
         raise ValueError(
-            f"scale/bias axis names {names} must name each normalized axis {axes}."
+            f"scale/bias axis names {names} must name each {which} {axes}."
         )
     return tuple(x.shape[a] for a in axes)
 
@@ -67,17 +74,22 @@ class LayerNorm(nn.Module):
       use_scale: learn a multiplier.
       use_bias: learn an offset.
       axis: axis or axes normalized over.
+      feature_axes: the axes scale and bias span; default ``axis``.
+        ``axis=-1, feature_axes=(-2, -1)`` on ``[..., heads, head_dim]`` is a
+        LayerNorm of each head with weights of its own (StableLM 2, Command
+        R+).
       dtype: output dtype; default the input's.
       param_dtype: dtype of scale and bias.
       scale_init: initializer of the scale (ones).
       bias_init: initializer of the bias (zeros).
-      param_axes: logical axis names of scale and bias, one per normalized axis.
+      param_axes: logical axis names of scale and bias, one per feature axis.
     """
 
     epsilon: float = 1e-6
     use_scale: bool = True
     use_bias: bool = True
     axis: int | Sequence[int] = -1
+    feature_axes: int | Sequence[int] | None = None
     dtype: DTypeLike | None = None
     param_dtype: DTypeLike = jnp.float32
     scale_init: nn.initializers.Initializer = nn.initializers.ones
@@ -90,14 +102,20 @@ class LayerNorm(nn.Module):
         x = jnp.asarray(x)
         validation.check_real("epsilon", self.epsilon)
         validation.check_bools(use_scale=self.use_scale, use_bias=self.use_bias)
-        shape = _param_shape(x, self.axis, self.param_axes)
+        shape = _param_shape(x, self.axis, self.param_axes, self.feature_axes)
         scale = bias = None
         if self.use_scale:
             scale = _norm_param(self, "scale", self.scale_init, shape)
         if self.use_bias:
             bias = _norm_param(self, "bias", self.bias_init, shape)
         return normalization.layer_norm(
-            x, scale, bias, axis=self.axis, eps=self.epsilon, dtype=self.dtype
+            x,
+            scale,
+            bias,
+            axis=self.axis,
+            feature_axes=self.feature_axes,
+            eps=self.epsilon,
+            dtype=self.dtype,
         )
 
 
@@ -129,17 +147,20 @@ class RMSNorm(nn.Module):
       use_scale: learn a multiplier.
       unit_offset: multiply by ``1 + scale`` (Gemma) instead of ``scale``.
       axis: axis or axes normalized over.
+      feature_axes: the axes the scale spans; default ``axis`` (as
+        `LayerNorm`'s).
       dtype: output dtype; default the input's.
       param_dtype: dtype of the scale.
       scale_init: initializer of the scale; default ones, or zeros with
         ``unit_offset``.
-      param_axes: logical axis names of the scale, one per normalized axis.
+      param_axes: logical axis names of the scale, one per feature axis.
     """
 
     epsilon: float = 1e-6
     use_scale: bool = True
     unit_offset: bool = False
     axis: int | Sequence[int] = -1
+    feature_axes: int | Sequence[int] | None = None
     dtype: DTypeLike | None = None
     param_dtype: DTypeLike = jnp.float32
     scale_init: nn.initializers.Initializer | None = None
@@ -152,7 +173,7 @@ class RMSNorm(nn.Module):
         validation.check_real("epsilon", self.epsilon)
         validation.check_bools(use_scale=self.use_scale, unit_offset=self.unit_offset)
         init = twins.rms_scale_init(self.scale_init, self.use_scale, self.unit_offset)
-        shape = _param_shape(x, self.axis, self.param_axes)
+        shape = _param_shape(x, self.axis, self.param_axes, self.feature_axes)
         scale = None
         if self.use_scale:
             scale = _norm_param(self, "scale", init, shape)
@@ -160,6 +181,7 @@ class RMSNorm(nn.Module):
             x,
             scale,
             axis=self.axis,
+            feature_axes=self.feature_axes,
             eps=self.epsilon,
             unit_offset=self.unit_offset,
             dtype=self.dtype,

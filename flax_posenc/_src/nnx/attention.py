@@ -79,10 +79,14 @@ class MultiHeadAttention(nnx.Module):
         (e.g. `RMSNorm`) for ``query_norm`` and ``key_norm``, or None.
       qk_norm_position: ``"before_rope"`` (Gemma 3, Qwen3) or
         ``"after_rope"`` (Llama 4's L2 norm): where ``qk_norm`` acts.
-      qk_norm_over: ``"head"`` (each head's ``head_dim`` features) or
-        ``"all_heads"`` (all heads' features at once, OLMo 2/3: the norms are
-        then ``qk_norm(num_heads * head_dim)`` and ``qk_norm(num_kv_heads *
-        head_dim)``).
+      qk_norm_over: ``"head"`` (each head's ``head_dim`` features),
+        ``"each_head"`` (the same, with a weight for each head: the norms
+        are ``qk_norm((num_heads, head_dim))`` and ``qk_norm((num_kv_heads,
+        head_dim))``, e.g. ``functools.partial(LayerNorm, use_bias=False,
+        feature_axes=(-2, -1), param_axes=(None, "kv"))``: StableLM 2,
+        Command R+) or ``"all_heads"`` (all heads' features at once, OLMo
+        2/3: the norms are then ``qk_norm(num_heads * head_dim)`` and
+        ``qk_norm(num_kv_heads * head_dim)``).
       v_norm: a norm factory called as ``v_norm(head_dim, rngs=rngs)`` for
         ``value_norm`` (Gemma 4: ``functools.partial(RMSNorm,
         use_scale=False)``), or None.

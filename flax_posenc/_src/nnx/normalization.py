@@ -45,13 +45,18 @@ class LayerNorm(nnx.Module):
       (2, 8)
 
     Args:
-      num_features: size of the normalized axis (a tuple for several axes).
+      num_features: size of the normalized axis (a tuple for several axes;
+        the sizes of ``feature_axes`` when given).
       epsilon: added to the variance; 1e-6 (PyTorch's and so BERT's, GPT-2's
         1e-5: set it from the checkpoint's config). ``epsilon=0`` gives NaN
         values and gradients on constant rows (see `flax_posenc.layer_norm`).
       use_scale: learn a multiplier.
       use_bias: learn an offset.
       axis: axis or axes normalized over.
+      feature_axes: the axes ``num_features`` sizes (the parameters');
+        default ``axis``. ``axis=-1, feature_axes=(-2, -1)`` with
+        ``num_features=(heads, head_dim)`` is a LayerNorm of each head with
+        weights of its own (StableLM 2, Command R+).
       dtype: output dtype; default the input's.
       param_dtype: dtype of scale and bias.
       scale_init: initializer of the scale (ones).
@@ -68,6 +73,7 @@ class LayerNorm(nnx.Module):
         use_scale: bool = True,
         use_bias: bool = True,
         axis: int | Sequence[int] = -1,
+        feature_axes: int | Sequence[int] | None = None,
         dtype: DTypeLike | None = None,
         param_dtype: DTypeLike = jnp.float32,
         scale_init: nnx.Initializer = nnx.initializers.ones,
@@ -79,6 +85,7 @@ class LayerNorm(nnx.Module):
         validation.check_real("epsilon", epsilon)
         validation.check_bools(use_scale=use_scale, use_bias=use_bias)
         self.epsilon, self.axis, self.dtype = epsilon, axis, dtype
+        self.feature_axes = feature_axes
         self.scale = (
             parameters.param(scale_init, rngs, shape, param_dtype, param_axes)
             if use_scale
@@ -97,6 +104,7 @@ class LayerNorm(nnx.Module):
             None if self.scale is None else self.scale[...],
             None if self.bias is None else self.bias[...],
             axis=self.axis,
+            feature_axes=self.feature_axes,
             eps=self.epsilon,
             dtype=self.dtype,
         )
@@ -120,13 +128,16 @@ class RMSNorm(nnx.Module):
       (2, 8)
 
     Args:
-      num_features: size of the normalized axis (a tuple for several axes).
+      num_features: size of the normalized axis (a tuple for several axes;
+        the sizes of ``feature_axes`` when given).
       epsilon: added to the mean square; 1e-6 (Llama configs give 1e-5 or
         1e-6 as ``rms_norm_eps``). ``epsilon=0`` gives NaN values and
         gradients on all-zero rows (see `flax_posenc.rms_norm`).
       use_scale: learn a multiplier.
       unit_offset: multiply by ``1 + scale`` (Gemma); the scale starts at 0.
       axis: axis or axes normalized over.
+      feature_axes: the axes ``num_features`` sizes; default ``axis`` (as
+        `LayerNorm`'s).
       dtype: output dtype; default the input's.
       param_dtype: dtype of the scale.
       scale_init: initializer of the scale; default ones, or zeros with
@@ -143,6 +154,7 @@ class RMSNorm(nnx.Module):
         use_scale: bool = True,
         unit_offset: bool = False,
         axis: int | Sequence[int] = -1,
+        feature_axes: int | Sequence[int] | None = None,
         dtype: DTypeLike | None = None,
         param_dtype: DTypeLike = jnp.float32,
         scale_init: nnx.Initializer | None = None,
@@ -154,6 +166,7 @@ class RMSNorm(nnx.Module):
         shape = _feature_shape(num_features, param_axes)
         validation.check_real("epsilon", epsilon)
         self.epsilon, self.axis, self.dtype = epsilon, axis, dtype
+        self.feature_axes = feature_axes
         self.unit_offset = unit_offset
         self.scale = (
             parameters.param(init, rngs, shape, param_dtype, param_axes)
@@ -167,6 +180,7 @@ class RMSNorm(nnx.Module):
             x,
             None if self.scale is None else self.scale[...],
             axis=self.axis,
+            feature_axes=self.feature_axes,
             eps=self.epsilon,
             unit_offset=self.unit_offset,
             dtype=self.dtype,

@@ -41,8 +41,16 @@ LAYER_RULES = (
 # (Gemma 3); "rms_all_heads" over all heads' features with a weight
 # (OLMo 2/3); "rms_unscaled" per head without weight (Llama 4's L2 norm,
 # Gemma 4's v_norm); "layer" a LayerNorm per head with a weight and a bias
-# (Phi, Persimmon).
-NORM_KINDS = ("rms", "rms_unit_offset", "rms_all_heads", "rms_unscaled", "layer")
+# (Phi, Persimmon); "layer_each_head" a LayerNorm per head with a weight of
+# each head's own, no bias (StableLM 2, Command R+).
+NORM_KINDS = (
+    "rms",
+    "rms_unit_offset",
+    "rms_all_heads",
+    "rms_unscaled",
+    "layer",
+    "layer_each_head",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -236,10 +244,6 @@ _QWEN = Family(
 )
 _MLA = Family(latent=True)
 _PLAIN = Family()
-_QK_LAYERNORM = (
-    "StableLM's LayerNorms of q and k (qk_layernorm: one per head, each with "
-    "its own weight) are not built"
-)
 # Phi and Persimmon: one LayerNorm (weight and bias) shared by the heads of q,
 # one by those of k, before RoPE, with qk_layernorm.
 _QK_LAYER = {
@@ -259,14 +263,13 @@ FAMILIES: dict[str, Family] = {
         ),
         _PLAIN,
     ),
-    "cohere": dataclasses.replace(
-        _PLAIN,
-        unsupported={
-            "use_qk_norm": (
-                "Command R+'s LayerNorms of q and k (use_qk_norm: one per head, "
-                "each with its own weight) are not built"
-            )
-        },
+    # Command R+: LayerNorms of q and k, a weight for each head, no bias
+    # (use_qk_norm).
+    "cohere": Family(
+        qk_norm="layer_each_head",
+        qk_norm_switch="use_qk_norm",
+        eps_key="layer_norm_eps",
+        defaults={"use_qk_norm": False, "layer_norm_eps": 1e-5},
     ),
     # Biases and norms as transformers 5.24's attention classes build them
     # (phi/modeling_phi.py, glm/modeling_glm.py, ...): keys that differ from
@@ -278,10 +281,15 @@ FAMILIES: dict[str, Family] = {
         defaults={"qk_layernorm": False, "layer_norm_eps": 1e-5},
     ),
     "gpt_neox": Family(kv_heads_key=None, defaults={"attention_bias": True}),
+    # StableLM 2 (12B): with qk_layernorm, LayerNorms of q and k, one per
+    # head with its own weight, no bias.
     "stablelm": Family(
         qkv_bias="use_qkv_bias",
         out_bias=False,
-        unsupported={"qk_layernorm": _QK_LAYERNORM},
+        qk_norm="layer_each_head",
+        qk_norm_switch="qk_layernorm",
+        eps_key="layer_norm_eps",
+        defaults={"qk_layernorm": False, "layer_norm_eps": 1e-5},
     ),
     **dict.fromkeys(
         ("glm", "glm4"), Family(out_bias=False, defaults={"attention_bias": True})

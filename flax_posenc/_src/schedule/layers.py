@@ -68,7 +68,8 @@ class LayerAttention:
         ``"rms_all_heads"`` (over all heads' features, a weight: OLMo 2/3),
         ``"rms_unscaled"`` (per head, no weight: Llama 4's L2 norm),
         ``"layer"`` (a LayerNorm per head, a weight and a bias: Phi,
-        Persimmon), or None.
+        Persimmon), ``"layer_each_head"`` (a LayerNorm per head, a weight
+        for each head, no bias: StableLM 2, Command R+), or None.
       qk_norm_position: ``"before_rope"`` or ``"after_rope"``.
       v_norm: the values' norm (``"rms_unscaled"``: Gemma 4), or None.
       norm_eps: the QK and V norms' epsilon.
