@@ -3,7 +3,8 @@
 ``from_pretrained(folder)`` reads a checkpoint folder as transformers saves
 it (``config.json`` + ``model.safetensors``) into an NNX model whose call on
 int ids ``[batch, seq]`` gives the logits ``[batch, seq, vocab]`` (T5: the
-decoder's, with ``decoder_input_ids=``);
+decoder's, with ``decoder_input_ids=``; an encoder's, BERT, ModernBERT,
+EmbeddingGemma, the last hidden states ``[batch, seq, hidden]``);
 ``generate`` continues prompts with the decode cache. Run ``python -m
 examples --checkpoint DIR --prompt-ids 1,2,3``.
 """

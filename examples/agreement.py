@@ -33,7 +33,9 @@ def compare(name: str) -> tuple[float, bool | None]:
     model = examples.from_pretrained(FIXTURES / name)
     ids, mask = ref["input_ids"], ref["attention_mask"]
     kind = model.config.get("model_type")
-    if kind in ("bert", "modernbert"):
+    if kind in ("bert", "modernbert") or (
+        isinstance(model, examples.Decoder) and model.encoder
+    ):
         types = {"token_type_ids": ref["token_type_ids"]} if kind == "bert" else {}
         hidden = model(ids, attention_mask=mask, **types)
         real = mask.astype(bool)

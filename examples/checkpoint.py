@@ -629,6 +629,11 @@ def load_weights(
         family = models.family_of(model.config)
         mapping = _rules(family, model.config)
         tensors = _text_tensors(family, tensors)
+        if model.encoder:  # transformers' base model (Gemma3TextModel): no model.
+            tensors = {
+                n if n.startswith("model.") else "model." + n: t
+                for n, t in tensors.items()
+            }
     _put(model, tensors, mapping, mesh, rules)
 
 

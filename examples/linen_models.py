@@ -24,6 +24,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 from flax import nnx
 
+import flax_posenc as fp
 from examples import checkpoint, models, moe
 from flax_posenc import linen
 
@@ -39,6 +40,10 @@ def check_family(config: Mapping[str, Any]) -> models.Family:
         ("Gemma 4's parts", family.layer_scalar),
         ("Granite's multipliers", family.multiplier_keys is not None),
         ("Apertus's xIELU", family.activation == "xielu"),
+        (
+            "an encoder (every layer bidirectional)",
+            not any(a.causal for a in fp.attention_schedule(config)),
+        ),
     ]
     missing = [reason for reason, present in reasons if present]
     if missing:

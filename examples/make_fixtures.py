@@ -736,8 +736,19 @@ MODERNBERT_SMALL = {
 }
 
 
+# EmbeddingGemma's form: Gemma 3 with every layer bidirectional, the sliding
+# ones seeing |q - k| <= sliding_window // 2 (here 2), saved as transformers'
+# base model (Gemma3TextModel: no LM head, no model. prefix).
+EMBEDDINGGEMMA_SMALL = {
+    **SMALL,
+    **FAMILIES["gemma3"],
+    "use_bidirectional_attention": True,
+}
+
+
 def make_bert(name="bert", seed=0, small=None):
-    """BERT (or ModernBERT): the last hidden states of a padded batch."""
+    """BERT (or ModernBERT, EmbeddingGemma): the last hidden states of a
+    padded batch."""
     small = BERT_SMALL if small is None else small
     config = transformers.AutoConfig.for_model(**small)
     config._attn_implementation = "eager"
@@ -786,3 +797,5 @@ if __name__ == "__main__":
         make_bert()
     if wanted("modernbert"):
         make_bert("modernbert", small=MODERNBERT_SMALL)
+    if wanted("embeddinggemma"):
+        make_bert("embeddinggemma", small=EMBEDDINGGEMMA_SMALL)

@@ -749,9 +749,13 @@ class Decoder(nnx.Module):
     """A decoder-only language model from its ``config.json`` (a dict).
 
     ``model(ids)`` gives logits ``[batch, seq, vocab]`` of int ids ``[batch,
-    seq]``; ``positions`` and ``segments`` (0: padding) as
-    `flax_posenc.nnx.MultiHeadAttention` takes them; ``decode=True`` after
-    `init_cache` writes the tokens into every layer's cache. ``attention``:
+    seq]``; ``positions`` and ``segments`` (0: padding; or
+    ``attention_mask``) as `flax_posenc.nnx.MultiHeadAttention` takes them;
+    ``decode=True`` after `init_cache` writes the tokens into every layer's
+    cache. A config whose every layer is bidirectional (Gemma 3 with
+    ``use_bidirectional_attention``: EmbeddingGemma) is an encoder: no LM
+    head, and the call gives the last hidden states ``[batch, seq,
+    hidden]``, as transformers' ``Gemma3TextModel``. ``attention``:
     what ``MultiHeadAttention.from_hf_config`` takes beside the config
     (``implementation="blockwise"``, ``block_size``, ...).
     """
@@ -784,8 +788,12 @@ class Decoder(nnx.Module):
             else config.get(family.final_softcap_key)
         )
         self.final_softcap = None if cap is None else float(cap)
+        schedule = fp.attention_schedule(config)
         # Which earlier layer's keys and values each layer reuses (Gemma 4).
-        self.kv_sources = tuple(a.kv_shared_from for a in fp.attention_schedule(config))
+        self.kv_sources = tuple(a.kv_shared_from for a in schedule)
+        # Every layer bidirectional (EmbeddingGemma): an encoder without an LM
+        # head, whose call gives the last hidden states.
+        self.encoder = not any(a.causal for a in schedule)
         self.per_layer_inputs = (
             gemma4.PerLayerInputs(
                 config, dtype=dtype, param_dtype=param_dtype, rngs=rngs
@@ -823,7 +831,7 @@ class Decoder(nnx.Module):
         tied = config.get("tie_word_embeddings", family.tied)
         self.lm_head = (
             None
-            if tied
+            if tied or self.encoder
             else nnx.Linear(
                 hidden,
                 vocab,
@@ -841,11 +849,21 @@ class Decoder(nnx.Module):
     def init_cache(self, batch: int, max_length: int, dtype=None) -> None:
         """An empty cache of ``max_length`` tokens for ``batch`` rows in every
         layer (a window's or a chunk's where the layer has one)."""
+        if self.encoder:
+            raise ValueError(
+                "this model is an encoder (every layer bidirectional: "
+                "use_bidirectional_attention): it has no cache and no "
+                "continuation; its call gives the last hidden states."
+            )
         shape = (batch, max_length, self.config["hidden_size"])
         for layer in self.layers:
             layer.attention.sublayer.init_cache(shape, dtype)
 
-    def __call__(self, ids, *, positions=None, segments=None, decode=False):
+    def __call__(
+        self, ids, *, positions=None, segments=None, decode=False, attention_mask=None
+    ):
+        if attention_mask is not None:  # 1: a real token (encoders' name)
+            segments = attention_mask
         x = self.embed(ids)
         if self.embedding_multiplier is not None:  # Granite
             x = x * self.embedding_multiplier
@@ -869,6 +887,8 @@ class Decoder(nnx.Module):
             else:
                 x = out
         x = self.norm(x)
+        if self.encoder:
+            return x
         logits = self.embed.attend(x) if self.lm_head is None else self.lm_head(x)
         if self.logit_scale is not None:  # Cohere
             logits = logits * self.logit_scale

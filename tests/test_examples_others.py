@@ -33,12 +33,15 @@ def test_t5_logits_and_greedy_tokens_equal_transformers(name):
     np.testing.assert_array_equal(tokens, ref["greedy"])
 
 
-@pytest.mark.parametrize("name", ["bert", "modernbert"])
+@pytest.mark.parametrize("name", ["bert", "modernbert", "embeddinggemma"])
 def test_encoder_last_hidden_states_equal_transformers(name):
     """BERT: learned positions, token types, post-LN, biases. ModernBERT:
     global and bidirectional-window layers with their own bases, GeGLU, no
-    norm before the first attention. A padded batch (the padding tokens' own
-    states are not compared: here they attend nothing)."""
+    norm before the first attention. EmbeddingGemma: Gemma 3 with every
+    layer bidirectional (use_bidirectional_attention), the sliding ones
+    seeing |q - k| <= sliding_window // 2, a base model's checkpoint (no LM
+    head). A padded batch (the padding tokens' own states are not compared:
+    here they attend nothing)."""
     ref = _reference(name)
     model = examples.from_pretrained(FIXTURES / name)
     types = {"token_type_ids": ref["token_type_ids"]} if name == "bert" else {}
@@ -48,6 +51,13 @@ def test_encoder_last_hidden_states_equal_transformers(name):
     np.testing.assert_allclose(
         np.asarray(hidden)[real], want, atol=1e-4 * np.abs(want).max(), rtol=0
     )
+
+
+def test_an_encoder_has_no_continuation():
+    model = examples.from_pretrained(FIXTURES / "embeddinggemma")
+    assert model.lm_head is None
+    with pytest.raises(ValueError, match="is an encoder"):
+        examples.generate(model, np.array([[5, 6]]), max_new_tokens=1)
 
 
 @pytest.mark.parametrize("name", ["llama", "gemma2", "phi3"])
@@ -71,6 +81,10 @@ def test_the_linen_decoder_refuses_what_it_does_not_build():
     # Kimi K2: read as DeepSeek-V3, whose experts the linen decoder lacks.
     with pytest.raises(ValueError, match="mixtures of experts \\(deepseek_v3\\)"):
         linen_models.from_pretrained(FIXTURES / "kimi_k2")
+    with pytest.raises(ValueError, match=r"an encoder .*gemma3_text"):
+        linen_models.check_family(
+            examples.checkpoint.read_config(FIXTURES / "embeddinggemma")
+        )
 
 
 def test_the_command_line_prints_tokens_and_their_rate():

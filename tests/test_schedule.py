@@ -625,6 +625,33 @@ def test_olmoe_norms_q_and_k_over_all_heads():
     assert {(a.qk_norm, a.norm_eps) for a in layers} == {("rms_all_heads", 1e-5)}
 
 
+def test_gemma3_bidirectional_is_every_layer_both_ways_with_half_windows():
+    """EmbeddingGemma (transformers 5.24's Gemma3TextConfig): with
+    use_bidirectional_attention no layer is causal, and a sliding layer sees
+    |q - k| < sliding_window // 2 + 1 (the config's window 512 becomes 257)."""
+    config = {
+        **_SMALL,
+        "model_type": "gemma3_text",
+        "sliding_window": 512,
+        "sliding_window_pattern": 2,
+        "use_bidirectional_attention": True,
+    }
+    layers = fp.attention_schedule(config)
+    assert [(a.causal, a.sliding_window) for a in layers[:2]] == [
+        (False, 257),
+        (False, None),
+    ]
+    config["use_bidirectional_attention"] = False
+    layers = fp.attention_schedule(config)
+    assert [(a.causal, a.sliding_window) for a in layers[:2]] == [
+        (True, 512),
+        (True, None),
+    ]
+    gemma2 = {**_SMALL, "model_type": "gemma2", "use_bidirectional_attention": True}
+    with pytest.raises(ValueError, match=r"not read: \['use_bidirectional_attention"):
+        fp.attention_schedule(gemma2)
+
+
 @pytest.mark.parametrize(
     "extra, eps",
     [

@@ -77,6 +77,9 @@ class Family:
         attention with RoPE, whatever the rule and ``nope`` say (EXAONE 4).
       chunk_key: the key of the chunked layers' chunk size.
       causal: whether the layers mask later positions.
+      bidirectional_key: the key that, true, makes every layer bidirectional
+        with its window read as ``window_half`` reads it (Gemma 3's
+        ``use_bidirectional_attention``: EmbeddingGemma).
       sinks: every layer has learned sinks.
       qk_norm: one of `NORM_KINDS`, or None.
       qk_norm_position: "before_rope" or "after_rope".
@@ -134,6 +137,7 @@ class Family:
     period_letters: bool = False
     chunk_key: str | None = None
     causal: bool = True
+    bidirectional_key: str | None = None
     sinks: bool = False
     qk_norm: str | None = None
     qk_norm_position: str = "before_rope"
@@ -169,6 +173,7 @@ class Family:
             self.switch_key,
             self.chunk_key,
             self.qk_norm_switch,
+            self.bidirectional_key,
             self.k_eq_v_key,
             self.global_kv_heads_key,
             self.kv_shared_key,
@@ -389,11 +394,10 @@ FAMILIES: dict[str, Family] = {
             "num_attention_heads": 8,
             "num_key_value_heads": 4,
         },
-        unsupported={
-            "use_bidirectional_attention": (
-                "Gemma 3's bidirectional attention (EmbeddingGemma) is not read yet"
-            )
-        },
+        # EmbeddingGemma: with use_bidirectional_attention no layer is causal
+        # and the sliding layers see |q - k| <= sliding_window // 2
+        # (transformers' config turns the window into sliding_window // 2 + 1).
+        bidirectional_key="use_bidirectional_attention",
     ),
     "gemma4_text": Family(
         layers="period",

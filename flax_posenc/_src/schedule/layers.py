@@ -289,9 +289,16 @@ def _window(text: dict, family: families.Family) -> int | None:
     if family.layers == "from_layer" and not _flag(text, family.switch_key, False):
         return None  # Qwen2/3: no window unless use_sliding_window
     window = _int(text, family.window_key)
-    if window is not None and family.window_half:
+    if window is not None and (family.window_half or _bidirectional(text, family)):
         window = window // 2 + 1  # |q - k| <= key // 2
     return window
+
+
+def _bidirectional(text: dict, family: families.Family) -> bool:
+    """Whether the config turns the family's layers bidirectional."""
+    return family.bidirectional_key is not None and _flag(
+        text, family.bidirectional_key, False
+    )
 
 
 def _derived_types(
@@ -509,7 +516,7 @@ def _layer(
         num_kv_heads=kv_heads,
         head_dim=head_dim,
         rope=rope,
-        causal=family.causal,
+        causal=family.causal and not _bidirectional(text, family),
         sliding_window=window,
         chunk_size=chunk,
         sinks=family.sinks,
