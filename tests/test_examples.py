@@ -146,6 +146,20 @@ def test_forward_logits_equal_transformers(name):
     _check_forward(examples.from_pretrained(FIXTURES / name), name)
 
 
+def test_gemma4_with_vision_bidirectional_attention_is_its_text_model(tmp_path):
+    """The published Gemma 4 26B-A4B's text config says
+    use_bidirectional_attention "vision": only an image's tokens attend both
+    ways, so the text decoder is the same model (transformers 5.24 gives the
+    fixture's logits to the last bit with it)."""
+    import shutil
+
+    shutil.copytree(FIXTURES / "gemma4_moe", tmp_path, dirs_exist_ok=True)
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["use_bidirectional_attention"] = "vision"
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    _check_forward(examples.from_pretrained(tmp_path), "gemma4_moe")
+
+
 def test_a_vision_language_checkpoint_in_transformers_4s_form(tmp_path):
     """Qwen2.5-VL as its published checkpoints are: the text config flat
     (M-RoPE's sections in rope_scaling, type "mrope"), the tensors under

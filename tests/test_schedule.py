@@ -653,6 +653,37 @@ def test_gemma3_bidirectional_is_every_layer_both_ways_with_half_windows():
 
 
 @pytest.mark.parametrize(
+    "value, causal, window",
+    [(None, True, 512), ("vision", True, 512), ("all", False, 257)],
+)
+def test_gemma4_bidirectional_all_and_vision(value, causal, window):
+    """transformers 5.24's Gemma 4: "all" is Gemma 3's true (no layer causal,
+    the window halved); "vision", as the published 26B-A4B and 31B configs
+    say, makes only an image's tokens attend both ways: text stays causal."""
+    config = {
+        **_SMALL,
+        "model_type": "gemma4_text",
+        "sliding_window": 512,
+        "use_bidirectional_attention": value,
+    }
+    layers = fp.attention_schedule(config)
+    assert {(a.causal, a.sliding_window) for a in layers} == {
+        (causal, window),
+        (causal, None),
+    }
+
+
+def test_gemma4_bidirectional_names_its_values():
+    config = {
+        **_SMALL,
+        "model_type": "gemma4_text",
+        "use_bidirectional_attention": True,
+    }
+    with pytest.raises(ValueError, match=r"one of \['all', 'vision'\] or null"):
+        fp.attention_schedule(config)
+
+
+@pytest.mark.parametrize(
     "extra, eps",
     [
         # transformers 5.24: StableLmLayerNormPerHead and CohereLayerNorm take

@@ -77,9 +77,13 @@ class Family:
         attention with RoPE, whatever the rule and ``nope`` say (EXAONE 4).
       chunk_key: the key of the chunked layers' chunk size.
       causal: whether the layers mask later positions.
-      bidirectional_key: the key that, true, makes every layer bidirectional
-        with its window read as ``window_half`` reads it (Gemma 3's
-        ``use_bidirectional_attention``: EmbeddingGemma).
+      bidirectional_key: the key that, at ``bidirectional_value``, makes
+        every layer bidirectional with its window read as ``window_half``
+        reads it (Gemma 3's ``use_bidirectional_attention``: EmbeddingGemma).
+      bidirectional_value: True (a flag), or the string that turns it on,
+        with ``bidirectional_others`` the key's other strings (Gemma 4:
+        ``"all"``; ``"vision"`` makes only an image's tokens attend both
+        ways, and the text's layers stay causal).
       sinks: every layer has learned sinks.
       qk_norm: one of `NORM_KINDS`, or None.
       qk_norm_position: "before_rope" or "after_rope".
@@ -138,6 +142,8 @@ class Family:
     chunk_key: str | None = None
     causal: bool = True
     bidirectional_key: str | None = None
+    bidirectional_value: bool | str = True
+    bidirectional_others: tuple[str, ...] = ()
     sinks: bool = False
     qk_norm: str | None = None
     qk_norm_position: str = "before_rope"
@@ -410,11 +416,12 @@ FAMILIES: dict[str, Family] = {
         global_kv_heads_key="num_global_key_value_heads",
         kv_shared_key="num_kv_shared_layers",
         defaults={"sliding_window": 512, "rms_norm_eps": 1e-6},
-        unsupported={
-            "use_bidirectional_attention": (
-                "Gemma 4's bidirectional attention is not read yet"
-            ),
-        },
+        # "all" as Gemma 3's true; "vision" (the published 26B-A4B and 31B
+        # configs) leaves text causal: only an image's tokens, which a text
+        # decoder does not see, attend both ways.
+        bidirectional_key="use_bidirectional_attention",
+        bidirectional_value="all",
+        bidirectional_others=("vision",),
     ),
     "cohere2": Family(
         layers="period",

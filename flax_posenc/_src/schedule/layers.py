@@ -296,9 +296,18 @@ def _window(text: dict, family: families.Family) -> int | None:
 
 def _bidirectional(text: dict, family: families.Family) -> bool:
     """Whether the config turns the family's layers bidirectional."""
-    return family.bidirectional_key is not None and _flag(
-        text, family.bidirectional_key, False
-    )
+    key, on = family.bidirectional_key, family.bidirectional_value
+    if key is None:
+        return False
+    if on is True:
+        return _flag(text, key, False)
+    value = text.get(key)
+    known = (on, *family.bidirectional_others)
+    if value is not None and value not in known:
+        raise ValueError(
+            f"config key {key!r} is one of {list(known)} or null, got {value!r}."
+        )
+    return value == on
 
 
 def _derived_types(
