@@ -312,6 +312,17 @@ FAMILIES = {
         "num_kv_heads": 2,
         "bias": True,
     },
+    # Falcon-RW: ALiBi in place of RoPE (bfloat16 slopes and products over
+    # the keys' positions, scaled with the logits), every head its own keys,
+    # norms in turn, biases; 16 heads, whose slopes bfloat16 rounds.
+    "falcon_rw": {
+        "model_type": "falcon",
+        "num_attention_heads": 16,
+        "alibi": True,
+        "multi_query": False,
+        "parallel_attn": False,
+        "bias": True,
+    },
     # Gemma 4's E2B form: per-layer inputs; full layers with a wider head,
     # one key/value head whose values are its keys, partial proportional RoPE;
     # layers 2 and 3 reuse layers 0 and 1's keys and values, with MLPs twice
@@ -388,7 +399,16 @@ FALCON_SMALL = {
     "bos_token_id": 1,
     "eos_token_id": 2,
 }
-BASES = {"gptj": GPTJ_SMALL, "falcon": FALCON_SMALL, "falcon_40b": FALCON_SMALL}
+BASES = {
+    "gptj": GPTJ_SMALL,
+    "falcon": FALCON_SMALL,
+    "falcon_40b": FALCON_SMALL,
+    "falcon_rw": FALCON_SMALL,
+}
+# transformers 5.24's eager Falcon adds the ALiBi biases twice (in the mask it
+# builds and again to the scores); its SDPA path adds them once, as the
+# original Falcon-RW code does.
+ATTENTION = {"falcon_rw": "sdpa"}
 # Vision-language models: the text decoder is SMALL (M-RoPE's sections
 # summing to head_dim / 2) under a one-block vision tower, which the examples
 # do not read; prompts of text only.
@@ -583,7 +603,7 @@ def make(name, extra, seed=0):
             **{**BASES.get(name, SMALL), **extra}
         )
         built = transformers.AutoModelForCausalLM
-    config._attn_implementation = "eager"
+    config._attn_implementation = ATTENTION.get(name, "eager")
     for attempt in range(100):
         torch.manual_seed(seed + attempt)
         model = built.from_config(config).eval()
@@ -665,7 +685,7 @@ def make_t5(name, extra, seed=0):
     """T5: the decoder's logits for given decoder ids over a padded encoder
     batch, and the greedy continuation from decoder_start_token_id."""
     config = transformers.AutoConfig.for_model(**{**T5_SMALL, **extra})
-    config._attn_implementation = "eager"
+    config._attn_implementation = ATTENTION.get(name, "eager")
     for attempt in range(100):
         torch.manual_seed(seed + attempt)
         model = transformers.AutoModelForSeq2SeqLM.from_config(config).eval()

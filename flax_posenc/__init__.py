@@ -51,6 +51,7 @@ from flax_posenc._src.rope.scalings import LongRopeScaling as LongRopeScaling
 from flax_posenc._src.rope.scalings import ProportionalScaling as ProportionalScaling
 from flax_posenc._src.rope.scalings import RopeScaling as RopeScaling
 from flax_posenc._src.rope.scalings import YarnScaling as YarnScaling
+from flax_posenc._src.schedule.layers import AlibiForm as AlibiForm
 from flax_posenc._src.schedule.layers import LatentDims as LatentDims
 from flax_posenc._src.schedule.layers import LayerAttention as LayerAttention
 from flax_posenc._src.schedule.layers import (
@@ -64,6 +65,7 @@ from flax_posenc._src.twins import SharedKV as SharedKV
 __version__ = "0.1.0"
 
 __all__ = (
+    "AlibiForm",
     "AxialRope",
     "DynamicNTKScaling",
     "LatentDims",

@@ -6,6 +6,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import ml_dtypes
 import numpy as np
 
 
@@ -476,3 +477,22 @@ def attention(
         weights = np.where(any_key, weights, 0.0)
         outs.append(np.einsum("...ij,...je->...ie", weights, v[..., kh, :]))
     return np.stack(outs, axis=-2)
+
+
+def falcon_rw_alibi(num_heads, k_positions, head_dim):
+    """transformers 5.24's build_alibi_tensor (falcon/modeling_falcon.py) and
+    its SDPA path's division, in NumPy: slopes as powers of a float32 base in
+    float32, then ``slopes.bfloat16() * positions`` (both rounded to
+    bfloat16, the product rounded to bfloat16), then / sqrt(head_dim)."""
+    bf16 = ml_dtypes.bfloat16
+    closest = 2 ** math.floor(math.log2(num_heads))
+    base = np.float32(2 ** (-(2 ** -(math.log2(closest) - 3))))
+    slopes = [base ** np.int32(k) for k in range(1, closest + 1)]
+    if closest != num_heads:
+        extra = np.float32(2 ** (-(2 ** -(math.log2(2 * closest) - 3))))
+        count = min(closest, num_heads - closest)
+        slopes += [extra ** np.int32(k) for k in range(1, 1 + 2 * count, 2)]
+    slopes = np.asarray(slopes, np.float32).astype(bf16).astype(np.float32)
+    keys = np.asarray(k_positions).astype(bf16).astype(np.float32)
+    product = (slopes[:, None] * keys[None]).astype(bf16).astype(np.float32)
+    return product / np.float32(math.sqrt(head_dim))

@@ -172,3 +172,69 @@ def test_bias_scalar_positions_raise():
 def test_bias_bad_head_count_raises():
     with pytest.raises(ValueError, match="num_heads"):
         fp.alibi_bias(jnp.arange(3), jnp.arange(3), 0)
+
+
+# ---------------------------------------------- the keys' form (BLOOM, Falcon-RW)
+
+
+@pytest.mark.parametrize("num_heads", [32, 71])  # Falcon-RW-1B's; not a power of 2
+def test_falcon_rw_form_is_its_code_to_the_bit(num_heads):
+    """Positions to 4095: past 256 bfloat16 rounds the positions too."""
+    keys = np.arange(4096)
+    ours = fp.alibi_bias(
+        jnp.arange(2),
+        keys,
+        num_heads,
+        form="key_position",
+        slope_dtype=jnp.bfloat16,
+        scale=64**-0.5,
+    )
+    want = references.falcon_rw_alibi(num_heads, keys, 64)
+    np.testing.assert_array_equal(ours, np.broadcast_to(want[:, None], ours.shape))
+
+
+def test_key_form_is_the_same_causal_attention():
+    """m k_j against the paper's -m (q_i - k_j): each query's row differs by
+    m q_i, which a causal softmax removes."""
+    pos = np.arange(12)
+    keys = f64(fp.alibi_bias(pos, pos, 8, form="key_position"))
+    want = fp.alibi_slopes(8)[:, None, None] * pos  # the same in every row
+    np.testing.assert_array_equal(keys, np.broadcast_to(want, keys.shape))
+    distance = f64(fp.alibi_bias(pos, pos, 8))
+    causal = pos[:, None] >= pos[None]
+
+    def softmax(b):
+        b = np.where(causal, b, -np.inf)
+        e = np.exp(b - b.max(-1, keepdims=True))
+        return e / e.sum(-1, keepdims=True)
+
+    np.testing.assert_allclose(softmax(keys), softmax(distance), atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"form": "keys"}, ValueError, "form"),
+        ({"scale": float("inf")}, ValueError, "scale"),
+        ({"scale": "0.5"}, TypeError, "scale"),
+        ({"slope_dtype": jnp.int8}, TypeError, "slope_dtype"),
+    ],
+)
+def test_key_form_errors(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        fp.alibi_bias(jnp.arange(3), jnp.arange(3), 4, **kwargs)
+
+
+def test_modules_and_their_functions_take_the_form():
+    from flax_posenc import linen
+    from flax_posenc import nnx as pnnx
+
+    fields = dict(form="key_position", slope_dtype=jnp.bfloat16, scale=0.125)
+    pos = jnp.arange(300)
+    want = references.falcon_rw_alibi(32, np.arange(300), 64)
+    for module in (pnnx.ALiBiBias(32, **fields),):
+        np.testing.assert_array_equal(module(pos)[:, 0], want)
+        np.testing.assert_array_equal(module.bias_function()(pos, pos)[:, 5], want)
+    module = linen.ALiBiBias(32, **fields)
+    np.testing.assert_array_equal(module.apply({}, pos)[:, 7], want)
+    np.testing.assert_array_equal(module.bias_function()(pos, pos)[:, 9], want)

@@ -42,6 +42,8 @@ NAMES = [
     "gemma4_moe",
     # Mixtures of experts (Llama 4's, DeepSeek-V3's and Gemma 4's above too).
     "gpt_oss",
+    # ALiBi's biases of the cached keys' positions (Falcon-RW).
+    "falcon_rw",
 ]
 
 

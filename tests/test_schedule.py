@@ -500,15 +500,24 @@ def test_biases_and_qk_norms_are_transformers(extra, want):
     assert {(a.qkv_bias, a.out_bias, a.qk_norm) for a in layers} == {want}
 
 
-@pytest.mark.parametrize(
-    "extra, match",
-    [
-        ({"model_type": "falcon", "alibi": True}, "Falcon's ALiBi"),
-    ],
-)
-def test_what_is_not_built_is_refused(extra, match):
-    with pytest.raises(ValueError, match=match):
-        fp.attention_schedule({**_SMALL, **extra})
+def test_falcon_rw_has_alibi_in_place_of_rope():
+    """transformers 5.24's Falcon with alibi: no rotary applied; the biases
+    of build_alibi_tensor (bfloat16 slopes times the keys' positions),
+    divided by sqrt(head_dim) with the logits."""
+    config = {
+        "model_type": "falcon",
+        "hidden_size": 64,
+        "num_attention_heads": 4,
+        "num_hidden_layers": 2,
+        "alibi": True,
+    }
+    layers = fp.attention_schedule(config)
+    assert {(a.rope, a.alibi) for a in layers} == {
+        (None, fp.AlibiForm("key_position", "bfloat16", 0.25))
+    }
+    config["alibi"] = False
+    assert {a.alibi for a in fp.attention_schedule(config)} == {None}
+    assert all(a.rope is not None for a in fp.attention_schedule(config))
 
 
 @pytest.mark.parametrize(

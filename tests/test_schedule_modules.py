@@ -72,6 +72,7 @@ def _layer(kind, inv_freq=None, **fields):
         "kv_heads": 2,
         "k_eq_v": False,
         "clip": None,
+        "alibi": False,
         **fields,
     }
 
@@ -373,6 +374,32 @@ FAMILIES = {
             )
         ],
     ),
+    # Falcon-RW: ALiBi in place of RoPE as its code computes it (keys'
+    # positions, bfloat16 slopes and products, scaled by head_dim ** -0.5);
+    # 16 heads, whose slopes bfloat16 rounds; every head its own keys
+    # (multi_query false), biases on all four projections.
+    "falcon_rw": (
+        {
+            **SMALL,
+            "model_type": "falcon",
+            "head_dim": None,
+            "num_attention_heads": 16,
+            "num_hidden_layers": 1,
+            "alibi": True,
+            "multi_query": False,
+            "bias": True,
+        },
+        [
+            _layer(
+                "full",
+                alibi=True,
+                head_dim=2,
+                kv_heads=16,
+                qkv_bias=True,
+                out_bias=True,
+            )
+        ],
+    ),
     # OLMoE with clip_qkv: q and k normed over all heads, then q, k and v
     # clipped, then RoPE; OLMo 1 clipping its projections.
     "olmoe_clipped": (
@@ -488,11 +515,16 @@ def _reference(layer, w, x):
     mask = references.attention_mask(pos, pos, causal=layer["causal"], window=window)
     if layer["chunk"] is not None:
         mask = mask & (pos[:, None] // layer["chunk"] == pos[None] // layer["chunk"])
+    bias = None
+    if layer["alibi"]:  # [heads, k] of the keys' positions, for every query
+        heads, head_dim = q.shape[-2], q.shape[-1]
+        bias = references.falcon_rw_alibi(heads, pos, head_dim)[:, None, :]
     out = references.attention(
         q,
         k,
         v,
         mask=mask,
+        bias=bias,
         scale=layer["scale"],
         softcap=layer["softcap"],
         sinks=w.get("sinks"),

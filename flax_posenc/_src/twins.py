@@ -615,10 +615,12 @@ def attention_from_config(
     rotary: Callable[..., Any],
     rms_norm: Callable[..., Any],
     layer_norm: Callable[..., Any] | None = None,
+    alibi: Callable[..., Any] | None = None,
 ) -> tuple[Any, dict[str, Any]]:
     """Layer ``layer``'s `LayerAttention` and the fields of its attention
     module, from a ``config.json`` (linen and NNX): the schedule's entry,
-    its rotary built by ``rotary(**fields)`` and its norms by
+    its rotary built by ``rotary(**fields)``, its ALiBi biases (Falcon-RW)
+    by ``alibi(num_heads, **fields)`` and its norms by
     ``rms_norm(epsilon=, use_scale=, unit_offset=, param_axes=)`` or
     ``layer_norm(epsilon=, param_axes=)`` (the twin's RMSNorm or LayerNorm
     class, or a partial of it), then ``overrides``, which may set only
@@ -680,6 +682,11 @@ def attention_from_config(
         "sliding_window": spec.sliding_window,
         "chunk_size": spec.chunk_size,
         "softcap": spec.softcap,
+        "position_bias": (
+            None
+            if spec.alibi is None
+            else alibi(spec.num_heads, **spec.alibi.module_fields)
+        ),
         "scale": spec.scale,
         "sinks": spec.sinks,
         "query_scale": spec.query_scale,
@@ -1021,10 +1028,16 @@ def learned_rows(table, x, positions, max_length: int, checked: bool, dtype):
 # -- Attention biases ----------------------------------------------------------
 
 
-def alibi_bias(q_positions, k_positions, num_heads: int, dtype) -> jax.Array:
-    """The ALiBi modules' biases (linen and NNX); ``k_positions`` default: same."""
+def alibi_bias(
+    q_positions, k_positions, num_heads: int, dtype, form="distance", **rounding
+) -> jax.Array:
+    """The ALiBi modules' biases (linen and NNX); ``k_positions`` default:
+    same; ``rounding``: `flax_posenc.alibi_bias`'s ``slope_dtype``,
+    ``scale``."""
     k_positions = q_positions if k_positions is None else k_positions
-    return alibi.alibi_bias(q_positions, k_positions, num_heads, dtype=dtype)
+    return alibi.alibi_bias(
+        q_positions, k_positions, num_heads, dtype=dtype, form=form, **rounding
+    )
 
 
 def relative_bias(
@@ -1065,9 +1078,20 @@ class AlibiFunction:
 
     num_heads: int
     dtype: Any
+    form: str = "distance"
+    slope_dtype: Any = None
+    scale: float = 1.0
 
     def __call__(self, q_positions, k_positions=None) -> jax.Array:
-        return alibi_bias(q_positions, k_positions, self.num_heads, self.dtype)
+        return alibi_bias(
+            q_positions,
+            k_positions,
+            self.num_heads,
+            self.dtype,
+            self.form,
+            slope_dtype=self.slope_dtype,
+            scale=self.scale,
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -1089,11 +1113,16 @@ class RelativeFunction:
         )
 
 
-def alibi_bias_function(num_heads: int, dtype) -> jax.tree_util.Partial:
+def alibi_bias_function(
+    num_heads: int, dtype, form="distance", slope_dtype=None, scale=1.0
+) -> jax.tree_util.Partial:
     """The ALiBi modules' ``bias_function()`` (linen and NNX)."""
     alibi.alibi_slopes(num_heads)  # checks num_heads here, not at the first call
     dtype = validation.floating_dtype("dtype", dtype)
-    return jax.tree_util.Partial(AlibiFunction(num_heads, dtype))
+    form, slope_dtype, scale = alibi.check_alibi_form(form, slope_dtype, scale)
+    return jax.tree_util.Partial(
+        AlibiFunction(num_heads, dtype, form, slope_dtype, scale)
+    )
 
 
 def relative_bias_function(

@@ -11,7 +11,13 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike, DTypeLike
 
 from flax_posenc._src import twins, validation
-from flax_posenc._src.linen import cache, latent_attention, normalization, rotary
+from flax_posenc._src.linen import (
+    attention_bias,
+    cache,
+    latent_attention,
+    normalization,
+    rotary,
+)
 
 
 class MultiHeadAttention(nn.Module):
@@ -222,6 +228,7 @@ class MultiHeadAttention(nn.Module):
             rotary=rotary.RotaryEmbedding,
             rms_norm=normalization.RMSNorm,
             layer_norm=normalization.LayerNorm,
+            alibi=attention_bias.ALiBiBias,
         )
         if spec.latent is not None:
             return latent_attention.MultiHeadLatentAttention(**fields)

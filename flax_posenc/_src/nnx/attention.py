@@ -12,7 +12,13 @@ from flax import nnx
 from jax.typing import ArrayLike, DTypeLike
 
 from flax_posenc._src import twins, validation
-from flax_posenc._src.nnx import latent_attention, normalization, parameters, rotary
+from flax_posenc._src.nnx import (
+    attention_bias,
+    latent_attention,
+    normalization,
+    parameters,
+    rotary,
+)
 
 KERNEL_INIT = nnx.initializers.lecun_normal()
 BIAS_INIT = nnx.initializers.zeros_init()
@@ -306,6 +312,7 @@ class MultiHeadAttention(nnx.Module):
             rotary=rotary.RotaryEmbedding,
             rms_norm=lambda **kw: functools.partial(normalization.RMSNorm, **kw),
             layer_norm=lambda **kw: functools.partial(normalization.LayerNorm, **kw),
+            alibi=attention_bias.ALiBiBias,
         )
         made = latent_attention.MultiHeadLatentAttention if spec.latent else cls
         return made(in_features=spec.hidden_size, rngs=rngs, **fields)

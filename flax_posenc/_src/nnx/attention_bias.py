@@ -32,16 +32,38 @@ class ALiBiBias(nnx.Module):
     Args:
       num_heads: number of heads.
       dtype: output dtype.
+      form: ``"distance"`` (the paper's) or ``"key_position"`` (``slope_h *
+        k_j``: BLOOM's and Falcon-RW's code), as `flax_posenc.alibi_bias`.
+      slope_dtype: the dtype the slopes and products are rounded to
+        (Falcon-RW: ``jnp.bfloat16``), or None (float32).
+      scale: a factor on the biases (Falcon-RW: ``head_dim ** -0.5``).
     """
 
-    def __init__(self, num_heads: int, *, dtype: DTypeLike = jnp.float32):
+    def __init__(
+        self,
+        num_heads: int,
+        *,
+        dtype: DTypeLike = jnp.float32,
+        form: str = "distance",
+        slope_dtype: DTypeLike | None = None,
+        scale: float = 1.0,
+    ):
         self.num_heads, self.dtype = num_heads, dtype
+        self.form, self.slope_dtype, self.scale = form, slope_dtype, scale
 
     def __call__(
         self, q_positions: ArrayLike, k_positions: ArrayLike | None = None
     ) -> jax.Array:
         """Biases for ``q_positions [..., q]`` and ``k_positions`` (default: same)."""
-        return twins.alibi_bias(q_positions, k_positions, self.num_heads, self.dtype)
+        return twins.alibi_bias(
+            q_positions,
+            k_positions,
+            self.num_heads,
+            self.dtype,
+            self.form,
+            slope_dtype=self.slope_dtype,
+            scale=self.scale,
+        )
 
     def bias_function(self) -> jax.tree_util.Partial:
         """The biases as a pure function ``f(q_positions, k_positions)``.
@@ -58,7 +80,9 @@ class ALiBiBias(nnx.Module):
           >>> f(jnp.arange(5), jnp.arange(5)).shape
           (8, 5, 5)
         """
-        return twins.alibi_bias_function(self.num_heads, self.dtype)
+        return twins.alibi_bias_function(
+            self.num_heads, self.dtype, self.form, self.slope_dtype, self.scale
+        )
 
 
 class RelativePositionBias(nnx.Module):

@@ -77,6 +77,9 @@ class Family:
         attention with RoPE, whatever the rule and ``nope`` say (EXAONE 4).
       chunk_key: the key of the chunked layers' chunk size.
       causal: whether the layers mask later positions.
+      alibi_key: the key that, true, gives every layer ALiBi biases in place
+        of RoPE, in Falcon-RW's form (`AlibiForm`: the keys' positions,
+        bfloat16 slopes and products, scaled by ``head_dim ** -0.5``).
       bidirectional_key: the key that, at ``bidirectional_value``, makes
         every layer bidirectional with its window read as ``window_half``
         reads it (Gemma 3's ``use_bidirectional_attention``: EmbeddingGemma).
@@ -141,6 +144,7 @@ class Family:
     period_letters: bool = False
     chunk_key: str | None = None
     causal: bool = True
+    alibi_key: str | None = None
     bidirectional_key: str | None = None
     bidirectional_value: bool | str = True
     bidirectional_others: tuple[str, ...] = ()
@@ -180,6 +184,7 @@ class Family:
             self.chunk_key,
             self.qk_norm_switch,
             self.bidirectional_key,
+            self.alibi_key,
             self.k_eq_v_key,
             self.global_kv_heads_key,
             self.kv_shared_key,
@@ -342,7 +347,7 @@ FAMILIES: dict[str, Family] = {
         qkv_bias="bias",
         out_bias="bias",
         defaults={"multi_query": True},
-        unsupported={"alibi": "Falcon's ALiBi (Falcon-RW) is not read yet"},
+        alibi_key="alibi",
     ),
     # Granite: the logits' scale is attention_multiplier (1/128 in granite-3).
     "granite": Family(

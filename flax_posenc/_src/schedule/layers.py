@@ -7,6 +7,8 @@ import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import jax.numpy as jnp
+
 from flax_posenc._src import validation
 from flax_posenc._src.attention import temperature
 from flax_posenc._src.rope import config as rope_config
@@ -14,6 +16,31 @@ from flax_posenc._src.rope import scalings
 from flax_posenc._src.schedule import families
 
 LAYER_TYPES = ("full_attention", "sliding_attention", "chunked_attention")
+
+
+@dataclasses.dataclass(frozen=True)
+class AlibiForm:
+    """How a layer's ALiBi biases are computed (`flax_posenc.alibi_bias`).
+
+    ``ALiBiBias(num_heads, **alibi.module_fields)`` makes them.
+
+    Attributes:
+      form: ``"distance"`` (the paper's ``-m |q - k|``) or
+        ``"key_position"`` (``m k``: Falcon-RW's code).
+      slope_dtype: the name of the dtype the slopes and their products with
+        the positions are rounded to (Falcon-RW: ``"bfloat16"``), or None.
+      scale: a factor on the biases (Falcon-RW: ``head_dim ** -0.5``).
+    """
+
+    form: str = "distance"
+    slope_dtype: str | None = None
+    scale: float = 1.0
+
+    @property
+    def module_fields(self) -> dict[str, Any]:
+        """The fields of an ``ALiBiBias`` module (beside ``num_heads``)."""
+        dtype = None if self.slope_dtype is None else jnp.dtype(self.slope_dtype)
+        return {"form": self.form, "slope_dtype": dtype, "scale": self.scale}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,6 +115,8 @@ class LayerAttention:
         ``head_dim`` is then ``qk_nope_head_dim + qk_rope_head_dim``, the
         rope's head the rotated part, ``qkv_bias`` the biases of the query
         and key/value down-projections and ``norm_eps`` the latents' norms'.
+      alibi: how the layer's ALiBi biases are computed (Falcon-RW, whose
+        layers then have no RoPE), or None.
     """
 
     layer: int
@@ -115,6 +144,7 @@ class LayerAttention:
     kv_shared_from: int | None = None
     clip_qkv: float | None = None
     latent: LatentDims | None = None
+    alibi: AlibiForm | None = None
 
 
 def attention_schedule(config: Mapping[str, Any]) -> tuple[LayerAttention, ...]:
@@ -500,6 +530,13 @@ def _layer(
         kv_heads = _int(text, family.global_kv_heads_key) or kv_heads
     hidden = _int(text, "hidden_size", required=True)
     head_dim = rope_config.head_dim(text, layer_type)
+    alibi = None
+    if family.alibi_key is not None and _flag(text, family.alibi_key, False):
+        # Falcon-RW: ALiBi in place of RoPE, as its code computes it (the
+        # keys' positions, bfloat16 slopes and products, scaled with the
+        # logits by head_dim ** -0.5).
+        rotates = False
+        alibi = AlibiForm("key_position", "bfloat16", head_dim**-0.5)
     rope = rope_config.layer_rope(text, layer_type) if rotates else None
     qk_norm = family.qk_norm
     if not _flag(text, family.qk_norm_switch) or (
@@ -544,6 +581,7 @@ def _layer(
         k_eq_v=k_eq_v,
         clip_qkv=_clip(text, family.clip_key),
         latent=latent,
+        alibi=alibi,
     )
 
 
