@@ -1028,15 +1028,19 @@ def learned_rows(table, x, positions, max_length: int, checked: bool, dtype):
 # -- Attention biases ----------------------------------------------------------
 
 
-def alibi_bias(
-    q_positions, k_positions, num_heads: int, dtype, form="distance", **rounding
-) -> jax.Array:
-    """The ALiBi modules' biases (linen and NNX); ``k_positions`` default:
-    same; ``rounding``: `flax_posenc.alibi_bias`'s ``slope_dtype``,
-    ``scale``."""
+def alibi_bias(fields, q_positions, k_positions) -> jax.Array:
+    """The ALiBi modules' biases (linen and NNX); ``fields``: the module or
+    its `AlibiFunction` (``num_heads``, ``dtype``, ``form``, ``slope_dtype``,
+    ``scale``); ``k_positions`` default: same."""
     k_positions = q_positions if k_positions is None else k_positions
     return alibi.alibi_bias(
-        q_positions, k_positions, num_heads, dtype=dtype, form=form, **rounding
+        q_positions,
+        k_positions,
+        fields.num_heads,
+        dtype=fields.dtype,
+        form=fields.form,
+        slope_dtype=fields.slope_dtype,
+        scale=fields.scale,
     )
 
 
@@ -1083,15 +1087,7 @@ class AlibiFunction:
     scale: float = 1.0
 
     def __call__(self, q_positions, k_positions=None) -> jax.Array:
-        return alibi_bias(
-            q_positions,
-            k_positions,
-            self.num_heads,
-            self.dtype,
-            self.form,
-            slope_dtype=self.slope_dtype,
-            scale=self.scale,
-        )
+        return alibi_bias(self, q_positions, k_positions)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -1113,15 +1109,16 @@ class RelativeFunction:
         )
 
 
-def alibi_bias_function(
-    num_heads: int, dtype, form="distance", slope_dtype=None, scale=1.0
-) -> jax.tree_util.Partial:
-    """The ALiBi modules' ``bias_function()`` (linen and NNX)."""
-    alibi.alibi_slopes(num_heads)  # checks num_heads here, not at the first call
-    dtype = validation.floating_dtype("dtype", dtype)
-    form, slope_dtype, scale = alibi.check_alibi_form(form, slope_dtype, scale)
+def alibi_bias_function(fields) -> jax.tree_util.Partial:
+    """The ALiBi modules' ``bias_function()`` (linen and NNX), of the
+    module's fields."""
+    alibi.alibi_slopes(fields.num_heads)  # checked here, not at the first call
+    dtype = validation.floating_dtype("dtype", fields.dtype)
+    form, slope_dtype, scale = alibi.check_alibi_form(
+        fields.form, fields.slope_dtype, fields.scale
+    )
     return jax.tree_util.Partial(
-        AlibiFunction(num_heads, dtype, form, slope_dtype, scale)
+        AlibiFunction(fields.num_heads, dtype, form, slope_dtype, scale)
     )
 
 

@@ -47,15 +47,7 @@ class ALiBiBias(nn.Module):
         self, q_positions: ArrayLike, k_positions: ArrayLike | None = None
     ) -> jax.Array:
         """Biases for ``q_positions [..., q]`` and ``k_positions`` (default: same)."""
-        return twins.alibi_bias(
-            q_positions,
-            k_positions,
-            self.num_heads,
-            self.dtype,
-            self.form,
-            slope_dtype=self.slope_dtype,
-            scale=self.scale,
-        )
+        return twins.alibi_bias(self, q_positions, k_positions)
 
     def bias_function(self) -> jax.tree_util.Partial:
         """The biases as a pure function ``f(q_positions, k_positions)``.
@@ -72,9 +64,7 @@ class ALiBiBias(nn.Module):
           >>> f(jnp.arange(5), jnp.arange(5)).shape
           (8, 5, 5)
         """
-        return twins.alibi_bias_function(
-            self.num_heads, self.dtype, self.form, self.slope_dtype, self.scale
-        )
+        return twins.alibi_bias_function(self)
 
 
 class RelativePositionBias(nn.Module):
