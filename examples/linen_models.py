@@ -42,7 +42,7 @@ def check_family(config: Mapping[str, Any]) -> models.Family:
         ("Apertus's xIELU", family.activation == "xielu"),
         (
             "an encoder (every layer bidirectional)",
-            not any(a.causal for a in fp.attention_schedule(config)),
+            models.is_encoder(fp.attention_schedule(config)),
         ),
     ]
     missing = [reason for reason, present in reasons if present]

@@ -451,6 +451,13 @@ def standard_config(config: Mapping[str, Any]) -> dict[str, Any]:
     return config
 
 
+def is_encoder(schedule) -> bool:
+    """Whether a model of this `flax_posenc.attention_schedule` is an encoder:
+    every layer bidirectional (EmbeddingGemma), so no LM head, and its call
+    gives the last hidden states."""
+    return not any(a.causal for a in schedule)
+
+
 def family_of(config: Mapping[str, Any]) -> Family:
     """The `Family` of a config's ``model_type``, or a ValueError naming the
     ones these examples build."""
@@ -791,9 +798,7 @@ class Decoder(nnx.Module):
         schedule = fp.attention_schedule(config)
         # Which earlier layer's keys and values each layer reuses (Gemma 4).
         self.kv_sources = tuple(a.kv_shared_from for a in schedule)
-        # Every layer bidirectional (EmbeddingGemma): an encoder without an LM
-        # head, whose call gives the last hidden states.
-        self.encoder = not any(a.causal for a in schedule)
+        self.encoder = is_encoder(schedule)
         self.per_layer_inputs = (
             gemma4.PerLayerInputs(
                 config, dtype=dtype, param_dtype=param_dtype, rngs=rngs

@@ -647,7 +647,7 @@ def attention_from_config(
             return None
         # Each head's weights: the heads' axis unnamed (the query and key norms
         # are one factory, with heads and kv_heads), so replicated.
-        axes = {"head": ("kv",), "all_heads": (None,)}.get(over, (None, "kv"))
+        axes = {"head": ("kv",), "each_head": (None, "kv"), "all_heads": (None,)}[over]
         if kind == "layer_each_head":  # the weight [heads, head_dim], no bias
             return layer_norm(
                 epsilon=spec.norm_eps,

@@ -22,14 +22,13 @@ def _param_shape(
     names: tuple[str | None, ...],
     feature_axes: int | Sequence[int] | None = None,
 ) -> tuple[int, ...]:
-    if feature_axes is None:
-        axes, which = normalization._axes(x.ndim, axis), "normalized axis"
-    else:
-        axes = normalization._axes(x.ndim, feature_axes, "feature_axes")
-        which = "feature axis"
+    axes = normalization._feature_axes(
+        x, normalization._axes(x.ndim, axis), feature_axes
+    )
     if len(names) != len(axes):
         raise ValueError(
-            f"scale/bias axis names {names} must name each {which} {axes}."
+            f"scale/bias axis names {names} must name each feature axis {axes} "
+            "(default: the normalized axes)."
         )
     return tuple(x.shape[a] for a in axes)
 
